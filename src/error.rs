@@ -1,0 +1,211 @@
+//! Errors: [`Error`] for a lookup, [`ConfigError`] for building a client.
+
+use std::{fmt, time::Duration};
+
+use http::StatusCode;
+
+use crate::{InvalidId, InvalidToken};
+
+/// Why a payment lookup did not give an answer.
+///
+/// Every variant says whose problem it is: the input ([`InvalidId`],
+/// [`InvalidToken`]: nothing was sent), the caller's token or the creator's
+/// access token ([`Unauthorized`](Error::Unauthorized)), Figma's budget
+/// ([`RateLimited`](Error::RateLimited), [`Throttled`](Error::Throttled)) or
+/// Figma itself. No variant ever holds a token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An ID was not a string of ASCII digits; nothing was sent to Figma.
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    /// A token was empty, too long or not visible ASCII; nothing was sent.
+    #[error(transparent)]
+    InvalidToken(#[from] InvalidToken),
+    /// Figma answered 400: a parameter was invalid (for a plugin payment
+    /// token, often an expired or forged one).
+    #[error("Figma refused the request as invalid (400): {message}")]
+    InvalidRequest {
+        /// Figma's `message`, shortened, with any token removed.
+        message: String,
+    },
+    /// Figma answered 401 or 403: the access token or the plugin payment
+    /// token was refused. Figma does not say which; a failing
+    /// [`PaymentsClient::verify_credentials`](crate::PaymentsClient::verify_credentials)
+    /// means it is the access token (they expire after 90 days at most).
+    #[error("Figma refused the credentials ({status}): {message}")]
+    Unauthorized {
+        /// 401 or 403.
+        status: StatusCode,
+        /// Figma's `message`, shortened, with any token removed.
+        message: String,
+    },
+    /// Figma answered 429: the access token's budget for this endpoint is
+    /// spent. No call should go to Figma before `retry_after`.
+    #[error("Figma rate-limited the access token (429){}", RetryIn(.0.retry_after))]
+    RateLimited(RateLimit),
+    /// No call was made: this client's own budget is spent, its queue is
+    /// full, or Figma asked it to back off after a 429.
+    #[error("no call was made to Figma: {reason}; try again in {}s", ceil_secs(*.retry_after))]
+    Throttled {
+        /// How long until a call may be made.
+        retry_after: Duration,
+        /// Why no call was made.
+        reason: ThrottleReason,
+    },
+    /// Figma answered with a 5xx, or another status it does not document.
+    #[error("Figma failed to answer ({status}): {message}")]
+    Upstream {
+        /// The status Figma answered with.
+        status: StatusCode,
+        /// Figma's `message` if there was one, shortened, with any token removed.
+        message: String,
+    },
+    /// Figma did not answer within the client's timeout.
+    #[error("Figma did not answer in time (timeout {}ms)", .0.as_millis())]
+    Timeout(Duration),
+    /// The request could not be sent or its answer not read (DNS,
+    /// connection refused or dropped, TLS).
+    #[error("could not reach Figma: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// Figma answered 200 with something that is not its success envelope
+    /// (`{"status": 200, "error": false, "meta": {...}}`).
+    #[error("Figma's answer could not be read: {reason}")]
+    MalformedResponse {
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// How long to wait before asking again, where Figma or the budget said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited(limit) => limit.retry_after,
+            Self::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// Whether the error lies in what the caller sent (bad ID or token, or a
+    /// 400/401/403 from Figma) rather than in Figma or the network.
+    pub fn is_caller_error(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidId(_)
+                | Self::InvalidToken(_)
+                | Self::InvalidRequest { .. }
+                | Self::Unauthorized { .. }
+        )
+    }
+
+    /// Whether Figma could not give an answer (rate limit, budget, 5xx,
+    /// timeout, network, unreadable answer): the case where a cached answer
+    /// may stand in.
+    pub fn is_upstream_failure(&self) -> bool {
+        !self.is_caller_error()
+    }
+}
+
+/// What Figma sent with a 429.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimit {
+    /// `Retry-After`, in seconds; it can be days.
+    pub retry_after: Option<Duration>,
+    /// `X-Figma-Plan-Tier`.
+    pub plan_tier: Option<String>,
+    /// `X-Figma-Rate-Limit-Type` (`low` or `high`).
+    pub rate_limit_type: Option<String>,
+    /// `X-Figma-Upgrade-Link`.
+    pub upgrade_link: Option<String>,
+}
+
+/// Why [`Error::Throttled`] made no call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThrottleReason {
+    /// Figma answered 429 and its `Retry-After` has not passed.
+    BackingOff,
+    /// No slot in the client's rate budget came free in time.
+    BudgetExhausted,
+    /// Too many lookups were already waiting for a slot.
+    QueueFull,
+}
+
+impl fmt::Display for ThrottleReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BackingOff => "Figma asked to back off (429 Retry-After)",
+            Self::BudgetExhausted => "the rate budget for Figma is spent",
+            Self::QueueFull => "too many lookups are waiting for the rate budget",
+        })
+    }
+}
+
+struct RetryIn(Option<Duration>);
+
+impl fmt::Display for RetryIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, "; retry after {}s", ceil_secs(d)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whole seconds, rounded up, as `Retry-After` wants them.
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Why a [`PaymentsClient`](crate::PaymentsClient) could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `FIGMA_TOKEN` is not set.
+    #[error("FIGMA_TOKEN is not set: create a personal access token at https://www.figma.com/developers/api#access-tokens and export it as FIGMA_TOKEN")]
+    MissingToken,
+    /// The access token is not a plausible token.
+    #[error("the Figma access token is not usable: {0}")]
+    InvalidToken(#[from] InvalidToken),
+    /// The base URL does not parse or is not http(s).
+    #[error("the Figma API base URL {url:?} is not usable ({reason}); set FIGMA_API_URL to something like https://api.figma.com")]
+    InvalidBaseUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
+    /// reqwest could not build its HTTP client (TLS set-up).
+    #[error("could not build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceil_secs_rounds_up() {
+        assert_eq!(ceil_secs(Duration::from_millis(0)), 0);
+        assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
+        assert_eq!(ceil_secs(Duration::from_millis(2000)), 2);
+        assert_eq!(ceil_secs(Duration::from_millis(2001)), 3);
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        assert!(ConfigError::MissingToken.to_string().contains("FIGMA_TOKEN"));
+        let e = Error::Throttled {
+            retry_after: Duration::from_millis(1500),
+            reason: ThrottleReason::BackingOff,
+        };
+        assert!(e.to_string().contains("try again in 2s"), "{e}");
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
+        assert!(e.is_upstream_failure());
+    }
+}

@@ -1,0 +1,386 @@
+//! Figma IDs: users, plugins, widgets and Community files.
+//!
+//! Figma's IDs are strings of ASCII digits. They look numeric but may not fit
+//! a JavaScript number or an `f64`, so this crate never turns them into
+//! numbers: it checks them and keeps them as text.
+//!
+//! # Example
+//!
+//! ```
+//! use figma_paywall::{Resource, ResourceType, UserId};
+//!
+//! let user = UserId::new("1234567890")?;
+//! let plugin = Resource::plugin("1122334455")?;
+//! assert_eq!(plugin.kind(), ResourceType::Plugin);
+//! assert_eq!(plugin.id().as_str(), "1122334455");
+//!
+//! // Full-width digits, signs and spaces are refused before anything is sent.
+//! assert!(UserId::new("１２３").is_err());
+//! assert!(UserId::new("-1").is_err());
+//! # Ok::<(), figma_paywall::InvalidId>(())
+//! ```
+
+use std::{borrow::Borrow, fmt, sync::Arc};
+
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+/// The longest ID this crate accepts, in digits.
+///
+/// Figma's IDs are about 19 digits today; the bound leaves room to grow while
+/// keeping hostile input from costing memory or a request to Figma.
+pub const MAX_ID_LEN: usize = 32;
+
+/// Why a string is not a valid Figma ID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidId {
+    /// The ID is the empty string.
+    #[error("the {what} is empty: a Figma ID is a string of ASCII digits such as \"1122334455\"")]
+    Empty {
+        /// Which ID was being checked.
+        what: &'static str,
+    },
+    /// The ID is longer than [`MAX_ID_LEN`].
+    #[error("the {what} is {len} characters long: Figma IDs have at most {MAX_ID_LEN} digits")]
+    TooLong {
+        /// Which ID was being checked.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The ID holds something other than the ASCII digits `0`-`9`.
+    #[error("the {what} must be ASCII digits only (no signs, spaces or full-width digits); found a character at byte {position} that is not `0`-`9`")]
+    NotDigits {
+        /// Which ID was being checked.
+        what: &'static str,
+        /// Byte offset of the first offending character.
+        position: usize,
+    },
+}
+
+fn check(what: &'static str, s: &str) -> Result<(), InvalidId> {
+    if s.is_empty() {
+        return Err(InvalidId::Empty { what });
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(InvalidId::TooLong { what, len: s.len() });
+    }
+    if let Some(position) = s.bytes().position(|b| !b.is_ascii_digit()) {
+        return Err(InvalidId::NotDigits { what, position });
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Checks `id` (ASCII digits only, 1 to [`MAX_ID_LEN`] of them) and wraps it.
+            pub fn new(id: impl AsRef<str>) -> Result<Self, InvalidId> {
+                let id = id.as_ref();
+                check($what, id)?;
+                Ok(Self(Arc::from(id)))
+            }
+
+            /// The ID as Figma writes it.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&&*self.0).finish()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(s: &str) -> Result<Self, InvalidId> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = InvalidId;
+            fn try_from(s: &str) -> Result<Self, InvalidId> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidId;
+            fn try_from(s: String) -> Result<Self, InvalidId> {
+                Self::new(s)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            /// Accepts a string of digits, as Figma sends today, and also a
+            /// non-negative integer, as specs before 0.28.0 declared.
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(IdVisitor($what)).map(Self)
+            }
+        }
+    };
+}
+
+struct IdVisitor(&'static str);
+
+impl<'de> de::Visitor<'de> for IdVisitor {
+    type Value = Arc<str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} as a string of ASCII digits", self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Arc<str>, E> {
+        check(self.0, v).map_err(E::custom)?;
+        Ok(Arc::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Arc<str>, E> {
+        Ok(Arc::from(v.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Arc<str>, E> {
+        u64::try_from(v)
+            .map_err(|_| E::custom(format!("a {} cannot be negative", self.0)))
+            .and_then(|v| self.visit_u64(v))
+    }
+}
+
+id_type!(
+    /// The ID of a Figma user, as OAuth's `user_id_string` and
+    /// `PaymentInformation::user_id` give it.
+    UserId,
+    "user ID"
+);
+
+id_type!(
+    /// The ID of a plugin, a widget or a Community file: the number after
+    /// `plugin/`, `widget/` or `file/` in its Community URL, or the `id` of a
+    /// plugin's manifest.
+    ResourceId,
+    "resource ID"
+);
+
+/// The kind of thing Figma sells: a plugin, a widget or a Community file.
+///
+/// Any other value Figma may add later is kept as [`ResourceType::Other`]
+/// rather than failing the whole answer; the gate never matches it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResourceType {
+    /// `PLUGIN`
+    Plugin,
+    /// `WIDGET`
+    Widget,
+    /// `COMMUNITY_FILE`
+    CommunityFile,
+    /// A value this version of the crate does not know, kept as sent.
+    Other(String),
+}
+
+impl ResourceType {
+    /// The name Figma uses in JSON (`PLUGIN`, `WIDGET`, `COMMUNITY_FILE`).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Plugin => "PLUGIN",
+            Self::Widget => "WIDGET",
+            Self::CommunityFile => "COMMUNITY_FILE",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// The query parameter that names a resource of this kind on `GET /v1/payments`.
+    pub(crate) fn query_param(&self) -> Option<&'static str> {
+        match self {
+            Self::Plugin => Some("plugin_id"),
+            Self::Widget => Some("widget_id"),
+            Self::CommunityFile => Some("community_file_id"),
+            Self::Other(_) => None,
+        }
+    }
+
+    fn from_name(s: &str) -> Self {
+        match s {
+            "PLUGIN" => Self::Plugin,
+            "WIDGET" => Self::Widget,
+            "COMMUNITY_FILE" => Self::CommunityFile,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ResourceType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Self::from_name(&s))
+    }
+}
+
+/// A thing sold on Figma: its kind paired with its ID.
+///
+/// # Example
+///
+/// ```
+/// use figma_paywall::Resource;
+///
+/// let file = Resource::community_file("9876543210")?;
+/// assert_eq!(file.to_string(), "COMMUNITY_FILE 9876543210");
+/// # Ok::<(), figma_paywall::InvalidId>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Resource {
+    kind: ResourceType,
+    id: ResourceId,
+}
+
+impl Resource {
+    /// A plugin, by the ID in its manifest or Community URL.
+    pub fn plugin(id: impl AsRef<str>) -> Result<Self, InvalidId> {
+        Ok(Self::new(ResourceType::Plugin, ResourceId::new(id)?))
+    }
+
+    /// A widget, by the ID in its manifest or Community URL.
+    pub fn widget(id: impl AsRef<str>) -> Result<Self, InvalidId> {
+        Ok(Self::new(ResourceType::Widget, ResourceId::new(id)?))
+    }
+
+    /// A Community file, by the number after `file/` in its Community URL.
+    pub fn community_file(id: impl AsRef<str>) -> Result<Self, InvalidId> {
+        Ok(Self::new(ResourceType::CommunityFile, ResourceId::new(id)?))
+    }
+
+    /// Pairs a kind with an already checked ID.
+    pub fn new(kind: ResourceType, id: ResourceId) -> Self {
+        Self { kind, id }
+    }
+
+    /// What kind of resource this is.
+    pub fn kind(&self) -> ResourceType {
+        self.kind.clone()
+    }
+
+    /// Its ID.
+    pub fn id(&self) -> &ResourceId {
+        &self.id
+    }
+
+    /// The resource's page on Figma Community, where a visitor can buy it.
+    pub fn community_url(&self) -> String {
+        let path = match self.kind {
+            ResourceType::Widget => "widget",
+            ResourceType::CommunityFile => "file",
+            _ => "plugin",
+        };
+        format!("https://www.figma.com/community/{path}/{}", self.id)
+    }
+
+    pub(crate) fn kind_ref(&self) -> &ResourceType {
+        &self.kind
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_ascii_digits_within_bounds() {
+        assert!(UserId::new("0").is_ok());
+        assert!(UserId::new("1".repeat(MAX_ID_LEN)).is_ok());
+        assert_eq!(
+            UserId::new("1".repeat(MAX_ID_LEN + 1)),
+            Err(InvalidId::TooLong {
+                what: "user ID",
+                len: MAX_ID_LEN + 1
+            })
+        );
+        assert_eq!(UserId::new(""), Err(InvalidId::Empty { what: "user ID" }));
+        for bad in ["１２３", "+1", "-1", " 1", "1 ", "1e3", "0x1", "12&a=1", "1\u{0}"] {
+            assert!(
+                matches!(UserId::new(bad), Err(InvalidId::NotDigits { .. })),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_deserialize_from_strings_and_integers() {
+        let id: UserId = serde_json::from_str("\"0042\"").unwrap();
+        assert_eq!(id, "0042");
+        let id: UserId = serde_json::from_str("1234567890123456789").unwrap();
+        assert_eq!(id, "1234567890123456789");
+        assert!(serde_json::from_str::<UserId>("-5").is_err());
+        assert!(serde_json::from_str::<UserId>("1.5").is_err());
+        assert!(serde_json::from_str::<UserId>("\"12a\"").is_err());
+    }
+
+    #[test]
+    fn resource_types_keep_unknown_names() {
+        let t: ResourceType = serde_json::from_str("\"SLIDE_TEMPLATE\"").unwrap();
+        assert_eq!(t, ResourceType::Other("SLIDE_TEMPLATE".into()));
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"SLIDE_TEMPLATE\"");
+        let t: ResourceType = serde_json::from_str("\"COMMUNITY_FILE\"").unwrap();
+        assert_eq!(t, ResourceType::CommunityFile);
+    }
+}

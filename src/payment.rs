@@ -1,0 +1,208 @@
+//! What Figma answers: [`PaymentInformation`] and [`PaymentStatus`].
+//!
+//! # Example
+//!
+//! ```
+//! use figma_paywall::{PaymentInformation, PaymentStatus};
+//!
+//! // The official spec's shape…
+//! let info: PaymentInformation = serde_json::from_str(r#"{
+//!     "user_id": "1234567890", "resource_id": "1122334455",
+//!     "resource_type": "PLUGIN", "payment_status": {"type": "PAID"},
+//!     "date_of_purchase": "2024-06-15T14:30:00Z"
+//! }"#)?;
+//! assert_eq!(info.payment_status, PaymentStatus::Paid);
+//!
+//! // …and the bare string of the older OpenAPI file read the same.
+//! let info: PaymentInformation = serde_json::from_str(r#"{
+//!     "user_id": "1234567890", "resource_id": "1122334455",
+//!     "resource_type": "PLUGIN", "payment_status": "UNPAID"
+//! }"#)?;
+//! assert_eq!(info.payment_status, PaymentStatus::Unpaid);
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use std::{borrow::Cow, fmt};
+
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{ResourceId, ResourceType, UserId};
+
+/// A user's payment information for one plugin, widget or Community file,
+/// as `GET /v1/payments` answers it in `meta`.
+///
+/// Fields are named as Figma names them. Serializing writes Figma's official
+/// shape (`"payment_status": {"type": "PAID"}`), so an answer parsed from
+/// Figma serializes back to the same JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentInformation {
+    /// The user whose payment information was asked for.
+    pub user_id: UserId,
+    /// The plugin, widget or Community file that was asked about.
+    pub resource_id: ResourceId,
+    /// What kind of resource `resource_id` is.
+    pub resource_type: ResourceType,
+    /// Whether the user has paid.
+    pub payment_status: PaymentStatus,
+    /// When the user bought the resource (UTC, ISO 8601), if ever.
+    ///
+    /// Still present after a refund or an ended subscription: it does not
+    /// mean access. Only [`payment_status`](Self::payment_status) does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_purchase: Option<String>,
+}
+
+/// A user's payment status on a resource.
+///
+/// Figma has sent this three ways: `{"type": "PAID"}` (its official spec),
+/// `{"status": "PAID"}` (its docs page) and `"PAID"` (an older OpenAPI file).
+/// All three parse. A status this crate does not know is kept in
+/// [`PaymentStatus::Other`], never a parse failure, and never grants access.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PaymentStatus {
+    /// `PAID`: the user has an active purchase.
+    Paid,
+    /// `TRIAL`: the user is in the trial period of a subscription.
+    Trial,
+    /// `UNPAID`: the user has not paid, or no longer has access.
+    Unpaid,
+    /// `NOT_SUPPORTED`: payments are not available here; Figma says to treat
+    /// it as an error, not as access.
+    NotSupported,
+    /// Any other value, kept as sent.
+    Other(String),
+}
+
+impl PaymentStatus {
+    /// The name Figma uses (`PAID`, `TRIAL`, `UNPAID`, `NOT_SUPPORTED`, …).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Paid => "PAID",
+            Self::Trial => "TRIAL",
+            Self::Unpaid => "UNPAID",
+            Self::NotSupported => "NOT_SUPPORTED",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// Reads a status name; unknown names become [`PaymentStatus::Other`].
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "PAID" => Self::Paid,
+            "TRIAL" => Self::Trial,
+            "UNPAID" => Self::Unpaid,
+            "NOT_SUPPORTED" => Self::NotSupported,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for PaymentStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Typed<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+        }
+        Typed {
+            kind: self.as_str(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PaymentStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StatusVisitor)
+    }
+}
+
+struct StatusVisitor;
+
+impl<'de> de::Visitor<'de> for StatusVisitor {
+    type Value = PaymentStatus;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"a payment status: "PAID", {"type": "PAID"} or {"status": "PAID"}"#)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<PaymentStatus, E> {
+        Ok(PaymentStatus::from_name(v))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<PaymentStatus, A::Error> {
+        let mut found: Option<PaymentStatus> = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "type" | "status" => {
+                    let name = map.next_value::<Cow<'de, str>>()?;
+                    let status = PaymentStatus::from_name(&name);
+                    match &found {
+                        Some(previous) if *previous != status => {
+                            return Err(de::Error::custom(
+                                "payment_status names two different statuses",
+                            ))
+                        }
+                        _ => found = Some(status),
+                    }
+                }
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        found.ok_or_else(|| de::Error::custom("payment_status has neither `type` nor `status`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFICIAL: &str = r#"{"user_id":"1234567890","resource_id":"1122334455","resource_type":"PLUGIN","payment_status":{"type":"PAID"},"date_of_purchase":"2024-06-15T14:30:00Z"}"#;
+
+    #[test]
+    fn official_json_round_trips_byte_for_byte() {
+        let info: PaymentInformation = serde_json::from_str(OFFICIAL).unwrap();
+        assert_eq!(info.payment_status, PaymentStatus::Paid);
+        assert_eq!(serde_json::to_string(&info).unwrap(), OFFICIAL);
+    }
+
+    #[test]
+    fn every_status_shape_parses() {
+        for (json, want) in [
+            (r#""PAID""#, PaymentStatus::Paid),
+            (r#"{"type":"TRIAL"}"#, PaymentStatus::Trial),
+            (r#"{"status":"UNPAID"}"#, PaymentStatus::Unpaid),
+            (r#""NOT_SUPPORTED""#, PaymentStatus::NotSupported),
+            (r#"{"type":"PAID","status":"PAID","extra":[1]}"#, PaymentStatus::Paid),
+            (r#"{"type":"REFUNDED"}"#, PaymentStatus::Other("REFUNDED".into())),
+            (r#""""#, PaymentStatus::Other(String::new())),
+        ] {
+            let got: PaymentStatus = serde_json::from_str(json).unwrap();
+            assert_eq!(got, want, "{json}");
+        }
+    }
+
+    #[test]
+    fn contradictory_or_empty_status_objects_are_errors() {
+        for json in [r#"{"type":"PAID","status":"UNPAID"}"#, "{}", "3", "null", "[]"] {
+            assert!(serde_json::from_str::<PaymentStatus>(json).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn missing_date_is_none_and_not_written() {
+        let json = r#"{"user_id":"1","resource_id":"2","resource_type":"WIDGET","payment_status":{"type":"UNPAID"}}"#;
+        let info: PaymentInformation = serde_json::from_str(json).unwrap();
+        assert_eq!(info.date_of_purchase, None);
+        assert_eq!(serde_json::to_string(&info).unwrap(), json);
+    }
+}
