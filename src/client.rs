@@ -176,14 +176,15 @@ impl PaymentsClient {
         user: &UserId,
         resource: &Resource,
     ) -> Result<PaymentInformation, Error> {
-        let param = resource.kind_ref().query_param().ok_or_else(|| {
-            Error::InvalidRequest {
+        let param = resource
+            .kind_ref()
+            .query_param()
+            .ok_or_else(|| Error::InvalidRequest {
                 message: format!(
                     "resource type {} cannot be looked up by user ID",
                     resource.kind_ref()
                 ),
-            }
-        })?;
+            })?;
         let mut url = self.inner.payments_url.clone();
         url.query_pairs_mut()
             .append_pair("user_id", user.as_str())
@@ -228,7 +229,7 @@ impl PaymentsClient {
         url: Url,
         secret: Option<&str>,
     ) -> Result<PaymentInformation, Error> {
-        let _slot = self.inner.budget.acquire().await?;
+        self.inner.budget.acquire().await?;
         let (_, body) = self.send(url, secret).await?;
         parse_payments_answer(&body)
     }
@@ -401,9 +402,7 @@ impl PaymentsClientBuilder {
                 me_url,
                 timeout: self.timeout,
                 budget: Budget {
-                    limiter: RateLimiter::direct(
-                        Quota::per_minute(per_minute).allow_burst(burst),
-                    ),
+                    limiter: RateLimiter::direct(Quota::per_minute(per_minute).allow_burst(burst)),
                     waiting: Semaphore::new(self.max_waiting),
                     max_wait: self.max_wait,
                     backoff_until: Mutex::new(None),
@@ -579,7 +578,13 @@ mod tests {
         assert_eq!(m.as_str(), "http://127.0.0.1:9/figma/v1/me");
         let (p, _) = endpoint_urls("https://api.figma.com").unwrap();
         assert_eq!(p.as_str(), "https://api.figma.com/v1/payments");
-        for bad in ["", "api.figma.com", "ftp://x", "http://x/?a=1", "http://u:p@x/"] {
+        for bad in [
+            "",
+            "api.figma.com",
+            "ftp://x",
+            "http://x/?a=1",
+            "http://u:p@x/",
+        ] {
             assert!(endpoint_urls(bad).is_err(), "{bad:?}");
         }
     }

@@ -199,7 +199,9 @@ mod tests {
 
     #[test]
     fn messages_say_what_to_do() {
-        assert!(ConfigError::MissingToken.to_string().contains("FIGMA_TOKEN"));
+        assert!(ConfigError::MissingToken
+            .to_string()
+            .contains("FIGMA_TOKEN"));
         let e = Error::Throttled {
             retry_after: Duration::from_millis(1500),
             reason: ThrottleReason::BackingOff,

@@ -356,7 +356,17 @@ mod tests {
             })
         );
         assert_eq!(UserId::new(""), Err(InvalidId::Empty { what: "user ID" }));
-        for bad in ["１２３", "+1", "-1", " 1", "1 ", "1e3", "0x1", "12&a=1", "1\u{0}"] {
+        for bad in [
+            "１２３",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "1e3",
+            "0x1",
+            "12&a=1",
+            "1\u{0}",
+        ] {
             assert!(
                 matches!(UserId::new(bad), Err(InvalidId::NotDigits { .. })),
                 "{bad:?} accepted"

@@ -4,19 +4,28 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod client;
+mod error;
+mod extract;
+pub mod id;
 #[cfg(feature = "mock")]
 pub mod mock;
-mod error;
-pub mod id;
 pub mod payment;
+mod paywall;
+pub mod require_paid;
 pub mod secret;
 
+#[doc(hidden)]
+pub use client::parse_payments_answer;
 pub use client::{
     FigmaUser, PaymentsClient, PaymentsClientBuilder, ACCESS_TOKEN_HEADER, DEFAULT_BASE_URL,
 };
-#[doc(hidden)]
-pub use client::parse_payments_answer;
 pub use error::{ConfigError, Error, RateLimit, ThrottleReason};
+pub use extract::MissingPaywall;
 pub use id::{InvalidId, Resource, ResourceId, ResourceType, UserId, MAX_ID_LEN};
 pub use payment::{PaymentInformation, PaymentStatus};
+pub use paywall::{Lookup, Paywall, PaywallBuilder, PaywallStats};
+pub use require_paid::{
+    AccessVia, FigmaUserId, Identity, IdentityError, IdentitySource, PaidAccess, Refusal,
+    RefusalReason, RequirePaid, RequirePaidLayer,
+};
 pub use secret::{AccessToken, InvalidToken, PluginPaymentToken};

@@ -81,6 +81,9 @@ pub enum Fault {
     /// Wait this long before answering normally (longer than the client's
     /// timeout: no answer at all).
     Delay(Duration),
+    /// Answer 200 with this exact JSON body (an answer about someone else,
+    /// a new shape, …).
+    Answer(Value),
 }
 
 /// Which shape `payment_status` takes in the mock's answers.
@@ -228,7 +231,11 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 impl MockFigma {
     /// Starts an empty mock on `127.0.0.1` with a free port.
     pub async fn start() -> std::io::Result<Self> {
-        Self::start_with(Ledger::default(), "127.0.0.1:0".parse().expect("valid address")).await
+        Self::start_with(
+            Ledger::default(),
+            "127.0.0.1:0".parse().expect("valid address"),
+        )
+        .await
     }
 
     /// Starts a mock seeded from `ledger`, listening on `addr`.
@@ -347,6 +354,19 @@ impl MockFigma {
         PluginPaymentToken::new(token).expect("generated tokens are valid")
     }
 
+    /// Makes the mock accept `token` as a plugin payment token naming `user`
+    /// of `resource`, as if Figma had issued it.
+    pub fn accept_token(&self, token: &PluginPaymentToken, user: &UserId, resource: &Resource) {
+        self.shared.lock().tokens.insert(
+            token.expose_secret().to_owned(),
+            TokenGrant {
+                user: user.clone(),
+                resource: resource.clone(),
+                expires_at: Instant::now() + TOKEN_LIFETIME,
+            },
+        );
+    }
+
     /// Adds a demo user (for `/v1/me` and the OAuth page).
     pub fn add_user(&self, id: &UserId, handle: &str) {
         self.shared.lock().users.push(DemoUser {
@@ -404,7 +424,10 @@ fn envelope(status: StatusCode, message: &str) -> Response {
 /// Takes the fault for this request, if any, and the latency to add.
 fn take_fault(shared: &Shared) -> (Option<Fault>, Duration) {
     let mut state = shared.lock();
-    let fault = state.faults.pop_front().or_else(|| state.steady_fault.clone());
+    let fault = state
+        .faults
+        .pop_front()
+        .or_else(|| state.steady_fault.clone());
     (fault, state.latency)
 }
 
@@ -414,7 +437,10 @@ async fn apply_fault(fault: Option<Fault>, latency: Duration) -> Option<Response
     match fault? {
         Fault::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            Some(envelope(status, status.canonical_reason().unwrap_or("error")))
+            Some(envelope(
+                status,
+                status.canonical_reason().unwrap_or("error"),
+            ))
         }
         Fault::RateLimited { retry_after } => {
             let mut response = envelope(
@@ -431,7 +457,9 @@ async fn apply_fault(fault: Option<Fault>, latency: Duration) -> Option<Response
             );
             Some(response)
         }
-        Fault::MalformedJson => Some((StatusCode::OK, "{\"status\": 200, \"meta\": {").into_response()),
+        Fault::MalformedJson => {
+            Some((StatusCode::OK, "{\"status\": 200, \"meta\": {").into_response())
+        }
         Fault::Html => Some(
             (
                 StatusCode::OK,
@@ -446,6 +474,7 @@ async fn apply_fault(fault: Option<Fault>, latency: Duration) -> Option<Response
             });
             Some((StatusCode::OK, Body::from_stream(failing)).into_response())
         }
+        Fault::Answer(body) => Some(Json(body).into_response()),
         Fault::Delay(d) => {
             tokio::time::sleep(d).await;
             None

@@ -182,8 +182,14 @@ mod tests {
             (r#"{"type":"TRIAL"}"#, PaymentStatus::Trial),
             (r#"{"status":"UNPAID"}"#, PaymentStatus::Unpaid),
             (r#""NOT_SUPPORTED""#, PaymentStatus::NotSupported),
-            (r#"{"type":"PAID","status":"PAID","extra":[1]}"#, PaymentStatus::Paid),
-            (r#"{"type":"REFUNDED"}"#, PaymentStatus::Other("REFUNDED".into())),
+            (
+                r#"{"type":"PAID","status":"PAID","extra":[1]}"#,
+                PaymentStatus::Paid,
+            ),
+            (
+                r#"{"type":"REFUNDED"}"#,
+                PaymentStatus::Other("REFUNDED".into()),
+            ),
             (r#""""#, PaymentStatus::Other(String::new())),
         ] {
             let got: PaymentStatus = serde_json::from_str(json).unwrap();
@@ -193,8 +199,17 @@ mod tests {
 
     #[test]
     fn contradictory_or_empty_status_objects_are_errors() {
-        for json in [r#"{"type":"PAID","status":"UNPAID"}"#, "{}", "3", "null", "[]"] {
-            assert!(serde_json::from_str::<PaymentStatus>(json).is_err(), "{json}");
+        for json in [
+            r#"{"type":"PAID","status":"UNPAID"}"#,
+            "{}",
+            "3",
+            "null",
+            "[]",
+        ] {
+            assert!(
+                serde_json::from_str::<PaymentStatus>(json).is_err(),
+                "{json}"
+            );
         }
     }
 

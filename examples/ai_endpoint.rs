@@ -1,0 +1,115 @@
+//! A plugin's backend: `POST /generate` (a stand-in for a costly AI model
+//! call) for buyers only, `GET /health` for everyone.
+//!
+//! ```text
+//! cargo run --example ai_endpoint
+//! ```
+//!
+//! Without `FIGMA_TOKEN` it starts the embedded mock Figma, seeded with demo
+//! buyers and non-buyers, and prints curl commands to try. With
+//! `FIGMA_TOKEN` (and `FIGMA_PLUGIN_ID`) it asks the real Figma
+//! (`FIGMA_API_URL` overrides the base URL). `PORT` overrides 3000.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    extract::State,
+    routing::{get, post},
+    Json, Router,
+};
+use figma_paywall::{
+    mock::MockFigma, PaidAccess, PaymentInformation, PaymentStatus, PaymentsClient, Paywall,
+    Resource, UserId,
+};
+use serde_json::{json, Value};
+
+const DEMO_PLUGIN: &str = "1122334455";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,figma_paywall=debug".into()),
+        )
+        .init();
+
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+
+    // Keep the mock alive as long as the server runs.
+    let (client, plugin, _mock, demo) = if std::env::var_os("FIGMA_TOKEN").is_some() {
+        let client = PaymentsClient::from_env()?;
+        let me = client.verify_credentials().await.map_err(|e| {
+            format!("FIGMA_TOKEN was not accepted by Figma ({e}); personal access tokens expire, create a new one")
+        })?;
+        tracing::info!(creator = %me.handle, "Figma accepted FIGMA_TOKEN");
+        let id = std::env::var("FIGMA_PLUGIN_ID").map_err(|_| {
+            "set FIGMA_PLUGIN_ID to your plugin's ID (the `id` in its manifest.json)"
+        })?;
+        (client, Resource::plugin(id)?, None, Vec::new())
+    } else {
+        let mock = MockFigma::start().await?;
+        let plugin = Resource::plugin(DEMO_PLUGIN)?;
+        let mut demo = Vec::new();
+        for (id, who, status) in [
+            ("2001", "a buyer", PaymentStatus::Paid),
+            ("2002", "a user in a trial", PaymentStatus::Trial),
+            ("2003", "a user who has not paid", PaymentStatus::Unpaid),
+        ] {
+            let user = UserId::new(id)?;
+            mock.set_status(&user, &plugin, status);
+            let token = mock.issue_token_for(&user, &plugin, Duration::from_secs(86_400));
+            demo.push((who, token));
+        }
+        (mock.client()?, plugin, Some(mock), demo)
+    };
+
+    let paywall = Paywall::new(client);
+    let app = Router::new()
+        .route("/generate", post(generate))
+        .layer(paywall.require(plugin))
+        .route("/health", get(|| async { "ok" }))
+        .route("/paywall/stats", get(stats))
+        .with_state(paywall);
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("ai_endpoint listening on http://{addr}");
+    if !demo.is_empty() {
+        println!(
+            "\nRunning on the embedded mock Figma (set FIGMA_TOKEN to use the real one). Try:\n"
+        );
+        for (who, token) in &demo {
+            println!("# {who}");
+            println!(
+                "curl -i -X POST http://{addr}/generate -H 'X-Figma-Payment-Token: {}' -d 'a cat in a hat'\n",
+                token.expose_secret()
+            );
+        }
+        println!("# nobody\ncurl -i -X POST http://{addr}/generate -d 'a cat in a hat'\n");
+        println!("# what the paywall did\ncurl http://{addr}/paywall/stats\n");
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// The expensive part: only buyers get here.
+async fn generate(payment: PaymentInformation, access: PaidAccess, prompt: String) -> Json<Value> {
+    Json(json!({
+        "result": format!("a picture of {}", prompt.trim()),
+        "user_id": payment.user_id,
+        "payment_status": payment.payment_status,
+        "served_from_cache": access.from_cache,
+    }))
+}
+
+async fn stats(State(paywall): State<Paywall>) -> Json<Value> {
+    Json(json!(paywall.stats()))
+}

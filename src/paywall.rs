@@ -1,0 +1,584 @@
+//! [`Paywall`]: the cache and lookup engine that every gate built from one
+//! client shares.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{routing::post, Router};
+//! use figma_paywall::{Paywall, PaymentsClient, Resource};
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // One client, one cache, one upstream budget for every gated router.
+//! let paywall = Paywall::new(PaymentsClient::from_env()?);
+//! let plugin = Resource::plugin("1122334455")?;
+//! let file = Resource::community_file("9876543210")?;
+//!
+//! let api: Router = Router::new()
+//!     .route("/generate", post(|| async { "ok" }))
+//!     .layer(paywall.require(plugin.clone()));
+//! let docs: Router = Router::new()
+//!     .route("/docs", post(|| async { "docs" }))
+//!     .layer(paywall.require_any_of([plugin, file]));
+//! # Ok(()) }
+//! ```
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    time::{Duration, Instant},
+};
+
+use futures_util::{
+    future::{BoxFuture, Shared},
+    FutureExt,
+};
+use moka::{future::Cache, Expiry};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    error::ConfigError, Error, PaymentInformation, PaymentStatus, PaymentsClient,
+    PluginPaymentToken, Resource, UserId,
+};
+
+/// The cache and lookup engine shared by every [`RequirePaidLayer`](crate::RequirePaidLayer)
+/// built from it.
+///
+/// Cheap to clone. Holds a [`PaymentsClient`] (and so its rate budget and
+/// 429 back-off) and one `moka` cache of Figma's answers, with per-status
+/// lifetimes:
+///
+/// | status | fresh for | then served while Figma fails |
+/// |---|---|---|
+/// | `PAID` | 10 min | up to 1 h more ([`stale_grace`](PaywallBuilder::stale_grace)) |
+/// | `TRIAL` | 2 min | up to 1 h more |
+/// | `UNPAID`, `NOT_SUPPORTED`, others | 5 s | never |
+///
+/// Errors are never cached. Concurrent lookups of one key make one call to
+/// Figma, run in a spawned task so that a caller who goes away does not
+/// cancel it for the others. A `PAID` or `TRIAL` answer used in the last
+/// 20 % of its life is refreshed in the background.
+#[derive(Clone)]
+pub struct Paywall {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    client: PaymentsClient,
+    cache: Cache<CacheKey, Arc<Entry>>,
+    flights: Mutex<HashMap<CacheKey, Flight>>,
+    lifetimes: Lifetimes,
+    pub(crate) stats: Counters,
+}
+
+impl fmt::Debug for Paywall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Paywall")
+            .field("client", &self.inner.client)
+            .field("entries", &self.inner.cache.entry_count())
+            .field("lifetimes", &self.inner.lifetimes)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lifetimes {
+    paid: Duration,
+    trial: Duration,
+    unpaid: Duration,
+    stale_grace: Duration,
+}
+
+impl Lifetimes {
+    fn fresh_for(&self, status: &PaymentStatus) -> Duration {
+        match status {
+            PaymentStatus::Paid => self.paid,
+            PaymentStatus::Trial => self.trial,
+            _ => self.unpaid,
+        }
+    }
+
+    fn grace_for(&self, status: &PaymentStatus) -> Duration {
+        match status {
+            PaymentStatus::Paid | PaymentStatus::Trial => self.stale_grace,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// A cache key: 128 bits of SHA-256 over the question asked, so that plugin
+/// payment tokens are never stored and keys are small and fixed-size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct CacheKey(u128);
+
+impl CacheKey {
+    fn digest(parts: &[&[u8]]) -> Self {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            // Length-prefixed, so no two different questions hash the same input.
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        let digest = hasher.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        Self(u128::from_le_bytes(first))
+    }
+
+    /// The key of a plugin payment token's answer. The answer names its own
+    /// resource and is checked against the gate on every use, so one token's
+    /// answer serves every gate without serving the wrong resource.
+    pub(crate) fn token(token: &PluginPaymentToken) -> Self {
+        Self::digest(&[b"token", token.expose_secret().as_bytes()])
+    }
+
+    /// The key of a user's answer on one resource.
+    pub(crate) fn user(user: &UserId, resource: &Resource) -> Self {
+        Self::digest(&[
+            b"user",
+            resource.kind_ref().as_str().as_bytes(),
+            resource.id().as_str().as_bytes(),
+            user.as_str().as_bytes(),
+        ])
+    }
+}
+
+struct Entry {
+    info: PaymentInformation,
+    fetched_at: Instant,
+    fresh_until: Instant,
+    /// Fresh lifetime plus stale grace: how long moka keeps the entry.
+    keep_for: Duration,
+    refresh_at: Instant,
+    refreshing: AtomicBool,
+}
+
+struct EntryExpiry;
+
+impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        entry: &Arc<Entry>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(entry.keep_for)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &CacheKey,
+        entry: &Arc<Entry>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.keep_for)
+    }
+}
+
+type SharedResult = Result<Arc<Entry>, Arc<Error>>;
+type Flight = Shared<BoxFuture<'static, SharedResult>>;
+
+/// The answer to one lookup.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    entry: Arc<Entry>,
+    /// Whether the answer came from the cache.
+    pub from_cache: bool,
+    /// Whether the answer is past its lifetime, served because Figma could
+    /// not be asked (only ever `PAID` or `TRIAL`).
+    pub stale: bool,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("info", &self.info)
+            .field("age", &self.fetched_at.elapsed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lookup {
+    /// Figma's answer.
+    pub fn info(&self) -> &PaymentInformation {
+        &self.entry.info
+    }
+
+    /// How old the answer is.
+    pub fn age(&self) -> Duration {
+        self.entry.fetched_at.elapsed()
+    }
+}
+
+/// Builds a [`Paywall`]; see its docs for the defaults.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use figma_paywall::{AccessToken, Paywall, PaymentsClient};
+///
+/// let client = PaymentsClient::new(AccessToken::new("figd_example")?)?;
+/// let paywall = Paywall::builder(client)
+///     .max_entries(100_000)
+///     .paid_lifetime(Duration::from_secs(30 * 60))
+///     .unpaid_lifetime(Duration::from_secs(3))
+///     .build();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct PaywallBuilder {
+    client: PaymentsClient,
+    max_entries: u64,
+    lifetimes: Lifetimes,
+}
+
+impl PaywallBuilder {
+    /// The most answers kept (default 1,000,000); least used go first.
+    pub fn max_entries(mut self, max: u64) -> Self {
+        self.max_entries = max;
+        self
+    }
+
+    /// How long a `PAID` answer is used without asking Figma again (default
+    /// 10 minutes). A refund takes up to this long to take effect.
+    pub fn paid_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetimes.paid = lifetime;
+        self
+    }
+
+    /// How long a `TRIAL` answer is used (default 2 minutes).
+    pub fn trial_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetimes.trial = lifetime;
+        self
+    }
+
+    /// How long `UNPAID` and every other refusing answer is used (default
+    /// 5 s), so that a purchase takes effect within seconds. Call
+    /// [`Paywall::invalidate_user`] after a checkout to make it immediate.
+    pub fn unpaid_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetimes.unpaid = lifetime;
+        self
+    }
+
+    /// How long past its lifetime a `PAID` or `TRIAL` answer may still be
+    /// served while Figma fails, times out or rate-limits (default 1 hour;
+    /// zero turns it off).
+    ///
+    /// # Warning
+    ///
+    /// For up to this long, a buyer who was refunded during an outage keeps
+    /// access. Refusing answers (`UNPAID`, …) are never served stale.
+    pub fn stale_grace(mut self, grace: Duration) -> Self {
+        self.lifetimes.stale_grace = grace;
+        self
+    }
+
+    /// Builds the paywall.
+    pub fn build(self) -> Paywall {
+        let cache = Cache::builder()
+            .max_capacity(self.max_entries)
+            .expire_after(EntryExpiry)
+            .support_invalidation_closures()
+            .build();
+        Paywall {
+            inner: Arc::new(Inner {
+                client: self.client,
+                cache,
+                flights: Mutex::new(HashMap::new()),
+                lifetimes: self.lifetimes,
+                stats: Counters::default(),
+            }),
+        }
+    }
+}
+
+impl Paywall {
+    /// A paywall with the default cache settings.
+    pub fn new(client: PaymentsClient) -> Self {
+        Self::builder(client).build()
+    }
+
+    /// Starts a builder.
+    pub fn builder(client: PaymentsClient) -> PaywallBuilder {
+        PaywallBuilder {
+            client,
+            max_entries: 1_000_000,
+            lifetimes: Lifetimes {
+                paid: Duration::from_secs(10 * 60),
+                trial: Duration::from_secs(2 * 60),
+                unpaid: Duration::from_secs(5),
+                stale_grace: Duration::from_secs(60 * 60),
+            },
+        }
+    }
+
+    /// A paywall over [`PaymentsClient::from_env`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self::new(PaymentsClient::from_env()?))
+    }
+
+    /// The process-wide paywall that [`RequirePaid::plugin`](crate::RequirePaid::plugin)
+    /// and its siblings share, built from the environment on first use.
+    pub(crate) fn shared_from_env() -> Result<Self, String> {
+        static SHARED: OnceLock<Result<Paywall, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Self::from_env().map_err(|e| e.to_string()))
+            .clone()
+    }
+
+    /// The client this paywall asks Figma with.
+    pub fn client(&self) -> &PaymentsClient {
+        &self.inner.client
+    }
+
+    /// The payment information behind a plugin payment token, from the cache
+    /// or from Figma.
+    pub async fn lookup_token(&self, token: &PluginPaymentToken) -> Result<Lookup, Arc<Error>> {
+        let token = token.clone();
+        let client = self.inner.client.clone();
+        self.lookup(CacheKey::token(&token), move || async move {
+            client.payment_by_token(&token).await
+        })
+        .await
+    }
+
+    /// A user's payment information on a resource, from the cache or from
+    /// Figma.
+    pub async fn lookup_user(
+        &self,
+        user: &UserId,
+        resource: &Resource,
+    ) -> Result<Lookup, Arc<Error>> {
+        let (user, resource) = (user.clone(), resource.clone());
+        let client = self.inner.client.clone();
+        self.lookup(CacheKey::user(&user, &resource), move || async move {
+            client.payment_by_user(&user, &resource).await
+        })
+        .await
+    }
+
+    async fn lookup<F, Fut>(&self, key: CacheKey, fetch: F) -> Result<Lookup, Arc<Error>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<PaymentInformation, Error>> + Send + 'static,
+    {
+        let stats = &self.inner.stats;
+        let now = Instant::now();
+        let cached = self.inner.cache.get(&key).await;
+        if let Some(entry) = &cached {
+            if now < entry.fresh_until {
+                stats.hits.fetch_add(1, Ordering::Relaxed);
+                if now >= entry.refresh_at && !entry.refreshing.swap(true, Ordering::AcqRel) {
+                    stats.refreshes.fetch_add(1, Ordering::Relaxed);
+                    drop(self.flight(key, Some(entry.fetched_at), fetch));
+                }
+                return Ok(Lookup {
+                    entry: entry.clone(),
+                    from_cache: true,
+                    stale: false,
+                });
+            }
+        }
+        stats.misses.fetch_add(1, Ordering::Relaxed);
+        let flight = self.flight(key, cached.as_ref().map(|e| e.fetched_at), fetch);
+        match (flight.await, cached) {
+            (Ok(entry), _) => Ok(Lookup {
+                from_cache: false,
+                entry,
+                stale: false,
+            }),
+            // Only PAID and TRIAL entries outlive their freshness.
+            (Err(error), Some(entry)) if error.is_upstream_failure() => {
+                stats.stale_served.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %error, age_secs = entry.fetched_at.elapsed().as_secs(), "Figma could not answer; serving a stale PAID/TRIAL answer");
+                Ok(Lookup {
+                    entry,
+                    from_cache: true,
+                    stale: true,
+                })
+            }
+            (Err(error), _) => Err(error),
+        }
+    }
+
+    /// Joins the lookup of `key` under way, or starts one in a spawned task.
+    ///
+    /// `seen` is when the entry the caller saw was fetched: a flight that
+    /// finds a newer entry in the cache uses it instead of asking Figma, so
+    /// a caller who saw an old entry just before another flight finished
+    /// does not cause a second call.
+    fn flight<F, Fut>(&self, key: CacheKey, seen: Option<Instant>, fetch: F) -> Flight
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<PaymentInformation, Error>> + Send + 'static,
+    {
+        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flight) = flights.get(&key) {
+            return flight.clone();
+        }
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let result = this.fetch_and_store(key, seen, fetch).await;
+            this.inner
+                .flights
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            result
+        });
+        let flight = async move {
+            task.await.unwrap_or_else(|e| {
+                Err(Arc::new(Error::MalformedResponse {
+                    reason: format!("the lookup task failed: {e}"),
+                }))
+            })
+        }
+        .boxed()
+        .shared();
+        flights.insert(key, flight.clone());
+        flight
+    }
+
+    async fn fetch_and_store<F, Fut>(
+        &self,
+        key: CacheKey,
+        seen: Option<Instant>,
+        fetch: F,
+    ) -> SharedResult
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<PaymentInformation, Error>>,
+    {
+        if let Some(entry) = self.inner.cache.get(&key).await {
+            if seen.is_none_or(|seen| entry.fetched_at > seen) && Instant::now() < entry.fresh_until
+            {
+                return Ok(entry);
+            }
+        }
+        let started = Instant::now();
+        // The client's own timeouts bound the request; this bounds the
+        // whole lookup, budget wait included, whatever happens inside.
+        let deadline = self.inner.client.timeout() + Duration::from_secs(3);
+        let result = match tokio::time::timeout(deadline, fetch()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(deadline)),
+        };
+        tracing::debug!(
+            upstream_ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "asked Figma"
+        );
+        let info = result.map_err(Arc::new)?;
+        let fetched_at = Instant::now();
+        let fresh = self.inner.lifetimes.fresh_for(&info.payment_status);
+        let grace = self.inner.lifetimes.grace_for(&info.payment_status);
+        let entry = Arc::new(Entry {
+            fetched_at,
+            fresh_until: fetched_at + fresh,
+            refresh_at: fetched_at + fresh.mul_f32(0.8),
+            keep_for: fresh + grace,
+            refreshing: AtomicBool::new(false),
+            info,
+        });
+        self.inner.cache.insert(key, entry.clone()).await;
+        Ok(entry)
+    }
+
+    /// Drops every cached answer about `user` (by user ID or by token), for
+    /// example right after the plugin's checkout completes, so their next
+    /// request asks Figma.
+    pub fn invalidate_user(&self, user: &UserId) {
+        let user = user.clone();
+        // Only fails when invalidation closures are not enabled; they are.
+        let _ = self
+            .inner
+            .cache
+            .invalidate_entries_if(move |_, entry| entry.info.user_id == user);
+    }
+
+    /// Drops the cached answer for one plugin payment token.
+    pub async fn invalidate_token(&self, token: &PluginPaymentToken) {
+        self.inner.cache.invalidate(&CacheKey::token(token)).await;
+    }
+
+    /// Drops every cached answer.
+    pub fn invalidate_all(&self) {
+        self.inner.cache.invalidate_all();
+    }
+
+    /// A snapshot of what the paywall has done since it started.
+    pub fn stats(&self) -> PaywallStats {
+        let s = &self.inner.stats;
+        let (calls, latency) = self.inner.client.upstream_calls();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PaywallStats {
+            cache_hits: load(&s.hits),
+            cache_misses: load(&s.misses),
+            stale_served: load(&s.stale_served),
+            background_refreshes: load(&s.refreshes),
+            cached_entries: self.inner.cache.entry_count(),
+            upstream_calls: calls,
+            upstream_mean_latency_ms: if calls == 0 {
+                0.0
+            } else {
+                latency.as_secs_f64() * 1000.0 / calls as f64
+            },
+            backing_off_secs: self
+                .inner
+                .client
+                .backing_off_for()
+                .map(crate::error::ceil_secs),
+            granted: load(&s.granted),
+            refused: s.refused.snapshot(),
+        }
+    }
+
+    /// Runs moka's pending maintenance (expiry, invalidation); useful in tests.
+    pub async fn run_pending_tasks(&self) {
+        self.inner.cache.run_pending_tasks().await;
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale_served: AtomicU64,
+    refreshes: AtomicU64,
+    pub(crate) granted: AtomicU64,
+    pub(crate) refused: crate::require_paid::RefusalCounters,
+}
+
+/// What a [`Paywall`] has done since it started; serializes to JSON for a
+/// stats endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct PaywallStats {
+    /// Lookups answered from the cache with a fresh answer.
+    pub cache_hits: u64,
+    /// Lookups that had to wait on Figma (missing or expired answers).
+    pub cache_misses: u64,
+    /// Expired PAID/TRIAL answers served because Figma could not answer.
+    pub stale_served: u64,
+    /// Refreshes started in the background before an answer expired.
+    pub background_refreshes: u64,
+    /// Answers in the cache (approximate).
+    pub cached_entries: u64,
+    /// Requests sent to Figma.
+    pub upstream_calls: u64,
+    /// Their mean latency.
+    pub upstream_mean_latency_ms: f64,
+    /// Seconds left of a 429 back-off, if Figma asked for one.
+    pub backing_off_secs: Option<u64>,
+    /// Requests let through by the gates.
+    pub granted: u64,
+    /// Requests refused by the gates, by reason.
+    pub refused: std::collections::BTreeMap<&'static str, u64>,
+}

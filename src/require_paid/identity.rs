@@ -1,0 +1,370 @@
+//! Who is calling: where the gate finds a plugin payment token or a user ID.
+//!
+//! By default ([`DefaultIdentity`]) the gate reads, in this order, the header
+//! `X-Figma-Payment-Token`, the query parameter `plugin_payment_token`, and a
+//! [`FigmaUserId`] request extension that the app's own authentication put
+//! there. A user ID is never read from what the client sends, since anyone
+//! can claim any ID.
+//!
+//! # Example
+//!
+//! A custom source is any closure from the request's parts:
+//!
+//! ```
+//! use figma_paywall::{FigmaUserId, Identity, IdentityError, Paywall, PaymentsClient, AccessToken, Resource};
+//! use http::request::Parts;
+//!
+//! // Trust a user ID that an authenticating proxy in front of the app sets.
+//! let from_proxy = |parts: &Parts| -> Result<Option<Identity>, IdentityError> {
+//!     match parts.headers.get("x-authenticated-figma-user") {
+//!         None => Ok(None),
+//!         Some(value) => {
+//!             let id = value.to_str().map_err(|_| IdentityError::invalid("unreadable user ID"))?;
+//!             FigmaUserId::new(id).to_identity().map(Some)
+//!         }
+//!     }
+//! };
+//! # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
+//! let layer = paywall.require(Resource::plugin("1")?).with_identity(from_proxy);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+
+use http::{request::Parts, StatusCode};
+
+use crate::{PluginPaymentToken, UserId};
+
+/// The header a plugin sends its payment token in.
+pub const PAYMENT_TOKEN_HEADER: &str = "x-figma-payment-token";
+
+/// The query parameter a plugin may send its payment token in.
+pub const PAYMENT_TOKEN_QUERY: &str = "plugin_payment_token";
+
+/// Who a request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Identity {
+    /// A plugin payment token from `figma.payments.getPluginPaymentTokenAsync()`.
+    PaymentToken(PluginPaymentToken),
+    /// A Figma user ID the app established itself (OAuth, its own session).
+    User(UserId),
+}
+
+/// The Figma user ID of a request, as the app's own authentication knows it.
+///
+/// Put it in the request's extensions and the gate asks Figma about that
+/// user. `new` takes any string; the ID is checked at lookup, and one that is
+/// not a Figma ID is refused with 401 without asking Figma.
+///
+/// ```
+/// use figma_paywall::FigmaUserId;
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(FigmaUserId::new("1234567890"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FigmaUserId(String);
+
+impl FigmaUserId {
+    /// Wraps a user ID; it is checked when the gate uses it.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The ID as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Checks the ID and makes it an [`Identity`].
+    pub fn to_identity(&self) -> Result<Identity, IdentityError> {
+        UserId::new(&self.0)
+            .map(Identity::User)
+            .map_err(|e| IdentityError::invalid(e.to_string()))
+    }
+}
+
+/// Why a request's identity could not be read. Never holds a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityError {
+    status: StatusCode,
+    message: String,
+}
+
+impl IdentityError {
+    /// The request is malformed (answered 400): several tokens, a token in
+    /// two places, a repeated parameter.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// The identity is not acceptable (answered 401).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+        }
+    }
+
+    /// 400 or 401.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What is wrong, in words for the caller.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for IdentityError {}
+
+/// Where a gate finds who is calling.
+///
+/// `Ok(None)` means "no identity here" (the gate answers 401); an error is a
+/// malformed or unacceptable one. Closures `Fn(&Parts) -> Result<Option<Identity>, IdentityError>`
+/// implement it; so do the ready-made sources of this module, which combine
+/// with [`or`](IdentitySource::or).
+pub trait IdentitySource: Clone + Send + Sync + 'static {
+    /// Reads the identity from the request's parts.
+    fn identify(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError>;
+
+    /// Tries `self`, then `other` when `self` finds nothing.
+    fn or<O: IdentitySource>(self, other: O) -> Or<Self, O>
+    where
+        Self: Sized,
+    {
+        Or(self, other)
+    }
+}
+
+impl<F> IdentitySource for F
+where
+    F: Fn(&Parts) -> Result<Option<Identity>, IdentityError> + Clone + Send + Sync + 'static,
+{
+    fn identify(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        self(parts)
+    }
+}
+
+/// Tries one source, then another; see [`IdentitySource::or`].
+#[derive(Debug, Clone)]
+pub struct Or<A, B>(A, B);
+
+impl<A: IdentitySource, B: IdentitySource> IdentitySource for Or<A, B> {
+    fn identify(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        match self.0.identify(parts)? {
+            Some(identity) => Ok(Some(identity)),
+            None => self.1.identify(parts),
+        }
+    }
+}
+
+/// The plugin payment token in the `X-Figma-Payment-Token` header.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PaymentTokenHeader;
+
+impl IdentitySource for PaymentTokenHeader {
+    fn identify(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        let mut values = parts.headers.get_all(PAYMENT_TOKEN_HEADER).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(IdentityError::malformed(
+                "send one X-Figma-Payment-Token header, not several",
+            ));
+        }
+        let value = value.to_str().map_err(|_| {
+            IdentityError::malformed("the X-Figma-Payment-Token header is not visible ASCII")
+        })?;
+        token_identity(value).map(Some)
+    }
+}
+
+/// The plugin payment token in the `plugin_payment_token` query parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PaymentTokenQuery;
+
+impl IdentitySource for PaymentTokenQuery {
+    fn identify(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        let Some(query) = parts.uri.query() else {
+            return Ok(None);
+        };
+        let mut found = None;
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if name == PAYMENT_TOKEN_QUERY {
+                if found.is_some() {
+                    return Err(IdentityError::malformed(
+                        "send the plugin_payment_token query parameter once, not several times",
+                    ));
+                }
+                found = Some(value);
+            }
+        }
+        found.map(|value| token_identity(&value)).transpose()
+    }
+}
+
+/// The [`FigmaUserId`] request extension set by the app's authentication.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserIdExtension;
+
+impl IdentitySource for UserIdExtension {
+    fn identify(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        parts
+            .extensions
+            .get::<FigmaUserId>()
+            .map(FigmaUserId::to_identity)
+            .transpose()
+    }
+}
+
+/// The default: the `X-Figma-Payment-Token` header, else the
+/// `plugin_payment_token` query parameter, else the [`FigmaUserId`]
+/// extension. A token in both the header and the query is refused (400), so
+/// that no proxy or cache can be confused about which one counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultIdentity;
+
+impl IdentitySource for DefaultIdentity {
+    fn identify(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        let header = PaymentTokenHeader.identify(parts)?;
+        let query = PaymentTokenQuery.identify(parts)?;
+        match (header, query) {
+            (Some(_), Some(_)) => Err(IdentityError::malformed(
+                "send the plugin payment token in the X-Figma-Payment-Token header or the plugin_payment_token query parameter, not both",
+            )),
+            (Some(identity), None) | (None, Some(identity)) => Ok(Some(identity)),
+            (None, None) => UserIdExtension.identify(parts),
+        }
+    }
+}
+
+fn token_identity(value: &str) -> Result<Identity, IdentityError> {
+    PluginPaymentToken::new(value)
+        .map(Identity::PaymentToken)
+        .map_err(|e| IdentityError::malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &[u8])], user: Option<&str>) -> Parts {
+        let mut builder = http::Request::builder().uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, http::HeaderValue::from_bytes(value).unwrap());
+        }
+        let mut req = builder.body(()).unwrap();
+        if let Some(user) = user {
+            req.extensions_mut().insert(FigmaUserId::new(user));
+        }
+        req.into_parts().0
+    }
+
+    fn token(t: &str) -> Option<Identity> {
+        Some(Identity::PaymentToken(PluginPaymentToken::new(t).unwrap()))
+    }
+
+    #[test]
+    fn default_order_is_header_query_extension() {
+        let id = DefaultIdentity;
+        let hdr: &[(&str, &[u8])] = &[(PAYMENT_TOKEN_HEADER, b"ppt_h")];
+        assert_eq!(
+            id.identify(&parts("/", hdr, Some("5"))).unwrap(),
+            token("ppt_h")
+        );
+        assert_eq!(
+            id.identify(&parts("/?plugin_payment_token=ppt_q", &[], Some("5")))
+                .unwrap(),
+            token("ppt_q")
+        );
+        assert_eq!(
+            id.identify(&parts("/", &[], Some("5"))).unwrap(),
+            Some(Identity::User(UserId::new("5").unwrap()))
+        );
+        assert_eq!(id.identify(&parts("/", &[], None)).unwrap(), None);
+    }
+
+    #[test]
+    fn user_ids_never_come_from_the_client() {
+        let id = DefaultIdentity;
+        let p = parts("/?user_id=5", &[("x-figma-user-id", b"5")], None);
+        assert_eq!(id.identify(&p).unwrap(), None);
+    }
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        let p = parts("/?plugin_payment_token=a%26b%3Dc", &[], None);
+        assert_eq!(DefaultIdentity.identify(&p).unwrap(), token("a&b=c"));
+    }
+
+    #[test]
+    fn ambiguous_or_malformed_identities_are_400() {
+        let cases: Vec<Parts> = vec![
+            parts(
+                "/?plugin_payment_token=a",
+                &[(PAYMENT_TOKEN_HEADER, b"b")],
+                None,
+            ),
+            parts("/?plugin_payment_token=a&plugin_payment_token=b", &[], None),
+            parts("/?plugin_payment_token=", &[], None),
+            parts("/?plugin_payment_token=a%20b", &[], None),
+            parts("/?plugin_payment_token=%FF%FE", &[], None),
+            parts("/?plugin_payment_token=%EF%BC%91", &[], None),
+            parts("/", &[(PAYMENT_TOKEN_HEADER, b"t\xffx")], None),
+            parts("/", &[(PAYMENT_TOKEN_HEADER, b"a b")], None),
+            parts("/", &[(PAYMENT_TOKEN_HEADER, &[b'x'; 5000])], None),
+            {
+                let mut p = parts("/", &[(PAYMENT_TOKEN_HEADER, b"a")], None);
+                p.headers.append(PAYMENT_TOKEN_HEADER, "b".parse().unwrap());
+                p
+            },
+        ];
+        for p in cases {
+            let err = DefaultIdentity.identify(&p).unwrap_err();
+            assert_eq!(
+                err.status(),
+                StatusCode::BAD_REQUEST,
+                "{:?} -> {err}",
+                p.uri
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_user_ids_are_401() {
+        for bad in ["", "１２３", "-1", "12 3", "1".repeat(100).as_str()] {
+            let err = DefaultIdentity
+                .identify(&parts("/", &[], Some(bad)))
+                .unwrap_err();
+            assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sources_combine_and_closures_are_sources() {
+        let fixed = |_: &Parts| Ok(Some(Identity::User(UserId::new("7").unwrap())));
+        let src = PaymentTokenHeader.or(fixed);
+        assert_eq!(
+            src.identify(&parts("/", &[], None)).unwrap(),
+            Some(Identity::User(UserId::new("7").unwrap()))
+        );
+        let hdr: &[(&str, &[u8])] = &[(PAYMENT_TOKEN_HEADER, b"ppt_h")];
+        assert_eq!(
+            src.identify(&parts("/", hdr, None)).unwrap(),
+            token("ppt_h")
+        );
+    }
+}

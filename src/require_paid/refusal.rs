@@ -1,0 +1,188 @@
+//! What a refused caller gets: [`Refusal`], answered in Figma's own error
+//! envelope unless the layer was given another response.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use axum::{
+    response::{IntoResponse, Response},
+    Json,
+};
+use http::{header, request::Parts, HeaderValue, StatusCode};
+use serde::Serialize;
+
+use crate::{error::ceil_secs, PaymentStatus, ResourceId};
+
+/// Why a gate refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// No plugin payment token and no user ID (401).
+    NoIdentity,
+    /// The identity was malformed (400), or not acceptable (401).
+    InvalidIdentity,
+    /// Figma refused the caller's plugin payment token (401).
+    TokenRejected,
+    /// The token was issued for another plugin or widget (401).
+    WrongResource,
+    /// The caller has not paid (402).
+    NotPaid,
+    /// Figma's answer was about another user or resource than asked (502).
+    AnswerMismatch,
+    /// Figma refused the creator's access token (503): `FIGMA_TOKEN` is wrong
+    /// or expired.
+    AccessTokenRejected,
+    /// Figma is rate-limiting, or the upstream budget is spent (503).
+    RateLimited,
+    /// Figma failed, timed out or could not be reached (502/503).
+    FigmaUnavailable,
+}
+
+impl RefusalReason {
+    const ALL: [Self; 9] = [
+        Self::NoIdentity,
+        Self::InvalidIdentity,
+        Self::TokenRejected,
+        Self::WrongResource,
+        Self::NotPaid,
+        Self::AnswerMismatch,
+        Self::AccessTokenRejected,
+        Self::RateLimited,
+        Self::FigmaUnavailable,
+    ];
+
+    /// A short snake_case name, as used in stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoIdentity => "no_identity",
+            Self::InvalidIdentity => "invalid_identity",
+            Self::TokenRejected => "token_rejected",
+            Self::WrongResource => "wrong_resource",
+            Self::NotPaid => "not_paid",
+            Self::AnswerMismatch => "answer_mismatch",
+            Self::AccessTokenRejected => "access_token_rejected",
+            Self::RateLimited => "rate_limited",
+            Self::FigmaUnavailable => "figma_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused request: status, reason and the words for the caller.
+///
+/// Its [`IntoResponse`] writes Figma's error envelope,
+/// `{"error": true, "status": 402, "message": "...", "payment_status": "UNPAID", "resource_id": "..."}`,
+/// with `Retry-After` on 503s. It never holds a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Refusal {
+    /// The HTTP status to answer with.
+    pub status: StatusCode,
+    /// Why.
+    pub reason: RefusalReason,
+    /// What happened, for the caller.
+    pub message: String,
+    /// The caller's payment status, when Figma gave one.
+    pub payment_status: Option<PaymentStatus>,
+    /// The resource the caller needs to buy, when known.
+    pub resource_id: Option<ResourceId>,
+    /// When to try again, for 503s.
+    pub retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    pub(crate) fn new(
+        status: StatusCode,
+        reason: RefusalReason,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+            payment_status: None,
+            resource_id: None,
+            retry_after: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: bool,
+    status: u16,
+    message: &'a str,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_id: Option<&'a ResourceId>,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = Envelope {
+            error: true,
+            status: self.status.as_u16(),
+            message: &self.message,
+            reason: self.reason.as_str(),
+            payment_status: self.payment_status.as_ref().map(PaymentStatus::as_str),
+            resource_id: self.resource_id.as_ref(),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(retry_after) = self.retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(ceil_secs(retry_after).max(1)),
+            );
+        }
+        response
+    }
+}
+
+/// A replacement for the refusal response; see
+/// [`RequirePaidLayer::with_refusal`](crate::RequirePaidLayer::with_refusal).
+#[derive(Clone)]
+pub(crate) struct RefusalHandler(pub(crate) Arc<RespondFn>);
+
+type RespondFn = dyn Fn(Refusal, &Parts) -> Response + Send + Sync;
+
+impl fmt::Debug for RefusalHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefusalHandler(..)")
+    }
+}
+
+/// Refusals counted by reason, for stats.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalCounters([AtomicU64; RefusalReason::ALL.len()]);
+
+impl RefusalCounters {
+    pub(crate) fn count(&self, reason: RefusalReason) {
+        let index = RefusalReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.0[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        RefusalReason::ALL
+            .iter()
+            .zip(&self.0)
+            .map(|(r, c)| (r.as_str(), c.load(Ordering::Relaxed)))
+            .collect()
+    }
+}

@@ -1,0 +1,143 @@
+use std::task::{Context, Poll};
+
+use axum::response::Response;
+use http::Request;
+use tower_service::Service;
+
+use super::{check, future::ResponseFuture, DefaultIdentity, IdentitySource, RequirePaidLayer};
+use crate::{Paywall, Resource};
+
+/// A service that lets a request through to `S` only when its caller has
+/// paid; made by [`RequirePaidLayer`].
+///
+/// Refusals are `Ok` responses (401, 402, 503, …): the inner service's error
+/// type is unchanged, and no upstream problem ever becomes a 500.
+#[derive(Debug, Clone)]
+pub struct RequirePaid<S, I = DefaultIdentity> {
+    inner: S,
+    layer: RequirePaidLayer<I>,
+}
+
+impl RequirePaid<()> {
+    /// A layer for buyers of plugin `id`, asking Figma with `FIGMA_TOKEN`
+    /// (and `FIGMA_API_URL`, if set).
+    ///
+    /// Every layer made by these shortcuts shares one [`Paywall`] (one
+    /// cache, one rate budget) built from the environment on first use. For
+    /// explicit configuration build a [`Paywall`] and call
+    /// [`Paywall::require`].
+    ///
+    /// ```no_run
+    /// use axum::{routing::post, Router};
+    /// use figma_paywall::RequirePaid;
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/generate", post(|| async { "generated" }))
+    ///     .layer(RequirePaid::plugin("1122334455"));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When the app is built, not on a request: if `FIGMA_TOKEN` is unset or
+    /// not a token, `FIGMA_API_URL` is not a URL, or `id` is not a Figma ID.
+    #[track_caller]
+    pub fn plugin(id: &str) -> RequirePaidLayer {
+        Self::from_env(Resource::plugin(id))
+    }
+
+    /// A layer for buyers of widget `id`; see [`plugin`](Self::plugin).
+    ///
+    /// # Panics
+    ///
+    /// As [`plugin`](Self::plugin).
+    #[track_caller]
+    pub fn widget(id: &str) -> RequirePaidLayer {
+        Self::from_env(Resource::widget(id))
+    }
+
+    /// A layer for buyers of Community file `id`; see [`plugin`](Self::plugin).
+    ///
+    /// # Panics
+    ///
+    /// As [`plugin`](Self::plugin).
+    #[track_caller]
+    pub fn community_file(id: &str) -> RequirePaidLayer {
+        Self::from_env(Resource::community_file(id))
+    }
+
+    /// A layer for buyers of any of `resources`; see [`plugin`](Self::plugin)
+    /// and [`Paywall::require_any_of`].
+    ///
+    /// # Panics
+    ///
+    /// As [`plugin`](Self::plugin), and if `resources` is empty.
+    #[track_caller]
+    pub fn any_of(resources: impl IntoIterator<Item = Resource>) -> RequirePaidLayer {
+        Self::paywall_from_env().require_any_of(resources)
+    }
+
+    #[track_caller]
+    fn from_env(resource: Result<Resource, crate::InvalidId>) -> RequirePaidLayer {
+        let resource = resource.unwrap_or_else(|e| panic!("RequirePaid: {e}"));
+        Self::paywall_from_env().require(resource)
+    }
+
+    #[track_caller]
+    fn paywall_from_env() -> Paywall {
+        Paywall::shared_from_env().unwrap_or_else(|e| panic!("RequirePaid: {e}"))
+    }
+}
+
+impl<S, I> RequirePaid<S, I> {
+    pub(crate) fn new(inner: S, layer: RequirePaidLayer<I>) -> Self {
+        Self { inner, layer }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, I, B> Service<Request<B>> for RequirePaid<S, I>
+where
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    I: IdentitySource,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The service that was made ready goes into the future; a clone stays
+        // for the next call. See
+        // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = req.into_parts();
+        let identity = self.layer.identity.identify(&parts);
+        let check = check(
+            self.layer.paywall.clone(),
+            self.layer.gate.clone(),
+            identity,
+            parts,
+            body,
+        );
+        ResponseFuture::new(Box::pin(check), inner)
+    }
+}

@@ -1,0 +1,159 @@
+//! Shared test helpers: a mock Figma, a gated app, and a way to call it.
+#![allow(dead_code)]
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{body::Body, routing::get, Json, Router};
+use figma_paywall::{
+    mock::MockFigma, PaidAccess, PaymentInformation, PaymentStatus, Paywall, PaywallBuilder,
+    Resource, UserId,
+};
+use http::{HeaderMap, Request, StatusCode};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+pub const PLUGIN: &str = "1122334455";
+pub const FILE: &str = "9876543210";
+
+pub fn user(id: &str) -> UserId {
+    UserId::new(id).unwrap()
+}
+
+pub fn plugin() -> Resource {
+    Resource::plugin(PLUGIN).unwrap()
+}
+
+pub fn file() -> Resource {
+    Resource::community_file(FILE).unwrap()
+}
+
+/// A mock Figma on its own runtime and thread, so that logs captured by a
+/// test come from the code under test only, not from the mock server.
+pub fn mock_elsewhere() -> MockFigma {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            tx.send(MockFigma::start().await.unwrap()).unwrap();
+            std::future::pending::<()>().await
+        });
+    });
+    rx.recv().unwrap()
+}
+
+pub fn paywall(figma: &MockFigma) -> Paywall {
+    paywall_with(figma, |b| b)
+}
+
+pub fn paywall_with(
+    figma: &MockFigma,
+    f: impl FnOnce(PaywallBuilder) -> PaywallBuilder,
+) -> Paywall {
+    f(Paywall::builder(figma.client().unwrap())).build()
+}
+
+/// An app whose handler echoes what the gate put on the request.
+pub fn echo_app() -> Router {
+    Router::new().route(
+        "/generate",
+        get(|info: PaymentInformation, access: PaidAccess| async move {
+            Json(json!({
+                "info": info,
+                "via": format!("{:?}", access.via),
+                "stale": access.stale,
+                "from_cache": access.from_cache,
+            }))
+        }),
+    )
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+pub async fn call(app: &Router, req: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn with_token(token: &str) -> Request<Body> {
+    Request::get("/generate")
+        .header("x-figma-payment-token", token)
+        .body(Body::empty())
+        .unwrap()
+}
+
+pub fn as_user(id: &str) -> Request<Body> {
+    let mut req = Request::get("/generate").body(Body::empty()).unwrap();
+    req.extensions_mut()
+        .insert(figma_paywall::FigmaUserId::new(id));
+    req
+}
+
+pub fn set(figma: &MockFigma, id: &str, resource: &Resource, status: PaymentStatus) {
+    figma.set_status(&user(id), resource, status);
+}
+
+/// Serves `app` on loopback; returns its base URL.
+pub async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Everything written by `tracing` at TRACE, from every crate.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let logs = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || logs.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
