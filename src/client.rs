@@ -163,10 +163,8 @@ impl PaymentsClient {
         &self,
         token: &PluginPaymentToken,
     ) -> Result<PaymentInformation, Error> {
-        let mut url = self.inner.payments_url.clone();
-        url.query_pairs_mut()
-            .append_pair("plugin_payment_token", token.expose_secret());
-        self.get_payments(url, Some(token.expose_secret())).await
+        self.ask(&Question::Token(token.clone()), Wait::ForSlot)
+            .await
     }
 
     /// Asks Figma for a user's payment information on one plugin, widget or
@@ -176,20 +174,23 @@ impl PaymentsClient {
         user: &UserId,
         resource: &Resource,
     ) -> Result<PaymentInformation, Error> {
-        let param = resource
-            .kind_ref()
-            .query_param()
-            .ok_or_else(|| Error::InvalidRequest {
-                message: format!(
-                    "resource type {} cannot be looked up by user ID",
-                    resource.kind_ref()
-                ),
-            })?;
-        let mut url = self.inner.payments_url.clone();
-        url.query_pairs_mut()
-            .append_pair("user_id", user.as_str())
-            .append_pair(param, resource.id().as_str());
-        self.get_payments(url, None).await
+        self.ask(
+            &Question::User(user.clone(), resource.clone()),
+            Wait::ForSlot,
+        )
+        .await
+    }
+
+    /// Asks `GET /v1/payments` within the rate budget.
+    pub(crate) async fn ask(
+        &self,
+        question: &Question,
+        wait: Wait,
+    ) -> Result<PaymentInformation, Error> {
+        let url = question.url(&self.inner.payments_url)?;
+        self.inner.budget.acquire(wait).await?;
+        let (_, body) = self.send(url, question.secret()).await?;
+        parse_payments_answer(&body)
     }
 
     /// Checks the access token with `GET /v1/me`, so an app can fail at
@@ -222,16 +223,6 @@ impl PaymentsClient {
     /// The client's upstream timeout (the longest a lookup waits for Figma).
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
-    }
-
-    async fn get_payments(
-        &self,
-        url: Url,
-        secret: Option<&str>,
-    ) -> Result<PaymentInformation, Error> {
-        self.inner.budget.acquire().await?;
-        let (_, body) = self.send(url, secret).await?;
-        parse_payments_answer(&body)
     }
 
     async fn send(&self, url: Url, secret: Option<&str>) -> Result<(HeaderMap, Vec<u8>), Error> {
@@ -436,6 +427,58 @@ fn endpoint_urls(base: &str) -> Result<(Url, Url), ConfigError> {
     Ok((join("v1/payments")?, join("v1/me")?))
 }
 
+/// A question for `GET /v1/payments`: by plugin payment token, or by user and resource.
+#[derive(Debug, Clone)]
+pub(crate) enum Question {
+    Token(PluginPaymentToken),
+    User(UserId, Resource),
+}
+
+impl Question {
+    /// The request URL: the base with the question's parameters, always
+    /// form-encoded, so no value can add or change a parameter.
+    pub(crate) fn url(&self, payments_url: &Url) -> Result<Url, Error> {
+        let mut url = payments_url.clone();
+        match self {
+            Self::Token(token) => {
+                url.query_pairs_mut()
+                    .append_pair("plugin_payment_token", token.expose_secret());
+            }
+            Self::User(user, resource) => {
+                let param =
+                    resource
+                        .kind_ref()
+                        .query_param()
+                        .ok_or_else(|| Error::InvalidRequest {
+                            message: format!(
+                                "resource type {} cannot be looked up by user ID",
+                                resource.kind_ref()
+                            ),
+                        })?;
+                url.query_pairs_mut()
+                    .append_pair("user_id", user.as_str())
+                    .append_pair(param, resource.id().as_str());
+            }
+        }
+        Ok(url)
+    }
+
+    fn secret(&self) -> Option<&str> {
+        match self {
+            Self::Token(token) => Some(token.expose_secret()),
+            Self::User(..) => None,
+        }
+    }
+}
+
+/// Whether a lookup waits for a budget slot or gives up at once (when a
+/// stale answer can stand in, waiting would only delay the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    ForSlot,
+    No,
+}
+
 /// The rate budget and the 429 back-off shared by every clone of a client.
 #[derive(Debug)]
 struct Budget {
@@ -446,9 +489,15 @@ struct Budget {
 }
 
 impl Budget {
-    async fn acquire(&self) -> Result<(), Error> {
+    async fn acquire(&self, wait: Wait) -> Result<(), Error> {
         self.check_backoff()?;
         if self.limiter.check().is_err() {
+            if wait == Wait::No {
+                return Err(Error::Throttled {
+                    retry_after: self.max_wait,
+                    reason: ThrottleReason::BudgetExhausted,
+                });
+            }
             let _waiting = self.waiting.try_acquire().map_err(|_| Error::Throttled {
                 retry_after: self.max_wait,
                 reason: ThrottleReason::QueueFull,
@@ -608,6 +657,19 @@ mod tests {
         let err = parse_payments_answer(br#"{"meta": {"user_id": "ppt_SECRET"}}"#).unwrap_err();
         assert!(!err.to_string().contains("SECRET"), "{err}");
         assert!(matches!(err, Error::MalformedResponse { .. }));
+    }
+
+    #[test]
+    fn queries_are_encoded_so_no_value_adds_a_parameter() {
+        let base = Url::parse("https://api.figma.com/v1/payments").unwrap();
+        proptest::proptest!(proptest::prelude::ProptestConfig::with_cases(2000), |(raw in "[!-~]{1,64}")| {
+            let token = PluginPaymentToken::new(&raw).unwrap();
+            let url = Question::Token(token).url(&base).unwrap();
+            let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+            proptest::prop_assert_eq!(pairs, vec![("plugin_payment_token".to_owned(), raw.clone())]);
+            proptest::prop_assert!(url.fragment().is_none());
+            proptest::prop_assert_eq!(url.path(), "/v1/payments");
+        });
     }
 
     #[test]

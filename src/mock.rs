@@ -202,6 +202,7 @@ struct MockState {
     latency: Duration,
     shape: StatusShape,
     queries: Vec<Vec<(String, String)>>,
+    arrivals: Vec<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -406,6 +407,11 @@ impl MockFigma {
         self.shared.me_requests.load(Ordering::SeqCst)
     }
 
+    /// When each `GET /v1/payments` arrived, in order.
+    pub fn payment_request_times(&self) -> Vec<Instant> {
+        self.shared.lock().arrivals.clone()
+    }
+
     /// The decoded query parameters of every `GET /v1/payments` received,
     /// in order.
     pub fn received_queries(&self) -> Vec<Vec<(String, String)>> {
@@ -496,7 +502,11 @@ async fn payments(
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .collect();
-    shared.lock().queries.push(pairs.clone());
+    {
+        let mut state = shared.lock();
+        state.queries.push(pairs.clone());
+        state.arrivals.push(Instant::now());
+    }
     let (fault, latency) = take_fault(&shared);
     if let Some(response) = apply_fault(fault, latency).await {
         return response;

@@ -41,8 +41,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    error::ConfigError, Error, PaymentInformation, PaymentStatus, PaymentsClient,
-    PluginPaymentToken, Resource, UserId,
+    client::{Question, Wait},
+    error::ConfigError,
+    Error, PaymentInformation, PaymentStatus, PaymentsClient, PluginPaymentToken, Resource, UserId,
 };
 
 /// The cache and lookup engine shared by every [`RequirePaidLayer`](crate::RequirePaidLayer)
@@ -72,6 +73,7 @@ pub(crate) struct Inner {
     cache: Cache<CacheKey, Arc<Entry>>,
     flights: Mutex<HashMap<CacheKey, Flight>>,
     lifetimes: Lifetimes,
+    pat_check: tokio::sync::Mutex<PatCheck>,
     pub(crate) stats: Counters,
 }
 
@@ -110,6 +112,17 @@ impl Lifetimes {
     }
 }
 
+/// How long a verdict on the creator's access token stands, and how often
+/// its rejection is logged.
+const PAT_RECHECK: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+pub(crate) struct PatCheck {
+    checked_at: Option<Instant>,
+    rejected: bool,
+    alarmed_at: Option<Instant>,
+}
+
 /// A cache key: 128 bits of SHA-256 over the question asked, so that plugin
 /// payment tokens are never stored and keys are small and fixed-size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,6 +140,13 @@ impl CacheKey {
         let mut first = [0u8; 16];
         first.copy_from_slice(&digest[..16]);
         Self(u128::from_le_bytes(first))
+    }
+
+    fn of(question: &Question) -> Self {
+        match question {
+            Question::Token(token) => Self::token(token),
+            Question::User(user, resource) => Self::user(user, resource),
+        }
     }
 
     /// The key of a plugin payment token's answer. The answer names its own
@@ -293,6 +313,7 @@ impl PaywallBuilder {
                 cache,
                 flights: Mutex::new(HashMap::new()),
                 lifetimes: self.lifetimes,
+                pat_check: tokio::sync::Mutex::new(PatCheck::default()),
                 stats: Counters::default(),
             }),
         }
@@ -341,12 +362,7 @@ impl Paywall {
     /// The payment information behind a plugin payment token, from the cache
     /// or from Figma.
     pub async fn lookup_token(&self, token: &PluginPaymentToken) -> Result<Lookup, Arc<Error>> {
-        let token = token.clone();
-        let client = self.inner.client.clone();
-        self.lookup(CacheKey::token(&token), move || async move {
-            client.payment_by_token(&token).await
-        })
-        .await
+        self.lookup(Question::Token(token.clone())).await
     }
 
     /// A user's payment information on a resource, from the cache or from
@@ -356,19 +372,12 @@ impl Paywall {
         user: &UserId,
         resource: &Resource,
     ) -> Result<Lookup, Arc<Error>> {
-        let (user, resource) = (user.clone(), resource.clone());
-        let client = self.inner.client.clone();
-        self.lookup(CacheKey::user(&user, &resource), move || async move {
-            client.payment_by_user(&user, &resource).await
-        })
-        .await
+        self.lookup(Question::User(user.clone(), resource.clone()))
+            .await
     }
 
-    async fn lookup<F, Fut>(&self, key: CacheKey, fetch: F) -> Result<Lookup, Arc<Error>>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<PaymentInformation, Error>> + Send + 'static,
-    {
+    async fn lookup(&self, question: Question) -> Result<Lookup, Arc<Error>> {
+        let key = CacheKey::of(&question);
         let stats = &self.inner.stats;
         let now = Instant::now();
         let cached = self.inner.cache.get(&key).await;
@@ -377,7 +386,7 @@ impl Paywall {
                 stats.hits.fetch_add(1, Ordering::Relaxed);
                 if now >= entry.refresh_at && !entry.refreshing.swap(true, Ordering::AcqRel) {
                     stats.refreshes.fetch_add(1, Ordering::Relaxed);
-                    drop(self.flight(key, Some(entry.fetched_at), fetch));
+                    drop(self.flight(key, Some(entry.fetched_at), question, Wait::No));
                 }
                 return Ok(Lookup {
                     entry: entry.clone(),
@@ -387,7 +396,13 @@ impl Paywall {
             }
         }
         stats.misses.fetch_add(1, Ordering::Relaxed);
-        let flight = self.flight(key, cached.as_ref().map(|e| e.fetched_at), fetch);
+        // With a stale answer to fall back on, do not queue for the budget.
+        let wait = if cached.is_some() {
+            Wait::No
+        } else {
+            Wait::ForSlot
+        };
+        let flight = self.flight(key, cached.as_ref().map(|e| e.fetched_at), question, wait);
         match (flight.await, cached) {
             (Ok(entry), _) => Ok(Lookup {
                 from_cache: false,
@@ -397,7 +412,7 @@ impl Paywall {
             // Only PAID and TRIAL entries outlive their freshness.
             (Err(error), Some(entry)) if error.is_upstream_failure() => {
                 stats.stale_served.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %error, age_secs = entry.fetched_at.elapsed().as_secs(), "Figma could not answer; serving a stale PAID/TRIAL answer");
+                tracing::debug!(error = %error, age_secs = entry.fetched_at.elapsed().as_secs(), "Figma could not answer; serving a stale PAID/TRIAL answer");
                 Ok(Lookup {
                     entry,
                     from_cache: true,
@@ -414,18 +429,20 @@ impl Paywall {
     /// finds a newer entry in the cache uses it instead of asking Figma, so
     /// a caller who saw an old entry just before another flight finished
     /// does not cause a second call.
-    fn flight<F, Fut>(&self, key: CacheKey, seen: Option<Instant>, fetch: F) -> Flight
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<PaymentInformation, Error>> + Send + 'static,
-    {
+    fn flight(
+        &self,
+        key: CacheKey,
+        seen: Option<Instant>,
+        question: Question,
+        wait: Wait,
+    ) -> Flight {
         let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(flight) = flights.get(&key) {
             return flight.clone();
         }
         let this = self.clone();
         let task = tokio::spawn(async move {
-            let result = this.fetch_and_store(key, seen, fetch).await;
+            let result = this.fetch_and_store(key, seen, question, wait).await;
             this.inner
                 .flights
                 .lock()
@@ -446,16 +463,13 @@ impl Paywall {
         flight
     }
 
-    async fn fetch_and_store<F, Fut>(
+    async fn fetch_and_store(
         &self,
         key: CacheKey,
         seen: Option<Instant>,
-        fetch: F,
-    ) -> SharedResult
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<PaymentInformation, Error>>,
-    {
+        question: Question,
+        wait: Wait,
+    ) -> SharedResult {
         if let Some(entry) = self.inner.cache.get(&key).await {
             if seen.is_none_or(|seen| entry.fetched_at > seen) && Instant::now() < entry.fresh_until
             {
@@ -466,10 +480,11 @@ impl Paywall {
         // The client's own timeouts bound the request; this bounds the
         // whole lookup, budget wait included, whatever happens inside.
         let deadline = self.inner.client.timeout() + Duration::from_secs(3);
-        let result = match tokio::time::timeout(deadline, fetch()).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout(deadline)),
-        };
+        let result =
+            match tokio::time::timeout(deadline, self.inner.client.ask(&question, wait)).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Timeout(deadline)),
+            };
         tracing::debug!(
             upstream_ms = started.elapsed().as_millis() as u64,
             ok = result.is_ok(),
@@ -489,6 +504,37 @@ impl Paywall {
         });
         self.inner.cache.insert(key, entry.clone()).await;
         Ok(entry)
+    }
+
+    /// Whether Figma refuses the creator's access token: known from a 401
+    /// or 403 on a user-ID lookup, or asked of `GET /v1/me` (at most once a
+    /// minute) when a plugin payment token is refused, since Figma's 401
+    /// does not say which token it refused.
+    pub(crate) async fn access_token_rejected(&self, known: bool) -> bool {
+        let mut check = self.inner.pat_check.lock().await;
+        let now = Instant::now();
+        let fresh = check
+            .checked_at
+            .is_some_and(|at| now.duration_since(at) < PAT_RECHECK);
+        if known {
+            check.rejected = true;
+            check.checked_at = Some(now);
+        } else if !fresh {
+            check.rejected = matches!(
+                self.inner.client.verify_credentials().await,
+                Err(Error::Unauthorized { .. })
+            );
+            check.checked_at = Some(now);
+        }
+        if check.rejected
+            && check
+                .alarmed_at
+                .is_none_or(|at| now.duration_since(at) >= PAT_RECHECK)
+        {
+            check.alarmed_at = Some(now);
+            tracing::error!("Figma rejects FIGMA_TOKEN, the creator's personal access token: it is wrong, revoked or expired (personal access tokens last 90 days at most). Create a new one at https://www.figma.com/developers/api#access-tokens; until then every caller gets 503");
+        }
+        check.rejected
     }
 
     /// Drops every cached answer about `user` (by user ID or by token), for
@@ -524,6 +570,12 @@ impl Paywall {
             stale_served: load(&s.stale_served),
             background_refreshes: load(&s.refreshes),
             cached_entries: self.inner.cache.entry_count(),
+            lookups_in_flight: self
+                .inner
+                .flights
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len(),
             upstream_calls: calls,
             upstream_mean_latency_ms: if calls == 0 {
                 0.0
@@ -571,6 +623,8 @@ pub struct PaywallStats {
     pub background_refreshes: u64,
     /// Answers in the cache (approximate).
     pub cached_entries: u64,
+    /// Lookups of Figma under way.
+    pub lookups_in_flight: usize,
     /// Requests sent to Figma.
     pub upstream_calls: u64,
     /// Their mean latency.

@@ -338,7 +338,7 @@ impl Gate {
         let started = Instant::now();
         let lookup = match paywall.lookup_token(token).await {
             Ok(lookup) => lookup,
-            Err(error) => return self.upstream_failure(paywall, &error, Mode::Token),
+            Err(error) => return self.upstream_failure(paywall, &error, Mode::Token).await,
         };
         record_lookup(&lookup, started);
         let info = lookup.info();
@@ -370,7 +370,8 @@ impl Gate {
                 Ok(lookup) => lookup,
                 Err(error) => {
                     // Another resource may still let the caller in.
-                    refusal.get_or_insert(self.upstream_failure(paywall, &error, Mode::User));
+                    let failure = self.upstream_failure(paywall, &error, Mode::User).await;
+                    refusal.get_or_insert(failure);
                     continue;
                 }
             };
@@ -449,13 +450,13 @@ impl Gate {
         }
     }
 
-    fn upstream_failure(
+    async fn upstream_failure(
         &self,
         paywall: &Paywall,
         error: &Error,
         mode: Mode,
     ) -> Result<Granted, Refusal> {
-        let refusal = paywall.refusal_for(error, matches!(mode, Mode::Token));
+        let refusal = paywall.refusal_for(error, mode).await;
         let upstream = matches!(
             refusal.reason,
             RefusalReason::FigmaUnavailable
@@ -501,7 +502,7 @@ fn unreachable_refusal() -> Result<Granted, Refusal> {
 
 impl Paywall {
     /// Maps a lookup error to what the caller is told.
-    pub(crate) fn refusal_for(&self, error: &Error, token_mode: bool) -> Refusal {
+    async fn refusal_for(&self, error: &Error, mode: Mode) -> Refusal {
         use RefusalReason as R;
         let unavailable = |status, message: &str, retry_after| {
             let mut r = Refusal::new(status, R::FigmaUnavailable, message);
@@ -516,7 +517,11 @@ impl Paywall {
             Error::InvalidToken(e) => {
                 Refusal::new(StatusCode::BAD_REQUEST, R::InvalidIdentity, e.to_string())
             }
-            Error::InvalidRequest { .. } | Error::Unauthorized { .. } if token_mode => {
+            Error::InvalidRequest { .. } | Error::Unauthorized { .. }
+                if matches!(mode, Mode::Token)
+                    && !(matches!(error, Error::Unauthorized { .. })
+                        && self.access_token_rejected(false).await) =>
+            {
                 tracing::debug!(error = %error, "refused: Figma refused the plugin payment token");
                 Refusal::new(
                     StatusCode::UNAUTHORIZED,
@@ -525,7 +530,9 @@ impl Paywall {
                 )
             }
             Error::Unauthorized { .. } => {
-                tracing::error!(error = %error, "Figma refused FIGMA_TOKEN, the creator's personal access token: it is wrong or has expired (they last 90 days at most); create a new one");
+                // In user mode only the access token can be refused; in token
+                // mode, GET /v1/me just said so.
+                self.access_token_rejected(true).await;
                 let mut r = Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     R::AccessTokenRejected,
