@@ -7,6 +7,8 @@ mod client;
 mod error;
 mod extract;
 pub mod id;
+#[cfg(feature = "login")]
+pub mod login;
 #[cfg(feature = "mock")]
 pub mod mock;
 pub mod payment;

@@ -1,0 +1,201 @@
+//! A creator's website: `/` for everyone, `/docs/*` for buyers of a
+//! Community file or a plugin, with "Sign in with Figma".
+//!
+//! ```text
+//! cargo run --example docs_site      # then open http://127.0.0.1:3001/docs/intro
+//! ```
+//!
+//! Without `FIGMA_TOKEN` it runs on the embedded mock Figma: its sign-in page
+//! lets you pick a demo buyer or non-buyer. With `FIGMA_TOKEN`,
+//! `FIGMA_CLIENT_ID`, `FIGMA_CLIENT_SECRET`, `FIGMA_FILE_ID` and
+//! `FIGMA_PLUGIN_ID` it runs on the real Figma; `SITE_URL` is its public
+//! address (default `http://127.0.0.1:$PORT`).
+#![allow(dead_code)] // tests/browser.rs reuses this file as a module
+
+use std::{error::Error, net::SocketAddr};
+
+use axum::{
+    extract::{Path, State},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::get,
+    Json, Router,
+};
+use figma_paywall::{
+    login::FigmaLogin,
+    mock::{Ledger, MockFigma, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET},
+    FigmaUserId, PaymentInformation, PaymentStatus, PaymentsClient, Paywall, Refusal,
+    RefusalReason, Resource, UserId,
+};
+use http::{header, request::Parts};
+
+pub const DEMO_FILE: &str = "9876543210";
+pub const DEMO_PLUGIN: &str = "1122334455";
+
+/// The demo's visitors on the mock: (ID, name, what they bought).
+pub const DEMO_USERS: [(&str, &str, Option<&str>); 3] = [
+    ("2001", "Ada, who bought the Community file", Some("file")),
+    ("2002", "Cleo, who bought the plugin", Some("plugin")),
+    ("2003", "Bob, who bought nothing", None),
+];
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,figma_paywall=debug".into()),
+        )
+        .init();
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3001);
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    let addr = listener.local_addr()?;
+    let site_url = std::env::var("SITE_URL").unwrap_or_else(|_| format!("http://{addr}"));
+
+    let (app, _mock) = if std::env::var_os("FIGMA_TOKEN").is_some() {
+        let client = PaymentsClient::from_env()?;
+        client.verify_credentials().await?;
+        let resources = [
+            Resource::community_file(std::env::var("FIGMA_FILE_ID")?)?,
+            Resource::plugin(std::env::var("FIGMA_PLUGIN_ID")?)?,
+        ];
+        let login = FigmaLogin::from_env(&site_url)?;
+        (site(Paywall::new(client), login, resources), None)
+    } else {
+        let (app, mock) = demo_site(&site_url).await?;
+        println!("Running on the embedded mock Figma: its sign-in page lets you pick a demo user.");
+        (app, Some(mock))
+    };
+    println!("docs_site on {site_url}: open {site_url}/docs/intro");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// The site on a fresh mock Figma seeded with the demo users.
+pub async fn demo_site(site_url: &str) -> Result<(Router, MockFigma), Box<dyn Error>> {
+    let mock = MockFigma::start_with(Ledger::default(), "127.0.0.1:0".parse()?).await?;
+    let file = Resource::community_file(DEMO_FILE)?;
+    let plugin = Resource::plugin(DEMO_PLUGIN)?;
+    for (id, name, bought) in DEMO_USERS {
+        let user = UserId::new(id)?;
+        mock.add_user(&user, name);
+        match bought {
+            Some("file") => mock.set_status(&user, &file, PaymentStatus::Paid),
+            Some(_) => mock.set_status(&user, &plugin, PaymentStatus::Paid),
+            None => {}
+        }
+    }
+    let login = FigmaLogin::builder(MOCK_CLIENT_ID, MOCK_CLIENT_SECRET, site_url)
+        .authorize_url(format!("{}/oauth", mock.url()))
+        .api_url(mock.url())
+        .build()?;
+    Ok((
+        site(Paywall::new(mock.client()?), login, [file, plugin]),
+        mock,
+    ))
+}
+
+/// The website: public home, docs for buyers of either resource.
+pub fn site(paywall: Paywall, login: FigmaLogin, resources: [Resource; 2]) -> Router {
+    let [file, _] = &resources;
+    let buy = file.clone();
+    let to_login = login.clone();
+    let docs = Router::new().route("/docs/{*page}", get(doc_page)).layer(
+        paywall
+            .require_any_of(resources.clone())
+            .with_refusal(move |refusal, parts| refuse(refusal, parts, &to_login, &buy)),
+    );
+    Router::new()
+        .route("/", get(home))
+        .route("/paywall/stats", get(stats))
+        .with_state(paywall)
+        .merge(docs)
+        .merge(login.router())
+        .layer(login.layer())
+}
+
+fn wants_html(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+const STYLE: &str = "<style>body{font:16px/1.5 system-ui;max-width:40em;margin:3em auto}</style>";
+
+/// Browsers get a page (or are sent to sign in); API clients get JSON.
+fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, buy: &Resource) -> Response {
+    if !wants_html(parts) {
+        return refusal.into_response();
+    }
+    match refusal.reason {
+        RefusalReason::NoIdentity | RefusalReason::InvalidIdentity => {
+            let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            Redirect::to(&login.login_path(next)).into_response()
+        }
+        RefusalReason::NotPaid => (
+            refusal.status,
+            Html(format!(
+                "<!doctype html><title>Payment required</title>{STYLE}\
+                 <h1>Payment required</h1>\
+                 <p>These docs are for buyers of our Figma Community file or plugin. \
+                 You are signed in, but Figma says you have not bought either yet \
+                 (status: {status}).</p>\
+                 <p><a id=\"buy\" href=\"{url}\">Buy it on Figma Community</a></p>\
+                 <form method=\"post\" action=\"/auth/logout\"><button id=\"signout\">Sign out</button></form>",
+                status = refusal.payment_status.as_ref().map_or("UNPAID", |s| s.as_str()),
+                url = buy.community_url(),
+            )),
+        )
+            .into_response(),
+        _ => (
+            refusal.status,
+            Html(format!(
+                "<!doctype html><title>Try again later</title>{STYLE}<h1>We cannot check your purchase right now</h1><p>{}</p>",
+                refusal.message
+            )),
+        )
+            .into_response(),
+    }
+}
+
+async fn home(user: Option<axum::Extension<FigmaUserId>>) -> Html<String> {
+    let who = match user {
+        Some(axum::Extension(user)) => format!(
+            "<p>Signed in as Figma user {}.</p><form method=\"post\" action=\"/auth/logout\"><button id=\"signout\">Sign out</button></form>",
+            user.as_str()
+        ),
+        None => "<p><a id=\"signin\" href=\"/auth/login?next=/docs/intro\">Sign in with Figma</a></p>".to_owned(),
+    };
+    Html(format!(
+        "<!doctype html><title>Our plugin</title>{STYLE}<h1>Our plugin</h1>\
+         <p>Public page. The <a href=\"/docs/intro\">docs and tutorials</a> are for buyers.</p>{who}"
+    ))
+}
+
+async fn doc_page(Path(page): Path<String>, payment: PaymentInformation) -> Html<String> {
+    let page: String = page
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    Html(format!(
+        "<!doctype html><title>Docs: {page}</title>{STYLE}<h1 id=\"doc-title\">Docs: {page}</h1>\
+         <p>Welcome, Figma user {user} ({status} for {kind} {id}).</p>\
+         <form method=\"post\" action=\"/auth/logout\"><button id=\"signout\">Sign out</button></form>",
+        user = payment.user_id,
+        status = payment.payment_status,
+        kind = payment.resource_type,
+        id = payment.resource_id,
+    ))
+}
+
+async fn stats(State(paywall): State<Paywall>) -> Json<serde_json::Value> {
+    Json(serde_json::json!(paywall.stats()))
+}

@@ -1,0 +1,673 @@
+//! "Sign in with Figma" for creator websites (feature `login`).
+//!
+//! [`FigmaLogin`] is a small router for Figma's OAuth 2 authorization-code
+//! flow with PKCE (scope `current_user:read`), which learns a visitor's Figma
+//! user ID and keeps it in an encrypted, `HttpOnly`, `SameSite=Lax` cookie;
+//! its [`layer`](FigmaLogin::layer) puts a [`FigmaUserId`] on every request of
+//! a signed-in visitor, which is what [`RequirePaid`](crate::RequirePaid)
+//! reads. Figma's access token is used once to learn the ID and then dropped.
+//!
+//! Routes (under `/auth` by default): `GET /auth/login?next=/docs` sends the
+//! visitor to Figma, `GET /auth/callback` is where Figma sends them back
+//! (register `https://your.site/auth/callback` as the app's callback URL),
+//! and `POST /auth/logout` (or `GET`) signs them out.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use figma_paywall::{login::FigmaLogin, RequirePaid};
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // FIGMA_CLIENT_ID and FIGMA_CLIENT_SECRET from the environment.
+//! let login = FigmaLogin::from_env("https://docs.example.com")?;
+//! let app: Router = Router::new()
+//!     .route("/docs/intro", get(|| async { "for buyers" }))
+//!     .layer(RequirePaid::community_file("9876543210"))
+//!     .merge(login.router())
+//!     .layer(login.layer());
+//! # Ok(()) }
+//! ```
+
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    extract::{Query, State},
+    response::{IntoResponse, Redirect, Response},
+    routing::get,
+    Router,
+};
+use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use http::{Request, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tower_layer::Layer;
+use tower_service::Service;
+use url::Url;
+
+use crate::{FigmaUserId, UserId};
+
+/// Figma's authorization page.
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://www.figma.com/oauth";
+
+/// The scope that reveals who the visitor is.
+pub const SCOPE: &str = "current_user:read";
+
+const FLOW_COOKIE: &str = "figma_oauth";
+
+/// How long a visitor has to come back from Figma's authorization page.
+const FLOW_LIFETIME: Duration = Duration::from_secs(10 * 60);
+
+/// Why a [`FigmaLogin`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginConfigError {
+    /// A required environment variable is unset.
+    #[error("{0} is not set: create an OAuth app at https://www.figma.com/developers/apps and export its client ID and secret as FIGMA_CLIENT_ID and FIGMA_CLIENT_SECRET")]
+    MissingVariable(&'static str),
+    /// A URL does not parse.
+    #[error("{what} {url:?} is not a usable URL: {reason}")]
+    InvalidUrl {
+        /// Which URL.
+        what: &'static str,
+        /// As given.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The session key is not 64 bytes of base64.
+    #[error("FIGMA_SESSION_KEY must be at least 64 random bytes, base64-encoded")]
+    InvalidKey,
+    /// The HTTP client could not be built.
+    #[error("could not build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+/// "Sign in with Figma": the OAuth routes and the layer that reads the
+/// session they set. Cheap to clone.
+#[derive(Clone)]
+pub struct FigmaLogin {
+    inner: Arc<Config>,
+}
+
+struct Config {
+    client_id: String,
+    client_secret: String,
+    authorize_url: Url,
+    token_url: Url,
+    callback_url: Url,
+    prefix: String,
+    key: Key,
+    cookie_name: String,
+    secure: bool,
+    session_lifetime: Duration,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for FigmaLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FigmaLogin")
+            .field("client_id", &self.inner.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("authorize_url", &self.inner.authorize_url.as_str())
+            .field("token_url", &self.inner.token_url.as_str())
+            .field("callback_url", &self.inner.callback_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`FigmaLogin`].
+///
+/// ```
+/// use std::time::Duration;
+/// use figma_paywall::login::FigmaLogin;
+///
+/// let login = FigmaLogin::builder("client-id", "client-secret", "http://127.0.0.1:3000")
+///     .session_lifetime(Duration::from_secs(24 * 3600))
+///     .build()?;
+/// # Ok::<(), figma_paywall::login::LoginConfigError>(())
+/// ```
+#[must_use]
+pub struct LoginBuilder {
+    client_id: String,
+    client_secret: String,
+    site_url: String,
+    authorize_url: String,
+    api_url: String,
+    prefix: String,
+    key: Option<Key>,
+    cookie_name: String,
+    session_lifetime: Duration,
+}
+
+impl fmt::Debug for LoginBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginBuilder")
+            .field("client_id", &self.client_id)
+            .field("site_url", &self.site_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoginBuilder {
+    /// Figma's authorization page; default `https://www.figma.com/oauth`
+    /// (point it at the mock's `/oauth` in tests).
+    pub fn authorize_url(mut self, url: impl Into<String>) -> Self {
+        self.authorize_url = url.into();
+        self
+    }
+
+    /// Figma's API base URL, for the token exchange at `/v1/oauth/token`;
+    /// default `https://api.figma.com`.
+    pub fn api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = url.into();
+        self
+    }
+
+    /// Where the routes live; default `/auth`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The key that encrypts and signs cookies (64 bytes or more). Default:
+    /// a random key, so sessions end when the process restarts and are not
+    /// shared by replicas; give all replicas the same key.
+    pub fn key(mut self, key: &[u8]) -> Result<Self, LoginConfigError> {
+        self.key = Some(Key::try_from(key).map_err(|_| LoginConfigError::InvalidKey)?);
+        Ok(self)
+    }
+
+    /// The session cookie's name; default `figma_session`.
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie_name = name.into();
+        self
+    }
+
+    /// How long a sign-in lasts; default 7 days.
+    pub fn session_lifetime(mut self, lifetime: Duration) -> Self {
+        self.session_lifetime = lifetime;
+        self
+    }
+
+    /// Builds the login.
+    pub fn build(self) -> Result<FigmaLogin, LoginConfigError> {
+        let parse = |what: &'static str, url: &str| {
+            Url::parse(url).map_err(|e| LoginConfigError::InvalidUrl {
+                what,
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })
+        };
+        let prefix = format!("/{}", self.prefix.trim_matches('/'));
+        let site = parse("the site URL", &self.site_url)?;
+        let callback_url = site
+            .join(&format!("{}/callback", prefix.trim_start_matches('/')))
+            .map_err(|e| LoginConfigError::InvalidUrl {
+                what: "the site URL",
+                url: self.site_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut api = parse("the Figma API URL", &self.api_url)?;
+        if !api.path().ends_with('/') {
+            let path = format!("{}/", api.path());
+            api.set_path(&path);
+        }
+        let token_url = api
+            .join("v1/oauth/token")
+            .map_err(|e| LoginConfigError::InvalidUrl {
+                what: "the Figma API URL",
+                url: self.api_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(LoginConfigError::HttpClient)?;
+        Ok(FigmaLogin {
+            inner: Arc::new(Config {
+                secure: callback_url.scheme() == "https",
+                client_id: self.client_id,
+                client_secret: self.client_secret,
+                authorize_url: parse("the authorize URL", &self.authorize_url)?,
+                token_url,
+                callback_url,
+                prefix,
+                key: self.key.unwrap_or_else(Key::generate),
+                cookie_name: self.cookie_name,
+                session_lifetime: self.session_lifetime,
+                http,
+            }),
+        })
+    }
+}
+
+impl FigmaLogin {
+    /// Starts a builder. `site_url` is the site's public base URL; Figma
+    /// sends visitors back to `{site_url}/auth/callback`.
+    pub fn builder(
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        site_url: impl Into<String>,
+    ) -> LoginBuilder {
+        LoginBuilder {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            site_url: site_url.into(),
+            authorize_url: DEFAULT_AUTHORIZE_URL.to_owned(),
+            api_url: crate::DEFAULT_BASE_URL.to_owned(),
+            prefix: "/auth".to_owned(),
+            key: None,
+            cookie_name: "figma_session".to_owned(),
+            session_lifetime: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+
+    /// A login configured from the environment: `FIGMA_CLIENT_ID` and
+    /// `FIGMA_CLIENT_SECRET` (required), `FIGMA_OAUTH_URL` (the authorize
+    /// page), `FIGMA_API_URL` (the token exchange's base URL) and
+    /// `FIGMA_SESSION_KEY` (64+ bytes, base64) where set.
+    pub fn from_env(site_url: impl Into<String>) -> Result<Self, LoginConfigError> {
+        let var = |name: &'static str| {
+            std::env::var(name).map_err(|_| LoginConfigError::MissingVariable(name))
+        };
+        let mut builder = Self::builder(
+            var("FIGMA_CLIENT_ID")?,
+            var("FIGMA_CLIENT_SECRET")?,
+            site_url,
+        );
+        if let Ok(url) = var("FIGMA_OAUTH_URL") {
+            builder = builder.authorize_url(url);
+        }
+        if let Ok(url) = var("FIGMA_API_URL") {
+            builder = builder.api_url(url);
+        }
+        if let Ok(key) = var("FIGMA_SESSION_KEY") {
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .map_err(|_| LoginConfigError::InvalidKey)?;
+            builder = builder.key(&key)?;
+        }
+        builder.build()
+    }
+
+    /// The sign-in routes: `{prefix}/login`, `{prefix}/callback` and
+    /// `{prefix}/logout`.
+    pub fn router<S>(&self) -> Router<S> {
+        let p = &self.inner.prefix;
+        Router::new()
+            .route(&format!("{p}/login"), get(login))
+            .route(&format!("{p}/callback"), get(callback))
+            .route(&format!("{p}/logout"), get(logout).post(logout))
+            .with_state(self.clone())
+    }
+
+    /// The layer that puts a [`FigmaUserId`] on requests of signed-in
+    /// visitors. Put it outside the [`RequirePaid`](crate::RequirePaid)
+    /// layers.
+    pub fn layer(&self) -> SignedInLayer {
+        SignedInLayer {
+            login: self.clone(),
+        }
+    }
+
+    /// Where to send a visitor to sign in and come back to `next`.
+    pub fn login_path(&self, next: &str) -> String {
+        let mut url = Url::parse("http://x/").expect("valid URL");
+        url.set_path(&format!("{}/login", self.inner.prefix));
+        url.query_pairs_mut().append_pair("next", next);
+        format!("{}?{}", url.path(), url.query().unwrap_or_default())
+    }
+
+    /// The signed-in user of a request's cookies, if any.
+    fn session_user(&self, headers: &http::HeaderMap) -> Option<UserId> {
+        let jar = PrivateCookieJar::from_headers(headers, self.inner.key.clone());
+        let session: Session =
+            serde_json::from_str(jar.get(&self.inner.cookie_name)?.value()).ok()?;
+        (session.expires_at > unix_now()).then_some(session.user_id)
+    }
+
+    fn cookie<'c>(
+        &self,
+        name: String,
+        value: String,
+        path: String,
+        max_age: Duration,
+    ) -> Cookie<'c> {
+        Cookie::build((name, value))
+            .path(path)
+            .http_only(true)
+            .secure(self.inner.secure)
+            .same_site(SameSite::Lax)
+            .max_age(cookie_duration(max_age))
+            .build()
+    }
+}
+
+fn cookie_duration(d: Duration) -> time::Duration {
+    time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// Only local paths: never a redirect to another site.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Flow {
+    state: String,
+    verifier: String,
+    next: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Session {
+    user_id: UserId,
+    expires_at: u64,
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn login(
+    State(login): State<FigmaLogin>,
+    jar: PrivateCookieJar,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    let c = &login.inner;
+    let flow = Flow {
+        state: random_token(),
+        verifier: random_token(),
+        next: safe_next(query.next.as_deref()),
+    };
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(flow.verifier.as_bytes()));
+    let mut url = c.authorize_url.clone();
+    url.query_pairs_mut()
+        .append_pair("client_id", &c.client_id)
+        .append_pair("redirect_uri", c.callback_url.as_str())
+        .append_pair("scope", SCOPE)
+        .append_pair("state", &flow.state)
+        .append_pair("response_type", "code")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let cookie = login.cookie(
+        FLOW_COOKIE.to_owned(),
+        serde_json::to_string(&flow).unwrap_or_default(),
+        c.prefix.clone(),
+        FLOW_LIFETIME,
+    );
+    (jar.add(cookie), Redirect::to(url.as_str())).into_response()
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    user_id_string: Option<String>,
+    user_id: Option<serde_json::Number>,
+}
+
+/// A sign-in that did not work: a page that says so and offers to start again.
+fn failed(status: StatusCode, why: &str, login: &FigmaLogin) -> Response {
+    let again = login.login_path("/");
+    (
+        status,
+        axum::response::Html(format!(
+            "<!doctype html><title>Sign-in failed</title><h1>Sign-in with Figma did not work</h1><p>{why}</p><p><a href=\"{again}\">Sign in again</a></p>"
+        )),
+    )
+        .into_response()
+}
+
+async fn callback(
+    State(login): State<FigmaLogin>,
+    jar: PrivateCookieJar,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let c = &login.inner;
+    // A tampered or foreign cookie does not decrypt: no flow.
+    let flow: Option<Flow> = jar
+        .get(FLOW_COOKIE)
+        .and_then(|cookie| serde_json::from_str(cookie.value()).ok());
+    let jar = jar.remove(Cookie::build(FLOW_COOKIE).path(c.prefix.clone()));
+    let Some(flow) = flow else {
+        tracing::debug!("sign-in refused: no sign-in under way in this browser");
+        return (
+            jar,
+            failed(
+                StatusCode::BAD_REQUEST,
+                "This sign-in was not started in this browser, or took too long.",
+                &login,
+            ),
+        )
+            .into_response();
+    };
+    if query.error.is_some() {
+        return (
+            jar,
+            failed(StatusCode::FORBIDDEN, "Figma did not grant access.", &login),
+        )
+            .into_response();
+    }
+    let (Some(code), Some(state)) = (query.code, query.state) else {
+        return (
+            jar,
+            failed(
+                StatusCode::BAD_REQUEST,
+                "Figma's answer is incomplete.",
+                &login,
+            ),
+        )
+            .into_response();
+    };
+    if state.len() != flow.state.len() || !constant_time_eq(state.as_bytes(), flow.state.as_bytes())
+    {
+        tracing::warn!("sign-in refused: the state does not match (a forged or crossed callback)");
+        return (
+            jar,
+            failed(
+                StatusCode::BAD_REQUEST,
+                "This sign-in does not match the one this browser started.",
+                &login,
+            ),
+        )
+            .into_response();
+    }
+    let answer = c
+        .http
+        .post(c.token_url.clone())
+        .basic_auth(&c.client_id, Some(&c.client_secret))
+        .form(&[
+            ("redirect_uri", c.callback_url.as_str()),
+            ("code", code.as_str()),
+            ("grant_type", "authorization_code"),
+            ("code_verifier", flow.verifier.as_str()),
+        ])
+        .send()
+        .await;
+    let answer = match answer {
+        Ok(answer) if answer.status().is_success() => answer.json::<TokenAnswer>().await.ok(),
+        Ok(answer) if answer.status().is_client_error() => {
+            tracing::debug!(status = %answer.status(), "sign-in refused: Figma refused the code");
+            return (
+                jar,
+                failed(
+                    StatusCode::BAD_REQUEST,
+                    "The sign-in code expired or was already used.",
+                    &login,
+                ),
+            )
+                .into_response();
+        }
+        Ok(answer) => {
+            tracing::warn!(status = %answer.status(), "Figma's token exchange failed");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e.without_url(), "Figma's token exchange failed");
+            None
+        }
+    };
+    let user = answer.and_then(|a| {
+        let id = a
+            .user_id_string
+            .or_else(|| a.user_id.map(|n| n.to_string()))?;
+        UserId::new(id).ok()
+    });
+    let Some(user) = user else {
+        return (
+            jar,
+            failed(
+                StatusCode::BAD_GATEWAY,
+                "Figma could not confirm who you are; try again.",
+                &login,
+            ),
+        )
+            .into_response();
+    };
+    tracing::info!(user_id = %user, "signed in with Figma");
+    let session = Session {
+        user_id: user,
+        expires_at: unix_now() + c.session_lifetime.as_secs(),
+    };
+    let cookie = login.cookie(
+        c.cookie_name.clone(),
+        serde_json::to_string(&session).unwrap_or_default(),
+        "/".to_owned(),
+        c.session_lifetime,
+    );
+    (jar.add(cookie), Redirect::to(&flow.next)).into_response()
+}
+
+async fn logout(State(login): State<FigmaLogin>, jar: PrivateCookieJar) -> Response {
+    let jar = jar.remove(Cookie::build(login.inner.cookie_name.clone()).path("/"));
+    (jar, Redirect::to("/")).into_response()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl axum::extract::FromRef<FigmaLogin> for Key {
+    fn from_ref(login: &FigmaLogin) -> Key {
+        login.inner.key.clone()
+    }
+}
+
+/// Puts a [`FigmaUserId`] on requests of signed-in visitors; see
+/// [`FigmaLogin::layer`].
+#[derive(Debug, Clone)]
+pub struct SignedInLayer {
+    login: FigmaLogin,
+}
+
+impl<S> Layer<S> for SignedInLayer {
+    type Service = SignedIn<S>;
+
+    fn layer(&self, inner: S) -> SignedIn<S> {
+        SignedIn {
+            inner,
+            login: self.login.clone(),
+        }
+    }
+}
+
+/// The service of [`SignedInLayer`].
+#[derive(Debug, Clone)]
+pub struct SignedIn<S> {
+    inner: S,
+    login: FigmaLogin,
+}
+
+impl<S, B> Service<Request<B>> for SignedIn<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> S::Future {
+        if let Some(user) = self.login.session_user(req.headers()) {
+            req.extensions_mut().insert(FigmaUserId::new(user.as_str()));
+        }
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_only_ever_a_local_path() {
+        assert_eq!(safe_next(Some("/docs/intro?a=1")), "/docs/intro?a=1");
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil",
+            "docs",
+            "/a\nb",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let login = FigmaLogin::builder("id", "very-secret", "http://127.0.0.1:1")
+            .build()
+            .unwrap();
+        assert!(!format!("{login:?}").contains("very-secret"));
+        assert_eq!(
+            login.inner.callback_url.as_str(),
+            "http://127.0.0.1:1/auth/callback"
+        );
+        assert_eq!(
+            login.login_path("/docs/a b"),
+            "/auth/login?next=%2Fdocs%2Fa+b"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! The examples as users run them: the binaries `cargo test` builds.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+fn example(name: &str) -> PathBuf {
+    // target/debug/deps/examples-… → target/debug/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn check_exits_0_1_2_for_paid_unpaid_and_unknown() {
+    let run = |args: &[&str]| {
+        Command::new(example("check"))
+            .args(args)
+            .env_remove("FIGMA_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let paid = run(&["--demo", "--user", "2001", "--plugin", "1122334455"]);
+    assert_eq!(paid.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&paid.stdout).contains("has access"));
+    let unpaid = run(&["--demo", "--user", "2002", "--plugin", "1122334455"]);
+    assert_eq!(unpaid.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unpaid.stdout).contains("has not paid"));
+    for args in [
+        &["--demo", "--token", "ppt_unknown"][..],
+        &["--user", "2001", "--plugin", "1"][..], // no FIGMA_TOKEN
+        &["--user", "１２", "--plugin", "1"][..],
+        &["--plugin", "1"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).len() > 10);
+    }
+}
+
+#[tokio::test]
+async fn ai_endpoint_prints_curl_commands_that_give_200_402_and_401() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Killed(
+        Command::new(example("ai_endpoint"))
+            .env_remove("FIGMA_TOKEN")
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut curls = Vec::new();
+    let started = Instant::now();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.starts_with("curl http") || started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        if line.starts_with("curl -i -X POST") {
+            curls.push(line);
+        }
+    }
+    assert_eq!(curls.len(), 4, "{curls:?}");
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for curl in &curls {
+        // curl -i -X POST http://… [-H 'X-Figma-Payment-Token: …'] -d '…'
+        let url = curl.split_whitespace().nth(4).unwrap();
+        let mut req = http.post(url).body("a cat in a hat");
+        if let Some(header) = curl.split('\'').nth(1).filter(|h| h.starts_with("X-Figma")) {
+            let (name, value) = header.split_once(": ").unwrap();
+            req = req.header(name, value);
+        }
+        statuses.push(req.send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 402, 401]);
+    let health = http
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let stats: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{port}/paywall/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["granted"], 2);
+    assert_eq!(stats["refused"]["not_paid"], 1);
+    assert_eq!(stats["refused"]["no_identity"], 1);
+    assert_eq!(stats["upstream_calls"], 3);
+}

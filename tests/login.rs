@@ -1,0 +1,325 @@
+//! "Sign in with Figma" against the mock's OAuth endpoints, over real HTTP,
+//! on the docs_site example.
+
+#[path = "../examples/docs_site.rs"]
+mod docs_site;
+
+use figma_paywall::mock::MockFigma;
+use http::StatusCode;
+use reqwest::{header, redirect::Policy, Client, Response};
+use url::Url;
+
+struct Site {
+    base: String,
+    mock: MockFigma,
+    http: Client,
+}
+
+async fn start_site() -> Site {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (app, mock) = docs_site::demo_site(&base).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = Client::builder().redirect(Policy::none()).build().unwrap();
+    Site { base, mock, http }
+}
+
+fn set_cookies(response: &Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+fn location(response: &Response) -> String {
+    response.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+impl Site {
+    /// Starts a sign-in: the flow cookie and Figma's authorize URL.
+    async fn begin(&self, next: &str) -> (String, Url) {
+        let response = self
+            .http
+            .get(format!("{}/auth/login", self.base))
+            .query(&[("next", next)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let cookie = cookie_pair(&set_cookies(&response)[0]);
+        assert!(cookie.starts_with("figma_oauth="));
+        (cookie, Url::parse(&location(&response)).unwrap())
+    }
+
+    /// Picks `user` on the mock's authorize page: the callback URL Figma
+    /// sends the browser to.
+    async fn pick(&self, authorize: &Url, user: &str) -> Url {
+        let page = self.http.get(authorize.clone()).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let page = page.text().await.unwrap();
+        let marker = format!("id=\"user-{user}\" href=\"");
+        let start = page.find(&marker).expect("user on the page") + marker.len();
+        let href = page[start..]
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&amp;", "&");
+        let grant = self
+            .http
+            .get(format!("{}{href}", self.mock.url()))
+            .send()
+            .await
+            .unwrap();
+        Url::parse(&location(&grant)).unwrap()
+    }
+
+    async fn callback(&self, url: &Url, flow_cookie: &str) -> Response {
+        self.http
+            .get(url.clone())
+            .header(header::COOKIE, flow_cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A whole sign-in: the session cookie.
+    async fn sign_in(&self, user: &str) -> String {
+        let (flow, authorize) = self.begin("/docs/intro").await;
+        let callback = self.pick(&authorize, user).await;
+        let response = self.callback(&callback, &flow).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&response), "/docs/intro");
+        set_cookies(&response)
+            .into_iter()
+            .find(|c| c.starts_with("figma_session="))
+            .map(|c| cookie_pair(&c))
+            .expect("a session cookie")
+    }
+
+    async fn docs(&self, cookie: Option<&str>, accept: &str) -> Response {
+        let mut req = self
+            .http
+            .get(format!("{}/docs/intro", self.base))
+            .header(header::ACCEPT, accept);
+        if let Some(cookie) = cookie {
+            req = req.header(header::COOKIE, cookie);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_authorize_request_uses_pkce_and_the_identity_scope() {
+    let site = start_site().await;
+    let (_, authorize) = site.begin("/docs/intro").await;
+    let q: std::collections::HashMap<_, _> = authorize.query_pairs().into_owned().collect();
+    assert_eq!(authorize.path(), "/oauth");
+    assert_eq!(q["client_id"], figma_paywall::mock::MOCK_CLIENT_ID);
+    assert_eq!(q["scope"], "current_user:read");
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["code_challenge"].len(), 43);
+    assert_eq!(q["redirect_uri"], format!("{}/auth/callback", site.base));
+    assert!(q["state"].len() >= 43);
+}
+
+#[tokio::test]
+async fn buyers_sign_in_and_read_the_docs_and_non_buyers_get_the_paywall() {
+    let site = start_site().await;
+    // Signed out: browsers are sent to sign in, API clients get 401 JSON.
+    let response = site.docs(None, "text/html").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/auth/login?next=%2Fdocs%2Fintro");
+    let response = site.docs(None, "application/json").await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let session = site.sign_in("2001").await;
+    let response = site.docs(Some(&session), "text/html").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Welcome, Figma user 2001"));
+
+    // Bought the plugin, not the file: any_of lets them in too.
+    let session = site.sign_in("2002").await;
+    assert_eq!(
+        site.docs(Some(&session), "text/html").await.status(),
+        StatusCode::OK
+    );
+
+    let session = site.sign_in("2003").await;
+    let response = site.docs(Some(&session), "text/html").await;
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("https://www.figma.com/community/file/9876543210"),
+        "{page}"
+    );
+    let response = site.docs(Some(&session), "application/json").await;
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["reason"], "not_paid");
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_lax_and_cleared_on_logout() {
+    let site = start_site().await;
+    let (flow, authorize) = site.begin("/").await;
+    let callback = site.pick(&authorize, "2001").await;
+    let response = site.callback(&callback, &flow).await;
+    let session = set_cookies(&response)
+        .into_iter()
+        .find(|c| c.starts_with("figma_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    // The user ID is encrypted, not readable in the cookie.
+    assert!(!cookie_pair(&session).contains("2001"));
+    let logout = site
+        .http
+        .post(format!("{}/auth/logout", site.base))
+        .header(header::COOKIE, cookie_pair(&session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    let cleared = set_cookies(&logout)
+        .into_iter()
+        .find(|c| c.starts_with("figma_session="))
+        .unwrap();
+    assert!(
+        cleared.contains("Max-Age=0") || cleared.contains("Expires=Thu, 01 Jan 1970"),
+        "{cleared}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_state_is_refused_before_any_exchange() {
+    let site = start_site().await;
+    let (flow, authorize) = site.begin("/docs/intro").await;
+    let mut callback = site.pick(&authorize, "2001").await;
+    let pairs: Vec<(String, String)> = callback
+        .query_pairs()
+        .into_owned()
+        .map(|(k, v)| {
+            if k == "state" {
+                (k, "forged".repeat(8))
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    callback.query_pairs_mut().clear().extend_pairs(pairs);
+    let response = site.callback(&callback, &flow).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(!set_cookies(&response)
+        .iter()
+        .any(|c| c.starts_with("figma_session=")));
+    assert_eq!(site.mock.token_exchanges(), 0);
+    // Without the flow cookie (a callback sent to another browser) too.
+    let callback = site.pick(&authorize, "2001").await;
+    let response = site.callback(&callback, "").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(site.mock.token_exchanges(), 0);
+}
+
+#[tokio::test]
+async fn a_replayed_code_is_refused() {
+    let site = start_site().await;
+    let (flow, authorize) = site.begin("/").await;
+    let callback = site.pick(&authorize, "2001").await;
+    assert_eq!(
+        site.callback(&callback, &flow).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // The same code again, even with a fresh flow whose state it carries.
+    let (flow2, authorize2) = site.begin("/").await;
+    let state2: String = authorize2
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut replay = callback.clone();
+    let code: String = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    replay
+        .query_pairs_mut()
+        .clear()
+        .append_pair("code", &code)
+        .append_pair("state", &state2);
+    let response = site.callback(&replay, &flow2).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("expired or was already used"));
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let site = start_site().await;
+    site.mock.set_code_lifetime(std::time::Duration::ZERO);
+    let (flow, authorize) = site.begin("/").await;
+    let callback = site.pick(&authorize, "2001").await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let response = site.callback(&callback, &flow).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(!set_cookies(&response)
+        .iter()
+        .any(|c| c.starts_with("figma_session=")));
+}
+
+#[tokio::test]
+async fn a_tampered_session_cookie_is_signed_out() {
+    let site = start_site().await;
+    let session = site.sign_in("2001").await;
+    assert_eq!(
+        site.docs(Some(&session), "text/html").await.status(),
+        StatusCode::OK
+    );
+    let (name, value) = session.split_once('=').unwrap();
+    let mut bytes = value.as_bytes().to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{name}={}", String::from_utf8(bytes).unwrap());
+    let response = site.docs(Some(&tampered), "text/html").await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "tampered cookie accepted"
+    );
+    // A cookie made with another key (another site) is no better.
+    let other = start_site().await;
+    let foreign = other.sign_in("2001").await;
+    assert_eq!(
+        site.docs(Some(&foreign), "application/json").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn next_never_leaves_the_site() {
+    let site = start_site().await;
+    let (flow, authorize) = site.begin("https://evil.example/steal").await;
+    let callback = site.pick(&authorize, "2001").await;
+    let response = site.callback(&callback, &flow).await;
+    assert_eq!(location(&response), "/");
+}
