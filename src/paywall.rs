@@ -463,6 +463,37 @@ impl Paywall {
         flight
     }
 
+    /// Stores `info` as Figma's answer to a token or user lookup, without
+    /// asking Figma. For benchmarks and tests only: nothing checks it.
+    #[doc(hidden)]
+    pub async fn insert_answer_for_benchmarks(
+        &self,
+        token: Option<&PluginPaymentToken>,
+        resource: &Resource,
+        info: PaymentInformation,
+    ) {
+        let key = match token {
+            Some(token) => CacheKey::token(token),
+            None => CacheKey::user(&info.user_id, resource),
+        };
+        let entry = self.new_entry(info);
+        self.inner.cache.insert(key, entry).await;
+    }
+
+    fn new_entry(&self, info: PaymentInformation) -> Arc<Entry> {
+        let fetched_at = Instant::now();
+        let fresh = self.inner.lifetimes.fresh_for(&info.payment_status);
+        let grace = self.inner.lifetimes.grace_for(&info.payment_status);
+        Arc::new(Entry {
+            fetched_at,
+            fresh_until: fetched_at + fresh,
+            refresh_at: fetched_at + fresh.mul_f32(0.8),
+            keep_for: fresh + grace,
+            refreshing: AtomicBool::new(false),
+            info,
+        })
+    }
+
     async fn fetch_and_store(
         &self,
         key: CacheKey,
@@ -490,18 +521,7 @@ impl Paywall {
             ok = result.is_ok(),
             "asked Figma"
         );
-        let info = result.map_err(Arc::new)?;
-        let fetched_at = Instant::now();
-        let fresh = self.inner.lifetimes.fresh_for(&info.payment_status);
-        let grace = self.inner.lifetimes.grace_for(&info.payment_status);
-        let entry = Arc::new(Entry {
-            fetched_at,
-            fresh_until: fetched_at + fresh,
-            refresh_at: fetched_at + fresh.mul_f32(0.8),
-            keep_for: fresh + grace,
-            refreshing: AtomicBool::new(false),
-            info,
-        });
+        let entry = self.new_entry(result.map_err(Arc::new)?);
         self.inner.cache.insert(key, entry.clone()).await;
         Ok(entry)
     }
