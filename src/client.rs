@@ -220,6 +220,13 @@ impl PaymentsClient {
         self.inner.budget.backing_off_for(Instant::now())
     }
 
+    /// The budget: calls a minute, burst, and the longest wait for a slot.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn budget_settings(&self) -> (u32, u32, Duration) {
+        let b = &self.inner.budget;
+        (b.per_minute, b.burst, b.max_wait)
+    }
+
     /// The client's upstream timeout (the longest a lookup waits for Figma).
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
@@ -394,6 +401,8 @@ impl PaymentsClientBuilder {
                 timeout: self.timeout,
                 budget: Budget {
                     limiter: RateLimiter::direct(Quota::per_minute(per_minute).allow_burst(burst)),
+                    per_minute: per_minute.get(),
+                    burst: burst.get(),
                     waiting: Semaphore::new(self.max_waiting),
                     max_wait: self.max_wait,
                     backoff_until: Mutex::new(None),
@@ -483,6 +492,8 @@ pub(crate) enum Wait {
 #[derive(Debug)]
 struct Budget {
     limiter: DefaultDirectRateLimiter,
+    per_minute: u32,
+    burst: u32,
     waiting: Semaphore,
     max_wait: Duration,
     backoff_until: Mutex<Option<Instant>>,

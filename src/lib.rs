@@ -13,6 +13,8 @@ pub mod login;
 pub mod mock;
 pub mod payment;
 mod paywall;
+#[cfg(feature = "redis")]
+pub mod redis_tier;
 pub mod require_paid;
 pub mod secret;
 

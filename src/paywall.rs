@@ -71,6 +71,8 @@ pub struct Paywall {
 pub(crate) struct Inner {
     client: PaymentsClient,
     cache: Cache<CacheKey, Arc<Entry>>,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis_tier::RedisTier>,
     flights: Mutex<HashMap<CacheKey, Flight>>,
     lifetimes: Lifetimes,
     pat_check: tokio::sync::Mutex<PatCheck>,
@@ -126,7 +128,7 @@ pub(crate) struct PatCheck {
 /// A cache key: 128 bits of SHA-256 over the question asked, so that plugin
 /// payment tokens are never stored and keys are small and fixed-size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct CacheKey(u128);
+pub(crate) struct CacheKey(pub(crate) u128);
 
 impl CacheKey {
     fn digest(parts: &[&[u8]]) -> Self {
@@ -167,8 +169,8 @@ impl CacheKey {
     }
 }
 
-struct Entry {
-    info: PaymentInformation,
+pub(crate) struct Entry {
+    pub(crate) info: PaymentInformation,
     fetched_at: Instant,
     fresh_until: Instant,
     /// Fresh lifetime plus stale grace: how long moka keeps the entry.
@@ -257,6 +259,8 @@ pub struct PaywallBuilder {
     client: PaymentsClient,
     max_entries: u64,
     lifetimes: Lifetimes,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis_tier::RedisTier>,
 }
 
 impl PaywallBuilder {
@@ -300,6 +304,16 @@ impl PaywallBuilder {
         self
     }
 
+    /// Shares answers, the 429 back-off, the rate budget, cold-key
+    /// coalescing and invalidations with other replicas through Redis; see
+    /// [`redis_tier`](crate::redis_tier). Call `build` inside a Tokio
+    /// runtime, which runs the listener for other replicas' invalidations.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, tier: crate::redis_tier::RedisTier) -> Self {
+        self.redis = Some(tier);
+        self
+    }
+
     /// Builds the paywall.
     pub fn build(self) -> Paywall {
         let cache = Cache::builder()
@@ -307,16 +321,23 @@ impl PaywallBuilder {
             .expire_after(EntryExpiry)
             .support_invalidation_closures()
             .build();
-        Paywall {
+        let paywall = Paywall {
             inner: Arc::new(Inner {
                 client: self.client,
                 cache,
+                #[cfg(feature = "redis")]
+                redis: self.redis,
                 flights: Mutex::new(HashMap::new()),
                 lifetimes: self.lifetimes,
                 pat_check: tokio::sync::Mutex::new(PatCheck::default()),
                 stats: Counters::default(),
             }),
+        };
+        #[cfg(feature = "redis")]
+        if let Some(tier) = &paywall.inner.redis {
+            tier.spawn_listener(Arc::downgrade(&paywall.inner));
         }
+        paywall
     }
 }
 
@@ -331,6 +352,8 @@ impl Paywall {
         PaywallBuilder {
             client,
             max_entries: 1_000_000,
+            #[cfg(feature = "redis")]
+            redis: None,
             lifetimes: Lifetimes {
                 paid: Duration::from_secs(10 * 60),
                 trial: Duration::from_secs(2 * 60),
@@ -476,12 +499,11 @@ impl Paywall {
             Some(token) => CacheKey::token(token),
             None => CacheKey::user(&info.user_id, resource),
         };
-        let entry = self.new_entry(info);
+        let entry = self.new_entry(info, Instant::now());
         self.inner.cache.insert(key, entry).await;
     }
 
-    fn new_entry(&self, info: PaymentInformation) -> Arc<Entry> {
-        let fetched_at = Instant::now();
+    fn new_entry(&self, info: PaymentInformation, fetched_at: Instant) -> Arc<Entry> {
         let fresh = self.inner.lifetimes.fresh_for(&info.payment_status);
         let grace = self.inner.lifetimes.grace_for(&info.payment_status);
         Arc::new(Entry {
@@ -512,7 +534,7 @@ impl Paywall {
         // whole lookup, budget wait included, whatever happens inside.
         let deadline = self.inner.client.timeout() + Duration::from_secs(3);
         let result =
-            match tokio::time::timeout(deadline, self.inner.client.ask(&question, wait)).await {
+            match tokio::time::timeout(deadline, self.inner.fetch(key, &question, wait)).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::Timeout(deadline)),
             };
@@ -521,7 +543,8 @@ impl Paywall {
             ok = result.is_ok(),
             "asked Figma"
         );
-        let entry = self.new_entry(result.map_err(Arc::new)?);
+        let (info, fetched_at) = result.map_err(Arc::new)?;
+        let entry = self.new_entry(info, fetched_at);
         self.inner.cache.insert(key, entry.clone()).await;
         Ok(entry)
     }
@@ -559,24 +582,39 @@ impl Paywall {
 
     /// Drops every cached answer about `user` (by user ID or by token), for
     /// example right after the plugin's checkout completes, so their next
-    /// request asks Figma.
-    pub fn invalidate_user(&self, user: &UserId) {
-        let user = user.clone();
+    /// request asks Figma. With a Redis tier, every replica drops them.
+    pub async fn invalidate_user(&self, user: &UserId) {
+        let owned = user.clone();
         // Only fails when invalidation closures are not enabled; they are.
         let _ = self
             .inner
             .cache
-            .invalidate_entries_if(move |_, entry| entry.info.user_id == user);
+            .invalidate_entries_if(move |_, entry| entry.info.user_id == owned);
+        #[cfg(feature = "redis")]
+        if let Some(tier) = &self.inner.redis {
+            tier.invalidate_user(user).await;
+        }
     }
 
-    /// Drops the cached answer for one plugin payment token.
+    /// Drops the cached answer for one plugin payment token, on every
+    /// replica.
     pub async fn invalidate_token(&self, token: &PluginPaymentToken) {
-        self.inner.cache.invalidate(&CacheKey::token(token)).await;
+        let key = CacheKey::token(token);
+        self.inner.cache.invalidate(&key).await;
+        #[cfg(feature = "redis")]
+        if let Some(tier) = &self.inner.redis {
+            tier.invalidate_key(key).await;
+        }
     }
 
-    /// Drops every cached answer.
-    pub fn invalidate_all(&self) {
+    /// Drops every cached answer in this process, and tells other replicas
+    /// to do the same (answers in Redis stay until they expire).
+    pub async fn invalidate_all(&self) {
         self.inner.cache.invalidate_all();
+        #[cfg(feature = "redis")]
+        if let Some(tier) = &self.inner.redis {
+            tier.invalidate_all().await;
+        }
     }
 
     /// A snapshot of what the paywall has done since it started.
@@ -587,6 +625,7 @@ impl Paywall {
         PaywallStats {
             cache_hits: load(&s.hits),
             cache_misses: load(&s.misses),
+            redis_hits: load(&s.redis_hits),
             stale_served: load(&s.stale_served),
             background_refreshes: load(&s.refreshes),
             cached_entries: self.inner.cache.entry_count(),
@@ -618,8 +657,53 @@ impl Paywall {
     }
 }
 
+impl Inner {
+    /// Asks for an answer beyond the in-process cache: Redis then Figma
+    /// with a Redis tier, else Figma.
+    async fn fetch(
+        &self,
+        key: CacheKey,
+        question: &Question,
+        wait: Wait,
+    ) -> Result<(PaymentInformation, Instant), Error> {
+        #[cfg(feature = "redis")]
+        if let Some(tier) = &self.redis {
+            return self.fetch_tiered(tier, key, question, wait).await;
+        }
+        let _ = key;
+        let info = self.client.ask(question, wait).await?;
+        Ok((info, Instant::now()))
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn cache(&self) -> &Cache<CacheKey, Arc<Entry>> {
+        &self.cache
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn client(&self) -> &PaymentsClient {
+        &self.client
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn fresh_for(&self, status: &PaymentStatus) -> Duration {
+        self.lifetimes.fresh_for(status)
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn keep_for(&self, status: &PaymentStatus) -> Duration {
+        self.lifetimes.fresh_for(status) + self.lifetimes.grace_for(status)
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn count_redis_hit(&self) {
+        self.stats.redis_hits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    redis_hits: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     stale_served: AtomicU64,
@@ -637,6 +721,8 @@ pub struct PaywallStats {
     pub cache_hits: u64,
     /// Lookups that had to wait on Figma (missing or expired answers).
     pub cache_misses: u64,
+    /// Misses answered from the Redis tier instead of Figma.
+    pub redis_hits: u64,
     /// Expired PAID/TRIAL answers served because Figma could not answer.
     pub stale_served: u64,
     /// Refreshes started in the background before an answer expired.

@@ -194,7 +194,7 @@ async fn an_answer_about_someone_else_is_refused() {
         let reply = call(&app, as_user("5")).await;
         assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{meta}");
         assert_eq!(reply.body["reason"], "answer_mismatch");
-        paywall.invalidate_all();
+        paywall.invalidate_all().await;
     }
 }
 
@@ -274,7 +274,7 @@ async fn invalidation_drops_a_users_answers() {
     assert_eq!(figma.payment_requests(), 2);
     // Checkout completes; the app drops the cached answers.
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
-    paywall.invalidate_user(&user("5"));
+    paywall.invalidate_user(&user("5")).await;
     assert_eq!(call(&app, as_user("5")).await.status, 200);
     assert_eq!(
         call(&app, with_token(token.expose_secret())).await.status,
@@ -283,7 +283,7 @@ async fn invalidation_drops_a_users_answers() {
     assert_eq!(figma.payment_requests(), 4);
     // Another user's answers stay.
     assert_eq!(call(&app, as_user("6")).await.status, 402);
-    paywall.invalidate_user(&user("5"));
+    paywall.invalidate_user(&user("5")).await;
     assert_eq!(call(&app, as_user("6")).await.status, 402);
     assert_eq!(figma.payment_requests(), 5);
     // One token.

@@ -154,6 +154,12 @@ impl Write for CapturedLogs {
     }
 }
 
+/// Says that a test was skipped, and why, where the test harness does not
+/// swallow it (straight to the process's stderr, past output capture).
+pub fn skipped(why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(20)).await;
 }

@@ -1,0 +1,250 @@
+//! The shared Redis tier, against a real Redis server at `REDIS_URL`
+//! (`.ci/run` starts one). Without `REDIS_URL` these tests say they were
+//! skipped.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::Router;
+use common::*;
+use figma_paywall::{
+    mock::{Fault, MockFigma},
+    redis_tier::RedisTier,
+    PaymentStatus, Paywall,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+fn redis_url() -> Option<String> {
+    let url = std::env::var("REDIS_URL").ok();
+    if url.is_none() {
+        skipped("Redis test: REDIS_URL is not set (start a Redis server and export REDIS_URL=redis://127.0.0.1:6379; .ci/run does)");
+    }
+    url
+}
+
+/// A prefix of this test's own, so tests sharing the server do not meet.
+fn prefix() -> String {
+    format!("figma-paywall-test:{:016x}:", rand::random::<u64>())
+}
+
+struct Replica {
+    paywall: Paywall,
+    app: Router,
+}
+
+/// `n` app instances, each with its own client, budget and in-process
+/// cache, sharing one Redis tier.
+fn replicas(figma: &MockFigma, url: &str, prefix: &str, n: usize) -> Vec<Replica> {
+    (0..n)
+        .map(|_| {
+            let tier = RedisTier::builder(url)
+                .prefix(prefix)
+                .timeout(Duration::from_millis(100))
+                .build()
+                .unwrap();
+            let paywall = Paywall::builder(figma.client().unwrap())
+                .redis(tier)
+                .build();
+            let app = echo_app().layer(paywall.require(plugin()));
+            Replica { paywall, app }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_replicas_make_one_call_for_a_cold_user() {
+    let Some(url) = redis_url() else { return };
+    let figma = MockFigma::start().await.unwrap();
+    figma.set_latency(Duration::from_millis(100));
+    set(&figma, "5", &plugin(), PaymentStatus::Paid);
+    let replicas = replicas(&figma, &url, &prefix(), 4);
+    let replies =
+        futures_util::future::join_all((0..1000).map(|i| call(&replicas[i % 4].app, as_user("5"))))
+            .await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert_eq!(figma.payment_requests(), 1);
+    let redis_hits: u64 = replicas.iter().map(|r| r.paywall.stats().redis_hits).sum();
+    assert!(redis_hits >= 1, "other replicas read the answer from Redis");
+}
+
+#[tokio::test]
+async fn a_429_on_one_replica_stops_the_others() {
+    let Some(url) = redis_url() else { return };
+    let figma = MockFigma::start().await.unwrap();
+    let replicas = replicas(&figma, &url, &prefix(), 3);
+    figma.push_fault(Fault::RateLimited { retry_after: 5 });
+    let reply = call(&replicas[0].app, as_user("1")).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(figma.payment_requests(), 1);
+    // Another replica, another cold user: no call reaches Figma.
+    for (i, replica) in replicas.iter().enumerate().skip(1) {
+        let reply = call(&replica.app, as_user(&format!("{}", 10 + i))).await;
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        assert_eq!(reply.body["reason"], "rate_limited");
+        let left: u64 = reply.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=5).contains(&left));
+    }
+    assert_eq!(figma.payment_requests(), 1);
+}
+
+#[tokio::test]
+async fn invalidation_on_one_replica_drops_the_answer_on_all() {
+    let Some(url) = redis_url() else { return };
+    let figma = MockFigma::start().await.unwrap();
+    let replicas = replicas(&figma, &url, &prefix(), 4);
+    // Give the listeners a moment to subscribe.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for replica in &replicas {
+        assert_eq!(call(&replica.app, as_user("5")).await.status, 402);
+    }
+    assert_eq!(figma.payment_requests(), 1);
+    // The user buys; one replica hears of the checkout.
+    set(&figma, "5", &plugin(), PaymentStatus::Paid);
+    replicas[0].paywall.invalidate_user(&user("5")).await;
+    // Every replica lets them in now, with one more call in all.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for replica in &replicas[1..] {
+        loop {
+            let reply = call(&replica.app, as_user("5")).await;
+            if reply.status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the invalidation did not reach a replica"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(call(&replicas[0].app, as_user("5")).await.status, 200);
+    assert_eq!(figma.payment_requests(), 2);
+}
+
+/// A TCP proxy in front of Redis that can be cut and restored, to stop
+/// "Redis" mid-run without touching the server other tests use.
+struct Proxy {
+    port: u16,
+    target: String,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Self {
+            port,
+            target,
+            tasks: Arc::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let target = self.target.clone();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Redis "dies": the port refuses connections, open ones drop.
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Redis "comes back" on the same port.
+    async fn restore(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_refuses_nobody_and_it_is_used_again_when_back() {
+    let Some(url) = redis_url() else { return };
+    let target = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let proxy = Proxy::start(target).await;
+    let proxied = format!("redis://127.0.0.1:{}", proxy.port);
+    let figma = MockFigma::start().await.unwrap();
+    let figma_latency = Duration::from_millis(50);
+    figma.set_latency(figma_latency);
+    let redis_timeout = Duration::from_millis(100);
+    let replicas = replicas(&figma, &proxied, &prefix(), 2);
+    for i in 0..40 {
+        set(
+            &figma,
+            &format!("{}", 700 + i),
+            &plugin(),
+            PaymentStatus::Paid,
+        );
+    }
+    // Warm through Redis.
+    assert_eq!(call(&replicas[0].app, as_user("700")).await.status, 200);
+
+    proxy.cut();
+    let mut slowest = Duration::ZERO;
+    for i in 1..30 {
+        let started = Instant::now();
+        let reply = call(&replicas[i % 2].app, as_user(&format!("{}", 700 + i))).await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(
+            reply.status, 200,
+            "refused while Redis was down: {}",
+            reply.body
+        );
+    }
+    println!("slowest request while Redis was down: {slowest:?}");
+    // Each Redis step gives up after its timeout; a cold lookup takes at most
+    // a read and a lock attempt before asking Figma directly.
+    assert!(
+        slowest < 2 * redis_timeout + figma_latency + Duration::from_millis(500),
+        "{slowest:?}"
+    );
+
+    proxy.restore().await;
+    // Back: one replica's answer reaches the other through Redis again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let calls = figma.payment_requests();
+        assert_eq!(call(&replicas[0].app, as_user("739")).await.status, 200);
+        let reply = call(&replicas[1].app, as_user("739")).await;
+        assert_eq!(reply.status, 200);
+        if figma.payment_requests() == calls + 1 {
+            break; // replica 1 read replica 0's answer from Redis
+        }
+        assert!(Instant::now() < deadline, "Redis was not used again");
+        replicas[0].paywall.invalidate_user(&user("739")).await;
+        replicas[1].paywall.invalidate_user(&user("739")).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
