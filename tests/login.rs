@@ -3,6 +3,8 @@
 
 #[path = "../examples/docs_site.rs"]
 mod docs_site;
+#[allow(dead_code)]
+mod common;
 
 use figma_paywall::mock::MockFigma;
 use http::StatusCode;
@@ -322,4 +324,33 @@ async fn next_never_leaves_the_site() {
     let callback = site.pick(&authorize, "2001").await;
     let response = site.callback(&callback, &flow).await;
     assert_eq!(location(&response), "/");
+}
+
+#[tokio::test]
+async fn no_code_cookie_or_secret_reaches_the_logs() {
+    let logs = common::CapturedLogs::default();
+    let _guard = logs.install();
+    let site = start_site().await;
+    let (flow, authorize) = site.begin("/docs/intro").await;
+    let callback = site.pick(&authorize, "2003").await;
+    let code: String = callback.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let response = site.callback(&callback, &flow).await;
+    let session = set_cookies(&response)
+        .into_iter()
+        .find(|c| c.starts_with("figma_session="))
+        .map(|c| cookie_pair(&c))
+        .unwrap();
+    // Replay (refused) and a paywalled visit, to log the refusal paths too.
+    site.callback(&callback, &flow).await;
+    site.docs(Some(&session), "text/html").await;
+    let text = logs.text();
+    assert!(text.contains("signed in with Figma"), "{text}");
+    for secret in [
+        code.as_str(),
+        flow.split_once('=').unwrap().1,
+        session.split_once('=').unwrap().1,
+        figma_paywall::mock::MOCK_CLIENT_SECRET,
+    ] {
+        assert!(!text.contains(secret), "{secret} in logs");
+    }
 }
