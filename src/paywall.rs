@@ -114,6 +114,10 @@ impl Lifetimes {
     }
 }
 
+/// The share of an answer's fresh lifetime after which a hit refreshes it
+/// in the background.
+pub(crate) const REFRESH_AT: f32 = 0.8;
+
 /// How long a verdict on the creator's access token stands, and how often
 /// its rejection is logged.
 const PAT_RECHECK: Duration = Duration::from_secs(60);
@@ -509,7 +513,7 @@ impl Paywall {
         Arc::new(Entry {
             fetched_at,
             fresh_until: fetched_at + fresh,
-            refresh_at: fetched_at + fresh.mul_f32(0.8),
+            refresh_at: fetched_at + fresh.mul_f32(REFRESH_AT),
             keep_for: fresh + grace,
             refreshing: AtomicBool::new(false),
             info,

@@ -47,7 +47,7 @@ use redis::{aio::ConnectionManager, AsyncCommands, Script};
 use crate::{
     client::{Question, Wait},
     error::{Error, ThrottleReason},
-    paywall::{CacheKey, Inner},
+    paywall::{CacheKey, Inner, REFRESH_AT},
     PaymentInformation, PaymentStatus, ResourceId, ResourceType, UserId,
 };
 
@@ -509,19 +509,25 @@ impl Inner {
         wait: Wait,
     ) -> Result<(PaymentInformation, Instant), Error> {
         let deadline = Instant::now() + tier.inner.lock_ttl;
+        // A stored answer past its refresh point but still fresh: used if
+        // Figma cannot answer the refresh.
+        let mut fallback = None;
         loop {
             match tier.get(key).await {
                 Ok(Some((info, fetched_ms))) => {
                     let age = Duration::from_millis(unix_ms().saturating_sub(fetched_ms));
-                    if age < self.fresh_for(&info.payment_status) {
+                    let fresh = self.fresh_for(&info.payment_status);
+                    let fetched_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                    if age < fresh.mul_f32(REFRESH_AT) {
                         self.count_redis_hit();
-                        let fetched_at =
-                            Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
                         return Ok((info, fetched_at));
+                    }
+                    if age < fresh {
+                        fallback = Some((info, fetched_at));
                     }
                 }
                 Ok(None) => {}
-                Err(Unavailable) => return self.ask_figma(question, wait).await,
+                Err(Unavailable) => break,
             }
             match tier.lock(key).await {
                 Ok(true) => {
@@ -531,13 +537,14 @@ impl Inner {
                         let _ = tier.put(key, info, unix_ms(), keep_for).await;
                     }
                     tier.unlock(key).await;
-                    return result;
+                    return or_fallback(result, fallback);
                 }
                 Ok(false) if Instant::now() < deadline => tokio::time::sleep(POLL).await,
                 // The holder is gone or Redis is: ask directly.
-                Ok(false) | Err(Unavailable) => return self.ask_figma(question, wait).await,
+                Ok(false) | Err(Unavailable) => break,
             }
         }
+        or_fallback(self.ask_figma(question, wait).await, fallback)
     }
 
     /// Asks Figma within the back-off and budget shared through Redis.
@@ -584,6 +591,19 @@ impl Inner {
     ) -> Result<(PaymentInformation, Instant), Error> {
         let info = self.client().ask(question, wait).await?;
         Ok((info, Instant::now()))
+    }
+}
+
+fn or_fallback(
+    result: Result<(PaymentInformation, Instant), Error>,
+    fallback: Option<(PaymentInformation, Instant)>,
+) -> Result<(PaymentInformation, Instant), Error> {
+    match (result, fallback) {
+        (Err(e), Some(fallback)) if e.is_upstream_failure() => {
+            tracing::debug!(error = %e, "Figma could not refresh an answer; using the one in Redis");
+            Ok(fallback)
+        }
+        (result, _) => result,
     }
 }
 

@@ -1,10 +1,10 @@
 //! "Sign in with Figma" against the mock's OAuth endpoints, over real HTTP,
 //! on the docs_site example.
 
-#[path = "../examples/docs_site.rs"]
-mod docs_site;
 #[allow(dead_code)]
 mod common;
+#[path = "../examples/docs_site.rs"]
+mod docs_site;
 
 use figma_paywall::mock::MockFigma;
 use http::StatusCode;
@@ -333,7 +333,12 @@ async fn no_code_cookie_or_secret_reaches_the_logs() {
     let site = start_site().await;
     let (flow, authorize) = site.begin("/docs/intro").await;
     let callback = site.pick(&authorize, "2003").await;
-    let code: String = callback.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code: String = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     let response = site.callback(&callback, &flow).await;
     let session = set_cookies(&response)
         .into_iter()

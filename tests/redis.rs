@@ -248,3 +248,34 @@ async fn redis_going_away_refuses_nobody_and_it_is_used_again_when_back() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn an_answer_near_its_end_is_refreshed_and_stands_in_when_figma_fails() {
+    let Some(url) = redis_url() else { return };
+    let figma = MockFigma::start().await.unwrap();
+    set(&figma, "5", &plugin(), PaymentStatus::Paid);
+    let prefix = prefix();
+    let replica = || {
+        let tier = RedisTier::builder(&url).prefix(&prefix).build().unwrap();
+        let paywall = Paywall::builder(figma.client().unwrap())
+            .paid_lifetime(Duration::from_millis(1000))
+            .redis(tier)
+            .build();
+        echo_app().layer(paywall.require(plugin()))
+    };
+    assert_eq!(call(&replica(), as_user("5")).await.status, 200);
+    assert_eq!(figma.payment_requests(), 1);
+    // Past 80 % of its life, a cold replica refreshes it; Figma fails, and
+    // the answer in Redis, still fresh, stands in.
+    tokio::time::sleep(Duration::from_millis(850)).await;
+    figma.set_steady_fault(Some(Fault::Status(500)));
+    assert_eq!(call(&replica(), as_user("5")).await.status, 200);
+    assert_eq!(figma.payment_requests(), 2);
+    // Figma back: the next cold replica refreshes and writes through…
+    figma.set_steady_fault(None);
+    assert_eq!(call(&replica(), as_user("5")).await.status, 200);
+    assert_eq!(figma.payment_requests(), 3);
+    // …so the one after reads the new answer from Redis.
+    assert_eq!(call(&replica(), as_user("5")).await.status, 200);
+    assert_eq!(figma.payment_requests(), 3);
+}
