@@ -1,7 +1,6 @@
 //! "Sign in with Figma" against the mock's OAuth endpoints, over real HTTP,
 //! on the docs_site example.
 
-#[allow(dead_code)]
 mod common;
 #[path = "../examples/docs_site.rs"]
 mod docs_site;
