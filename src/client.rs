@@ -201,7 +201,7 @@ impl PaymentsClient {
         let url = self.inner.me_url.clone();
         let (_, body) = self.send(url, None).await?;
         serde_json::from_slice::<FigmaUser>(&body).map_err(|e| Error::MalformedResponse {
-            reason: format!("GET /v1/me: {e}"),
+            reason: format!("GET /v1/me: {}", e.classify_name()),
         })
     }
 
@@ -221,7 +221,6 @@ impl PaymentsClient {
     }
 
     /// The budget: calls a minute, burst, and the longest wait for a slot.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn budget_settings(&self) -> (u32, u32, Duration) {
         let b = &self.inner.budget;
         (b.per_minute, b.burst, b.max_wait)
@@ -384,6 +383,12 @@ impl PaymentsClientBuilder {
         let burst = NonZeroU32::new(self.burst).ok_or_else(|| {
             ConfigError::InvalidSetting("rate_limit: burst must be at least 1".into())
         })?;
+        if self.max_waiting > Semaphore::MAX_PERMITS {
+            return Err(ConfigError::InvalidSetting(format!(
+                "queue: at most {} lookups can wait",
+                Semaphore::MAX_PERMITS
+            )));
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .timeout(self.timeout)
@@ -416,7 +421,12 @@ impl PaymentsClientBuilder {
 
 fn endpoint_urls(base: &str) -> Result<(Url, Url), ConfigError> {
     let invalid = |reason: String| ConfigError::InvalidBaseUrl {
-        url: base.to_owned(),
+        // A URL with credentials in it is not repeated.
+        url: if base.contains('@') {
+            "<redacted: it contains credentials>".to_owned()
+        } else {
+            base.to_owned()
+        },
         reason,
     };
     let mut url = Url::parse(base.trim()).map_err(|e| invalid(e.to_string()))?;
@@ -502,23 +512,27 @@ struct Budget {
 impl Budget {
     async fn acquire(&self, wait: Wait) -> Result<(), Error> {
         self.check_backoff()?;
-        if self.limiter.check().is_err() {
-            if wait == Wait::No {
-                return Err(Error::Throttled {
-                    retry_after: self.max_wait,
-                    reason: ThrottleReason::BudgetExhausted,
-                });
+        if let Err(not_until) = self.limiter.check() {
+            // When the next slot comes free.
+            let next_slot = not_until
+                .wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ))
+                .max(Duration::from_millis(1));
+            let throttled = |reason| Error::Throttled {
+                retry_after: next_slot,
+                reason,
+            };
+            if wait == Wait::No || next_slot > self.max_wait {
+                return Err(throttled(ThrottleReason::BudgetExhausted));
             }
-            let _waiting = self.waiting.try_acquire().map_err(|_| Error::Throttled {
-                retry_after: self.max_wait,
-                reason: ThrottleReason::QueueFull,
-            })?;
+            let _waiting = self
+                .waiting
+                .try_acquire()
+                .map_err(|_| throttled(ThrottleReason::QueueFull))?;
             tokio::time::timeout(self.max_wait, self.limiter.until_ready())
                 .await
-                .map_err(|_| Error::Throttled {
-                    retry_after: self.max_wait,
-                    reason: ThrottleReason::BudgetExhausted,
-                })?;
+                .map_err(|_| throttled(ThrottleReason::BudgetExhausted))?;
             // A 429 may have come in while this lookup waited.
             self.check_backoff()?;
         }
@@ -607,17 +621,18 @@ fn error_message(body: &[u8], secret: Option<&str>, token: &AccessToken) -> Stri
         .ok()
         .and_then(|e| e.message.or(e.err))
         .unwrap_or_else(|| "no message".to_owned());
-    let mut message: String = message
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_MESSAGE_CHARS)
-        .collect();
+    let mut message = message;
+    // Redact before cutting, so no part of a secret survives the cut.
     for secret in secret.into_iter().chain([token.expose_secret()]) {
         if message.contains(secret) {
             message = message.replace(secret, "<redacted>");
         }
     }
     message
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_MESSAGE_CHARS)
+        .collect()
 }
 
 fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -655,6 +670,10 @@ mod tests {
         let body = br#"{"error":true,"status":400,"message":"bad token ppt_SECRET and figd_PAT"}"#;
         let m = error_message(body, Some("ppt_SECRET"), &token);
         assert_eq!(m, "bad token <redacted> and <redacted>");
+        let long_secret = "s".repeat(300);
+        let body = format!(r#"{{"message":"{}{long_secret}"}}"#, "x".repeat(150));
+        let m = error_message(body.as_bytes(), Some(&long_secret), &token);
+        assert!(!m.contains("ss"), "part of a secret survived: {m}");
         let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(5000));
         assert_eq!(
             error_message(long.as_bytes(), None, &token).len(),

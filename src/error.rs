@@ -105,6 +105,26 @@ impl Error {
     pub fn is_upstream_failure(&self) -> bool {
         !self.is_caller_error()
     }
+
+    /// Whether Figma itself is down or refusing to answer for now (5xx,
+    /// timeout, network, unreadable answer, 429 and its back-off): the
+    /// only errors a fail-open gate lets callers through on. Not our own
+    /// budget running out, which any caller can cause with a few bad
+    /// tokens, nor configuration errors.
+    pub(crate) fn is_figma_outage(&self) -> bool {
+        matches!(
+            self,
+            Self::Upstream { .. }
+                | Self::Timeout(_)
+                | Self::Transport(_)
+                | Self::MalformedResponse { .. }
+                | Self::RateLimited(_)
+                | Self::Throttled {
+                    reason: ThrottleReason::BackingOff,
+                    ..
+                }
+        )
+    }
 }
 
 /// What Figma sent with a 429.

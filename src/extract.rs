@@ -1,7 +1,7 @@
 //! axum extractors for what the gate put on the request.
 
 use axum::{
-    extract::FromRequestParts,
+    extract::{FromRequestParts, OptionalFromRequestParts},
     response::{IntoResponse, Response},
 };
 use http::{request::Parts, StatusCode};
@@ -38,5 +38,18 @@ impl<S: Send + Sync> FromRequestParts<S> for PaidAccess {
         parts.extensions.get::<Self>().cloned().ok_or(MissingPaywall(
             "no PaidAccess on this request: add a RequirePaid layer in front of this route (for example `.layer(RequirePaid::plugin(\"...\"))`)",
         ))
+    }
+}
+
+/// `Option<PaymentInformation>`: `None` where the gate let a request through
+/// without an answer from Figma (fail-open), or where there is no gate.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for PaymentInformation {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned())
     }
 }

@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs, rust_2018_idioms)]
 #![deny(unsafe_code, unreachable_pub)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod client;
 mod error;

@@ -10,7 +10,7 @@
 //! Routes (under `/auth` by default): `GET /auth/login?next=/docs` sends the
 //! visitor to Figma, `GET /auth/callback` is where Figma sends them back
 //! (register `https://your.site/auth/callback` as the app's callback URL),
-//! and `POST /auth/logout` (or `GET`) signs them out.
+//! and `POST /auth/logout` signs them out.
 //!
 //! # Example
 //!
@@ -207,13 +207,15 @@ impl LoginBuilder {
         };
         let prefix = format!("/{}", self.prefix.trim_matches('/'));
         let site = parse("the site URL", &self.site_url)?;
-        let callback_url = site
-            .join(&format!("{}/callback", prefix.trim_start_matches('/')))
-            .map_err(|e| LoginConfigError::InvalidUrl {
-                what: "the site URL",
-                url: self.site_url.clone(),
-                reason: e.to_string(),
-            })?;
+        // The routes are served from the site's root, whatever path the
+        // site URL has.
+        let callback_url =
+            site.join(&format!("{prefix}/callback"))
+                .map_err(|e| LoginConfigError::InvalidUrl {
+                    what: "the site URL",
+                    url: self.site_url.clone(),
+                    reason: e.to_string(),
+                })?;
         let mut api = parse("the Figma API URL", &self.api_url)?;
         if !api.path().ends_with('/') {
             let path = format!("{}/", api.path());
@@ -306,7 +308,8 @@ impl FigmaLogin {
         Router::new()
             .route(&format!("{p}/login"), get(login))
             .route(&format!("{p}/callback"), get(callback))
-            .route(&format!("{p}/logout"), get(logout).post(logout))
+            // POST only: a link or image on another site cannot sign anyone out.
+            .route(&format!("{p}/logout"), axum::routing::post(logout))
             .with_state(self.clone())
     }
 
@@ -564,7 +567,7 @@ async fn callback(
     tracing::info!(user_id = %user, "signed in with Figma");
     let session = Session {
         user_id: user,
-        expires_at: unix_now() + c.session_lifetime.as_secs(),
+        expires_at: unix_now().saturating_add(c.session_lifetime.as_secs()),
     };
     let cookie = login.cookie(
         c.cookie_name.clone(),

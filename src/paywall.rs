@@ -75,6 +75,9 @@ pub(crate) struct Inner {
     redis: Option<crate::redis_tier::RedisTier>,
     flights: Mutex<HashMap<CacheKey, Flight>>,
     lifetimes: Lifetimes,
+    /// Bumped by every invalidation: a lookup that started before one does
+    /// not cache what it got.
+    generation: AtomicU64,
     pat_check: tokio::sync::Mutex<PatCheck>,
     pub(crate) stats: Counters,
 }
@@ -112,6 +115,14 @@ impl Lifetimes {
             _ => Duration::ZERO,
         }
     }
+}
+
+/// `at + d`, or far in the future where that overflows (huge configured
+/// lifetimes must not panic).
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(at)
 }
 
 /// The share of an answer's fresh lifetime after which a hit refreshes it
@@ -177,8 +188,9 @@ pub(crate) struct Entry {
     pub(crate) info: PaymentInformation,
     fetched_at: Instant,
     fresh_until: Instant,
-    /// Fresh lifetime plus stale grace: how long moka keeps the entry.
-    keep_for: Duration,
+    /// The end of the fresh lifetime plus the stale grace: when moka drops
+    /// the entry, counted from when Figma answered, not from insertion.
+    expires_at: Instant,
     refresh_at: Instant,
     refreshing: AtomicBool,
 }
@@ -190,19 +202,33 @@ impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
         &self,
         _key: &CacheKey,
         entry: &Arc<Entry>,
-        _created_at: Instant,
+        created_at: Instant,
     ) -> Option<Duration> {
-        Some(entry.keep_for)
+        Some(entry.expires_at.saturating_duration_since(created_at))
     }
 
     fn expire_after_update(
         &self,
         _key: &CacheKey,
         entry: &Arc<Entry>,
-        _updated_at: Instant,
+        updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(entry.keep_for)
+        Some(entry.expires_at.saturating_duration_since(updated_at))
+    }
+}
+
+/// Removes a finished flight from the map when dropped.
+struct Landed<'a>(&'a Paywall, CacheKey);
+
+impl Drop for Landed<'_> {
+    fn drop(&mut self) {
+        self.0
+            .inner
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
     }
 }
 
@@ -333,6 +359,7 @@ impl PaywallBuilder {
                 redis: self.redis,
                 flights: Mutex::new(HashMap::new()),
                 lifetimes: self.lifetimes,
+                generation: AtomicU64::new(0),
                 pat_check: tokio::sync::Mutex::new(PatCheck::default()),
                 stats: Counters::default(),
             }),
@@ -423,6 +450,12 @@ impl Paywall {
             }
         }
         stats.misses.fetch_add(1, Ordering::Relaxed);
+        // Only PAID and TRIAL answers may stand in once expired; a refusing
+        // answer moka has not dropped yet is as good as none.
+        let cached = cached.filter(|e| {
+            now < e.expires_at
+                && self.inner.lifetimes.grace_for(&e.info.payment_status) > Duration::ZERO
+        });
         // With a stale answer to fall back on, do not queue for the budget.
         let wait = if cached.is_some() {
             Wait::No
@@ -469,13 +502,9 @@ impl Paywall {
         }
         let this = self.clone();
         let task = tokio::spawn(async move {
-            let result = this.fetch_and_store(key, seen, question, wait).await;
-            this.inner
-                .flights
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-            result
+            // Leaves the map however the lookup ends, panics included.
+            let _landed = Landed(&this, key);
+            this.fetch_and_store(key, seen, question, wait).await
         });
         let flight = async move {
             task.await.unwrap_or_else(|e| {
@@ -491,7 +520,9 @@ impl Paywall {
     }
 
     /// Stores `info` as Figma's answer to a token or user lookup, without
-    /// asking Figma. For benchmarks and tests only: nothing checks it.
+    /// asking Figma. For benchmarks and tests only (feature `mock`): nothing
+    /// checks it.
+    #[cfg(feature = "mock")]
     #[doc(hidden)]
     pub async fn insert_answer_for_benchmarks(
         &self,
@@ -512,9 +543,9 @@ impl Paywall {
         let grace = self.inner.lifetimes.grace_for(&info.payment_status);
         Arc::new(Entry {
             fetched_at,
-            fresh_until: fetched_at + fresh,
-            refresh_at: fetched_at + fresh.mul_f32(REFRESH_AT),
-            keep_for: fresh + grace,
+            fresh_until: later(fetched_at, fresh),
+            refresh_at: later(fetched_at, fresh.mul_f32(REFRESH_AT)),
+            expires_at: later(fetched_at, fresh.saturating_add(grace)),
             refreshing: AtomicBool::new(false),
             info,
         })
@@ -534,9 +565,10 @@ impl Paywall {
             }
         }
         let started = Instant::now();
+        let generation = self.inner.generation.load(Ordering::Acquire);
         // The client's own timeouts bound the request; this bounds the
-        // whole lookup, budget wait included, whatever happens inside.
-        let deadline = self.inner.client.timeout() + Duration::from_secs(3);
+        // whole lookup (budget wait, Redis lock included) whatever happens.
+        let deadline = self.inner.lookup_deadline();
         let result =
             match tokio::time::timeout(deadline, self.inner.fetch(key, &question, wait)).await {
                 Ok(result) => result,
@@ -549,7 +581,9 @@ impl Paywall {
         );
         let (info, fetched_at) = result.map_err(Arc::new)?;
         let entry = self.new_entry(info, fetched_at);
-        self.inner.cache.insert(key, entry.clone()).await;
+        if self.inner.generation.load(Ordering::Acquire) == generation {
+            self.inner.cache.insert(key, entry.clone()).await;
+        }
         Ok(entry)
     }
 
@@ -588,6 +622,7 @@ impl Paywall {
     /// example right after the plugin's checkout completes, so their next
     /// request asks Figma. With a Redis tier, every replica drops them.
     pub async fn invalidate_user(&self, user: &UserId) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
         let owned = user.clone();
         // Only fails when invalidation closures are not enabled; they are.
         let _ = self
@@ -604,6 +639,7 @@ impl Paywall {
     /// replica.
     pub async fn invalidate_token(&self, token: &PluginPaymentToken) {
         let key = CacheKey::token(token);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
         self.inner.cache.invalidate(&key).await;
         #[cfg(feature = "redis")]
         if let Some(tier) = &self.inner.redis {
@@ -614,6 +650,7 @@ impl Paywall {
     /// Drops every cached answer in this process, and tells other replicas
     /// to do the same (answers in Redis stay until they expire).
     pub async fn invalidate_all(&self) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
         self.inner.cache.invalidate_all();
         #[cfg(feature = "redis")]
         if let Some(tier) = &self.inner.redis {
@@ -696,7 +733,30 @@ impl Inner {
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn keep_for(&self, status: &PaymentStatus) -> Duration {
-        self.lifetimes.fresh_for(status) + self.lifetimes.grace_for(status)
+        self.lifetimes
+            .fresh_for(status)
+            .saturating_add(self.lifetimes.grace_for(status))
+    }
+
+    /// The longest any answer is kept.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn longest_keep(&self) -> Duration {
+        self.keep_for(&PaymentStatus::Paid)
+            .max(self.keep_for(&PaymentStatus::Trial))
+            .max(self.keep_for(&PaymentStatus::Unpaid))
+    }
+
+    /// The most one lookup may take: waiting for a budget slot (and for
+    /// another replica's lock), then Figma's timeout, and a second more.
+    fn lookup_deadline(&self) -> Duration {
+        let (_, _, max_wait) = self.client.budget_settings();
+        #[allow(unused_mut)]
+        let mut deadline = max_wait + self.client.timeout() + Duration::from_secs(1);
+        #[cfg(feature = "redis")]
+        if let Some(tier) = &self.redis {
+            deadline += tier.lock_ttl() + max_wait;
+        }
+        deadline
     }
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]

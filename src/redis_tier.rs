@@ -75,6 +75,18 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now_ms + interval)
 return 0
 ";
 
+/// Sets the shared back-off, never shortening a longer one.
+const BACK_OFF: &str = r"
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+end
+return 0
+";
+
+/// The longest shared back-off kept in Redis: a Retry-After of days is
+/// honoured, one past this is capped.
+const MAX_BACK_OFF: Duration = Duration::from_secs(30 * 86_400);
+
 /// Releases a lock only if this replica still holds it.
 const UNLOCK: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -96,6 +108,7 @@ struct TierInner {
     replica: String,
     gcra: Script,
     unlock: Script,
+    back_off: Script,
     health: Mutex<Health>,
 }
 
@@ -127,13 +140,23 @@ impl fmt::Debug for RedisTier {
 ///     .build()?;
 /// # Ok::<(), redis::RedisError>(())
 /// ```
-#[derive(Debug)]
 #[must_use]
 pub struct RedisTierBuilder {
     url: String,
     prefix: String,
     timeout: Duration,
     lock_ttl: Duration,
+}
+
+impl fmt::Debug for RedisTierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("RedisTierBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("lock_ttl", &self.lock_ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisTierBuilder {
@@ -178,6 +201,7 @@ impl RedisTierBuilder {
                 replica: format!("{:032x}", rand::random::<u128>()),
                 gcra: Script::new(GCRA),
                 unlock: Script::new(UNLOCK),
+                back_off: Script::new(BACK_OFF),
                 health: Mutex::new(Health::default()),
             }),
         })
@@ -266,14 +290,20 @@ impl RedisTier {
     }
 
     /// Writes an answer through, for `keep_for`, and files the key under
-    /// its user for invalidation.
+    /// its user for invalidation. `index_for` is how long the user's index
+    /// of keys lives: the longest any answer is kept, so that a short answer
+    /// never ends a long one's entry.
     pub(crate) async fn put(
         &self,
         key: CacheKey,
         info: &PaymentInformation,
         fetched_ms: u64,
         keep_for: Duration,
+        index_for: Duration,
     ) -> Result<(), Unavailable> {
+        let index_ttl = i64::try_from(index_for.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
         let mut conn = self.conn();
         let name = self.answer_key(key);
         let user_set = self.key("u", info.user_id.as_str());
@@ -289,7 +319,7 @@ impl RedisTier {
                 .ignore()
                 .sadd(&user_set, &name)
                 .ignore()
-                .pexpire(&user_set, i64::try_from(ttl).unwrap_or(i64::MAX))
+                .pexpire(&user_set, index_ttl)
                 .ignore()
                 .query_async::<()>(&mut conn)
                 .await
@@ -347,18 +377,24 @@ impl RedisTier {
     pub(crate) async fn back_off(&self, delay: Duration) {
         let mut conn = self.conn();
         let name = self.key("backoff", "");
-        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(delay.min(MAX_BACK_OFF).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let script = self.inner.back_off.clone();
         let _ = self
-            .run("SET backoff", async move {
-                redis::cmd("SET")
-                    .arg(name)
-                    .arg(1)
-                    .arg("PX")
+            .run("back off", async move {
+                script
+                    .key(name)
                     .arg(ms)
-                    .query_async::<()>(&mut conn)
+                    .invoke_async::<i64>(&mut conn)
                     .await
             })
             .await;
+    }
+
+    /// How long a replica may hold the lock on a cold key.
+    pub(crate) fn lock_ttl(&self) -> Duration {
+        self.inner.lock_ttl
     }
 
     /// Takes a slot of the shared budget: `Ok(None)` when taken, else how
@@ -446,6 +482,7 @@ impl RedisTier {
         };
         let tier = self.clone();
         runtime.spawn(async move {
+            let mut first = true;
             loop {
                 if paywall.strong_count() == 0 {
                     return;
@@ -458,6 +495,13 @@ impl RedisTier {
                 if let Ok(Ok(pubsub)) =
                     tokio::time::timeout(Duration::from_secs(2), subscribed).await
                 {
+                    // Invalidations sent while this replica was not listening
+                    // are lost: drop everything it holds instead.
+                    if !std::mem::take(&mut first) {
+                        if let Some(inner) = paywall.upgrade() {
+                            inner.cache().invalidate_all();
+                        }
+                    }
                     let mut messages = pubsub.into_on_message();
                     loop {
                         // Wake now and then to notice a dropped paywall.
@@ -534,7 +578,9 @@ impl Inner {
                     let result = self.ask_shared(tier, question, wait).await;
                     if let Ok((info, _)) = &result {
                         let keep_for = self.keep_for(&info.payment_status);
-                        let _ = tier.put(key, info, unix_ms(), keep_for).await;
+                        let _ = tier
+                            .put(key, info, unix_ms(), keep_for, self.longest_keep())
+                            .await;
                     }
                     tier.unlock(key).await;
                     return or_fallback(result, fallback);

@@ -339,32 +339,69 @@ async fn network_failures_are_transport_errors_without_the_url() {
 #[tokio::test]
 async fn the_budget_caps_calls_and_never_hangs() {
     let figma = MockFigma::start().await.unwrap();
-    let client = figma
+    let (u, p) = (user("1"), plugin());
+    // One every 10 s after a burst of 2: the third call fails at once and
+    // says when the next slot comes.
+    let slow = figma
         .client_builder()
-        .rate_limit(6, 2) // one every 10 s after a burst of 2
-        .queue(1, Duration::from_millis(200))
+        .rate_limit(6, 2)
+        .queue(8, Duration::from_secs(1))
         .build()
         .unwrap();
-    let (u, p) = (user("1"), plugin());
-    client.payment_by_user(&u, &p).await.unwrap();
-    client.payment_by_user(&u, &p).await.unwrap();
-    let (a, b) = tokio::join!(
-        client.payment_by_user(&u, &p),
-        client.payment_by_user(&u, &p)
-    );
-    let reasons: Vec<_> = [a, b]
-        .into_iter()
-        .map(|r| match r {
-            Err(Error::Throttled { reason, .. }) => reason,
-            other => panic!("expected Throttled, got {other:?}"),
-        })
-        .collect();
+    slow.payment_by_user(&u, &p).await.unwrap();
+    slow.payment_by_user(&u, &p).await.unwrap();
+    let started = Instant::now();
+    match slow.payment_by_user(&u, &p).await {
+        Err(Error::Throttled {
+            reason: ThrottleReason::BudgetExhausted,
+            retry_after,
+        }) => assert!(
+            (Duration::from_secs(9)..=Duration::from_secs(10)).contains(&retry_after),
+            "{retry_after:?}"
+        ),
+        other => panic!("expected BudgetExhausted, got {other:?}"),
+    }
     assert!(
-        reasons.contains(&ThrottleReason::BudgetExhausted),
-        "{reasons:?}"
+        started.elapsed() < Duration::from_secs(1),
+        "it waited for a slot that was too far"
     );
-    assert!(reasons.contains(&ThrottleReason::QueueFull), "{reasons:?}");
     assert_eq!(figma.payment_requests(), 2);
+
+    // One every 100 ms, one waiter at most: one caller waits its turn, the
+    // others are told at once that the queue is full.
+    let queued = figma
+        .client_builder()
+        .rate_limit(600, 1)
+        .queue(1, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    queued.payment_by_user(&u, &p).await.unwrap();
+    let (a, b, c) = tokio::join!(
+        queued.payment_by_user(&u, &p),
+        queued.payment_by_user(&u, &p),
+        queued.payment_by_user(&u, &p)
+    );
+    let results = [a, b, c];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(
+                r,
+                Err(Error::Throttled {
+                    reason: ThrottleReason::QueueFull,
+                    ..
+                })
+            ))
+            .count(),
+        2,
+        "{results:?}"
+    );
+    assert_eq!(figma.payment_requests(), 4);
 }
 
 #[tokio::test]

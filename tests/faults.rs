@@ -380,8 +380,7 @@ async fn a_rejected_access_token_is_503_and_logged_once() {
         .unwrap();
     let app = echo_app().layer(Paywall::new(wrong).require(plugin()));
     let token = figma.issue_token(&user("5"), &plugin());
-    let logs = CapturedLogs::default();
-    let _guard = logs.install();
+    let logs = CapturedLogs::start();
     for i in 0..3 {
         let reply = call(&app, as_user(&format!("{i}"))).await;
         assert_envelope(&reply, &[503]);
@@ -486,8 +485,7 @@ async fn logs_hold_no_secret_in_any_fault_path() {
             .unwrap(),
     );
     let app = echo_app().layer(paywall.require(plugin()));
-    let logs = CapturedLogs::default();
-    let _guard = logs.install();
+    let logs = CapturedLogs::start();
     let mut tokens = Vec::new();
     for fault in [
         Fault::Status(500),
@@ -514,4 +512,43 @@ async fn logs_hold_no_secret_in_any_fault_path() {
     ]) {
         assert!(!text.contains(&secret), "{secret} in logs");
     }
+}
+
+#[tokio::test]
+async fn fail_open_does_not_open_when_our_own_budget_runs_out() {
+    // Anyone can spend the budget with a few bad tokens: that must not open
+    // the gate, only an outage of Figma may.
+    let figma = MockFigma::start().await.unwrap();
+    let client = figma
+        .client_builder()
+        .rate_limit(1, 1)
+        .queue(0, Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let open = lenient_app().layer(Paywall::new(client).require(plugin()).with_fail_open(true));
+    assert_eq!(call(&open, as_user("1")).await.status, 402);
+    let reply = call(&open, as_user("2")).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.body["reason"], "rate_limited");
+    assert_eq!(figma.payment_requests(), 1);
+}
+
+#[tokio::test]
+async fn huge_lifetimes_and_retry_afters_do_not_panic() {
+    let figma = MockFigma::start().await.unwrap();
+    let paywall = paywall_with(&figma, |b| {
+        b.paid_lifetime(Duration::MAX)
+            .stale_grace(Duration::MAX)
+            .unpaid_lifetime(Duration::MAX)
+    });
+    let app = echo_app().layer(paywall.require(plugin()));
+    set(&figma, "1", &plugin(), PaymentStatus::Paid);
+    assert_eq!(call(&app, as_user("1")).await.status, 200);
+    assert_eq!(call(&app, as_user("1")).await.status, 200);
+    figma.push_fault(Fault::RateLimited {
+        retry_after: u64::MAX,
+    });
+    let reply = call(&app, as_user("2")).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(figma.payment_requests(), 2);
 }

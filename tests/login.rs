@@ -327,8 +327,7 @@ async fn next_never_leaves_the_site() {
 
 #[tokio::test]
 async fn no_code_cookie_or_secret_reaches_the_logs() {
-    let logs = common::CapturedLogs::default();
-    let _guard = logs.install();
+    let logs = common::CapturedLogs::start();
     let site = start_site().await;
     let (flow, authorize) = site.begin("/docs/intro").await;
     let callback = site.pick(&authorize, "2003").await;

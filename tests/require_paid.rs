@@ -409,8 +409,7 @@ async fn logs_at_trace_hold_no_token() {
     let paywall = paywall(&figma);
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     let good = figma.issue_token(&user("5"), &plugin());
-    let logs = CapturedLogs::default();
-    let _guard = logs.install();
+    let logs = CapturedLogs::start();
     let app = echo_app().layer(paywall.require(plugin()));
     for token in [good.expose_secret(), "ppt_forgedSECRET", "bad token SECRET"] {
         call(&app, with_token(token)).await;
@@ -454,4 +453,29 @@ fn user_ids_are_taken_only_from_the_extension() {
     req.extensions_mut().insert(FigmaUserId::new("1"));
     assert!(req.extensions().get::<FigmaUserId>().is_some());
     let _ = AccessVia::Paid;
+}
+
+#[tokio::test]
+async fn a_lookup_under_way_during_an_invalidation_is_not_cached() {
+    let (figma, paywall) = start().await;
+    let app = echo_app().layer(paywall.require(plugin()));
+    // Figma's answer is decided when the request arrives, then takes 300 ms.
+    figma.set_latency(Duration::from_millis(300));
+    figma.push_fault(Fault::Answer(
+        json!({"status": 200, "error": false, "meta": {
+        "user_id": "5", "resource_id": PLUGIN, "resource_type": "PLUGIN",
+        "payment_status": {"type": "UNPAID"}}}),
+    ));
+    let before = tokio::spawn({
+        let app = app.clone();
+        async move { call(&app, as_user("5")).await.status }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The checkout completes while Figma is still answering the old question.
+    set(&figma, "5", &plugin(), PaymentStatus::Paid);
+    paywall.invalidate_user(&user("5")).await;
+    assert_eq!(before.await.unwrap(), 402);
+    figma.set_latency(Duration::ZERO);
+    assert_eq!(call(&app, as_user("5")).await.status, 200);
+    assert_eq!(figma.payment_requests(), 2);
 }

@@ -121,7 +121,8 @@ impl Paywall {
     ///
     /// # Panics
     ///
-    /// If `resources` is empty.
+    /// If `resources` is empty, or holds a resource type other than a
+    /// plugin, widget or Community file.
     pub fn require_any_of(
         &self,
         resources: impl IntoIterator<Item = Resource>,
@@ -130,6 +131,12 @@ impl Paywall {
         assert!(
             !resources.is_empty(),
             "RequirePaid needs at least one resource to check payment for"
+        );
+        assert!(
+            resources
+                .iter()
+                .all(|r| r.kind_ref().query_param().is_some()),
+            "RequirePaid gates plugins, widgets and Community files only"
         );
         RequirePaidLayer {
             paywall: self.clone(),
@@ -347,7 +354,7 @@ impl Gate {
             .iter()
             .any(|r| *r.kind_ref() == info.resource_type && *r.id() == info.resource_id);
         if !gated {
-            tracing::warn!(
+            tracing::debug!(
                 token_resource_type = %info.resource_type,
                 token_resource_id = %info.resource_id,
                 user_id = %info.user_id,
@@ -457,13 +464,7 @@ impl Gate {
         mode: Mode,
     ) -> Result<Granted, Refusal> {
         let refusal = paywall.refusal_for(error, mode).await;
-        let upstream = matches!(
-            refusal.reason,
-            RefusalReason::FigmaUnavailable
-                | RefusalReason::RateLimited
-                | RefusalReason::AccessTokenRejected
-        );
-        if upstream && self.fail_open {
+        if self.fail_open && error.is_figma_outage() {
             tracing::warn!(error = %error, "Figma could not answer; letting the caller through (fail-open)");
             return Ok(Granted {
                 info: None,

@@ -124,33 +124,49 @@ pub async fn serve(app: Router) -> String {
     format!("http://{addr}")
 }
 
-/// Everything written by `tracing` at TRACE, from every crate.
-#[derive(Clone, Default)]
-pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl CapturedLogs {
-    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let logs = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || logs.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
+/// Everything written by `tracing` at TRACE, from every crate and every
+/// test of this binary, since `start`. One global subscriber, not a
+/// per-thread one: tracing caches per call site whether anyone listens, and
+/// a thread-local subscriber can miss call sites first hit elsewhere.
+pub struct CapturedLogs {
+    from: usize,
 }
 
-impl Write for CapturedLogs {
+static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+
+#[derive(Clone)]
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+impl CapturedLogs {
+    pub fn start() -> Self {
+        let buffer = LOGS.get_or_init(|| {
+            let buffer = Arc::new(Mutex::new(Vec::new()));
+            let writer = LogWriter(buffer.clone());
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .init();
+            buffer
+        });
+        Self {
+            from: buffer.lock().unwrap().len(),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let buffer = LOGS.get().expect("started").lock().unwrap();
+        String::from_utf8_lossy(&buffer[self.from..]).into_owned()
     }
 }
 
