@@ -149,21 +149,17 @@ impl CacheKey {
     fn digest(parts: &[&[u8]]) -> Self {
         let mut hasher = Sha256::new();
         for part in parts {
-            // Length-prefixed, so no two different questions hash the same input.
-            hasher.update((part.len() as u64).to_le_bytes());
+            // Length-prefixed, so no two different questions hash the same
+            // input. Two bytes are enough (IDs and tokens are bounded far
+            // below 64 KiB) and keep a typical key within one SHA-256 block.
+            let len = u16::try_from(part.len()).unwrap_or(u16::MAX);
+            hasher.update(len.to_le_bytes());
             hasher.update(part);
         }
         let digest = hasher.finalize();
         let mut first = [0u8; 16];
         first.copy_from_slice(&digest[..16]);
         Self(u128::from_le_bytes(first))
-    }
-
-    fn of(question: &Question) -> Self {
-        match question {
-            Question::Token(token) => Self::token(token),
-            Question::User(user, resource) => Self::user(user, resource),
-        }
     }
 
     /// The key of a plugin payment token's answer. The answer names its own
@@ -184,18 +180,40 @@ impl CacheKey {
     }
 }
 
+/// A cached answer. Its deadlines derive from `fetched_at` and the status's
+/// lifetimes, so they take no room in each of a million entries.
 pub(crate) struct Entry {
     pub(crate) info: PaymentInformation,
     fetched_at: Instant,
-    fresh_until: Instant,
-    /// The end of the fresh lifetime plus the stale grace: when moka drops
-    /// the entry, counted from when Figma answered, not from insertion.
-    expires_at: Instant,
-    refresh_at: Instant,
     refreshing: AtomicBool,
 }
 
-struct EntryExpiry;
+impl Lifetimes {
+    fn fresh_until(&self, entry: &Entry) -> Instant {
+        later(entry.fetched_at, self.fresh_for(&entry.info.payment_status))
+    }
+
+    fn refresh_at(&self, entry: &Entry) -> Instant {
+        later(
+            entry.fetched_at,
+            self.fresh_for(&entry.info.payment_status)
+                .mul_f32(REFRESH_AT),
+        )
+    }
+
+    /// The end of the fresh lifetime plus the stale grace: when moka drops
+    /// the entry, counted from when Figma answered, not from insertion.
+    fn expires_at(&self, entry: &Entry) -> Instant {
+        let status = &entry.info.payment_status;
+        later(
+            entry.fetched_at,
+            self.fresh_for(status)
+                .saturating_add(self.grace_for(status)),
+        )
+    }
+}
+
+struct EntryExpiry(Lifetimes);
 
 impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
     fn expire_after_create(
@@ -204,7 +222,11 @@ impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
         entry: &Arc<Entry>,
         created_at: Instant,
     ) -> Option<Duration> {
-        Some(entry.expires_at.saturating_duration_since(created_at))
+        Some(
+            self.0
+                .expires_at(entry)
+                .saturating_duration_since(created_at),
+        )
     }
 
     fn expire_after_update(
@@ -214,7 +236,11 @@ impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
         updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(entry.expires_at.saturating_duration_since(updated_at))
+        Some(
+            self.0
+                .expires_at(entry)
+                .saturating_duration_since(updated_at),
+        )
     }
 }
 
@@ -348,7 +374,7 @@ impl PaywallBuilder {
     pub fn build(self) -> Paywall {
         let cache = Cache::builder()
             .max_capacity(self.max_entries)
-            .expire_after(EntryExpiry)
+            .expire_after(EntryExpiry(self.lifetimes))
             .support_invalidation_closures()
             .build();
         let paywall = Paywall {
@@ -416,7 +442,8 @@ impl Paywall {
     /// The payment information behind a plugin payment token, from the cache
     /// or from Figma.
     pub async fn lookup_token(&self, token: &PluginPaymentToken) -> Result<Lookup, Arc<Error>> {
-        self.lookup(Question::Token(token.clone())).await
+        self.lookup(CacheKey::token(token), || Question::Token(token.clone()))
+            .await
     }
 
     /// A user's payment information on a resource, from the cache or from
@@ -426,35 +453,45 @@ impl Paywall {
         user: &UserId,
         resource: &Resource,
     ) -> Result<Lookup, Arc<Error>> {
-        self.lookup(Question::User(user.clone(), resource.clone()))
-            .await
+        self.lookup(CacheKey::user(user, resource), || {
+            Question::User(user.clone(), resource.clone())
+        })
+        .await
     }
 
-    async fn lookup(&self, question: Question) -> Result<Lookup, Arc<Error>> {
-        let key = CacheKey::of(&question);
+    /// The hit path: one hash, one moka `get`, no allocation. The question
+    /// for Figma is only built on a miss.
+    async fn lookup(
+        &self,
+        key: CacheKey,
+        question: impl FnOnce() -> Question,
+    ) -> Result<Lookup, Arc<Error>> {
         let stats = &self.inner.stats;
+        let lifetimes = &self.inner.lifetimes;
         let now = Instant::now();
         let cached = self.inner.cache.get(&key).await;
         if let Some(entry) = &cached {
-            if now < entry.fresh_until {
-                stats.hits.fetch_add(1, Ordering::Relaxed);
-                if now >= entry.refresh_at && !entry.refreshing.swap(true, Ordering::AcqRel) {
-                    stats.refreshes.fetch_add(1, Ordering::Relaxed);
-                    drop(self.flight(key, Some(entry.fetched_at), question, Wait::No));
+            if now < lifetimes.fresh_until(entry) {
+                stats.hits.add();
+                if now >= lifetimes.refresh_at(entry)
+                    && !entry.refreshing.swap(true, Ordering::AcqRel)
+                {
+                    stats.refreshes.add();
+                    drop(self.flight(key, Some(entry.fetched_at), question(), Wait::No));
                 }
                 return Ok(Lookup {
-                    entry: entry.clone(),
+                    entry: cached.expect("matched Some above"),
                     from_cache: true,
                     stale: false,
                 });
             }
         }
-        stats.misses.fetch_add(1, Ordering::Relaxed);
+        stats.misses.add();
         // Only PAID and TRIAL answers may stand in once expired; a refusing
         // answer moka has not dropped yet is as good as none.
         let cached = cached.filter(|e| {
-            now < e.expires_at
-                && self.inner.lifetimes.grace_for(&e.info.payment_status) > Duration::ZERO
+            now < lifetimes.expires_at(e)
+                && lifetimes.grace_for(&e.info.payment_status) > Duration::ZERO
         });
         // With a stale answer to fall back on, do not queue for the budget.
         let wait = if cached.is_some() {
@@ -462,7 +499,7 @@ impl Paywall {
         } else {
             Wait::ForSlot
         };
-        let flight = self.flight(key, cached.as_ref().map(|e| e.fetched_at), question, wait);
+        let flight = self.flight(key, cached.as_ref().map(|e| e.fetched_at), question(), wait);
         match (flight.await, cached) {
             (Ok(entry), _) => Ok(Lookup {
                 from_cache: false,
@@ -471,7 +508,7 @@ impl Paywall {
             }),
             // Only PAID and TRIAL entries outlive their freshness.
             (Err(error), Some(entry)) if error.is_upstream_failure() => {
-                stats.stale_served.fetch_add(1, Ordering::Relaxed);
+                stats.stale_served.add();
                 tracing::debug!(error = %error, age_secs = entry.fetched_at.elapsed().as_secs(), "Figma could not answer; serving a stale PAID/TRIAL answer");
                 Ok(Lookup {
                     entry,
@@ -530,22 +567,21 @@ impl Paywall {
         resource: &Resource,
         info: PaymentInformation,
     ) {
+        let mut info = info;
         let key = match token {
             Some(token) => CacheKey::token(token),
             None => CacheKey::user(&info.user_id, resource),
         };
+        if info.resource_id == *resource.id() {
+            info.resource_id = resource.id().clone();
+        }
         let entry = self.new_entry(info, Instant::now());
         self.inner.cache.insert(key, entry).await;
     }
 
     fn new_entry(&self, info: PaymentInformation, fetched_at: Instant) -> Arc<Entry> {
-        let fresh = self.inner.lifetimes.fresh_for(&info.payment_status);
-        let grace = self.inner.lifetimes.grace_for(&info.payment_status);
         Arc::new(Entry {
             fetched_at,
-            fresh_until: later(fetched_at, fresh),
-            refresh_at: later(fetched_at, fresh.mul_f32(REFRESH_AT)),
-            expires_at: later(fetched_at, fresh.saturating_add(grace)),
             refreshing: AtomicBool::new(false),
             info,
         })
@@ -559,7 +595,8 @@ impl Paywall {
         wait: Wait,
     ) -> SharedResult {
         if let Some(entry) = self.inner.cache.get(&key).await {
-            if seen.is_none_or(|seen| entry.fetched_at > seen) && Instant::now() < entry.fresh_until
+            if seen.is_none_or(|seen| entry.fetched_at > seen)
+                && Instant::now() < self.inner.lifetimes.fresh_until(&entry)
             {
                 return Ok(entry);
             }
@@ -579,7 +616,13 @@ impl Paywall {
             ok = result.is_ok(),
             "asked Figma"
         );
-        let (info, fetched_at) = result.map_err(Arc::new)?;
+        let (mut info, fetched_at) = result.map_err(Arc::new)?;
+        // A million answers about one resource share one copy of its ID.
+        if let Question::User(_, resource) = &question {
+            if info.resource_id == *resource.id() {
+                info.resource_id = resource.id().clone();
+            }
+        }
         let entry = self.new_entry(info, fetched_at);
         if self.inner.generation.load(Ordering::Acquire) == generation {
             self.inner.cache.insert(key, entry.clone()).await;
@@ -662,7 +705,7 @@ impl Paywall {
     pub fn stats(&self) -> PaywallStats {
         let s = &self.inner.stats;
         let (calls, latency) = self.inner.client.upstream_calls();
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let load = Counter::get;
         PaywallStats {
             cache_hits: load(&s.hits),
             cache_misses: load(&s.misses),
@@ -761,19 +804,48 @@ impl Inner {
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn count_redis_hit(&self) {
-        self.stats.redis_hits.fetch_add(1, Ordering::Relaxed);
+        self.stats.redis_hits.add();
     }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    redis_hits: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    stale_served: AtomicU64,
-    refreshes: AtomicU64,
-    pub(crate) granted: AtomicU64,
+    redis_hits: Counter,
+    hits: Counter,
+    misses: Counter,
+    stale_served: Counter,
+    refreshes: Counter,
+    pub(crate) granted: Counter,
     pub(crate) refused: crate::require_paid::RefusalCounters,
+}
+
+/// A counter that worker threads bump without fighting over one cache line:
+/// each thread adds to its own padded slot, and reading sums them.
+#[derive(Debug, Default)]
+pub(crate) struct Counter([Slot; SLOTS]);
+
+const SLOTS: usize = 8;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(AtomicU64);
+
+thread_local! {
+    static SLOT: usize = {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS
+    };
+}
+
+impl Counter {
+    pub(crate) fn add(&self) {
+        let slot = SLOT.with(|slot| *slot);
+        self.0[slot].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// What a [`Paywall`] has done since it started; serializes to JSON for a

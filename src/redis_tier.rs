@@ -134,11 +134,13 @@ impl fmt::Debug for RedisTier {
 /// use std::time::Duration;
 /// use figma_paywall::redis_tier::RedisTier;
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), redis::RedisError> {
 /// let tier = RedisTier::builder("redis://127.0.0.1:6379")
 ///     .prefix("my-plugin:")
 ///     .timeout(Duration::from_millis(50))
 ///     .build()?;
-/// # Ok::<(), redis::RedisError>(())
+/// # Ok(()) }
 /// ```
 #[must_use]
 pub struct RedisTierBuilder {
@@ -182,8 +184,16 @@ impl RedisTierBuilder {
         self
     }
 
-    /// Builds the tier. Connects lazily: Redis need not be up yet.
+    /// Builds the tier, inside a Tokio runtime. Connects lazily: Redis need
+    /// not be up yet.
     pub fn build(self) -> Result<RedisTier, redis::RedisError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err((
+                redis::ErrorKind::Client,
+                "RedisTier::build must be called inside a Tokio runtime",
+            )
+                .into());
+        }
         let client = redis::Client::open(self.url.as_str())?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))

@@ -75,7 +75,6 @@ pub enum AccessVia {
 #[derive(Clone)]
 #[must_use]
 pub struct RequirePaidLayer<I = DefaultIdentity> {
-    pub(crate) paywall: Paywall,
     pub(crate) gate: Arc<Gate>,
     pub(crate) identity: I,
 }
@@ -92,8 +91,11 @@ impl<I: fmt::Debug> fmt::Debug for RequirePaidLayer<I> {
     }
 }
 
+/// What a gate checks, and the paywall it asks: one `Arc` to clone per
+/// request.
 #[derive(Debug, Clone)]
 pub(crate) struct Gate {
+    paywall: Paywall,
     resources: Vec<Resource>,
     allow_trial: bool,
     bypass: HashSet<UserId>,
@@ -139,8 +141,8 @@ impl Paywall {
             "RequirePaid gates plugins, widgets and Community files only"
         );
         RequirePaidLayer {
-            paywall: self.clone(),
             gate: Arc::new(Gate {
+                paywall: self.clone(),
                 resources,
                 allow_trial: true,
                 bypass: HashSet::new(),
@@ -228,7 +230,6 @@ impl<I> RequirePaidLayer<I> {
     /// Reads callers' identities from `source` instead of [`DefaultIdentity`].
     pub fn with_identity<J: IdentitySource>(self, source: J) -> RequirePaidLayer<J> {
         RequirePaidLayer {
-            paywall: self.paywall,
             gate: self.gate,
             identity: source,
         }
@@ -236,7 +237,7 @@ impl<I> RequirePaidLayer<I> {
 
     /// The paywall (cache and client) this layer asks.
     pub fn paywall(&self) -> &Paywall {
-        &self.paywall
+        &self.gate.paywall
     }
 }
 
@@ -262,31 +263,32 @@ struct Granted {
 
 /// The check a gated request goes through before the inner service.
 pub(crate) async fn check<B>(
-    paywall: Paywall,
     gate: Arc<Gate>,
     identity: Result<Option<Identity>, IdentityError>,
     parts: Parts,
     body: B,
 ) -> Result<Request<B>, Response> {
-    let span = tracing::info_span!(
+    // DEBUG, and no formatting: with an INFO subscriber this costs nothing.
+    let first = &gate.resources[0];
+    let span = tracing::debug_span!(
         "require_paid",
-        resource = %gate.resources[0],
+        resource_type = first.kind_ref().as_str(),
+        resource_id = first.id().as_str(),
         mode = Empty,
         outcome = Empty,
         cache = Empty,
         stale = Empty,
         upstream_ms = Empty,
     );
+    let paywall = &gate.paywall;
     let decision = gate
-        .decide(&paywall, identity)
+        .decide(paywall, identity)
         .instrument(span.clone())
         .await;
     let stats = &paywall.inner.stats;
     match decision {
         Ok(granted) => {
-            stats
-                .granted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats.granted.add();
             span.record("outcome", "granted");
             let mut req = Request::from_parts(parts, body);
             if let Some(info) = granted.info {
@@ -352,8 +354,8 @@ impl Gate {
         let gated = self
             .resources
             .iter()
-            .any(|r| *r.kind_ref() == info.resource_type && *r.id() == info.resource_id);
-        if !gated {
+            .find(|r| *r.kind_ref() == info.resource_type && *r.id() == info.resource_id);
+        let Some(resource) = gated else {
             tracing::debug!(
                 token_resource_type = %info.resource_type,
                 token_resource_id = %info.resource_id,
@@ -365,8 +367,8 @@ impl Gate {
                 RefusalReason::WrongResource,
                 "this plugin payment token was issued for another plugin or widget",
             ));
-        }
-        self.judge(&lookup, &answered_resource(info))
+        };
+        self.judge(&lookup, resource)
     }
 
     async fn decide_user(&self, paywall: &Paywall, user: &UserId) -> Result<Granted, Refusal> {
@@ -477,10 +479,6 @@ impl Gate {
         }
         Err(refusal)
     }
-}
-
-fn answered_resource(info: &PaymentInformation) -> Resource {
-    Resource::new(info.resource_type.clone(), info.resource_id.clone())
 }
 
 fn record_lookup(lookup: &Lookup, started: Instant) {

@@ -1,15 +1,7 @@
 //! What a refused caller gets: [`Refusal`], answered in Figma's own error
 //! envelope unless the layer was given another response.
 
-use std::{
-    collections::BTreeMap,
-    fmt,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
 use axum::{
     response::{IntoResponse, Response},
@@ -167,7 +159,7 @@ impl fmt::Debug for RefusalHandler {
 
 /// Refusals counted by reason, for stats.
 #[derive(Debug, Default)]
-pub(crate) struct RefusalCounters([AtomicU64; RefusalReason::ALL.len()]);
+pub(crate) struct RefusalCounters([crate::paywall::Counter; RefusalReason::ALL.len()]);
 
 impl RefusalCounters {
     pub(crate) fn count(&self, reason: RefusalReason) {
@@ -175,14 +167,14 @@ impl RefusalCounters {
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0);
-        self.0[index].fetch_add(1, Ordering::Relaxed);
+        self.0[index].add();
     }
 
     pub(crate) fn snapshot(&self) -> BTreeMap<&'static str, u64> {
         RefusalReason::ALL
             .iter()
             .zip(&self.0)
-            .map(|(r, c)| (r.as_str(), c.load(Ordering::Relaxed)))
+            .map(|(r, c)| (r.as_str(), c.get()))
             .collect()
     }
 }

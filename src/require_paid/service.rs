@@ -131,13 +131,7 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
         let identity = self.layer.identity.identify(&parts);
-        let check = check(
-            self.layer.paywall.clone(),
-            self.layer.gate.clone(),
-            identity,
-            parts,
-            body,
-        );
+        let check = check(self.layer.gate.clone(), identity, parts, body);
         ResponseFuture::new(Box::pin(check), inner)
     }
 }

@@ -1,0 +1,215 @@
+//! Shared by the benchmarks: the routes, the naive baseline gate, requests,
+//! a mock Figma on its own thread, and a small deterministic RNG.
+#![allow(dead_code)]
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    extract::Request,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use figma_paywall::{
+    mock::MockFigma, FigmaUserId, PaymentInformation, PaymentStatus, PluginPaymentToken, Resource,
+    ResourceId, ResourceType, UserId,
+};
+use http::{HeaderName, HeaderValue, StatusCode, Uri};
+
+/// The plugin every benchmark gates.
+pub const PLUGIN: &str = "1122334455";
+
+/// The header a plugin sends its payment token in.
+pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-figma-payment-token");
+
+/// The path every benchmark requests.
+pub const PATH: &str = "/generate";
+
+/// The naive baseline's cache: one moka lookup by the raw header value.
+pub type NaiveCache = moka::future::Cache<String, Arc<()>>;
+
+pub fn plugin() -> Resource {
+    Resource::plugin(PLUGIN).expect("a valid plugin ID")
+}
+
+/// The route's handler: as cheap as a handler can be.
+pub async fn handler() -> &'static str {
+    "ok"
+}
+
+/// (a) The ungated route.
+pub fn bare_router() -> Router {
+    Router::new().route(PATH, get(handler))
+}
+
+/// A cache configured like the naive gate would be: a capacity and a
+/// time-to-live.
+pub fn naive_cache(capacity: u64) -> NaiveCache {
+    moka::future::Cache::builder()
+        .max_capacity(capacity)
+        .time_to_live(Duration::from_secs(600))
+        .build()
+}
+
+/// (b) The naive baseline: `from_fn` and one `Cache::get` on the token
+/// header's value; 402 when it is not cached.
+pub fn naive_token_router(cache: NaiveCache) -> Router {
+    naive_token_gate(bare_router(), cache)
+}
+
+/// Puts the naive token gate in front of every route of `router`.
+pub fn naive_token_gate(router: Router, cache: NaiveCache) -> Router {
+    router.layer(middleware::from_fn(move |req: Request, next: Next| {
+        let cache = cache.clone();
+        async move {
+            let key = req
+                .headers()
+                .get(&TOKEN_HEADER)
+                .and_then(|v| v.to_str().ok());
+            let paid = match key {
+                Some(key) => cache.get(key).await.is_some(),
+                None => false,
+            };
+            if paid {
+                next.run(req).await
+            } else {
+                StatusCode::PAYMENT_REQUIRED.into_response()
+            }
+        }
+    }))
+}
+
+/// The naive baseline in user mode: one `Cache::get` on the [`FigmaUserId`]
+/// extension.
+pub fn naive_user_router(cache: NaiveCache) -> Router {
+    bare_router().layer(middleware::from_fn(move |req: Request, next: Next| {
+        let cache = cache.clone();
+        async move {
+            let key = req
+                .extensions()
+                .get::<FigmaUserId>()
+                .map(FigmaUserId::as_str);
+            let paid = match key {
+                Some(key) => cache.get(key).await.is_some(),
+                None => false,
+            };
+            if paid {
+                next.run(req).await
+            } else {
+                StatusCode::PAYMENT_REQUIRED.into_response()
+            }
+        }
+    }))
+}
+
+/// `GET /generate` with the token header: a static URI and a clone of a
+/// prepared header value, so building it costs the same in every variant.
+pub fn token_request(token: &HeaderValue) -> http::Request<Body> {
+    let mut req = http::Request::new(Body::empty());
+    *req.uri_mut() = Uri::from_static(PATH);
+    req.headers_mut().insert(TOKEN_HEADER, token.clone());
+    req
+}
+
+/// `GET /generate` as a signed-in user: the [`FigmaUserId`] extension that an
+/// outer authentication layer would insert.
+pub fn user_request(user: &FigmaUserId) -> http::Request<Body> {
+    let mut req = http::Request::new(Body::empty());
+    *req.uri_mut() = Uri::from_static(PATH);
+    req.extensions_mut().insert(user.clone());
+    req
+}
+
+/// A mock Figma on its own thread and runtime, so that it answers promptly
+/// whatever the runtime under test is doing.
+pub fn mock_elsewhere() -> MockFigma {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("mock-figma".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime for the mock");
+            rt.block_on(async move {
+                tx.send(MockFigma::start().await.expect("the mock starts"))
+                    .expect("the bench waits for the mock");
+                std::future::pending::<()>().await
+            });
+        })
+        .expect("a thread for the mock");
+    rx.recv().expect("the mock started")
+}
+
+/// SplitMix64: a small, fast, deterministic RNG for picking keys.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
+    }
+}
+
+/// The `i`th plugin payment token, shaped like the mock's (`ppt_` and 32
+/// hex digits).
+pub fn token_string(i: u64) -> String {
+    let mut rng = Rng::new(i);
+    format!("ppt_{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+}
+
+/// A realistic, unique Figma user ID: 10 to 19 digits, the last 7 being `i`
+/// (so IDs are distinct for `i < 10_000_000`).
+pub fn user_id_string(i: u64, rng: &mut Rng) -> String {
+    let len = 10 + rng.below(10);
+    let mut id = String::with_capacity(len);
+    id.push(char::from(b'1' + rng.below(9) as u8));
+    for _ in 1..len - 7 {
+        id.push(char::from(b'0' + rng.below(10) as u8));
+    }
+    id.push_str(&format!("{:07}", i % 10_000_000));
+    id
+}
+
+/// A `PAID` answer about `user` on `resource`, with a purchase date, as
+/// Figma sends it (every field its own allocation, as when parsed).
+pub fn paid_info(user: &str, resource_kind: ResourceType, resource_id: &str) -> PaymentInformation {
+    PaymentInformation {
+        user_id: UserId::new(user).expect("a valid user ID"),
+        resource_id: ResourceId::new(resource_id).expect("a valid resource ID"),
+        resource_type: resource_kind,
+        payment_status: PaymentStatus::Paid,
+        date_of_purchase: Some("2026-01-15T10:30:00Z".to_owned()),
+    }
+}
+
+pub fn token(s: &str) -> PluginPaymentToken {
+    PluginPaymentToken::new(s).expect("a valid token")
+}
+
+/// Whether this run is a real benchmark run (`cargo bench` passes `--bench`)
+/// rather than a `cargo test --benches` smoke run.
+pub fn bench_mode() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// Sends the response's status back, dropping its body.
+pub fn status(response: Response) -> StatusCode {
+    response.status()
+}

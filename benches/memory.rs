@@ -1,0 +1,407 @@
+//! Memory: bytes per cached answer.
+//!
+//! A counting global allocator tracks the bytes and blocks live at any time,
+//! by requested size. The bench fills a `Paywall` (default settings: room
+//! for 1,000,000 answers) with 1,000,000 realistic `PAID` answers through
+//! `Paywall::insert_answer_for_benchmarks` (distinct 10 to 19 digit user IDs,
+//! a plugin ID, a purchase date; every field its own allocation, as when
+//! parsed from Figma's JSON), runs moka's pending tasks, and divides the
+//! growth by the entries held. It then does the same with a bare
+//! `moka::future::Cache<u128, Arc<()>>` of the same capacity, per-entry
+//! expiry and invalidation closures, to separate moka's share, and prints
+//! where the bytes go: live blocks by size, the `size_of` of the entry's
+//! types, and the resident set size.
+//!
+//! ```sh
+//! cargo bench --bench memory
+//! ```
+
+mod common;
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    mem::size_of,
+    sync::{
+        atomic::{AtomicBool, AtomicI64, Ordering::Relaxed},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use common::*;
+use figma_paywall::{
+    AccessToken, PaymentInformation, PaymentStatus, PaymentsClient, Paywall, ResourceId,
+    ResourceType, UserId,
+};
+
+/// Exact sizes up to this are counted one by one; larger blocks together.
+const MAX_TRACKED: usize = 4096;
+
+struct Counting;
+
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+static LIVE_BLOCKS: AtomicI64 = AtomicI64::new(0);
+static BLOCKS_BY_SIZE: [AtomicI64; MAX_TRACKED + 2] =
+    [const { AtomicI64::new(0) }; MAX_TRACKED + 2];
+static LARGE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+fn record(size: usize, sign: i64) {
+    LIVE_BYTES.fetch_add(sign * size as i64, Relaxed);
+    LIVE_BLOCKS.fetch_add(sign, Relaxed);
+    if size <= MAX_TRACKED {
+        BLOCKS_BY_SIZE[size].fetch_add(sign, Relaxed);
+    } else {
+        BLOCKS_BY_SIZE[MAX_TRACKED + 1].fetch_add(sign, Relaxed);
+        LARGE_BYTES.fetch_add(sign * size as i64, Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the
+// counters are only bookkeeping on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is System's.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            record(layout.size(), 1);
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as above.
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            record(layout.size(), 1);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, that is from System.
+        unsafe { System.dealloc(ptr, layout) };
+        record(layout.size(), -1);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as above.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            record(layout.size(), -1);
+            record(new_size, 1);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[derive(Clone)]
+struct Snapshot {
+    bytes: i64,
+    blocks: i64,
+    by_size: Vec<i64>,
+    large_bytes: i64,
+    rss: i64,
+}
+
+impl Snapshot {
+    fn take() -> Self {
+        Self {
+            bytes: LIVE_BYTES.load(Relaxed),
+            blocks: LIVE_BLOCKS.load(Relaxed),
+            by_size: BLOCKS_BY_SIZE.iter().map(|c| c.load(Relaxed)).collect(),
+            large_bytes: LARGE_BYTES.load(Relaxed),
+            rss: rss_bytes(),
+        }
+    }
+}
+
+/// Resident set size, from /proc (0 where there is none).
+fn rss_bytes() -> i64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<i64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// What glibc's malloc takes for a request of `size` bytes on 64-bit Linux:
+/// an 8-byte header, 16-byte granules, 32 bytes at least.
+fn malloc_chunk(size: usize) -> usize {
+    ((size + 8 + 15) & !15).max(32)
+}
+
+struct Growth {
+    entries: u64,
+    bytes: f64,
+    blocks: f64,
+    chunk_bytes: f64,
+    rss: f64,
+    /// (size, blocks per entry), largest byte share first.
+    sizes: Vec<(usize, f64)>,
+    large_bytes: f64,
+}
+
+fn growth(before: &Snapshot, after: &Snapshot, entries: u64) -> Growth {
+    let n = entries.max(1) as f64;
+    let mut sizes: Vec<(usize, f64)> = (0..=MAX_TRACKED)
+        .filter_map(|size| {
+            let d = after.by_size[size] - before.by_size[size];
+            (d != 0).then_some((size, d as f64 / n))
+        })
+        .collect();
+    let chunk_small: f64 = sizes
+        .iter()
+        .map(|&(size, per)| per * malloc_chunk(size) as f64)
+        .sum();
+    let large = (after.large_bytes - before.large_bytes) as f64 / n;
+    sizes.sort_by(|a, b| (b.1 * b.0 as f64).total_cmp(&(a.1 * a.0 as f64)));
+    Growth {
+        entries,
+        bytes: (after.bytes - before.bytes) as f64 / n,
+        blocks: (after.blocks - before.blocks) as f64 / n,
+        chunk_bytes: chunk_small + large,
+        rss: (after.rss - before.rss) as f64 / n,
+        sizes,
+        large_bytes: large,
+    }
+}
+
+fn print_growth(title: &str, g: &Growth) {
+    println!();
+    println!("## {title}: {} entries", g.entries);
+    println!();
+    println!("| per entry | value |");
+    println!("|---|---:|");
+    println!("| bytes requested from the allocator | {:.1} |", g.bytes);
+    println!("| blocks | {:.2} |", g.blocks);
+    println!(
+        "| bytes with glibc malloc's per-block overhead (estimated) | {:.1} |",
+        g.chunk_bytes
+    );
+    println!("| resident set size growth | {:.1} |", g.rss);
+    println!();
+    println!("| block size (bytes) | blocks per entry | bytes per entry |");
+    println!("|---:|---:|---:|");
+    for &(size, per) in g.sizes.iter().take(12) {
+        if (per * size as f64).abs() >= 0.5 {
+            println!("| {size} | {per:.3} | {:.1} |", per * size as f64);
+        }
+    }
+    if g.large_bytes.abs() >= 0.05 {
+        println!("| > {MAX_TRACKED} (tables) | | {:.1} |", g.large_bytes);
+    }
+}
+
+/// A fixed per-entry lifetime through moka's `Expiry`, like the gate's.
+struct KeepFor(Duration);
+
+impl moka::Expiry<u128, Arc<()>> for KeepFor {
+    fn expire_after_create(&self, _: &u128, _: &Arc<()>, _: Instant) -> Option<Duration> {
+        Some(self.0)
+    }
+}
+
+fn main() {
+    let entries: u64 = if bench_mode() {
+        1_000_000
+    } else {
+        println!("memory: smoke run (use `cargo bench --bench memory` for 1,000,000 entries)");
+        10_000
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+
+    // The paywall: nothing is ever looked up, so its client (pointed at a
+    // closed loopback port) never sends anything.
+    let client = PaymentsClient::builder(AccessToken::new("figd_memory-bench").expect("a token"))
+        .base_url("http://127.0.0.1:9")
+        .build()
+        .expect("a client");
+    let plugin = plugin();
+    let ours = rt.block_on(async {
+        let before_build = Snapshot::take();
+        let paywall = Paywall::builder(client).max_entries(1_000_000).build();
+        let empty = Snapshot::take();
+        let mut rng = Rng::new(1);
+        let started = Instant::now();
+        for i in 0..entries {
+            let user = user_id_string(i, &mut rng);
+            let info = paid_info(&user, ResourceType::Plugin, PLUGIN);
+            paywall
+                .insert_answer_for_benchmarks(None, &plugin, info)
+                .await;
+        }
+        paywall.run_pending_tasks().await;
+        paywall.run_pending_tasks().await;
+        let full = Snapshot::take();
+        let held = paywall.stats().cached_entries;
+        println!(
+            "Paywall: {held} entries held after {:.1} s of inserts; the empty paywall took {} bytes",
+            started.elapsed().as_secs_f64(),
+            empty.bytes - before_build.bytes
+        );
+        (growth(&empty, &full, held), held, paywall)
+    });
+    let (ours, held, paywall) = ours;
+    print_growth("Paywall (moka + the crate's entries)", &ours);
+
+    // moka alone, configured as the gate's cache, then with less of that
+    // configuration, to show what each part costs. Every cache stays alive
+    // to the end, so that each one's resident set growth is its own.
+    let mut keep_alive = Vec::new();
+    let mut moka_rows = Vec::new();
+    let mut bare = None;
+    for (label, expiry, closures) in [
+        (
+            "capacity, per-entry expiry, invalidation closures (the gate's)",
+            true,
+            true,
+        ),
+        ("capacity, per-entry expiry", true, false),
+        ("capacity only", false, false),
+    ] {
+        let (cache, g) = rt.block_on(fill_bare_moka(entries, expiry, closures));
+        keep_alive.push(cache);
+        moka_rows.push((label, g.bytes, g.chunk_bytes, g.rss));
+        if bare.is_none() {
+            print_growth(
+                "bare moka::future::Cache<u128, Arc<()>> configured as the gate's",
+                &g,
+            );
+            bare = Some(g);
+        }
+    }
+    let bare = bare.expect("measured");
+    println!();
+    println!("## moka's share by configuration (bytes per entry)");
+    println!();
+    println!("| moka::future::Cache<u128, Arc<()>> with | requested | with malloc overhead (est.) | RSS growth |");
+    println!("|---|---:|---:|---:|");
+    for (label, bytes, chunk, rss) in &moka_rows {
+        println!("| {label} | {bytes:.1} | {chunk:.1} | {rss:.1} |");
+    }
+
+    // Where the crate's own bytes go.
+    let instant = size_of::<Instant>();
+    // `Entry` is private: PaymentInformation, four instants (fetched_at,
+    // fresh_until, refresh_at, and expires_at or a keep_for Duration of the
+    // same size) and an AtomicBool.
+    let entry_fields = size_of::<PaymentInformation>() + 4 * instant + size_of::<AtomicBool>();
+    let entry = entry_fields.next_multiple_of(8);
+    let sample = paid_info("1234567890123456", ResourceType::Plugin, PLUGIN);
+    // Arc<str> blocks: 16 bytes of counts plus the digits, rounded up to 8.
+    let arc_str = |digits: usize| (16 + digits).next_multiple_of(8);
+    let heap_fields = [
+        (
+            "user_id (Arc<str>, 10..19 digits: 32 or 40)",
+            (10..20).map(arc_str).sum::<usize>() / 10,
+        ),
+        ("resource_id (Arc<str>, 10 digits)", arc_str(PLUGIN.len())),
+        (
+            "date_of_purchase (String)",
+            sample.date_of_purchase.as_ref().map_or(0, String::len),
+        ),
+    ];
+    println!();
+    println!("## The crate's entry, by type");
+    println!();
+    println!("| type | size_of (bytes) |");
+    println!("|---|---:|");
+    for (name, size) in [
+        ("PaymentInformation", size_of::<PaymentInformation>()),
+        ("  UserId (Arc<str>)", size_of::<UserId>()),
+        ("  ResourceId", size_of::<ResourceId>()),
+        ("  ResourceType", size_of::<ResourceType>()),
+        ("  PaymentStatus", size_of::<PaymentStatus>()),
+        (
+            "  Option<String> (date_of_purchase)",
+            size_of::<Option<String>>(),
+        ),
+        (
+            "Instant (x 4: fetched_at, fresh_until, refresh_at, expires_at)",
+            instant,
+        ),
+        ("  (Duration, the same size)", size_of::<Duration>()),
+        ("Entry (fields above + AtomicBool, padded)", entry),
+        ("Arc<Entry> block (16-byte counts + Entry)", entry + 16),
+        ("cache key (CacheKey = u128)", size_of::<u128>()),
+    ] {
+        println!("| {name} | {size} |");
+    }
+    for (name, size) in heap_fields {
+        println!("| heap: {name} | ~{size} |");
+    }
+
+    let crate_share = ours.bytes - bare.bytes;
+    println!();
+    println!("## Summary (bytes per entry)");
+    println!();
+    println!("| | requested | with malloc overhead (est.) | RSS growth |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| Paywall, all told | {:.1} | {:.1} | {:.1} |",
+        ours.bytes, ours.chunk_bytes, ours.rss
+    );
+    println!(
+        "| of which bare moka (u128 key, Arc<()> value) | {:.1} | {:.1} | {:.1} |",
+        bare.bytes, bare.chunk_bytes, bare.rss
+    );
+    println!(
+        "| of which the crate (Arc<Entry>, its fields, Arc<Entry> instead of Arc<()>) | {:.1} | {:.1} | {:.1} |",
+        crate_share,
+        ours.chunk_bytes - bare.chunk_bytes,
+        ours.rss - bare.rss
+    );
+    println!();
+    println!(
+        "target <= 300 bytes per entry all told: {} ({:.0} requested, {:.0} with malloc overhead; {held} entries)",
+        if ours.chunk_bytes.max(ours.bytes) <= 300.0 {
+            "met"
+        } else {
+            "MISSED"
+        },
+        ours.bytes,
+        ours.chunk_bytes
+    );
+    drop((paywall, keep_alive));
+}
+
+/// Fills a bare moka cache with `entries` random u128 keys sharing one
+/// `Arc<()>` value; the growth it caused.
+async fn fill_bare_moka(
+    entries: u64,
+    expiry: bool,
+    closures: bool,
+) -> (moka::future::Cache<u128, Arc<()>>, Growth) {
+    let before = Snapshot::take();
+    let mut builder = moka::future::Cache::<u128, Arc<()>>::builder().max_capacity(1_000_000);
+    if expiry {
+        builder = builder.expire_after(KeepFor(Duration::from_secs(70 * 60)));
+    }
+    if closures {
+        builder = builder.support_invalidation_closures();
+    }
+    let cache = builder.build();
+    let value = Arc::new(());
+    let empty = Snapshot::take();
+    let mut rng = Rng::new(2);
+    for _ in 0..entries {
+        let key = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
+        cache.insert(key, value.clone()).await;
+    }
+    cache.run_pending_tasks().await;
+    cache.run_pending_tasks().await;
+    let full = Snapshot::take();
+    println!();
+    println!(
+        "bare moka (expiry: {expiry}, invalidation closures: {closures}): {} entries held; the empty cache took {} bytes",
+        cache.entry_count(),
+        empty.bytes - before.bytes
+    );
+    let g = growth(&empty, &full, cache.entry_count());
+    (cache, g)
+}

@@ -1,0 +1,216 @@
+//! Hit throughput as the runtime and the cache grow: 1 vs 2 tokio worker
+//! threads, 1,000 vs 1,000,000 cached keys.
+//!
+//! The cache is filled with `Paywall::insert_answer_for_benchmarks` (token
+//! keys, `PAID`), and the naive gate's cache with the same tokens; 16
+//! concurrent tasks then request random cached keys through the router,
+//! in-process. Criterion reports the time per request (all tasks together)
+//! and the throughput; the bench ends with a requests/second table.
+//!
+//! ```sh
+//! cargo bench --bench scaling
+//! ```
+
+mod common;
+
+use std::{
+    hint::black_box,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use axum::Router;
+use common::*;
+use criterion::{Criterion, Throughput};
+use figma_paywall::{Paywall, ResourceType};
+use http::{HeaderValue, StatusCode};
+use tower::ServiceExt;
+
+const GROUP: &str = "hit_scaling";
+/// Concurrent client tasks, whatever the worker count.
+const TASKS: u64 = 16;
+const WORKERS: [usize; 2] = [1, 2];
+
+fn main() {
+    let started = SystemTime::now();
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let key_counts: &[usize] = if bench_mode() {
+        &[1_000, 1_000_000]
+    } else {
+        &[1_000, 10_000]
+    };
+
+    // Any miss would go to this mock (on loopback), never to Figma; none
+    // is expected, and the bench checks.
+    let figma = mock_elsewhere();
+    let fill_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let plugin = plugin();
+
+    for &keys in key_counts {
+        let t = Instant::now();
+        let tokens: Arc<Vec<HeaderValue>> = Arc::new(
+            (0..keys as u64)
+                .map(|i| HeaderValue::from_str(&token_string(i)).expect("a header value"))
+                .collect(),
+        );
+        let paywall = Paywall::new(figma.client().expect("a client"));
+        let naive = naive_cache(1_000_000);
+        fill_rt.block_on(async {
+            let mut rng = Rng::new(keys as u64);
+            for (i, header) in tokens.iter().enumerate() {
+                let raw = header.to_str().expect("ASCII");
+                let user = user_id_string(i as u64, &mut rng);
+                let info = paid_info(&user, ResourceType::Plugin, PLUGIN);
+                paywall
+                    .insert_answer_for_benchmarks(Some(&token(raw)), &plugin, info)
+                    .await;
+                naive.insert(raw.to_owned(), Arc::new(())).await;
+            }
+            paywall.run_pending_tasks().await;
+            naive.run_pending_tasks().await;
+        });
+        let cached = paywall.stats().cached_entries;
+        println!(
+            "{keys} keys: filled in {:.1} s; RequirePaid's cache holds {cached}, the naive cache {}",
+            t.elapsed().as_secs_f64(),
+            naive.entry_count()
+        );
+        assert_eq!(cached, keys as u64, "every key must stay cached");
+        let upstream_before = figma.payment_requests();
+
+        let gated = bare_router().layer(paywall.require(plugin.clone()));
+        let routers: Vec<(&str, Router)> = vec![
+            ("bare", bare_router()),
+            ("naive_token", naive_token_router(naive.clone())),
+            ("require_paid_token", gated),
+        ];
+        let mut g = c.benchmark_group(GROUP);
+        g.throughput(Throughput::Elements(1));
+        for workers in WORKERS {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            for (name, app) in &routers {
+                let id = format!("{name}_{keys}keys_{workers}w");
+                let status = rt.block_on(app.clone().oneshot(token_request(&tokens[0])));
+                assert_eq!(status.expect("infallible").status(), StatusCode::OK, "{id}");
+                g.bench_function(&id, |b| {
+                    b.iter_custom(|iters| rt.block_on(run(app, &tokens, iters)));
+                });
+            }
+        }
+        g.finish();
+        let upstream = figma.payment_requests() - upstream_before;
+        let stats = paywall.stats();
+        println!(
+            "{keys} keys: RequirePaid served {} hits, {} misses; {upstream} calls reached the mock",
+            stats.cache_hits, stats.cache_misses
+        );
+        assert_eq!(upstream, 0, "every measured request must be a cache hit");
+    }
+
+    c.final_summary();
+    print_summary(started, key_counts);
+}
+
+/// `iters` requests for random cached keys, from `TASKS` concurrent tasks.
+async fn run(app: &Router, tokens: &Arc<Vec<HeaderValue>>, iters: u64) -> Duration {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let n = iters / TASKS + u64::from(t < iters % TASKS);
+            let app = app.clone();
+            let tokens = tokens.clone();
+            tokio::spawn(async move {
+                let mut rng = Rng::new(t ^ iters);
+                for _ in 0..n {
+                    let header = &tokens[rng.below(tokens.len())];
+                    let response = app.clone().oneshot(token_request(header)).await;
+                    black_box(response.expect("infallible").status());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a client task");
+    }
+    started.elapsed()
+}
+
+fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(target).join("criterion");
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
+        .unwrap_or_else(|| PathBuf::from("target/criterion"))
+}
+
+fn median_ns(dir: &Path, id: &str, since: SystemTime) -> Option<f64> {
+    let path = dir.join(GROUP).join(id).join("new").join("estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
+        return None;
+    }
+    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
+
+fn print_summary(since: SystemTime, key_counts: &[usize]) {
+    let dir = criterion_dir();
+    let rps = |id: String| median_ns(&dir, &id, since).map(|ns| 1e9 / ns);
+    let mut rows = Vec::new();
+    for &keys in key_counts {
+        for name in ["bare", "naive_token", "require_paid_token"] {
+            let one = rps(format!("{name}_{keys}keys_1w"));
+            let two = rps(format!("{name}_{keys}keys_2w"));
+            let (Some(one), Some(two)) = (one, two) else {
+                continue;
+            };
+            rows.push(format!(
+                "| {name} | {keys} | {one:.0} | {two:.0} | {:.2} |",
+                two / one
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "Hit throughput, requests/second (criterion medians; {TASKS} client tasks in-process):"
+    );
+    println!();
+    println!("| router | cached keys | 1 worker | 2 workers | 2 workers / 1 |");
+    println!("|---|---:|---:|---:|---:|");
+    for row in rows {
+        println!("{row}");
+    }
+    if let [small, large] = key_counts {
+        println!();
+        println!("| router | workers | {small} keys | {large} keys | {large} / {small} |");
+        println!("|---|---:|---:|---:|---:|");
+        for name in ["bare", "naive_token", "require_paid_token"] {
+            for w in WORKERS {
+                let a = rps(format!("{name}_{small}keys_{w}w"));
+                let b = rps(format!("{name}_{large}keys_{w}w"));
+                if let (Some(a), Some(b)) = (a, b) {
+                    println!("| {name} | {w} | {a:.0} | {b:.0} | {:.2} |", b / a);
+                }
+            }
+        }
+    }
+}
