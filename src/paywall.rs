@@ -878,3 +878,75 @@ pub struct PaywallStats {
     /// Requests refused by the gates, by reason.
     pub refused: std::collections::BTreeMap<&'static str, u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> UserId {
+        UserId::new(id).unwrap()
+    }
+
+    #[test]
+    fn keys_tell_every_question_apart() {
+        let plugin = Resource::plugin("12").unwrap();
+        let widget = Resource::widget("12").unwrap();
+        let keys = [
+            CacheKey::user(&user("3"), &plugin),
+            CacheKey::user(&user("3"), &widget),
+            CacheKey::user(&user("31"), &Resource::plugin("2").unwrap()),
+            CacheKey::user(&user("4"), &plugin),
+            CacheKey::token(&PluginPaymentToken::new("3").unwrap()),
+            CacheKey::token(&PluginPaymentToken::new("user").unwrap()),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(keys[0], CacheKey::user(&user("3"), &plugin));
+    }
+
+    #[test]
+    fn counters_sum_their_slots_across_threads() {
+        let counter = Arc::new(Counter::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let counter = counter.clone();
+                std::thread::spawn(move || (0..1000).for_each(|_| counter.add()))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(counter.get(), 4000);
+    }
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let now = Instant::now();
+        assert!(later(now, Duration::MAX) > now);
+        assert_eq!(
+            later(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn only_paid_and_trial_have_grace() {
+        let l = Lifetimes {
+            paid: Duration::from_secs(10),
+            trial: Duration::from_secs(5),
+            unpaid: Duration::from_secs(1),
+            stale_grace: Duration::from_secs(100),
+        };
+        assert_eq!(l.grace_for(&PaymentStatus::Paid), Duration::from_secs(100));
+        assert_eq!(l.grace_for(&PaymentStatus::Trial), Duration::from_secs(100));
+        for status in [
+            PaymentStatus::Unpaid,
+            PaymentStatus::NotSupported,
+            PaymentStatus::Other("X".into()),
+        ] {
+            assert_eq!(l.grace_for(&status), Duration::ZERO);
+            assert_eq!(l.fresh_for(&status), Duration::from_secs(1));
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! What a gated request goes through: identity, lookup, checks, verdict.
+
+use std::{collections::HashSet, sync::Arc, time::Instant};
+
+use axum::response::{IntoResponse, Response};
+use http::{request::Parts, Request, StatusCode};
+use tracing::{field::Empty, Instrument};
+
+use super::{
+    AccessVia, Identity, IdentityError, PaidAccess, Refusal, RefusalHandler, RefusalReason,
+};
+use crate::{
+    paywall::Lookup, Error, PaymentInformation, PaymentStatus, Paywall, PluginPaymentToken,
+    Resource, UserId,
+};
+
+/// What a gate checks, and the paywall it asks: one `Arc` to clone per
+/// request.
+#[derive(Debug, Clone)]
+pub(crate) struct Gate {
+    pub(super) paywall: Paywall,
+    pub(super) resources: Vec<Resource>,
+    pub(super) allow_trial: bool,
+    pub(super) bypass: HashSet<UserId>,
+    pub(super) fail_open: bool,
+    pub(super) refusal: Option<RefusalHandler>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Token,
+    User,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::User => "user",
+        }
+    }
+}
+
+struct Granted {
+    info: Option<PaymentInformation>,
+    access: PaidAccess,
+}
+
+/// The check a gated request goes through before the inner service.
+pub(crate) async fn check<B>(
+    gate: Arc<Gate>,
+    identity: Result<Option<Identity>, IdentityError>,
+    parts: Parts,
+    body: B,
+) -> Result<Request<B>, Response> {
+    // DEBUG, and no formatting: with an INFO subscriber this costs nothing.
+    let first = &gate.resources[0];
+    let span = tracing::debug_span!(
+        "require_paid",
+        resource_type = first.kind_ref().as_str(),
+        resource_id = first.id().as_str(),
+        mode = Empty,
+        outcome = Empty,
+        cache = Empty,
+        stale = Empty,
+        upstream_ms = Empty,
+    );
+    let paywall = &gate.paywall;
+    let decision = gate
+        .decide(paywall, identity)
+        .instrument(span.clone())
+        .await;
+    let stats = &paywall.inner.stats;
+    match decision {
+        Ok(granted) => {
+            stats.granted.add();
+            span.record("outcome", "granted");
+            let mut req = Request::from_parts(parts, body);
+            if let Some(info) = granted.info {
+                req.extensions_mut().insert(info);
+            }
+            req.extensions_mut().insert(granted.access);
+            Ok(req)
+        }
+        Err(refusal) => {
+            stats.refused.count(refusal.reason);
+            span.record("outcome", refusal.reason.as_str());
+            Err(match &gate.refusal {
+                Some(handler) => (handler.0)(refusal, &parts),
+                None => refusal.into_response(),
+            })
+        }
+    }
+}
+
+impl Gate {
+    async fn decide(
+        &self,
+        paywall: &Paywall,
+        identity: Result<Option<Identity>, IdentityError>,
+    ) -> Result<Granted, Refusal> {
+        let span = tracing::Span::current();
+        let identity = identity.map_err(|e| {
+            tracing::debug!(error = %e, "refused: unreadable identity");
+            Refusal::new(e.status(), RefusalReason::InvalidIdentity, e.message())
+        })?;
+        match identity {
+            None => {
+                tracing::debug!("refused: no identity");
+                Err(Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    RefusalReason::NoIdentity,
+                    "who is asking? Send the plugin payment token from figma.payments.getPluginPaymentTokenAsync() in the X-Figma-Payment-Token header, or sign in",
+                ))
+            }
+            Some(Identity::PaymentToken(token)) => {
+                span.record("mode", Mode::Token.as_str());
+                self.decide_token(paywall, &token).await
+            }
+            Some(Identity::User(user)) => {
+                span.record("mode", Mode::User.as_str());
+                self.decide_user(paywall, &user).await
+            }
+        }
+    }
+
+    async fn decide_token(
+        &self,
+        paywall: &Paywall,
+        token: &PluginPaymentToken,
+    ) -> Result<Granted, Refusal> {
+        let started = Instant::now();
+        let lookup = match paywall.lookup_token(token).await {
+            Ok(lookup) => lookup,
+            Err(error) => return self.upstream_failure(paywall, &error, Mode::Token).await,
+        };
+        record_lookup(&lookup, started);
+        let info = lookup.info();
+        let gated = self
+            .resources
+            .iter()
+            .find(|r| *r.kind_ref() == info.resource_type && *r.id() == info.resource_id);
+        let Some(resource) = gated else {
+            tracing::debug!(
+                token_resource_type = %info.resource_type,
+                token_resource_id = %info.resource_id,
+                user_id = %info.user_id,
+                "refused: the plugin payment token was issued for another resource"
+            );
+            return Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                RefusalReason::WrongResource,
+                "this plugin payment token was issued for another plugin or widget",
+            ));
+        };
+        self.judge(&lookup, resource)
+    }
+
+    async fn decide_user(&self, paywall: &Paywall, user: &UserId) -> Result<Granted, Refusal> {
+        let mut refusal = None;
+        for resource in &self.resources {
+            let started = Instant::now();
+            let lookup = match paywall.lookup_user(user, resource).await {
+                Ok(lookup) => lookup,
+                Err(error) => {
+                    // Another resource may still let the caller in.
+                    let failure = self.upstream_failure(paywall, &error, Mode::User).await;
+                    refusal.get_or_insert(failure);
+                    continue;
+                }
+            };
+            record_lookup(&lookup, started);
+            let info = lookup.info();
+            if info.user_id != *user
+                || info.resource_id != *resource.id()
+                || info.resource_type != *resource.kind_ref()
+            {
+                tracing::warn!(
+                    asked_user = %user, asked_resource = %resource,
+                    answered_user = %info.user_id, answered_resource_type = %info.resource_type,
+                    answered_resource_id = %info.resource_id,
+                    "refused: Figma's answer is about another user or resource than asked"
+                );
+                refusal.get_or_insert(Err(Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    RefusalReason::AnswerMismatch,
+                    "Figma's answer did not match the question; try again later",
+                )));
+                continue;
+            }
+            match self.judge(&lookup, resource) {
+                Ok(granted) => return Ok(granted),
+                Err(not_paid) => {
+                    // A "not paid" is the most useful refusal to show.
+                    if !matches!(
+                        refusal,
+                        Some(Err(Refusal {
+                            reason: RefusalReason::NotPaid,
+                            ..
+                        }))
+                    ) {
+                        refusal = Some(Err(not_paid));
+                    }
+                }
+            }
+        }
+        refusal.unwrap_or_else(unreachable_refusal)
+    }
+
+    /// PAID passes, TRIAL passes unless refused, the bypass list passes;
+    /// everything else (UNPAID, NOT_SUPPORTED, unknown) is refused.
+    fn judge(&self, lookup: &Lookup, resource: &Resource) -> Result<Granted, Refusal> {
+        let info = lookup.info();
+        let via = match &info.payment_status {
+            PaymentStatus::Paid => Some(AccessVia::Paid),
+            PaymentStatus::Trial if self.allow_trial => Some(AccessVia::Trial),
+            _ if self.bypass.contains(&info.user_id) => Some(AccessVia::Bypass),
+            _ => None,
+        };
+        match via {
+            Some(via) => Ok(Granted {
+                info: Some(info.clone()),
+                access: PaidAccess {
+                    via,
+                    stale: lookup.stale,
+                    from_cache: lookup.from_cache,
+                },
+            }),
+            None => {
+                tracing::debug!(status = %info.payment_status, "refused: not paid");
+                let mut refusal = Refusal::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    RefusalReason::NotPaid,
+                    format!(
+                        "payment required: buy {} on Figma Community ({})",
+                        resource,
+                        resource.community_url()
+                    ),
+                );
+                refusal.payment_status = Some(info.payment_status.clone());
+                refusal.resource_id = Some(resource.id().clone());
+                Err(refusal)
+            }
+        }
+    }
+
+    async fn upstream_failure(
+        &self,
+        paywall: &Paywall,
+        error: &Error,
+        mode: Mode,
+    ) -> Result<Granted, Refusal> {
+        let refusal = paywall.refusal_for(error, mode).await;
+        if self.fail_open && error.is_figma_outage() {
+            tracing::warn!(error = %error, "Figma could not answer; letting the caller through (fail-open)");
+            return Ok(Granted {
+                info: None,
+                access: PaidAccess {
+                    via: AccessVia::FailOpen,
+                    stale: false,
+                    from_cache: false,
+                },
+            });
+        }
+        Err(refusal)
+    }
+}
+
+fn record_lookup(lookup: &Lookup, started: Instant) {
+    let span = tracing::Span::current();
+    span.record("cache", if lookup.from_cache { "hit" } else { "miss" });
+    span.record("stale", lookup.stale);
+    if !lookup.from_cache {
+        span.record("upstream_ms", started.elapsed().as_millis() as u64);
+    }
+}
+
+fn unreachable_refusal() -> Result<Granted, Refusal> {
+    // A gate always has at least one resource, so some refusal was recorded.
+    Err(Refusal::new(
+        StatusCode::PAYMENT_REQUIRED,
+        RefusalReason::NotPaid,
+        "payment required",
+    ))
+}
+
+impl Paywall {
+    /// Maps a lookup error to what the caller is told.
+    async fn refusal_for(&self, error: &Error, mode: Mode) -> Refusal {
+        use RefusalReason as R;
+        let unavailable = |status, message: &str, retry_after| {
+            let mut r = Refusal::new(status, R::FigmaUnavailable, message);
+            r.retry_after = Some(retry_after);
+            r
+        };
+        let retry_soon = std::time::Duration::from_secs(5);
+        match error {
+            Error::InvalidId(e) => {
+                Refusal::new(StatusCode::UNAUTHORIZED, R::InvalidIdentity, e.to_string())
+            }
+            Error::InvalidToken(e) => {
+                Refusal::new(StatusCode::BAD_REQUEST, R::InvalidIdentity, e.to_string())
+            }
+            Error::InvalidRequest { .. } | Error::Unauthorized { .. }
+                if matches!(mode, Mode::Token)
+                    && !(matches!(error, Error::Unauthorized { .. })
+                        && self.access_token_rejected(false).await) =>
+            {
+                tracing::debug!(error = %error, "refused: Figma refused the plugin payment token");
+                Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    R::TokenRejected,
+                    "Figma refused this plugin payment token (expired or forged); get a fresh one with figma.payments.getPluginPaymentTokenAsync()",
+                )
+            }
+            Error::Unauthorized { .. } => {
+                // In user mode only the access token can be refused; in token
+                // mode, GET /v1/me just said so.
+                self.access_token_rejected(true).await;
+                let mut r = Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    R::AccessTokenRejected,
+                    "payment status cannot be checked right now",
+                );
+                r.retry_after = Some(std::time::Duration::from_secs(60));
+                r
+            }
+            Error::RateLimited(_) | Error::Throttled { .. } => {
+                tracing::warn!(error = %error, "Figma's budget is spent; refusing");
+                let mut r = Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    R::RateLimited,
+                    "payment status cannot be checked right now: too many lookups; try again later",
+                );
+                r.retry_after = Some(error.retry_after().unwrap_or(retry_soon));
+                r
+            }
+            Error::MalformedResponse { .. } | Error::InvalidRequest { .. } => {
+                tracing::error!(error = %error, "Figma's answer could not be used");
+                unavailable(
+                    StatusCode::BAD_GATEWAY,
+                    "Figma's answer about payment could not be read; try again later",
+                    retry_soon,
+                )
+            }
+            _ => {
+                tracing::warn!(error = %error, "Figma could not answer");
+                unavailable(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "payment status cannot be checked right now; try again later",
+                    retry_soon,
+                )
+            }
+        }
+    }
+}

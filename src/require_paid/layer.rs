@@ -1,0 +1,167 @@
+use std::{collections::HashSet, fmt, sync::Arc};
+
+use axum::response::Response;
+use http::request::Parts;
+use tower_layer::Layer;
+
+use super::{gate::Gate, DefaultIdentity, IdentitySource, Refusal, RefusalHandler, RequirePaid};
+use crate::{Paywall, Resource, UserId};
+
+/// The layer that gates a service on Figma payment status; build it with
+/// [`RequirePaid::plugin`] and its siblings, or from a [`Paywall`].
+#[derive(Clone)]
+#[must_use]
+pub struct RequirePaidLayer<I = DefaultIdentity> {
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) identity: I,
+}
+
+impl<I: fmt::Debug> fmt::Debug for RequirePaidLayer<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequirePaidLayer")
+            .field("resources", &self.gate.resources)
+            .field("allow_trial", &self.gate.allow_trial)
+            .field("bypass", &self.gate.bypass)
+            .field("fail_open", &self.gate.fail_open)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, I: Clone> Layer<S> for RequirePaidLayer<I> {
+    type Service = RequirePaid<S, I>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequirePaid::new(inner, self.clone())
+    }
+}
+
+impl Paywall {
+    /// A layer that lets through buyers of `resource`.
+    pub fn require(&self, resource: Resource) -> RequirePaidLayer {
+        self.require_any_of([resource])
+    }
+
+    /// A layer that lets through buyers of any of `resources` (for example a
+    /// plugin and a Community file). User IDs are checked against each in
+    /// order; a plugin payment token names its own resource.
+    ///
+    /// # Panics
+    ///
+    /// If `resources` is empty, or holds a resource type other than a
+    /// plugin, widget or Community file.
+    pub fn require_any_of(
+        &self,
+        resources: impl IntoIterator<Item = Resource>,
+    ) -> RequirePaidLayer {
+        let resources: Vec<Resource> = resources.into_iter().collect();
+        assert!(
+            !resources.is_empty(),
+            "RequirePaid needs at least one resource to check payment for"
+        );
+        assert!(
+            resources
+                .iter()
+                .all(|r| r.kind_ref().query_param().is_some()),
+            "RequirePaid gates plugins, widgets and Community files only"
+        );
+        RequirePaidLayer {
+            gate: Arc::new(Gate {
+                paywall: self.clone(),
+                resources,
+                allow_trial: true,
+                bypass: HashSet::new(),
+                fail_open: false,
+                refusal: None,
+            }),
+            identity: DefaultIdentity,
+        }
+    }
+}
+
+impl<I> RequirePaidLayer<I> {
+    /// Whether `TRIAL` lets a caller through (default `true`).
+    ///
+    /// ```
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, Resource};
+    /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
+    /// let paid_only = paywall.require(Resource::plugin("1")?).with_trial(false);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_trial(mut self, allow: bool) -> Self {
+        Arc::make_mut(&mut self.gate).allow_trial = allow;
+        self
+    }
+
+    /// Users let through whatever Figma says: the resource's creators, whom
+    /// Figma answers `UNPAID` for their own resource. Figma is still asked,
+    /// so the extension holds the real answer, marked [`AccessVia::Bypass`](crate::AccessVia::Bypass).
+    ///
+    /// ```
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, Resource, UserId};
+    /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
+    /// let layer = paywall
+    ///     .require(Resource::plugin("1")?)
+    ///     .with_bypass([UserId::new("1000")?]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_bypass(mut self, users: impl IntoIterator<Item = UserId>) -> Self {
+        Arc::make_mut(&mut self.gate).bypass.extend(users);
+        self
+    }
+
+    /// Lets callers through when Figma cannot answer and no cached answer
+    /// stands in (default `false`: refuse with 503).
+    ///
+    /// # Warning
+    ///
+    /// Anybody gets in while Figma is down or rate-limiting, including
+    /// people who never paid and people who send garbage tokens that Figma
+    /// would refuse. Such requests carry [`PaidAccess`](crate::PaidAccess) with
+    /// [`AccessVia::FailOpen`](crate::AccessVia::FailOpen) and no [`PaymentInformation`](crate::PaymentInformation); handlers must
+    /// check for that. Malformed or missing identities are still refused.
+    ///
+    /// ```
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, Resource};
+    /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
+    /// let lenient = paywall.require(Resource::plugin("1")?).with_fail_open(true);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_fail_open(mut self, fail_open: bool) -> Self {
+        Arc::make_mut(&mut self.gate).fail_open = fail_open;
+        self
+    }
+
+    /// Replaces the refusal response (Figma's JSON error envelope by
+    /// default), for example with an HTML paywall page.
+    ///
+    /// ```
+    /// use axum::response::{Html, IntoResponse};
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, Resource};
+    /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
+    /// let layer = paywall.require(Resource::plugin("1")?).with_refusal(|refusal, _parts| {
+    ///     (refusal.status, Html(format!("<h1>{}</h1>", refusal.message))).into_response()
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_refusal<F>(mut self, respond: F) -> Self
+    where
+        F: Fn(Refusal, &Parts) -> Response + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.gate).refusal = Some(RefusalHandler(Arc::new(respond)));
+        self
+    }
+
+    /// Reads callers' identities from `source` instead of [`DefaultIdentity`].
+    pub fn with_identity<J: IdentitySource>(self, source: J) -> RequirePaidLayer<J> {
+        RequirePaidLayer {
+            gate: self.gate,
+            identity: source,
+        }
+    }
+
+    /// The paywall (cache and client) this layer asks.
+    pub fn paywall(&self) -> &Paywall {
+        &self.gate.paywall
+    }
+}
