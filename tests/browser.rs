@@ -165,6 +165,10 @@ async fn sign_in_read_docs_sign_out_and_hit_the_paywall() {
         let page = text(&client).await;
         assert!(page.contains("Payment required"), "{page}");
         assert!(page.contains("UNPAID"), "{page}");
+        // To look at the page: PAYWALL_SCREENSHOT=/tmp/paywall.png cargo test --test browser
+        if let Some(path) = std::env::var_os("PAYWALL_SCREENSHOT") {
+            std::fs::write(path, client.screenshot().await.unwrap()).unwrap();
+        }
     };
     let outcome = tokio::time::timeout(Duration::from_secs(60), run).await;
     let _ = client.close().await;
