@@ -22,7 +22,6 @@ mod common;
 
 use std::{
     hint::black_box,
-    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -399,31 +398,6 @@ impl moka::Expiry<u128, Arc<()>> for KeepFor {
     fn expire_after_create(&self, _: &u128, _: &Arc<()>, _: Instant) -> Option<Duration> {
         Some(self.0)
     }
-}
-
-/// Criterion's output directory, found as criterion finds it.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    // <target>/release/deps/hit_path-<hash>
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// The median time of one benchmark of this run, in nanoseconds.
-fn median_ns(dir: &Path, group: &str, id: &str, since: SystemTime) -> Option<f64> {
-    let path = dir.join(group).join(id).join("new").join("estimates.json");
-    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None; // from an earlier run
-    }
-    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
 }
 
 fn print_summary(since: SystemTime) {

@@ -15,7 +15,6 @@ mod common;
 
 use std::{
     hint::black_box,
-    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -147,31 +146,9 @@ async fn run(app: &Router, tokens: &Arc<Vec<HeaderValue>>, iters: u64) -> Durati
     started.elapsed()
 }
 
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-fn median_ns(dir: &Path, id: &str, since: SystemTime) -> Option<f64> {
-    let path = dir.join(GROUP).join(id).join("new").join("estimates.json");
-    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
-}
-
 fn print_summary(since: SystemTime, key_counts: &[usize]) {
     let dir = criterion_dir();
-    let rps = |id: String| median_ns(&dir, &id, since).map(|ns| 1e9 / ns);
+    let rps = |id: String| median_ns(&dir, GROUP, &id, since).map(|ns| 1e9 / ns);
     let mut rows = Vec::new();
     for &keys in key_counts {
         for name in ["bare", "naive_token", "require_paid_token"] {

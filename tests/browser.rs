@@ -72,6 +72,25 @@ async fn browser(profile: &Path) -> (Driver, Client) {
     panic!("could not start a WebDriver session: {last_error:?}");
 }
 
+/// Clicks the element with this ID.
+async fn click(client: &Client, id: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("no #{id}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Opens the docs signed out: the browser must land on Figma's (the
+/// mock's) sign-in page.
+async fn docs_send_to_sign_in(client: &Client, base: &str, figma: &str) {
+    client.goto(&format!("{base}/docs/intro")).await.unwrap();
+    let url = client.current_url().await.unwrap();
+    assert!(url.as_str().starts_with(&format!("{figma}/oauth")), "{url}");
+}
+
 async fn text(client: &Client) -> String {
     client
         .find(Locator::Css("body"))
@@ -103,20 +122,9 @@ async fn sign_in_read_docs_sign_out_and_hit_the_paywall() {
     let (_driver, client) = browser(&profile).await;
     let run = async {
         // Signed out: the docs send the browser to sign in, on Figma (the mock).
-        client.goto(&format!("{base}/docs/intro")).await.unwrap();
-        let url = client.current_url().await.unwrap();
-        assert!(
-            url.as_str().starts_with(&format!("{}/oauth", mock.url())),
-            "{url}"
-        );
+        docs_send_to_sign_in(&client, &base, &mock.url()).await;
         // Pick a buyer: back on the docs.
-        client
-            .find(Locator::Id("user-2001"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "user-2001").await;
         let title = client
             .wait()
             .for_element(Locator::Id("doc-title"))
@@ -130,33 +138,16 @@ async fn sign_in_read_docs_sign_out_and_hit_the_paywall() {
         assert!(text(&client).await.contains("Figma user 2001 (PAID"));
 
         // Sign out: home, and the docs are closed again.
-        client
-            .find(Locator::Id("signout"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "signout").await;
         client
             .wait()
             .for_element(Locator::Id("signin"))
             .await
             .unwrap();
-        client.goto(&format!("{base}/docs/intro")).await.unwrap();
-        let url = client.current_url().await.unwrap();
-        assert!(
-            url.as_str().starts_with(&format!("{}/oauth", mock.url())),
-            "{url}"
-        );
+        docs_send_to_sign_in(&client, &base, &mock.url()).await;
 
         // Sign in as a non-buyer: the paywall page with its buy link.
-        client
-            .find(Locator::Id("user-2003"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "user-2003").await;
         let buy = client.wait().for_element(Locator::Id("buy")).await.unwrap();
         assert_eq!(
             buy.attr("href").await.unwrap().as_deref(),

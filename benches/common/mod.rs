@@ -213,3 +213,33 @@ pub fn bench_mode() -> bool {
 pub fn status(response: Response) -> StatusCode {
     response.status()
 }
+
+/// Criterion's output directory, found as criterion finds it.
+pub fn criterion_dir() -> std::path::PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return std::path::PathBuf::from(home);
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return std::path::PathBuf::from(target).join("criterion");
+    }
+    // <target>/release/deps/<bench>-<hash>
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
+        .unwrap_or_else(|| std::path::PathBuf::from("target/criterion"))
+}
+
+/// The median time of one benchmark of this run, in nanoseconds.
+pub fn median_ns(
+    dir: &std::path::Path,
+    group: &str,
+    id: &str,
+    since: std::time::SystemTime,
+) -> Option<f64> {
+    let path = dir.join(group).join(id).join("new").join("estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
+        return None; // from an earlier run
+    }
+    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
