@@ -429,7 +429,7 @@ fn endpoint_urls(base: &str) -> Result<(Url, Url), ConfigError> {
         },
         reason,
     };
-    let mut url = Url::parse(base.trim()).map_err(|e| invalid(e.to_string()))?;
+    let url = Url::parse(base.trim()).map_err(|e| invalid(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid("the scheme must be http or https".into()));
     }
@@ -438,12 +438,19 @@ fn endpoint_urls(base: &str) -> Result<(Url, Url), ConfigError> {
             "a base URL has no query, fragment or credentials".into(),
         ));
     }
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    let join = |p: &str| url.join(p).map_err(|e| invalid(e.to_string()));
+    let join = |p: &str| api_endpoint(&url, p).map_err(|e| invalid(e.to_string()));
     Ok((join("v1/payments")?, join("v1/me")?))
+}
+
+/// `path` under the API's base URL, keeping any path the base has
+/// (`http://host/figma` + `v1/me` is `http://host/figma/v1/me`).
+pub(crate) fn api_endpoint(base: &Url, path: &str) -> Result<Url, url::ParseError> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        let with_slash = format!("{}/", base.path());
+        base.set_path(&with_slash);
+    }
+    base.join(path)
 }
 
 /// A question for `GET /v1/payments`: by plugin payment token, or by user and resource.

@@ -216,18 +216,14 @@ impl LoginBuilder {
                     url: self.site_url.clone(),
                     reason: e.to_string(),
                 })?;
-        let mut api = parse("the Figma API URL", &self.api_url)?;
-        if !api.path().ends_with('/') {
-            let path = format!("{}/", api.path());
-            api.set_path(&path);
-        }
-        let token_url = api
-            .join("v1/oauth/token")
-            .map_err(|e| LoginConfigError::InvalidUrl {
+        let api = parse("the Figma API URL", &self.api_url)?;
+        let token_url = crate::client::api_endpoint(&api, "v1/oauth/token").map_err(|e| {
+            LoginConfigError::InvalidUrl {
                 what: "the Figma API URL",
                 url: self.api_url.clone(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
