@@ -204,12 +204,13 @@ impl Lifetimes {
     /// The end of the fresh lifetime plus the stale grace: when moka drops
     /// the entry, counted from when Figma answered, not from insertion.
     fn expires_at(&self, entry: &Entry) -> Instant {
-        let status = &entry.info.payment_status;
-        later(
-            entry.fetched_at,
-            self.fresh_for(status)
-                .saturating_add(self.grace_for(status)),
-        )
+        later(entry.fetched_at, self.keep_for(&entry.info.payment_status))
+    }
+
+    /// How long an answer is kept: its fresh lifetime plus its stale grace.
+    fn keep_for(&self, status: &PaymentStatus) -> Duration {
+        self.fresh_for(status)
+            .saturating_add(self.grace_for(status))
     }
 }
 
@@ -776,9 +777,7 @@ impl Inner {
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn keep_for(&self, status: &PaymentStatus) -> Duration {
-        self.lifetimes
-            .fresh_for(status)
-            .saturating_add(self.lifetimes.grace_for(status))
+        self.lifetimes.keep_for(status)
     }
 
     /// The longest any answer is kept.

@@ -225,6 +225,17 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A key's hash as it appears in Redis names and invalidation messages.
+fn hex(key: CacheKey) -> String {
+    format!("{:032x}", key.0)
+}
+
+/// A duration as Redis's `PX`/`PEXPIRE` take it: whole milliseconds, at
+/// least one (zero would be refused), saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// A Redis failure (error or timeout), already logged.
 #[derive(Debug)]
 pub(crate) struct Unavailable;
@@ -246,7 +257,11 @@ impl RedisTier {
     }
 
     fn answer_key(&self, key: CacheKey) -> String {
-        self.key("a", &format!("{:032x}", key.0))
+        self.key("a", &hex(key))
+    }
+
+    fn lock_key(&self, key: CacheKey) -> String {
+        self.key("l", &hex(key))
     }
 
     fn channel(&self) -> String {
@@ -311,15 +326,11 @@ impl RedisTier {
         keep_for: Duration,
         index_for: Duration,
     ) -> Result<(), Unavailable> {
-        let index_ttl = i64::try_from(index_for.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1);
+        let index_ttl = i64::try_from(millis(index_for)).unwrap_or(i64::MAX);
         let mut conn = self.conn();
         let name = self.answer_key(key);
         let user_set = self.key("u", info.user_id.as_str());
-        let ttl = u64::try_from(keep_for.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let ttl = millis(keep_for);
         let value = encode(info, fetched_ms);
         self.run("SET", async move {
             redis::pipe()
@@ -340,9 +351,9 @@ impl RedisTier {
     /// Takes the lock on a cold key; `false` when another replica holds it.
     pub(crate) async fn lock(&self, key: CacheKey) -> Result<bool, Unavailable> {
         let mut conn = self.conn();
-        let name = self.key("l", &format!("{:032x}", key.0));
+        let name = self.lock_key(key);
         let replica = self.inner.replica.clone();
-        let ttl = u64::try_from(self.inner.lock_ttl.as_millis()).unwrap_or(6000);
+        let ttl = millis(self.inner.lock_ttl);
         let set: Option<String> = self
             .run("SET NX", async move {
                 redis::cmd("SET")
@@ -360,7 +371,7 @@ impl RedisTier {
 
     pub(crate) async fn unlock(&self, key: CacheKey) {
         let mut conn = self.conn();
-        let name = self.key("l", &format!("{:032x}", key.0));
+        let name = self.lock_key(key);
         let replica = self.inner.replica.clone();
         let script = self.inner.unlock.clone();
         let _ = self
@@ -387,9 +398,7 @@ impl RedisTier {
     pub(crate) async fn back_off(&self, delay: Duration) {
         let mut conn = self.conn();
         let name = self.key("backoff", "");
-        let ms = u64::try_from(delay.min(MAX_BACK_OFF).as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let ms = millis(delay.min(MAX_BACK_OFF));
         let script = self.inner.back_off.clone();
         let _ = self
             .run("back off", async move {
@@ -458,7 +467,7 @@ impl RedisTier {
         let mut conn = self.conn();
         let name = self.answer_key(key);
         let channel = self.channel();
-        let message = format!("k:{:032x}", key.0);
+        let message = format!("k:{}", hex(key));
         let _ = self
             .run("invalidate key", async move {
                 redis::pipe()

@@ -61,37 +61,30 @@ pub fn naive_token_router(cache: NaiveCache) -> Router {
 
 /// Puts the naive token gate in front of every route of `router`.
 pub fn naive_token_gate(router: Router, cache: NaiveCache) -> Router {
-    router.layer(middleware::from_fn(move |req: Request, next: Next| {
-        let cache = cache.clone();
-        async move {
-            let key = req
-                .headers()
-                .get(&TOKEN_HEADER)
-                .and_then(|v| v.to_str().ok());
-            let paid = match key {
-                Some(key) => cache.get(key).await.is_some(),
-                None => false,
-            };
-            if paid {
-                next.run(req).await
-            } else {
-                StatusCode::PAYMENT_REQUIRED.into_response()
-            }
-        }
-    }))
+    naive_gate(router, cache, |req| {
+        req.headers()
+            .get(&TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+    })
 }
 
 /// The naive baseline in user mode: one `Cache::get` on the [`FigmaUserId`]
 /// extension.
 pub fn naive_user_router(cache: NaiveCache) -> Router {
-    bare_router().layer(middleware::from_fn(move |req: Request, next: Next| {
+    naive_gate(bare_router(), cache, |req| {
+        req.extensions()
+            .get::<FigmaUserId>()
+            .map(FigmaUserId::as_str)
+    })
+}
+
+/// `from_fn` and one `Cache::get` on the caller's key; 402 when it is not
+/// cached.
+fn naive_gate(router: Router, cache: NaiveCache, key: fn(&Request) -> Option<&str>) -> Router {
+    router.layer(middleware::from_fn(move |req: Request, next: Next| {
         let cache = cache.clone();
         async move {
-            let key = req
-                .extensions()
-                .get::<FigmaUserId>()
-                .map(FigmaUserId::as_str);
-            let paid = match key {
+            let paid = match key(&req) {
                 Some(key) => cache.get(key).await.is_some(),
                 None => false,
             };
