@@ -30,7 +30,7 @@ use std::{
 
 use axum::{routing::get, Router};
 use common::*;
-use figma_paywall::{PaymentStatus, Paywall, UserId};
+use figma_paywall::{PaymentStatus, Paywall, RequirePaidLayer, UserId};
 
 const ROUTES: [&str; 3] = ["/open", "/naive", "/paid"];
 
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
         naive.insert(token.clone(), Arc::new(())).await;
         let app = Router::new()
             .route("/paid", get(handler))
-            .route_layer(paywall.require(plugin.clone()))
+            .route_layer(RequirePaidLayer::new(&paywall, plugin.clone()))
             .merge(naive_token_gate(
                 Router::new().route("/naive", get(handler)),
                 naive.clone(),

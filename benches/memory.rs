@@ -1,12 +1,14 @@
 //! Memory: bytes per cached answer.
 //!
 //! A counting global allocator tracks the bytes and blocks live at any time,
-//! by requested size. The bench fills a `Paywall` (default settings: room
-//! for 1,000,000 answers) with 1,000,000 realistic `PAID` answers through
-//! `Paywall::insert_answer_for_benchmarks` (distinct 10 to 19 digit user IDs,
-//! a plugin ID, a purchase date; every field its own allocation, as when
-//! parsed from Figma's JSON), runs moka's pending tasks, and divides the
-//! growth by the entries held. It then does the same with a bare
+//! by requested size. The bench fills a `Paywall` (room for 1,000,000
+//! answers) the way traffic does: one `lookup_user` a buyer (distinct 10 to
+//! 19 digit user IDs) through the public API, answered `PAID` with a
+//! purchase date by a mock Figma in a child process (so that the mock's own
+//! memory is not counted). It measures by slope: the growth between a fifth
+//! of the entries and all of them, divided by the entries added, so that
+//! fixed costs (the HTTP client's pool, moka's frequency sketch) neither
+//! hide nor inflate it. It then does the same with a bare
 //! `moka::future::Cache<u128, Arc<()>>` of the same capacity, per-entry
 //! expiry and invalidation closures, to separate moka's share, and prints
 //! where the bytes go: live blocks by size, the `size_of` of the entry's
@@ -22,7 +24,7 @@ use std::{
     alloc::{GlobalAlloc, Layout, System},
     mem::size_of,
     sync::{
-        atomic::{AtomicBool, AtomicI64, Ordering::Relaxed},
+        atomic::{AtomicI64, Ordering::Relaxed},
         Arc,
     },
     time::{Duration, Instant},
@@ -30,8 +32,8 @@ use std::{
 
 use common::*;
 use figma_paywall::{
-    AccessToken, PaymentInformation, PaymentStatus, PaymentsClient, Paywall, ResourceId,
-    ResourceType, UserId,
+    mock::MOCK_ACCESS_TOKEN, AccessToken, PaymentInformation, PaymentStatus, PaymentsClient,
+    Paywall, ResourceId, ResourceType, UserId,
 };
 
 /// Exact sizes up to this are counted one by one; larger blocks together.
@@ -204,6 +206,7 @@ impl moka::Expiry<u128, Arc<()>> for KeepFor {
 }
 
 fn main() {
+    serve_mock_if_child();
     let entries: u64 = if bench_mode() {
         1_000_000
     } else {
@@ -215,36 +218,41 @@ fn main() {
         .build()
         .expect("a runtime");
 
-    // The paywall: nothing is ever looked up, so its client (pointed at a
-    // closed loopback port) never sends anything.
-    let client = PaymentsClient::builder(AccessToken::new("figd_memory-bench").expect("a token"))
-        .base_url("http://127.0.0.1:9")
+    // The paywall asks a mock Figma in a child process; its budget is no
+    // limit here.
+    let figma = mock_in_child();
+    let client = PaymentsClient::builder(AccessToken::new(MOCK_ACCESS_TOKEN).expect("a token"))
+        .base_url(&figma.url)
+        .rate_limit(60_000_000, 1_000_000)
         .build()
         .expect("a client");
     let plugin = plugin();
+    let mut rng = Rng::new(1);
+    let users: Vec<UserId> = (0..entries)
+        .map(|i| UserId::new(user_id_string(i, &mut rng)).expect("a user ID"))
+        .collect();
+    let (first, rest) = users.split_at((entries / 5) as usize);
     let ours = rt.block_on(async {
         let before_build = Snapshot::take();
         let paywall = Paywall::builder(client).max_entries(1_000_000).build();
         let empty = Snapshot::take();
-        let mut rng = Rng::new(1);
         let started = Instant::now();
-        for i in 0..entries {
-            let user = user_id_string(i, &mut rng);
-            let info = paid_info(&user, ResourceType::Plugin, PLUGIN);
-            paywall
-                .insert_answer_for_benchmarks(None, &plugin, info)
-                .await;
-        }
+        fill_by_user(&paywall, first.to_vec(), &plugin, 64).await;
+        paywall.run_pending_tasks().await;
+        let fifth = Snapshot::take();
+        let held_fifth = paywall.stats().cached_entries;
+        fill_by_user(&paywall, rest.to_vec(), &plugin, 64).await;
         paywall.run_pending_tasks().await;
         paywall.run_pending_tasks().await;
         let full = Snapshot::take();
         let held = paywall.stats().cached_entries;
         println!(
-            "Paywall: {held} entries held after {:.1} s of inserts; the empty paywall took {} bytes",
+            "Paywall: {held} entries held after {:.1} s of lookups; the empty paywall took {} bytes, its first {held_fifth} entries {} bytes",
             started.elapsed().as_secs_f64(),
-            empty.bytes - before_build.bytes
+            empty.bytes - before_build.bytes,
+            fifth.bytes - empty.bytes,
         );
-        (growth(&empty, &full, held), held, paywall)
+        (growth(&fifth, &full, held - held_fifth), held, paywall)
     });
     let (ours, held, paywall) = ours;
     print_growth("Paywall (moka + the crate's entries)", &ours);
@@ -285,14 +293,14 @@ fn main() {
         println!("| {label} | {bytes:.1} | {chunk:.1} | {rss:.1} |");
     }
 
-    // Where the crate's own bytes go.
-    let instant = size_of::<Instant>();
-    // `Entry` is private: PaymentInformation, four instants (fetched_at,
-    // fresh_until, refresh_at, and expires_at or a keep_for Duration of the
-    // same size) and an AtomicBool.
-    let entry_fields = size_of::<PaymentInformation>() + 4 * instant + size_of::<AtomicBool>();
-    let entry = entry_fields.next_multiple_of(8);
-    let sample = paid_info("1234567890123456", ResourceType::Plugin, PLUGIN);
+    // The public types an entry holds (the entry itself is private:
+    // `src/paywall/entry.rs`).
+    let sample = PaymentInformation::new(
+        UserId::new("1234567890123456").expect("a user ID"),
+        &plugin,
+        PaymentStatus::Paid,
+    )
+    .with_date_of_purchase("2026-01-15T10:30:00Z");
     // Arc<str> blocks: 16 bytes of counts plus the digits, rounded up to 8.
     let arc_str = |digits: usize| (16 + digits).next_multiple_of(8);
     let heap_fields = [
@@ -300,14 +308,14 @@ fn main() {
             "user_id (Arc<str>, 10..19 digits: 32 or 40)",
             (10..20).map(arc_str).sum::<usize>() / 10,
         ),
-        ("resource_id (Arc<str>, 10 digits)", arc_str(PLUGIN.len())),
+        ("resource_id (Arc<str>, shared with the gate's resource)", 0),
         (
             "date_of_purchase (String)",
             sample.date_of_purchase.as_ref().map_or(0, String::len),
         ),
     ];
     println!();
-    println!("## The crate's entry, by type");
+    println!("## The public types in an entry");
     println!();
     println!("| type | size_of (bytes) |");
     println!("|---|---:|");
@@ -321,14 +329,7 @@ fn main() {
             "  Option<String> (date_of_purchase)",
             size_of::<Option<String>>(),
         ),
-        (
-            "Instant (x 4: fetched_at, fresh_until, refresh_at, expires_at)",
-            instant,
-        ),
-        ("  (Duration, the same size)", size_of::<Duration>()),
-        ("Entry (fields above + AtomicBool, padded)", entry),
-        ("Arc<Entry> block (16-byte counts + Entry)", entry + 16),
-        ("cache key (CacheKey = u128)", size_of::<u128>()),
+        ("Instant", size_of::<Instant>()),
     ] {
         println!("| {name} | {size} |");
     }

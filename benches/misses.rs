@@ -33,7 +33,7 @@ use axum::{
 use common::*;
 use figma_paywall::{
     mock::MockFigma, FigmaUserId, PaymentStatus, PaymentsClient, Paywall, PluginPaymentToken,
-    UserId,
+    RequirePaidLayer, UserId,
 };
 use http::{HeaderValue, Request, StatusCode};
 use tokio::sync::Semaphore;
@@ -116,7 +116,7 @@ fn paywall(figma: &MockFigma) -> Paywall {
 }
 
 fn gated(paywall: &Paywall) -> Router {
-    bare_router().layer(paywall.require(plugin()))
+    bare_router().layer(RequirePaidLayer::new(paywall, plugin()))
 }
 
 /// Spawns one task per request, all at once; each reports its status and

@@ -11,9 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use figma_paywall::{
-    mock::MockFigma, redis_tier::RedisTier, PaymentStatus, Paywall, Resource, UserId,
-};
+use figma_paywall::{mock::MockFigma, redis::RedisTier, PaymentStatus, Paywall, Resource, UserId};
 
 const USERS: usize = 2_000;
 

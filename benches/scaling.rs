@@ -1,8 +1,9 @@
 //! Hit throughput as the runtime and the cache grow: 1 vs 2 tokio worker
 //! threads, 1,000 vs 1,000,000 cached keys.
 //!
-//! The cache is filled with `Paywall::insert_answer_for_benchmarks` (token
-//! keys, `PAID`), and the naive gate's cache with the same tokens; 16
+//! The cache is filled the way traffic fills it: one lookup a token through
+//! the public API, answered `PAID` by the mock Figma (which accepts every
+//! token the bench makes), and the naive gate's cache with the same tokens; 16
 //! concurrent tasks then request random cached keys through the router,
 //! in-process. Criterion reports the time per request (all tasks together)
 //! and the throughput; the bench ends with a requests/second table.
@@ -22,7 +23,7 @@ use std::{
 use axum::Router;
 use common::*;
 use criterion::{Criterion, Throughput};
-use figma_paywall::{Paywall, ResourceType};
+use figma_paywall::{Paywall, RequirePaidLayer, UserId};
 use http::{HeaderValue, StatusCode};
 use tower::ServiceExt;
 
@@ -44,10 +45,11 @@ fn main() {
         &[1_000, 10_000]
     };
 
-    // Any miss would go to this mock (on loopback), never to Figma; none
-    // is expected, and the bench checks.
+    // The mock answers the fill; any miss after it would go there too
+    // (on loopback, never to Figma): none is expected, and the bench checks.
     let figma = mock_elsewhere();
-    let fill_rt = tokio::runtime::Builder::new_current_thread()
+    let fill_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
@@ -60,22 +62,39 @@ fn main() {
                 .map(|i| HeaderValue::from_str(&token_string(i)).expect("a header value"))
                 .collect(),
         );
-        let paywall = Paywall::new(figma.client().expect("a client"));
+        let client = figma
+            .client_builder()
+            .rate_limit(60_000_000, 1_000_000)
+            .build()
+            .expect("a client");
+        let paywall = Paywall::new(client);
         let naive = naive_cache(1_000_000);
+        let mut rng = Rng::new(keys as u64);
+        let ppts: Vec<_> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, header)| {
+                let ppt = token(header.to_str().expect("ASCII"));
+                let user = UserId::new(user_id_string(i as u64, &mut rng)).expect("a user ID");
+                figma.accept_token(&ppt, &user, &plugin);
+                ppt
+            })
+            .collect();
+        let upstream_before_fill = figma.payment_requests();
         fill_rt.block_on(async {
-            let mut rng = Rng::new(keys as u64);
-            for (i, header) in tokens.iter().enumerate() {
+            fill_by_token(&paywall, ppts, 64).await;
+            for header in tokens.iter() {
                 let raw = header.to_str().expect("ASCII");
-                let user = user_id_string(i as u64, &mut rng);
-                let info = paid_info(&user, ResourceType::Plugin, PLUGIN);
-                paywall
-                    .insert_answer_for_benchmarks(Some(&token(raw)), &plugin, info)
-                    .await;
                 naive.insert(raw.to_owned(), Arc::new(())).await;
             }
             paywall.run_pending_tasks().await;
             naive.run_pending_tasks().await;
         });
+        assert_eq!(
+            figma.payment_requests() - upstream_before_fill,
+            keys,
+            "one lookup a key"
+        );
         let cached = paywall.stats().cached_entries;
         println!(
             "{keys} keys: filled in {:.1} s; RequirePaid's cache holds {cached}, the naive cache {}",
@@ -85,7 +104,7 @@ fn main() {
         assert_eq!(cached, keys as u64, "every key must stay cached");
         let upstream_before = figma.payment_requests();
 
-        let gated = bare_router().layer(paywall.require(plugin.clone()));
+        let gated = bare_router().layer(RequirePaidLayer::new(&paywall, plugin.clone()));
         let routers: Vec<(&str, Router)> = vec![
             ("bare", bare_router()),
             ("naive_token", naive_token_router(naive.clone())),

@@ -19,7 +19,7 @@ use axum::{
 };
 use figma_paywall::{
     mock::MockFigma, PaidAccess, PaymentInformation, PaymentStatus, PaymentsClient, Paywall,
-    Resource, UserId,
+    RequirePaidLayer, Resource, UserId,
 };
 use serde_json::{json, Value};
 
@@ -71,7 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let paywall = Paywall::new(client);
     let app = Router::new()
         .route("/generate", post(generate))
-        .layer(paywall.require(plugin))
+        .layer(RequirePaidLayer::new(&paywall, plugin))
         .route("/health", get(|| async { "ok" }))
         .route("/paywall/stats", get(stats))
         .with_state(paywall);

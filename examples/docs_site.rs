@@ -24,7 +24,7 @@ use figma_paywall::{
     login::FigmaLogin,
     mock::{Ledger, MockFigma, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET},
     FigmaUserId, PaymentInformation, PaymentStatus, PaymentsClient, Paywall, Refusal,
-    RefusalReason, Resource, UserId,
+    RefusalReason, RequirePaidLayer, Resource, UserId,
 };
 use http::{header, request::Parts};
 
@@ -107,8 +107,7 @@ pub fn site(paywall: Paywall, login: FigmaLogin, resources: [Resource; 2]) -> Ro
     let buy = file.clone();
     let to_login = login.clone();
     let docs = Router::new().route("/docs/{*page}", get(doc_page)).layer(
-        paywall
-            .require_any_of(resources.clone())
+        RequirePaidLayer::any_of(&paywall, resources.clone())
             .with_refusal(move |refusal, parts| refuse(refusal, parts, &to_login, &buy)),
     );
     Router::new()

@@ -11,7 +11,7 @@
 //!
 //! let user = UserId::new("1234567890")?;
 //! let plugin = Resource::plugin("1122334455")?;
-//! assert_eq!(plugin.kind(), ResourceType::Plugin);
+//! assert_eq!(plugin.kind(), &ResourceType::Plugin);
 //! assert_eq!(plugin.id().as_str(), "1122334455");
 //!
 //! // Full-width digits, signs and spaces are refused before anything is sent.
@@ -155,8 +155,11 @@ macro_rules! id_type {
         }
 
         impl<'de> Deserialize<'de> for $name {
-            /// Accepts a string of digits, as Figma sends today, and also a
-            /// non-negative integer, as specs before 0.28.0 declared.
+            /// Accepts a string of digits, as every version of Figma's spec
+            /// declares answers' IDs, and also a non-negative integer (a
+            /// deprecated numeric field, such as OAuth's `user_id`, or a
+            /// proxy that rewrote the JSON). Spec 0.28.0 changed only the
+            /// *query parameters* from numbers to strings.
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 d.deserialize_any(IdVisitor($what)).map(Self)
             }
@@ -310,8 +313,8 @@ impl Resource {
     }
 
     /// What kind of resource this is.
-    pub fn kind(&self) -> ResourceType {
-        self.kind.clone()
+    pub fn kind(&self) -> &ResourceType {
+        &self.kind
     }
 
     /// Its ID.
@@ -327,10 +330,6 @@ impl Resource {
             _ => "plugin",
         };
         format!("https://www.figma.com/community/{path}/{}", self.id)
-    }
-
-    pub(crate) fn kind_ref(&self) -> &ResourceType {
-        &self.kind
     }
 }
 

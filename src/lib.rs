@@ -1,34 +1,48 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs, rust_2018_idioms)]
 #![deny(unsafe_code, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The core: private modules, their types flat at the root. See
+// ARCHITECTURE.md for the request's path through them and who may import
+// whom (require_paid -> paywall -> client, tier, stats -> the vocabulary).
 mod client;
+mod clock;
 mod error;
-mod extract;
-pub mod id;
+mod id;
+mod payment;
+mod paywall;
+mod refusal;
+mod require_paid;
+mod secret;
+mod stats;
+mod tier;
+
+// Feature modules, as namespaces named after their feature.
 #[cfg(feature = "login")]
+#[cfg_attr(docsrs, doc(cfg(feature = "login")))]
 pub mod login;
 #[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
-pub mod payment;
-mod paywall;
 #[cfg(feature = "redis")]
-pub mod redis_tier;
-pub mod require_paid;
-pub mod secret;
+pub use tier::redis;
 
-#[doc(hidden)]
-pub use client::parse_payments_answer;
 pub use client::{
     FigmaUser, PaymentsClient, PaymentsClientBuilder, ACCESS_TOKEN_HEADER, DEFAULT_BASE_URL,
 };
 pub use error::{ConfigError, Error, RateLimit, ThrottleReason};
-pub use extract::MissingPaywall;
 pub use id::{InvalidId, Resource, ResourceId, ResourceType, UserId, MAX_ID_LEN};
 pub use payment::{PaymentInformation, PaymentStatus};
-pub use paywall::{Lookup, Paywall, PaywallBuilder, PaywallStats};
+pub use paywall::{Lookup, Paywall, PaywallBuilder};
+pub use refusal::{Refusal, RefusalReason};
 pub use require_paid::{
-    AccessVia, FigmaUserId, Identity, IdentityError, IdentitySource, PaidAccess, Refusal,
-    RefusalReason, RequirePaid, RequirePaidLayer,
+    AccessVia, DefaultIdentity, FigmaUserId, Identity, IdentityError, IdentitySource,
+    MissingPaywall, Or, PaidAccess, PaymentTokenHeader, PaymentTokenQuery, RequirePaid,
+    RequirePaidFuture, RequirePaidLayer, UserIdExtension, PAYMENT_TOKEN_HEADER,
+    PAYMENT_TOKEN_QUERY,
 };
-pub use secret::{AccessToken, InvalidToken, PluginPaymentToken};
+pub use secret::{
+    AccessToken, InvalidToken, PluginPaymentToken, MAX_ACCESS_TOKEN_LEN, MAX_PAYMENT_TOKEN_LEN,
+};
+pub use stats::PaywallStats;

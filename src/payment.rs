@@ -13,7 +13,7 @@
 //! }"#)?;
 //! assert_eq!(info.payment_status, PaymentStatus::Paid);
 //!
-//! // …and the bare string of the older OpenAPI file read the same.
+//! // …and the bare string of the seed OpenAPI file reads the same.
 //! let info: PaymentInformation = serde_json::from_str(r#"{
 //!     "user_id": "1234567890", "resource_id": "1122334455",
 //!     "resource_type": "PLUGIN", "payment_status": "UNPAID"
@@ -26,15 +26,17 @@ use std::{borrow::Cow, fmt};
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{ResourceId, ResourceType, UserId};
+use crate::{Resource, ResourceId, ResourceType, UserId};
 
 /// A user's payment information for one plugin, widget or Community file,
 /// as `GET /v1/payments` answers it in `meta`.
 ///
 /// Fields are named as Figma names them. Serializing writes Figma's official
 /// shape (`"payment_status": {"type": "PAID"}`), so an answer parsed from
-/// Figma serializes back to the same JSON.
+/// Figma serializes back to the same JSON. Figma may add fields, so this
+/// struct is `#[non_exhaustive]`: build one with [`new`](Self::new).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PaymentInformation {
     /// The user whose payment information was asked for.
     pub user_id: UserId,
@@ -52,10 +54,44 @@ pub struct PaymentInformation {
     pub date_of_purchase: Option<String>,
 }
 
+impl PaymentInformation {
+    /// An answer about `user` and `resource`, as Figma gives it: for tests,
+    /// benches and fakes of your own.
+    ///
+    /// ```
+    /// use figma_paywall::{PaymentInformation, PaymentStatus, Resource, UserId};
+    ///
+    /// let info = PaymentInformation::new(
+    ///     UserId::new("2001")?,
+    ///     &Resource::plugin("1122334455")?,
+    ///     PaymentStatus::Paid,
+    /// )
+    /// .with_date_of_purchase("2026-01-15T10:30:00Z");
+    /// assert_eq!(info.resource_id, "1122334455");
+    /// # Ok::<(), figma_paywall::InvalidId>(())
+    /// ```
+    pub fn new(user_id: UserId, resource: &Resource, payment_status: PaymentStatus) -> Self {
+        Self {
+            user_id,
+            resource_id: resource.id().clone(),
+            resource_type: resource.kind().clone(),
+            payment_status,
+            date_of_purchase: None,
+        }
+    }
+
+    /// Sets when the user bought the resource (UTC, ISO 8601).
+    pub fn with_date_of_purchase(mut self, date: impl Into<String>) -> Self {
+        self.date_of_purchase = Some(date.into());
+        self
+    }
+}
+
 /// A user's payment status on a resource.
 ///
-/// Figma has sent this three ways: `{"type": "PAID"}` (its official spec),
-/// `{"status": "PAID"}` (its docs page) and `"PAID"` (an older OpenAPI file).
+/// Figma's official spec writes it `{"type": "PAID"}`, its docs page
+/// `{"status": "PAID"}`, and the seed OpenAPI file of this project a bare
+/// `"PAID"`; real traffic may show any of them.
 /// All three parse. A status this crate does not know is kept in
 /// [`PaymentStatus::Other`], never a parse failure, and never grants access.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -12,10 +12,8 @@ use axum::{
     routing::get,
     Router,
 };
-use figma_paywall::{
-    mock::MockFigma, FigmaUserId, PaymentInformation, PaymentStatus, PluginPaymentToken, Resource,
-    ResourceId, ResourceType, UserId,
-};
+use figma_paywall::{mock::MockFigma, FigmaUserId, Paywall, PluginPaymentToken, Resource, UserId};
+use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue, StatusCode, Uri};
 
 /// The plugin every benchmark gates.
@@ -137,6 +135,70 @@ pub fn mock_elsewhere() -> MockFigma {
     rx.recv().expect("the mock started")
 }
 
+/// Set in a bench binary started by [`mock_in_child`]: serve the mock
+/// Figma instead of benchmarking.
+const SERVE_MOCK: &str = "FIGMA_PAYWALL_BENCH_SERVE_MOCK";
+
+/// A mock Figma in a child process (this same bench binary, run again), so
+/// that what the mock allocates is not counted with what the bench
+/// measures. Every user is `PAID` there. Killed when dropped.
+pub struct ChildMock {
+    child: std::process::Child,
+    /// The mock's base URL.
+    pub url: String,
+}
+
+impl Drop for ChildMock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts [`ChildMock`]. The bench's `main` must call [`serve_mock_if_child`]
+/// first.
+pub fn mock_in_child() -> ChildMock {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().expect("this bench"))
+        .env(SERVE_MOCK, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the bench starts again as the mock");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("the mock prints its URL");
+    ChildMock {
+        child,
+        url: line.trim().to_owned(),
+    }
+}
+
+/// In a process started by [`mock_in_child`]: serves the mock (every user
+/// `PAID`) until the parent goes away, then exits. Elsewhere: returns.
+pub fn serve_mock_if_child() {
+    if std::env::var_os(SERVE_MOCK).is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the mock");
+    rt.block_on(async {
+        let figma = MockFigma::start().await.expect("the mock starts");
+        figma.set_default_status(figma_paywall::PaymentStatus::Paid);
+        println!("{}", figma.url());
+        // The parent holds our stdin: it closes when the parent exits.
+        let _ = tokio::task::spawn_blocking(|| {
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        })
+        .await;
+    });
+    std::process::exit(0);
+}
+
 /// SplitMix64: a small, fast, deterministic RNG for picking keys.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -180,16 +242,35 @@ pub fn user_id_string(i: u64, rng: &mut Rng) -> String {
     id
 }
 
-/// A `PAID` answer about `user` on `resource`, with a purchase date, as
-/// Figma sends it (every field its own allocation, as when parsed).
-pub fn paid_info(user: &str, resource_kind: ResourceType, resource_id: &str) -> PaymentInformation {
-    PaymentInformation {
-        user_id: UserId::new(user).expect("a valid user ID"),
-        resource_id: ResourceId::new(resource_id).expect("a valid resource ID"),
-        resource_type: resource_kind,
-        payment_status: PaymentStatus::Paid,
-        date_of_purchase: Some("2026-01-15T10:30:00Z".to_owned()),
-    }
+/// Fills `paywall`'s cache the way traffic does: one lookup a key through
+/// the public API, answered by the mock Figma the client points at,
+/// `concurrency` at a time. Panics if any lookup fails.
+pub async fn fill_by_token(paywall: &Paywall, tokens: Vec<PluginPaymentToken>, concurrency: usize) {
+    futures_util::stream::iter(tokens)
+        .for_each_concurrent(concurrency, |token| async move {
+            paywall
+                .lookup_token(&token)
+                .await
+                .expect("the mock answers");
+        })
+        .await;
+}
+
+/// [`fill_by_token`], by user ID on `resource`.
+pub async fn fill_by_user(
+    paywall: &Paywall,
+    users: Vec<UserId>,
+    resource: &Resource,
+    concurrency: usize,
+) {
+    futures_util::stream::iter(users)
+        .for_each_concurrent(concurrency, |user| async move {
+            paywall
+                .lookup_user(&user, resource)
+                .await
+                .expect("the mock answers");
+        })
+        .await;
 }
 
 pub fn token(s: &str) -> PluginPaymentToken {

@@ -1,3 +1,5 @@
+//! [`RequirePaidFuture`]: the payment check, then the inner service.
+
 use std::{
     future::Future,
     pin::Pin,
@@ -13,62 +15,58 @@ use tower_service::Service;
 pin_project! {
     /// The response future of [`RequirePaid`](super::RequirePaid): the
     /// payment check (boxed), then the inner service's future (not boxed).
-    pub struct ResponseFuture<S, B>
+    ///
+    /// The inner service that was made ready waits beside the check, as in
+    /// tower-http's `AsyncRequireAuthorization`; nothing in it panics if it is
+    /// polled again after it completed.
+    pub struct RequirePaidFuture<S, B>
     where
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S, B>,
+        state: State<S::Future, B>,
+        inner: S,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, B>
-    where
-        S: Service<Request<B>>,
-    {
+    enum State<F, B> {
         Check {
             check: BoxFuture<'static, Result<Request<B>, Response>>,
-            inner: Option<S>,
         },
         Inner {
             #[pin]
-            future: S::Future,
+            future: F,
         },
     }
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, B> RequirePaidFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn new(check: BoxFuture<'static, Result<Request<B>, Response>>, inner: S) -> Self {
+    pub(super) fn new(check: BoxFuture<'static, Result<Request<B>, Response>>, inner: S) -> Self {
         Self {
-            state: State::Check {
-                check,
-                inner: Some(inner),
-            },
+            state: State::Check { check },
+            inner,
         }
     }
 }
 
-impl<S, B> Future for ResponseFuture<S, B>
+impl<S, B> Future for RequirePaidFuture<S, B>
 where
     S: Service<Request<B>, Response = Response>,
 {
     type Output = Result<Response, S::Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
         loop {
-            let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
-                StateProj::Check { check, inner } => match ready!(check.as_mut().poll(cx)) {
+                StateProj::Check { check } => match ready!(check.as_mut().poll(cx)) {
                     Ok(req) => {
-                        let mut inner = inner
-                            .take()
-                            .expect("ResponseFuture polled after it completed");
-                        let future = inner.call(req);
+                        let future = this.inner.call(req);
                         this.state.set(State::Inner { future });
                     }
                     Err(refusal) => return Poll::Ready(Ok(refusal)),

@@ -7,11 +7,11 @@ use http::{request::Parts, Request, StatusCode};
 use tracing::{field::Empty, Instrument};
 
 use super::{
-    AccessVia, Identity, IdentityError, PaidAccess, Refusal, RefusalHandler, RefusalReason,
+    failure::refusal_for, layer::RefusalHandler, AccessVia, Identity, IdentityError, PaidAccess,
 };
 use crate::{
-    paywall::Lookup, Error, PaymentInformation, PaymentStatus, Paywall, PluginPaymentToken,
-    Resource, UserId,
+    Error, Lookup, PaymentInformation, PaymentStatus, Paywall, PluginPaymentToken, Refusal,
+    RefusalReason, Resource, UserId,
 };
 
 /// What a gate checks, and the paywall it asks: one `Arc` to clone per
@@ -26,8 +26,9 @@ pub(crate) struct Gate {
     pub(super) refusal: Option<RefusalHandler>,
 }
 
+/// How the caller identified itself.
 #[derive(Debug, Clone, Copy)]
-enum Mode {
+pub(super) enum Mode {
     Token,
     User,
 }
@@ -57,7 +58,7 @@ pub(crate) async fn check<B>(
     let first = &gate.resources[0];
     let span = tracing::debug_span!(
         "require_paid",
-        resource_type = first.kind_ref().as_str(),
+        resource_type = first.kind().as_str(),
         resource_id = first.id().as_str(),
         mode = Empty,
         outcome = Empty,
@@ -70,7 +71,7 @@ pub(crate) async fn check<B>(
         .decide(paywall, identity)
         .instrument(span.clone())
         .await;
-    let stats = &paywall.inner.stats;
+    let stats = paywall.counters();
     match decision {
         Ok(granted) => {
             stats.granted.add();
@@ -83,12 +84,16 @@ pub(crate) async fn check<B>(
             Ok(req)
         }
         Err(refusal) => {
-            stats.refused.count(refusal.reason);
-            span.record("outcome", refusal.reason.as_str());
-            Err(match &gate.refusal {
+            let reason = refusal.reason;
+            stats.refused(reason);
+            span.record("outcome", reason.as_str());
+            let mut response = match &gate.refusal {
                 Some(handler) => (handler.0)(refusal, &parts),
                 None => refusal.into_response(),
-            })
+            };
+            // For a TraceLayer or metrics outside, whoever wrote the body.
+            response.extensions_mut().insert(reason);
+            Err(response)
         }
     }
 }
@@ -139,7 +144,7 @@ impl Gate {
         let gated = self
             .resources
             .iter()
-            .find(|r| *r.kind_ref() == info.resource_type && *r.id() == info.resource_id);
+            .find(|r| *r.kind() == info.resource_type && *r.id() == info.resource_id);
         let Some(resource) = gated else {
             tracing::debug!(
                 token_resource_type = %info.resource_type,
@@ -173,7 +178,7 @@ impl Gate {
             let info = lookup.info();
             if info.user_id != *user
                 || info.resource_id != *resource.id()
-                || info.resource_type != *resource.kind_ref()
+                || info.resource_type != *resource.kind()
             {
                 tracing::warn!(
                     asked_user = %user, asked_resource = %resource,
@@ -250,7 +255,7 @@ impl Gate {
         error: &Error,
         mode: Mode,
     ) -> Result<Granted, Refusal> {
-        let refusal = paywall.refusal_for(error, mode).await;
+        let refusal = refusal_for(paywall, error, mode).await;
         if self.fail_open && error.is_figma_outage() {
             tracing::warn!(error = %error, "Figma could not answer; letting the caller through (fail-open)");
             return Ok(Granted {
@@ -282,75 +287,4 @@ fn unreachable_refusal() -> Result<Granted, Refusal> {
         RefusalReason::NotPaid,
         "payment required",
     ))
-}
-
-impl Paywall {
-    /// Maps a lookup error to what the caller is told.
-    async fn refusal_for(&self, error: &Error, mode: Mode) -> Refusal {
-        use RefusalReason as R;
-        let unavailable = |status, message: &str, retry_after| {
-            let mut r = Refusal::new(status, R::FigmaUnavailable, message);
-            r.retry_after = Some(retry_after);
-            r
-        };
-        let retry_soon = std::time::Duration::from_secs(5);
-        match error {
-            Error::InvalidId(e) => {
-                Refusal::new(StatusCode::UNAUTHORIZED, R::InvalidIdentity, e.to_string())
-            }
-            Error::InvalidToken(e) => {
-                Refusal::new(StatusCode::BAD_REQUEST, R::InvalidIdentity, e.to_string())
-            }
-            Error::InvalidRequest { .. } | Error::Unauthorized { .. }
-                if matches!(mode, Mode::Token)
-                    && !(matches!(error, Error::Unauthorized { .. })
-                        && self.access_token_rejected(false).await) =>
-            {
-                tracing::debug!(error = %error, "refused: Figma refused the plugin payment token");
-                Refusal::new(
-                    StatusCode::UNAUTHORIZED,
-                    R::TokenRejected,
-                    "Figma refused this plugin payment token (expired or forged); get a fresh one with figma.payments.getPluginPaymentTokenAsync()",
-                )
-            }
-            Error::Unauthorized { .. } => {
-                // In user mode only the access token can be refused; in token
-                // mode, GET /v1/me just said so.
-                self.access_token_rejected(true).await;
-                let mut r = Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    R::AccessTokenRejected,
-                    "payment status cannot be checked right now",
-                );
-                r.retry_after = Some(std::time::Duration::from_secs(60));
-                r
-            }
-            Error::RateLimited(_) | Error::Throttled { .. } => {
-                tracing::warn!(error = %error, "Figma's budget is spent; refusing");
-                let mut r = Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    R::RateLimited,
-                    "payment status cannot be checked right now: too many lookups; try again later",
-                );
-                r.retry_after = Some(error.retry_after().unwrap_or(retry_soon));
-                r
-            }
-            Error::MalformedResponse { .. } | Error::InvalidRequest { .. } => {
-                tracing::error!(error = %error, "Figma's answer could not be used");
-                unavailable(
-                    StatusCode::BAD_GATEWAY,
-                    "Figma's answer about payment could not be read; try again later",
-                    retry_soon,
-                )
-            }
-            _ => {
-                tracing::warn!(error = %error, "Figma could not answer");
-                unavailable(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "payment status cannot be checked right now; try again later",
-                    retry_soon,
-                )
-            }
-        }
-    }
 }

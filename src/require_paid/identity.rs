@@ -11,10 +11,15 @@
 //! A custom source is any closure from the request's parts:
 //!
 //! ```
-//! use figma_paywall::{FigmaUserId, Identity, IdentityError, Paywall, PaymentsClient, AccessToken, Resource};
+//! use figma_paywall::{
+//!     AccessToken, FigmaUserId, Identity, IdentityError, Paywall, PaymentsClient, RequirePaidLayer,
+//!     Resource,
+//! };
 //! use http::request::Parts;
 //!
 //! // Trust a user ID that an authenticating proxy in front of the app sets.
+//! // The proxy MUST remove this header from what clients send: otherwise
+//! // anybody can claim to be any buyer.
 //! let from_proxy = |parts: &Parts| -> Result<Option<Identity>, IdentityError> {
 //!     match parts.headers.get("x-authenticated-figma-user") {
 //!         None => Ok(None),
@@ -25,18 +30,18 @@
 //!     }
 //! };
 //! # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
-//! let layer = paywall.require(Resource::plugin("1")?).with_identity(from_proxy);
+//! let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).with_identity(from_proxy);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fmt;
 
-use http::{request::Parts, StatusCode};
+use http::{request::Parts, HeaderName, StatusCode};
 
 use crate::{PluginPaymentToken, UserId};
 
-/// The header a plugin sends its payment token in.
-pub const PAYMENT_TOKEN_HEADER: &str = "x-figma-payment-token";
+/// The header a plugin sends its payment token in, `X-Figma-Payment-Token`.
+pub const PAYMENT_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-figma-payment-token");
 
 /// The query parameter a plugin may send its payment token in.
 pub const PAYMENT_TOKEN_QUERY: &str = "plugin_payment_token";
@@ -176,7 +181,7 @@ pub struct PaymentTokenHeader;
 
 impl IdentitySource for PaymentTokenHeader {
     fn identify(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
-        let mut values = parts.headers.get_all(PAYMENT_TOKEN_HEADER).iter();
+        let mut values = parts.headers.get_all(&PAYMENT_TOKEN_HEADER).iter();
         let Some(value) = values.next() else {
             return Ok(None);
         };
@@ -261,6 +266,13 @@ fn token_identity(value: &str) -> Result<Identity, IdentityError> {
 mod tests {
     use super::*;
 
+    const HEADER: &str = "x-figma-payment-token";
+
+    #[test]
+    fn the_header_is_the_one_plugins_send() {
+        assert_eq!(PAYMENT_TOKEN_HEADER, HEADER);
+    }
+
     fn parts(uri: &str, headers: &[(&str, &[u8])], user: Option<&str>) -> Parts {
         let mut builder = http::Request::builder().uri(uri);
         for (name, value) in headers {
@@ -280,7 +292,7 @@ mod tests {
     #[test]
     fn default_order_is_header_query_extension() {
         let id = DefaultIdentity;
-        let hdr: &[(&str, &[u8])] = &[(PAYMENT_TOKEN_HEADER, b"ppt_h")];
+        let hdr: &[(&str, &[u8])] = &[(HEADER, b"ppt_h")];
         assert_eq!(
             id.identify(&parts("/", hdr, Some("5"))).unwrap(),
             token("ppt_h")
@@ -313,21 +325,17 @@ mod tests {
     #[test]
     fn ambiguous_or_malformed_identities_are_400() {
         let cases: Vec<Parts> = vec![
-            parts(
-                "/?plugin_payment_token=a",
-                &[(PAYMENT_TOKEN_HEADER, b"b")],
-                None,
-            ),
+            parts("/?plugin_payment_token=a", &[(HEADER, b"b")], None),
             parts("/?plugin_payment_token=a&plugin_payment_token=b", &[], None),
             parts("/?plugin_payment_token=", &[], None),
             parts("/?plugin_payment_token=a%20b", &[], None),
             parts("/?plugin_payment_token=%FF%FE", &[], None),
             parts("/?plugin_payment_token=%EF%BC%91", &[], None),
-            parts("/", &[(PAYMENT_TOKEN_HEADER, b"t\xffx")], None),
-            parts("/", &[(PAYMENT_TOKEN_HEADER, b"a b")], None),
-            parts("/", &[(PAYMENT_TOKEN_HEADER, &[b'x'; 5000])], None),
+            parts("/", &[(HEADER, b"t\xffx")], None),
+            parts("/", &[(HEADER, b"a b")], None),
+            parts("/", &[(HEADER, &[b'x'; 5000])], None),
             {
-                let mut p = parts("/", &[(PAYMENT_TOKEN_HEADER, b"a")], None);
+                let mut p = parts("/", &[(HEADER, b"a")], None);
                 p.headers.append(PAYMENT_TOKEN_HEADER, "b".parse().unwrap());
                 p
             },
@@ -361,7 +369,7 @@ mod tests {
             src.identify(&parts("/", &[], None)).unwrap(),
             Some(Identity::User(UserId::new("7").unwrap()))
         );
-        let hdr: &[(&str, &[u8])] = &[(PAYMENT_TOKEN_HEADER, b"ppt_h")];
+        let hdr: &[(&str, &[u8])] = &[(HEADER, b"ppt_h")];
         assert_eq!(
             src.identify(&parts("/", hdr, None)).unwrap(),
             token("ppt_h")

@@ -1,14 +1,18 @@
+//! [`RequirePaidLayer`]: what a gate checks, and its settings.
+
 use std::{collections::HashSet, fmt, sync::Arc};
 
 use axum::response::Response;
 use http::request::Parts;
 use tower_layer::Layer;
 
-use super::{gate::Gate, DefaultIdentity, IdentitySource, Refusal, RefusalHandler, RequirePaid};
-use crate::{Paywall, Resource, UserId};
+use super::{gate::Gate, DefaultIdentity, IdentitySource, RequirePaid};
+use crate::{Paywall, Refusal, Resource, UserId};
 
 /// The layer that gates a service on Figma payment status; build it with
-/// [`RequirePaid::plugin`] and its siblings, or from a [`Paywall`].
+/// [`RequirePaid::plugin`] and its siblings (one paywall from the
+/// environment), or with [`new`](Self::new) and [`any_of`](Self::any_of)
+/// from a [`Paywall`] of your own.
 #[derive(Clone)]
 #[must_use]
 pub struct RequirePaidLayer<I = DefaultIdentity> {
@@ -36,10 +40,22 @@ impl<S, I: Clone> Layer<S> for RequirePaidLayer<I> {
     }
 }
 
-impl Paywall {
-    /// A layer that lets through buyers of `resource`.
-    pub fn require(&self, resource: Resource) -> RequirePaidLayer {
-        self.require_any_of([resource])
+impl RequirePaidLayer {
+    /// A layer that lets through buyers of `resource`, asking `paywall`.
+    ///
+    /// ```
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource};
+    /// let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("figd_example")?)?);
+    /// let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1122334455")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `resource` is of a type other than a plugin, widget or Community
+    /// file.
+    pub fn new(paywall: &Paywall, resource: Resource) -> Self {
+        Self::any_of(paywall, [resource])
     }
 
     /// A layer that lets through buyers of any of `resources` (for example a
@@ -50,24 +66,19 @@ impl Paywall {
     ///
     /// If `resources` is empty, or holds a resource type other than a
     /// plugin, widget or Community file.
-    pub fn require_any_of(
-        &self,
-        resources: impl IntoIterator<Item = Resource>,
-    ) -> RequirePaidLayer {
+    pub fn any_of(paywall: &Paywall, resources: impl IntoIterator<Item = Resource>) -> Self {
         let resources: Vec<Resource> = resources.into_iter().collect();
         assert!(
             !resources.is_empty(),
             "RequirePaid needs at least one resource to check payment for"
         );
         assert!(
-            resources
-                .iter()
-                .all(|r| r.kind_ref().query_param().is_some()),
+            resources.iter().all(|r| r.kind().query_param().is_some()),
             "RequirePaid gates plugins, widgets and Community files only"
         );
-        RequirePaidLayer {
+        Self {
             gate: Arc::new(Gate {
-                paywall: self.clone(),
+                paywall: paywall.clone(),
                 resources,
                 allow_trial: true,
                 bypass: HashSet::new(),
@@ -83,9 +94,9 @@ impl<I> RequirePaidLayer<I> {
     /// Whether `TRIAL` lets a caller through (default `true`).
     ///
     /// ```
-    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, Resource};
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource};
     /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
-    /// let paid_only = paywall.require(Resource::plugin("1")?).with_trial(false);
+    /// let paid_only = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).with_trial(false);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_trial(mut self, allow: bool) -> Self {
@@ -98,10 +109,9 @@ impl<I> RequirePaidLayer<I> {
     /// so the extension holds the real answer, marked [`AccessVia::Bypass`](crate::AccessVia::Bypass).
     ///
     /// ```
-    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, Resource, UserId};
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource, UserId};
     /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
-    /// let layer = paywall
-    ///     .require(Resource::plugin("1")?)
+    /// let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?)
     ///     .with_bypass([UserId::new("1000")?]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -122,9 +132,9 @@ impl<I> RequirePaidLayer<I> {
     /// check for that. Malformed or missing identities are still refused.
     ///
     /// ```
-    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, Resource};
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource};
     /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
-    /// let lenient = paywall.require(Resource::plugin("1")?).with_fail_open(true);
+    /// let lenient = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).with_fail_open(true);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_fail_open(mut self, fail_open: bool) -> Self {
@@ -133,13 +143,15 @@ impl<I> RequirePaidLayer<I> {
     }
 
     /// Replaces the refusal response (Figma's JSON error envelope by
-    /// default), for example with an HTML paywall page.
+    /// default), for example with an HTML paywall page. Whatever `respond`
+    /// answers, the response carries the [`RefusalReason`](crate::RefusalReason)
+    /// as an extension, for a `TraceLayer` or metrics outside the gate.
     ///
     /// ```
     /// use axum::response::{Html, IntoResponse};
-    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, Resource};
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource};
     /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
-    /// let layer = paywall.require(Resource::plugin("1")?).with_refusal(|refusal, _parts| {
+    /// let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).with_refusal(|refusal, _parts| {
     ///     (refusal.status, Html(format!("<h1>{}</h1>", refusal.message))).into_response()
     /// });
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -163,5 +175,18 @@ impl<I> RequirePaidLayer<I> {
     /// The paywall (cache and client) this layer asks.
     pub fn paywall(&self) -> &Paywall {
         &self.gate.paywall
+    }
+}
+
+/// A replacement for the refusal response; see
+/// [`RequirePaidLayer::with_refusal`].
+#[derive(Clone)]
+pub(crate) struct RefusalHandler(pub(crate) Arc<RespondFn>);
+
+type RespondFn = dyn Fn(Refusal, &Parts) -> Response + Send + Sync;
+
+impl fmt::Debug for RefusalHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefusalHandler(..)")
     }
 }

@@ -1,5 +1,13 @@
 //! The [`RequirePaid`] layer: lets buyers through, refuses everyone else.
 //!
+//! A request's path, one file a step: `service.rs` reads the caller's
+//! identity (`identity.rs`) and starts the check; `gate.rs` asks the
+//! [`Paywall`](crate::Paywall), checks the answer against the gated
+//! resources and decides; `failure.rs` says what a caller is told when the
+//! lookup failed; `future.rs` runs the check, then the inner service.
+//! `access.rs` and `extract.rs` are what a handler gets; `layer.rs` holds
+//! the settings.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -16,49 +24,27 @@
 //!     .layer(RequirePaid::plugin("1122334455"));
 //! ```
 
+mod access;
+mod extract;
+mod failure;
 mod future;
 mod gate;
-pub mod identity;
+mod identity;
 mod layer;
-mod refusal;
 mod service;
 
-pub(crate) use self::gate::check;
-pub(crate) use self::refusal::{RefusalCounters, RefusalHandler};
+#[cfg(test)]
+mod tests;
+
 pub use self::{
-    future::ResponseFuture,
-    identity::{DefaultIdentity, FigmaUserId, Identity, IdentityError, IdentitySource},
+    access::{AccessVia, PaidAccess},
+    extract::MissingPaywall,
+    future::RequirePaidFuture,
+    identity::{
+        DefaultIdentity, FigmaUserId, Identity, IdentityError, IdentitySource, Or,
+        PaymentTokenHeader, PaymentTokenQuery, UserIdExtension, PAYMENT_TOKEN_HEADER,
+        PAYMENT_TOKEN_QUERY,
+    },
     layer::RequirePaidLayer,
-    refusal::{Refusal, RefusalReason},
     service::RequirePaid,
 };
-
-/// How a request got through the gate; a request extension next to
-/// [`PaymentInformation`](crate::PaymentInformation), and an extractor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PaidAccess {
-    /// Why the caller was let through.
-    pub via: AccessVia,
-    /// The answer was past its lifetime, served because Figma could not be
-    /// asked (see [`PaywallBuilder::stale_grace`](crate::PaywallBuilder::stale_grace)).
-    pub stale: bool,
-    /// The answer came from the cache.
-    pub from_cache: bool,
-}
-
-/// Why a caller was let through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AccessVia {
-    /// Figma says `PAID`.
-    Paid,
-    /// Figma says `TRIAL`, and the gate lets trials through.
-    Trial,
-    /// The user is on the gate's bypass list (the resource's creators, whom
-    /// Figma answers `UNPAID`).
-    Bypass,
-    /// Figma could not answer and the gate fails open: nobody checked that
-    /// this caller paid, and no [`PaymentInformation`](crate::PaymentInformation) is on the request.
-    FailOpen,
-}

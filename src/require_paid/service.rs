@@ -1,10 +1,13 @@
+//! [`RequirePaid`]: the service, and the one-line layers built from the
+//! environment.
+
 use std::task::{Context, Poll};
 
 use axum::response::Response;
 use http::Request;
 use tower_service::Service;
 
-use super::{check, future::ResponseFuture, DefaultIdentity, IdentitySource, RequirePaidLayer};
+use super::{gate::check, DefaultIdentity, IdentitySource, RequirePaidFuture, RequirePaidLayer};
 use crate::{Paywall, Resource};
 
 /// A service that lets a request through to `S` only when its caller has
@@ -12,6 +15,10 @@ use crate::{Paywall, Resource};
 ///
 /// Refusals are `Ok` responses (401, 402, 503, …): the inner service's error
 /// type is unchanged, and no upstream problem ever becomes a 500.
+///
+/// It is made for axum: the inner service answers with axum's
+/// [`Response`] (`http::Response<axum::body::Body>`), as every axum router,
+/// handler and tower-http layer in an axum app does.
 #[derive(Debug, Clone)]
 pub struct RequirePaid<S, I = DefaultIdentity> {
     inner: S,
@@ -25,7 +32,7 @@ impl RequirePaid<()> {
     /// Every layer made by these shortcuts shares one [`Paywall`] (one
     /// cache, one rate budget) built from the environment on first use. For
     /// explicit configuration build a [`Paywall`] and call
-    /// [`Paywall::require`].
+    /// [`RequirePaidLayer::new`].
     ///
     /// ```no_run
     /// use axum::{routing::post, Router};
@@ -66,20 +73,20 @@ impl RequirePaid<()> {
     }
 
     /// A layer for buyers of any of `resources`; see [`plugin`](Self::plugin)
-    /// and [`Paywall::require_any_of`].
+    /// and [`RequirePaidLayer::any_of`].
     ///
     /// # Panics
     ///
     /// As [`plugin`](Self::plugin), and if `resources` is empty.
     #[track_caller]
     pub fn any_of(resources: impl IntoIterator<Item = Resource>) -> RequirePaidLayer {
-        Self::paywall_from_env().require_any_of(resources)
+        RequirePaidLayer::any_of(&Self::paywall_from_env(), resources)
     }
 
     #[track_caller]
     fn from_env(resource: Result<Resource, crate::InvalidId>) -> RequirePaidLayer {
         let resource = resource.unwrap_or_else(|e| panic!("RequirePaid: {e}"));
-        Self::paywall_from_env().require(resource)
+        RequirePaidLayer::new(&Self::paywall_from_env(), resource)
     }
 
     #[track_caller]
@@ -111,13 +118,13 @@ impl<S, I> RequirePaid<S, I> {
 
 impl<S, I, B> Service<Request<B>> for RequirePaid<S, I>
 where
-    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response> + Clone,
     I: IdentitySource,
     B: Send + 'static,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+    type Future = RequirePaidFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -132,6 +139,6 @@ where
         let (parts, body) = req.into_parts();
         let identity = self.layer.identity.identify(&parts);
         let check = check(self.layer.gate.clone(), identity, parts, body);
-        ResponseFuture::new(Box::pin(check), inner)
+        RequirePaidFuture::new(Box::pin(check), inner)
     }
 }

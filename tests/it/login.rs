@@ -1,8 +1,7 @@
 //! "Sign in with Figma" against the mock's OAuth endpoints, over real HTTP,
 //! on the docs_site example.
 
-mod common;
-#[path = "../examples/docs_site.rs"]
+#[path = "../../examples/docs_site.rs"]
 mod docs_site;
 
 use figma_paywall::mock::MockFigma;
@@ -327,7 +326,7 @@ async fn next_never_leaves_the_site() {
 
 #[tokio::test]
 async fn no_code_cookie_or_secret_reaches_the_logs() {
-    let logs = common::CapturedLogs::start();
+    let logs = crate::common::CapturedLogs::start();
     let site = start_site().await;
     let (flow, authorize) = site.begin("/docs/intro").await;
     let callback = site.pick(&authorize, "2003").await;

@@ -1,4 +1,5 @@
-//! axum extractors for what the gate put on the request.
+//! axum extractors for what the gate put on the request:
+//! [`PaymentInformation`] (also as an `Option`) and [`PaidAccess`].
 
 use axum::{
     extract::{FromRequestParts, OptionalFromRequestParts},

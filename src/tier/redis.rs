@@ -1,5 +1,4 @@
-//! A shared cache tier in Redis (feature `redis`), for deployments with
-//! several replicas.
+//! A cache tier in Redis shared by replicas (feature `redis`).
 //!
 //! With a [`RedisTier`], a lookup goes to the in-process cache, then Redis,
 //! then Figma; Figma's answers are written through to Redis with the same
@@ -25,7 +24,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use figma_paywall::{redis_tier::RedisTier, Paywall, PaymentsClient};
+//! use figma_paywall::{redis::RedisTier, Paywall, PaymentsClient};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let tier = RedisTier::builder("redis://127.0.0.1:6379").build()?;
@@ -38,24 +37,17 @@
 use std::{
     fmt,
     sync::{Arc, Mutex, Weak},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use futures_util::StreamExt;
-use redis::{aio::ConnectionManager, AsyncCommands, Script};
+use ::redis::{aio::ConnectionManager, AsyncCommands, Script};
+use futures_util::{future::BoxFuture, FutureExt, StreamExt};
 
-use crate::{
-    client::{Question, Wait},
-    error::{Error, ThrottleReason},
-    paywall::{CacheKey, Inner, REFRESH_AT},
-    PaymentInformation, PaymentStatus, ResourceId, ResourceType, UserId,
+use super::{
+    codec::{decode, encode},
+    Invalidation, Invalidations, StoreKey, Stored, Tier, TierResult, Unavailable,
 };
-
-/// The encoding version written first in every value.
-const VERSION: u8 = 1;
-
-/// How often waiters look for the answer another replica is fetching.
-const POLL: Duration = Duration::from_millis(20);
+use crate::UserId;
 
 /// Redis failures are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -100,7 +92,7 @@ pub struct RedisTier {
 }
 
 struct TierInner {
-    client: redis::Client,
+    client: ::redis::Client,
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
@@ -132,7 +124,7 @@ impl fmt::Debug for RedisTier {
 ///
 /// ```
 /// use std::time::Duration;
-/// use figma_paywall::redis_tier::RedisTier;
+/// use figma_paywall::redis::RedisTier;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), redis::RedisError> {
@@ -186,16 +178,16 @@ impl RedisTierBuilder {
 
     /// Builds the tier, inside a Tokio runtime. Connects lazily: Redis need
     /// not be up yet.
-    pub fn build(self) -> Result<RedisTier, redis::RedisError> {
+    pub fn build(self) -> Result<RedisTier, ::redis::RedisError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err((
-                redis::ErrorKind::Client,
+                ::redis::ErrorKind::Client,
                 "RedisTier::build must be called inside a Tokio runtime",
             )
                 .into());
         }
-        let client = redis::Client::open(self.url.as_str())?;
-        let config = redis::aio::ConnectionManagerConfig::new()
+        let client = ::redis::Client::open(self.url.as_str())?;
+        let config = ::redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1)
@@ -218,27 +210,11 @@ impl RedisTierBuilder {
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// A key's hash as it appears in Redis names and invalidation messages.
-fn hex(key: CacheKey) -> String {
-    format!("{:032x}", key.0)
-}
-
 /// A duration as Redis's `PX`/`PEXPIRE` take it: whole milliseconds, at
 /// least one (zero would be refused), saturating.
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
-
-/// A Redis failure (error or timeout), already logged.
-#[derive(Debug)]
-pub(crate) struct Unavailable;
 
 impl RedisTier {
     /// Starts a builder for the Redis server at `url`
@@ -256,12 +232,12 @@ impl RedisTier {
         format!("{}{kind}:{rest}", self.inner.prefix)
     }
 
-    fn answer_key(&self, key: CacheKey) -> String {
-        self.key("a", &hex(key))
+    fn answer_key(&self, key: StoreKey) -> String {
+        self.key("a", &key.hex())
     }
 
-    fn lock_key(&self, key: CacheKey) -> String {
-        self.key("l", &hex(key))
+    fn lock_key(&self, key: StoreKey) -> String {
+        self.key("l", &key.hex())
     }
 
     fn channel(&self) -> String {
@@ -272,7 +248,7 @@ impl RedisTier {
     /// every 30 s) and recoveries.
     async fn run<T, F>(&self, what: &'static str, f: F) -> Result<T, Unavailable>
     where
-        F: std::future::Future<Output = redis::RedisResult<T>>,
+        F: std::future::Future<Output = ::redis::RedisResult<T>>,
     {
         let result = match tokio::time::timeout(self.inner.timeout, f).await {
             Ok(Ok(value)) => Ok(value),
@@ -303,37 +279,28 @@ impl RedisTier {
         self.inner.conn.clone()
     }
 
-    /// The stored answer for `key`, and when it was fetched (Unix ms).
-    pub(crate) async fn get(
-        &self,
-        key: CacheKey,
-    ) -> Result<Option<(PaymentInformation, u64)>, Unavailable> {
+    async fn get_answer(&self, key: StoreKey) -> TierResult<Option<Stored>> {
         let mut conn = self.conn();
         let name = self.answer_key(key);
         let bytes: Option<Vec<u8>> = self.run("GET", async move { conn.get(name).await }).await?;
         Ok(bytes.and_then(|b| decode(&b)))
     }
 
-    /// Writes an answer through, for `keep_for`, and files the key under
-    /// its user for invalidation. `index_for` is how long the user's index
-    /// of keys lives: the longest any answer is kept, so that a short answer
-    /// never ends a long one's entry.
-    pub(crate) async fn put(
+    async fn put_answer(
         &self,
-        key: CacheKey,
-        info: &PaymentInformation,
-        fetched_ms: u64,
+        key: StoreKey,
+        answer: &Stored,
         keep_for: Duration,
         index_for: Duration,
-    ) -> Result<(), Unavailable> {
+    ) -> TierResult<()> {
         let index_ttl = i64::try_from(millis(index_for)).unwrap_or(i64::MAX);
         let mut conn = self.conn();
         let name = self.answer_key(key);
-        let user_set = self.key("u", info.user_id.as_str());
+        let user_set = self.key("u", answer.info.user_id.as_str());
         let ttl = millis(keep_for);
-        let value = encode(info, fetched_ms);
+        let value = encode(answer);
         self.run("SET", async move {
-            redis::pipe()
+            ::redis::pipe()
                 .set(&name, value)
                 .arg("PX")
                 .arg(ttl)
@@ -348,15 +315,14 @@ impl RedisTier {
         .await
     }
 
-    /// Takes the lock on a cold key; `false` when another replica holds it.
-    pub(crate) async fn lock(&self, key: CacheKey) -> Result<bool, Unavailable> {
+    async fn lock_key_now(&self, key: StoreKey) -> TierResult<bool> {
         let mut conn = self.conn();
         let name = self.lock_key(key);
         let replica = self.inner.replica.clone();
         let ttl = millis(self.inner.lock_ttl);
         let set: Option<String> = self
             .run("SET NX", async move {
-                redis::cmd("SET")
+                ::redis::cmd("SET")
                     .arg(name)
                     .arg(replica)
                     .arg("NX")
@@ -369,7 +335,7 @@ impl RedisTier {
         Ok(set.is_some())
     }
 
-    pub(crate) async fn unlock(&self, key: CacheKey) {
+    async fn unlock_key(&self, key: StoreKey) {
         let mut conn = self.conn();
         let name = self.lock_key(key);
         let replica = self.inner.replica.clone();
@@ -385,8 +351,7 @@ impl RedisTier {
             .await;
     }
 
-    /// How long all replicas must still back off after a 429, if any.
-    pub(crate) async fn backing_off_for(&self) -> Result<Option<Duration>, Unavailable> {
+    async fn shared_back_off(&self) -> TierResult<Option<Duration>> {
         let mut conn = self.conn();
         let name = self.key("backoff", "");
         let ttl: i64 = self
@@ -395,7 +360,7 @@ impl RedisTier {
         Ok((ttl > 0).then(|| Duration::from_millis(ttl.unsigned_abs())))
     }
 
-    pub(crate) async fn back_off(&self, delay: Duration) {
+    async fn set_back_off(&self, delay: Duration) {
         let mut conn = self.conn();
         let name = self.key("backoff", "");
         let ms = millis(delay.min(MAX_BACK_OFF));
@@ -411,18 +376,7 @@ impl RedisTier {
             .await;
     }
 
-    /// How long a replica may hold the lock on a cold key.
-    pub(crate) fn lock_ttl(&self) -> Duration {
-        self.inner.lock_ttl
-    }
-
-    /// Takes a slot of the shared budget: `Ok(None)` when taken, else how
-    /// long until one is free.
-    pub(crate) async fn take_slot(
-        &self,
-        per_minute: u32,
-        burst: u32,
-    ) -> Result<Option<Duration>, Unavailable> {
+    async fn take_shared_slot(&self, per_minute: u32, burst: u32) -> TierResult<Option<Duration>> {
         let mut conn = self.conn();
         let name = self.key("budget", "");
         let script = self.inner.gcra.clone();
@@ -441,7 +395,7 @@ impl RedisTier {
     }
 
     /// Deletes a user's answers in Redis and tells every replica.
-    pub(crate) async fn invalidate_user(&self, user: &UserId) {
+    async fn invalidate_user(&self, user: &UserId) {
         let mut conn = self.conn();
         let user_set = self.key("u", user.as_str());
         let channel = self.channel();
@@ -449,7 +403,7 @@ impl RedisTier {
         let _ = self
             .run("invalidate user", async move {
                 let keys: Vec<String> = conn.smembers(&user_set).await?;
-                let mut pipe = redis::pipe();
+                let mut pipe = ::redis::pipe();
                 for key in keys {
                     pipe.del(key).ignore();
                 }
@@ -463,14 +417,14 @@ impl RedisTier {
     }
 
     /// Deletes one answer in Redis and tells every replica.
-    pub(crate) async fn invalidate_key(&self, key: CacheKey) {
+    async fn invalidate_key(&self, key: StoreKey) {
         let mut conn = self.conn();
         let name = self.answer_key(key);
         let channel = self.channel();
-        let message = format!("k:{}", hex(key));
+        let message = format!("k:{}", key.hex());
         let _ = self
             .run("invalidate key", async move {
-                redis::pipe()
+                ::redis::pipe()
                     .del(name)
                     .ignore()
                     .publish(channel, message)
@@ -482,7 +436,7 @@ impl RedisTier {
     }
 
     /// Tells every replica to drop its whole in-process cache.
-    pub(crate) async fn invalidate_all(&self) {
+    async fn invalidate_all(&self) {
         let mut conn = self.conn();
         let channel = self.channel();
         let _ = self
@@ -494,7 +448,7 @@ impl RedisTier {
 
     /// Listens for invalidations from other replicas until the paywall is
     /// dropped, reconnecting when Redis goes away.
-    pub(crate) fn spawn_listener(&self, paywall: Weak<Inner>) {
+    fn spawn_listener(&self, engine: Weak<dyn Invalidations>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("no Tokio runtime while building the Paywall: invalidations from other replicas will not be heard");
             return;
@@ -503,13 +457,13 @@ impl RedisTier {
         runtime.spawn(async move {
             let mut first = true;
             loop {
-                if paywall.strong_count() == 0 {
+                if engine.strong_count() == 0 {
                     return;
                 }
                 let subscribed = async {
                     let mut pubsub = tier.inner.client.get_async_pubsub().await?;
                     pubsub.subscribe(tier.channel()).await?;
-                    Ok::<_, redis::RedisError>(pubsub)
+                    Ok::<_, ::redis::RedisError>(pubsub)
                 };
                 if let Ok(Ok(pubsub)) =
                     tokio::time::timeout(Duration::from_secs(2), subscribed).await
@@ -517,8 +471,8 @@ impl RedisTier {
                     // Invalidations sent while this replica was not listening
                     // are lost: drop everything it holds instead.
                     if !std::mem::take(&mut first) {
-                        if let Some(inner) = paywall.upgrade() {
-                            inner.cache().invalidate_all();
+                        if let Some(engine) = engine.upgrade() {
+                            engine.apply(Invalidation::All).await;
                         }
                     }
                     let mut messages = pubsub.into_on_message();
@@ -526,13 +480,16 @@ impl RedisTier {
                         // Wake now and then to notice a dropped paywall.
                         match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
                             Ok(Some(message)) => {
-                                let Some(inner) = paywall.upgrade() else {
+                                let Some(engine) = engine.upgrade() else {
                                     return;
                                 };
-                                apply_invalidation(&inner, message.get_payload_bytes());
+                                if let Some(what) = parse_invalidation(message.get_payload_bytes())
+                                {
+                                    engine.apply(what).await;
+                                }
                             }
                             Ok(None) => break,
-                            Err(_) if paywall.strong_count() == 0 => return,
+                            Err(_) if engine.strong_count() == 0 => return,
                             Err(_) => {}
                         }
                     }
@@ -543,263 +500,98 @@ impl RedisTier {
     }
 }
 
-fn apply_invalidation(inner: &Inner, message: &[u8]) {
-    let Ok(message) = std::str::from_utf8(message) else {
-        return;
-    };
+/// Reads an invalidation message: `all`, `u:<user ID>` or `k:<key hex>`;
+/// anything else is ignored.
+fn parse_invalidation(message: &[u8]) -> Option<Invalidation> {
+    let message = std::str::from_utf8(message).ok()?;
     if message == "all" {
-        inner.cache().invalidate_all();
-    } else if let Some(user) = message.strip_prefix("u:").and_then(|u| UserId::new(u).ok()) {
-        let _ = inner
-            .cache()
-            .invalidate_entries_if(move |_, entry| entry.info.user_id == user);
-    } else if let Some(key) = message
-        .strip_prefix("k:")
-        .and_then(|k| u128::from_str_radix(k, 16).ok())
-    {
-        let cache = inner.cache().clone();
-        tokio::spawn(async move { cache.invalidate(&CacheKey(key)).await });
+        return Some(Invalidation::All);
     }
+    if let Some(user) = message.strip_prefix("u:") {
+        return UserId::new(user).ok().map(Invalidation::User);
+    }
+    let key = message.strip_prefix("k:")?;
+    u128::from_str_radix(key, 16)
+        .ok()
+        .map(|k| Invalidation::Key(StoreKey(k)))
 }
 
-impl Inner {
-    /// Asks Redis, then Figma, as one replica among several.
-    pub(crate) async fn fetch_tiered(
-        &self,
-        tier: &RedisTier,
-        key: CacheKey,
-        question: &Question,
-        wait: Wait,
-    ) -> Result<(PaymentInformation, Instant), Error> {
-        let deadline = Instant::now() + tier.inner.lock_ttl;
-        // A stored answer past its refresh point but still fresh: used if
-        // Figma cannot answer the refresh.
-        let mut fallback = None;
-        loop {
-            match tier.get(key).await {
-                Ok(Some((info, fetched_ms))) => {
-                    let age = Duration::from_millis(unix_ms().saturating_sub(fetched_ms));
-                    let fresh = self.fresh_for(&info.payment_status);
-                    let fetched_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-                    if age < fresh.mul_f32(REFRESH_AT) {
-                        self.count_redis_hit();
-                        return Ok((info, fetched_at));
-                    }
-                    if age < fresh {
-                        fallback = Some((info, fetched_at));
-                    }
-                }
-                Ok(None) => {}
-                Err(Unavailable) => break,
-            }
-            match tier.lock(key).await {
-                Ok(true) => {
-                    let result = self.ask_shared(tier, question, wait).await;
-                    if let Ok((info, _)) = &result {
-                        let keep_for = self.keep_for(&info.payment_status);
-                        let _ = tier
-                            .put(key, info, unix_ms(), keep_for, self.longest_keep())
-                            .await;
-                    }
-                    tier.unlock(key).await;
-                    return or_fallback(result, fallback);
-                }
-                Ok(false) if Instant::now() < deadline => tokio::time::sleep(POLL).await,
-                // The holder is gone or Redis is: ask directly.
-                Ok(false) | Err(Unavailable) => break,
+impl Tier for RedisTier {
+    fn get(&self, key: StoreKey) -> BoxFuture<'_, TierResult<Option<Stored>>> {
+        self.get_answer(key).boxed()
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: StoreKey,
+        answer: &'a Stored,
+        keep_for: Duration,
+        index_for: Duration,
+    ) -> BoxFuture<'a, TierResult<()>> {
+        self.put_answer(key, answer, keep_for, index_for).boxed()
+    }
+
+    fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, ()> {
+        async move {
+            match what {
+                Invalidation::All => self.invalidate_all().await,
+                Invalidation::User(user) => self.invalidate_user(user).await,
+                Invalidation::Key(key) => self.invalidate_key(*key).await,
             }
         }
-        or_fallback(self.ask_figma(question, wait).await, fallback)
+        .boxed()
     }
 
-    /// Asks Figma within the back-off and budget shared through Redis.
-    async fn ask_shared(
+    fn listen(&self, engine: Weak<dyn Invalidations>) {
+        self.spawn_listener(engine);
+    }
+
+    fn lock(&self, key: StoreKey) -> BoxFuture<'_, TierResult<bool>> {
+        self.lock_key_now(key).boxed()
+    }
+
+    fn unlock(&self, key: StoreKey) -> BoxFuture<'_, ()> {
+        self.unlock_key(key).boxed()
+    }
+
+    fn lock_ttl(&self) -> Duration {
+        self.inner.lock_ttl
+    }
+
+    fn backing_off_for(&self) -> BoxFuture<'_, TierResult<Option<Duration>>> {
+        self.shared_back_off().boxed()
+    }
+
+    fn back_off(&self, delay: Duration) -> BoxFuture<'_, ()> {
+        self.set_back_off(delay).boxed()
+    }
+
+    fn take_slot(
         &self,
-        tier: &RedisTier,
-        question: &Question,
-        wait: Wait,
-    ) -> Result<(PaymentInformation, Instant), Error> {
-        if let Ok(Some(retry_after)) = tier.backing_off_for().await {
-            return Err(Error::Throttled {
-                retry_after,
-                reason: ThrottleReason::BackingOff,
-            });
-        }
-        let (per_minute, burst, max_wait) = self.client().budget_settings();
-        let give_up_at = Instant::now() + max_wait;
-        loop {
-            match tier.take_slot(per_minute, burst).await {
-                Ok(None) | Err(Unavailable) => break,
-                Ok(Some(retry_after)) => {
-                    if wait == Wait::No || Instant::now() + retry_after > give_up_at {
-                        return Err(Error::Throttled {
-                            retry_after,
-                            reason: ThrottleReason::BudgetExhausted,
-                        });
-                    }
-                    tokio::time::sleep(retry_after).await;
-                }
-            }
-        }
-        let result = self.ask_figma(question, wait).await;
-        if let Err(Error::RateLimited(limit)) = &result {
-            tier.back_off(limit.retry_after.unwrap_or(Duration::from_secs(60)))
-                .await;
-        }
-        result
+        per_minute: u32,
+        burst: u32,
+    ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
+        self.take_shared_slot(per_minute, burst).boxed()
     }
-
-    async fn ask_figma(
-        &self,
-        question: &Question,
-        wait: Wait,
-    ) -> Result<(PaymentInformation, Instant), Error> {
-        let info = self.client().ask(question, wait).await?;
-        Ok((info, Instant::now()))
-    }
-}
-
-fn or_fallback(
-    result: Result<(PaymentInformation, Instant), Error>,
-    fallback: Option<(PaymentInformation, Instant)>,
-) -> Result<(PaymentInformation, Instant), Error> {
-    match (result, fallback) {
-        (Err(e), Some(fallback)) if e.is_upstream_failure() => {
-            tracing::debug!(error = %e, "Figma could not refresh an answer; using the one in Redis");
-            Ok(fallback)
-        }
-        (result, _) => result,
-    }
-}
-
-/// `[version][status][type][fetched ms: 8][user][resource][date][other status][other type]`,
-/// each string as a one-byte length and its bytes.
-fn encode(info: &PaymentInformation, fetched_ms: u64) -> Vec<u8> {
-    let status = match info.payment_status {
-        PaymentStatus::Paid => 1,
-        PaymentStatus::Trial => 2,
-        PaymentStatus::Unpaid => 3,
-        PaymentStatus::NotSupported => 4,
-        _ => 0,
-    };
-    let kind = match info.resource_type {
-        ResourceType::Plugin => 1,
-        ResourceType::Widget => 2,
-        ResourceType::CommunityFile => 3,
-        _ => 0,
-    };
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(&[VERSION, status, kind]);
-    out.extend_from_slice(&fetched_ms.to_le_bytes());
-    let mut string = |s: &str| {
-        let s = &s.as_bytes()[..s.len().min(255)];
-        out.push(s.len() as u8);
-        out.extend_from_slice(s);
-    };
-    string(info.user_id.as_str());
-    string(info.resource_id.as_str());
-    string(info.date_of_purchase.as_deref().unwrap_or(""));
-    string(if status == 0 {
-        info.payment_status.as_str()
-    } else {
-        ""
-    });
-    string(if kind == 0 {
-        info.resource_type.as_str()
-    } else {
-        ""
-    });
-    out
-}
-
-/// The inverse of [`encode`]; `None` for anything else (another version,
-/// truncated, invalid IDs). Never panics.
-fn decode(bytes: &[u8]) -> Option<(PaymentInformation, u64)> {
-    let (&[version, status, kind], rest) = bytes.split_first_chunk::<3>()?;
-    if version != VERSION {
-        return None;
-    }
-    let (fetched, mut rest) = rest.split_first_chunk::<8>()?;
-    let mut string = || -> Option<&str> {
-        let (&len, tail) = rest.split_first()?;
-        let (s, tail) = tail.split_at_checked(usize::from(len))?;
-        rest = tail;
-        std::str::from_utf8(s).ok()
-    };
-    let user_id = UserId::new(string()?).ok()?;
-    let resource_id = ResourceId::new(string()?).ok()?;
-    let date = string()?;
-    let other_status = string()?;
-    let other_kind = string()?;
-    let payment_status = match status {
-        1 => PaymentStatus::Paid,
-        2 => PaymentStatus::Trial,
-        3 => PaymentStatus::Unpaid,
-        4 => PaymentStatus::NotSupported,
-        _ => PaymentStatus::from_name(other_status),
-    };
-    let resource_type = match kind {
-        1 => ResourceType::Plugin,
-        2 => ResourceType::Widget,
-        3 => ResourceType::CommunityFile,
-        _ => serde_json::from_value(serde_json::Value::String(other_kind.to_owned())).ok()?,
-    };
-    Some((
-        PaymentInformation {
-            user_id,
-            resource_id,
-            resource_type,
-            payment_status,
-            date_of_purchase: (!date.is_empty()).then(|| date.to_owned()),
-        },
-        u64::from_le_bytes(*fetched),
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
-
-        #[test]
-        fn values_round_trip(
-            user in "[0-9]{1,32}", resource in "[0-9]{1,32}",
-            status in prop_oneof![Just("PAID".to_owned()), Just("TRIAL".to_owned()), Just("UNPAID".to_owned()), Just("NOT_SUPPORTED".to_owned()), "[A-Z_]{1,12}"],
-            kind in prop_oneof![Just("PLUGIN".to_owned()), Just("WIDGET".to_owned()), Just("COMMUNITY_FILE".to_owned()), "[A-Z_]{1,12}"],
-            date in proptest::option::of("[0-9T:Z-]{1,24}"),
-            fetched in any::<u64>(),
-        ) {
-            let info = PaymentInformation {
-                user_id: UserId::new(&user).unwrap(),
-                resource_id: ResourceId::new(&resource).unwrap(),
-                resource_type: serde_json::from_value(serde_json::Value::String(kind)).unwrap(),
-                payment_status: PaymentStatus::from_name(&status),
-                date_of_purchase: date,
-            };
-            let bytes = encode(&info, fetched);
-            prop_assert!(bytes.len() < 3 + 8 + 5 + 32 + 32 + 24 + 12 + 12);
-            prop_assert_eq!(decode(&bytes), Some((info, fetched)));
-        }
-
-        #[test]
-        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
-            let _ = decode(&bytes);
-        }
-    }
 
     #[test]
-    fn other_versions_are_ignored() {
-        let info: PaymentInformation = serde_json::from_str(
-            r#"{"user_id":"1","resource_id":"2","resource_type":"PLUGIN","payment_status":"PAID"}"#,
-        )
-        .unwrap();
-        let mut bytes = encode(&info, 7);
-        assert!(decode(&bytes).is_some());
-        bytes[0] = 2;
-        assert_eq!(decode(&bytes), None);
-        assert_eq!(decode(&bytes[..5]), None);
+    fn invalidation_messages_are_read_or_ignored() {
+        assert_eq!(parse_invalidation(b"all"), Some(Invalidation::All));
+        assert_eq!(
+            parse_invalidation(b"u:2001"),
+            Some(Invalidation::User(UserId::new("2001").unwrap()))
+        );
+        assert_eq!(
+            parse_invalidation(format!("k:{}", StoreKey(0xab).hex()).as_bytes()),
+            Some(Invalidation::Key(StoreKey(0xab)))
+        );
+        for junk in [&b"u:-1"[..], b"k:xyz", b"ALL", b"\xff\xfe", b""] {
+            assert_eq!(parse_invalidation(junk), None, "{junk:?}");
+        }
     }
 }

@@ -1,15 +1,14 @@
 //! Reliability and security: Figma failing, rate limiting, hostile input.
 //! Each test asserts what callers got and how many calls reached Figma.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use axum::{body::Body, routing::get, Extension, Json, Router};
-use common::*;
 use figma_paywall::{
     mock::{Fault, MockFigma},
     AccessToken, PaidAccess, PaymentInformation, PaymentStatus, PaymentsClient, Paywall,
+    RequirePaidLayer,
 };
 use http::Request;
 use serde_json::json;
@@ -31,7 +30,7 @@ async fn every_failure_of_figma_is_answered_within_the_timeout() {
     let figma = MockFigma::start().await.unwrap();
     let timeout = Duration::from_millis(500);
     let client = figma.client_builder().timeout(timeout).build().unwrap();
-    let app = echo_app().layer(Paywall::new(client).require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&Paywall::new(client), plugin()));
     let faults = [
         Fault::Status(500),
         Fault::MalformedJson,
@@ -56,7 +55,7 @@ async fn every_failure_of_figma_is_answered_within_the_timeout() {
 async fn a_429_stops_every_call_until_retry_after_has_passed() {
     let figma = MockFigma::start().await.unwrap();
     let paywall = paywall(&figma);
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     set(&figma, "1", &plugin(), PaymentStatus::Paid);
     assert_eq!(call(&app, as_user("1")).await.status, 200);
 
@@ -111,7 +110,7 @@ async fn a_minute_long_outage_refuses_no_warm_paying_user() {
     let paywall = Paywall::builder(client)
         .paid_lifetime(Duration::from_secs(5))
         .build();
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     let ids: Vec<String> = (0..USERS).map(|i| format!("{}", 50_000 + i)).collect();
     for id in &ids {
         set(&figma, id, &plugin(), PaymentStatus::Paid);
@@ -160,7 +159,7 @@ async fn a_burst_of_10000_cold_callers_stays_within_the_budget() {
         .queue(256, Duration::from_secs(1))
         .build()
         .unwrap();
-    let app = echo_app().layer(Paywall::new(client).require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&Paywall::new(client), plugin()));
     let started = Instant::now();
     let replies = futures_util::future::join_all(
         (0..10_000).map(|i| call(&app, as_user(&format!("{}", 1_000_000 + i)))),
@@ -201,7 +200,7 @@ async fn a_burst_of_10000_cold_callers_stays_within_the_budget() {
 async fn callers_who_leave_do_not_cancel_the_lookup_for_others() {
     let figma = MockFigma::start().await.unwrap();
     let paywall = paywall(&figma);
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     figma.set_latency(Duration::from_millis(500));
 
@@ -234,7 +233,7 @@ async fn callers_who_leave_do_not_cancel_the_lookup_for_others() {
 #[tokio::test]
 async fn malformed_input_is_refused_without_asking_figma() {
     let figma = MockFigma::start().await.unwrap();
-    let app = echo_app().layer(paywall(&figma).require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall(&figma), plugin()));
     let get = |uri: &str| Request::get(uri);
     let requests: Vec<(Request<Body>, u16)> = vec![
         (
@@ -350,7 +349,7 @@ async fn malformed_input_is_refused_without_asking_figma() {
 #[tokio::test]
 async fn percent_encoding_tricks_never_change_the_upstream_query() {
     let figma = MockFigma::start().await.unwrap();
-    let app = echo_app().layer(paywall(&figma).require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall(&figma), plugin()));
     for (query, token) in [
         ("a%26user_id%3D1%26plugin_id%3D2", "a&user_id=1&plugin_id=2"),
         ("b%23frag", "b#frag"),
@@ -378,7 +377,7 @@ async fn a_rejected_access_token_is_503_and_logged_once() {
         .rate_limit(60_000, 1_000)
         .build()
         .unwrap();
-    let app = echo_app().layer(Paywall::new(wrong).require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&Paywall::new(wrong), plugin()));
     let token = figma.issue_token(&user("5"), &plugin());
     let logs = CapturedLogs::start();
     for i in 0..3 {
@@ -400,7 +399,7 @@ async fn a_rejected_access_token_is_503_and_logged_once() {
 #[tokio::test]
 async fn a_refused_caller_token_is_401_and_checks_the_access_token_once() {
     let figma = MockFigma::start().await.unwrap();
-    let app = echo_app().layer(paywall(&figma).require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall(&figma), plugin()));
     for forged in ["ppt_forged1", "ppt_forged2", "ppt_forged3"] {
         let reply = call(&app, with_token(forged)).await;
         assert_eq!(reply.status, 401);
@@ -431,8 +430,8 @@ fn lenient_app() -> Router {
 async fn fail_open_lets_callers_in_with_a_marker_and_fail_closed_does_not() {
     let figma = MockFigma::start().await.unwrap();
     let paywall = paywall(&figma);
-    let open = lenient_app().layer(paywall.require(plugin()).with_fail_open(true));
-    let closed = lenient_app().layer(paywall.require(plugin()));
+    let open = lenient_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_fail_open(true));
+    let closed = lenient_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     figma.set_steady_fault(Some(Fault::Status(503)));
     let reply = call(&open, as_user("5")).await;
     assert_eq!(reply.status, 200);
@@ -461,7 +460,7 @@ async fn unpaid_answers_are_never_served_stale() {
         b.paid_lifetime(Duration::from_millis(200))
             .unpaid_lifetime(Duration::from_millis(200))
     });
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     set(&figma, "1", &plugin(), PaymentStatus::Paid);
     assert_eq!(call(&app, as_user("1")).await.status, 200);
     assert_eq!(call(&app, as_user("2")).await.status, 402);
@@ -484,7 +483,7 @@ async fn logs_hold_no_secret_in_any_fault_path() {
             .build()
             .unwrap(),
     );
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     let logs = CapturedLogs::start();
     let mut tokens = Vec::new();
     for fault in [
@@ -525,7 +524,8 @@ async fn fail_open_does_not_open_when_our_own_budget_runs_out() {
         .queue(0, Duration::from_millis(10))
         .build()
         .unwrap();
-    let open = lenient_app().layer(Paywall::new(client).require(plugin()).with_fail_open(true));
+    let open = lenient_app()
+        .layer(RequirePaidLayer::new(&Paywall::new(client), plugin()).with_fail_open(true));
     assert_eq!(call(&open, as_user("1")).await.status, 402);
     let reply = call(&open, as_user("2")).await;
     assert_eq!(reply.status, 503, "{}", reply.body);
@@ -541,7 +541,7 @@ async fn huge_lifetimes_and_retry_afters_do_not_panic() {
             .stale_grace(Duration::MAX)
             .unpaid_lifetime(Duration::MAX)
     });
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     set(&figma, "1", &plugin(), PaymentStatus::Paid);
     assert_eq!(call(&app, as_user("1")).await.status, 200);
     assert_eq!(call(&app, as_user("1")).await.status, 200);

@@ -1,14 +1,13 @@
 //! The RequirePaid layer against the mock Figma.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use axum::{body::Body, response::IntoResponse, routing::get, Router};
-use common::*;
 use figma_paywall::{
     mock::{Fault, MockFigma},
     AccessVia, FigmaUserId, Identity, PaymentInformation, PaymentStatus, RefusalReason,
+    RequirePaidLayer,
 };
 use http::{Request, StatusCode};
 use serde_json::json;
@@ -22,7 +21,7 @@ async fn start() -> (MockFigma, figma_paywall::Paywall) {
 #[tokio::test]
 async fn each_status_in_each_identity_mode() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     let cases = [
         (PaymentStatus::Paid, StatusCode::OK, "Paid"),
         (PaymentStatus::Trial, StatusCode::OK, "Trial"),
@@ -74,7 +73,7 @@ async fn each_status_in_each_identity_mode() {
 #[tokio::test]
 async fn trial_can_be_refused() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(paywall.require(plugin()).with_trial(false));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_trial(false));
     set(&figma, "7", &plugin(), PaymentStatus::Trial);
     let reply = call(&app, as_user("7")).await;
     assert_eq!(reply.status, StatusCode::PAYMENT_REQUIRED);
@@ -86,7 +85,7 @@ async fn header_and_query_tokens_over_real_http() {
     let (figma, paywall) = start().await;
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     let token = figma.issue_token(&user("5"), &plugin());
-    let base = serve(echo_app().layer(paywall.require(plugin()))).await;
+    let base = serve(echo_app().layer(RequirePaidLayer::new(&paywall, plugin()))).await;
     let http = reqwest::Client::new();
 
     let by_header = http
@@ -117,7 +116,7 @@ async fn header_and_query_tokens_over_real_http() {
 async fn every_refusal_has_its_status_and_envelope() {
     let figma = MockFigma::start().await.unwrap();
     let paywall = paywall(&figma);
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
 
     // No identity.
     let reply = call(&app, Request::get("/generate").body(Body::empty()).unwrap()).await;
@@ -167,7 +166,7 @@ async fn a_token_for_another_plugin_is_refused() {
     let other = figma_paywall::Resource::plugin("999").unwrap();
     set(&figma, "5", &other, PaymentStatus::Paid);
     let token = figma.issue_token(&user("5"), &other);
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     let reply = call(&app, with_token(token.expose_secret())).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.body["reason"], "wrong_resource");
@@ -182,7 +181,7 @@ async fn a_token_for_another_plugin_is_refused() {
 #[tokio::test]
 async fn an_answer_about_someone_else_is_refused() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     for meta in [
         json!({"user_id": "666", "resource_id": PLUGIN, "resource_type": "PLUGIN", "payment_status": {"type": "PAID"}}),
         json!({"user_id": "5", "resource_id": "1", "resource_type": "PLUGIN", "payment_status": {"type": "PAID"}}),
@@ -204,7 +203,7 @@ async fn concurrent_requests_for_one_cold_key_make_one_call() {
     figma.set_latency(Duration::from_millis(200));
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     let token = figma.issue_token(&user("5"), &plugin());
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     let replies = futures_util::future::join_all(
         (0..500).map(|_| call(&app, with_token(token.expose_secret()))),
     )
@@ -229,7 +228,7 @@ async fn an_expired_answer_is_asked_again() {
         b.unpaid_lifetime(Duration::from_millis(300))
             .stale_grace(Duration::ZERO)
     });
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     assert_eq!(call(&app, as_user("5")).await.status, 402);
     assert_eq!(call(&app, as_user("5")).await.status, 402);
     assert_eq!(figma.payment_requests(), 1);
@@ -245,7 +244,7 @@ async fn a_paid_answer_is_refreshed_before_it_expires() {
     let figma = MockFigma::start().await.unwrap();
     let paywall = paywall_with(&figma, |b| b.paid_lifetime(Duration::from_millis(500)));
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     assert_eq!(call(&app, as_user("5")).await.status, 200);
     // In the last fifth of its life the answer is served and refreshed behind.
     tokio::time::sleep(Duration::from_millis(420)).await;
@@ -264,7 +263,7 @@ async fn a_paid_answer_is_refreshed_before_it_expires() {
 #[tokio::test]
 async fn invalidation_drops_a_users_answers() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     let token = figma.issue_token(&user("5"), &plugin());
     assert_eq!(call(&app, as_user("5")).await.status, 402);
     assert_eq!(
@@ -298,7 +297,7 @@ async fn invalidation_drops_a_users_answers() {
 #[tokio::test]
 async fn any_of_passes_buyers_of_either() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(paywall.require_any_of([plugin(), file()]));
+    let app = echo_app().layer(RequirePaidLayer::any_of(&paywall, [plugin(), file()]));
     set(&figma, "1", &file(), PaymentStatus::Paid);
     set(&figma, "2", &plugin(), PaymentStatus::Paid);
     let reply = call(&app, as_user("1")).await;
@@ -318,7 +317,7 @@ async fn any_of_passes_buyers_of_either() {
 #[tokio::test]
 async fn any_of_still_lets_in_when_one_lookup_fails() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(paywall.require_any_of([plugin(), file()]));
+    let app = echo_app().layer(RequirePaidLayer::any_of(&paywall, [plugin(), file()]));
     set(&figma, "1", &file(), PaymentStatus::Paid);
     figma.push_fault(Fault::Status(500)); // the plugin lookup fails
     assert_eq!(call(&app, as_user("1")).await.status, 200);
@@ -327,7 +326,8 @@ async fn any_of_still_lets_in_when_one_lookup_fails() {
 #[tokio::test]
 async fn the_bypass_list_lets_creators_in() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(paywall.require(plugin()).with_bypass([user("1000")]));
+    let app =
+        echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_bypass([user("1000")]));
     let reply = call(&app, as_user("1000")).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body["via"], "Bypass");
@@ -343,26 +343,28 @@ async fn the_bypass_list_lets_creators_in() {
 #[tokio::test]
 async fn the_refusal_can_be_replaced() {
     let (_figma, paywall) = start().await;
-    let app = echo_app().layer(paywall.require(plugin()).with_refusal(|refusal, parts| {
-        let wants_html = parts
-            .headers
-            .get("accept")
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-        let reason = refusal.reason;
-        assert!(matches!(
-            reason,
-            RefusalReason::NotPaid | RefusalReason::NoIdentity
-        ));
-        if wants_html {
-            (
-                refusal.status,
-                axum::response::Html(format!("<p>{}</p>", reason)),
-            )
-                .into_response()
-        } else {
-            refusal.into_response()
-        }
-    }));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_refusal(
+        |refusal, parts| {
+            let wants_html = parts
+                .headers
+                .get("accept")
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+            let reason = refusal.reason;
+            assert!(matches!(
+                reason,
+                RefusalReason::NotPaid | RefusalReason::NoIdentity
+            ));
+            if wants_html {
+                (
+                    refusal.status,
+                    axum::response::Html(format!("<p>{}</p>", reason)),
+                )
+                    .into_response()
+            } else {
+                refusal.into_response()
+            }
+        },
+    ));
     let mut req = as_user("5");
     req.headers_mut()
         .insert("accept", "text/html".parse().unwrap());
@@ -382,7 +384,8 @@ async fn custom_identity_sources() {
             .get("x-proxy-user")
             .map(|v| Identity::User(figma_paywall::UserId::new(v.to_str().unwrap()).unwrap())))
     };
-    let app = echo_app().layer(paywall.require(plugin()).with_identity(from_header));
+    let app =
+        echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_identity(from_header));
     let req = Request::get("/generate")
         .header("x-proxy-user", "77")
         .body(Body::empty())
@@ -410,7 +413,7 @@ async fn logs_at_trace_hold_no_token() {
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     let good = figma.issue_token(&user("5"), &plugin());
     let logs = CapturedLogs::start();
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     for token in [good.expose_secret(), "ppt_forgedSECRET", "bad token SECRET"] {
         call(&app, with_token(token)).await;
     }
@@ -431,7 +434,7 @@ async fn logs_at_trace_hold_no_token() {
 async fn stats_count_hits_misses_and_refusals() {
     let (figma, paywall) = start().await;
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     for _ in 0..3 {
         call(&app, as_user("5")).await;
     }
@@ -458,7 +461,7 @@ fn user_ids_are_taken_only_from_the_extension() {
 #[tokio::test]
 async fn a_lookup_under_way_during_an_invalidation_is_not_cached() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(paywall.require(plugin()));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     // Figma's answer is decided when the request arrives, then takes 300 ms.
     figma.set_latency(Duration::from_millis(300));
     figma.push_fault(Fault::Answer(

@@ -48,7 +48,7 @@ async fn every_status_in_every_shape_by_token_and_by_user() {
                 assert_eq!(info.payment_status, *status, "{shape:?} {resource}");
                 assert_eq!(info.user_id, buyer);
                 assert_eq!(info.resource_id, *resource.id());
-                assert_eq!(info.resource_type, resource.kind());
+                assert_eq!(&info.resource_type, resource.kind());
                 let paid = matches!(status, PaymentStatus::Paid | PaymentStatus::Trial);
                 assert_eq!(info.date_of_purchase.is_some(), paid);
 

@@ -1,13 +1,30 @@
-//! What a refused caller gets: [`Refusal`], answered in Figma's own error
-//! envelope unless the layer was given another response.
+//! What a refused caller gets: [`Refusal`] and its [`RefusalReason`],
+//! answered in Figma's own error envelope unless the layer was given another
+//! response.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::response::IntoResponse;
+//! use figma_paywall::{Refusal, RefusalReason};
+//!
+//! # fn show(refusal: Refusal) {
+//! // In a `with_refusal` closure, or wherever a refusal is at hand:
+//! if refusal.reason == RefusalReason::NotPaid {
+//!     let response = refusal.into_response(); // 402 in Figma's envelope
+//!     // Every refusal of a gate carries its reason as a response extension.
+//!     assert_eq!(response.extensions().get(), Some(&RefusalReason::NotPaid));
+//! }
+//! # }
+//! ```
 
-use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
+use std::{fmt, time::Duration};
 
 use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use http::{header, request::Parts, HeaderValue, StatusCode};
+use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::{error::ceil_secs, PaymentStatus, ResourceId};
@@ -38,7 +55,8 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
-    const ALL: [Self; 9] = [
+    /// Every reason, in the order of their counters.
+    pub(crate) const ALL: [Self; 9] = [
         Self::NoIdentity,
         Self::InvalidIdentity,
         Self::TokenRejected,
@@ -49,6 +67,11 @@ impl RefusalReason {
         Self::RateLimited,
         Self::FigmaUnavailable,
     ];
+
+    /// Its place in [`ALL`](Self::ALL), for counters.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
 
     /// A short snake_case name, as used in stats.
     pub fn as_str(self) -> &'static str {
@@ -134,6 +157,7 @@ impl IntoResponse for Refusal {
             resource_id: self.resource_id.as_ref(),
         };
         let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(self.reason);
         if let Some(retry_after) = self.retry_after {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -144,37 +168,39 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// A replacement for the refusal response; see
-/// [`RequirePaidLayer::with_refusal`](crate::RequirePaidLayer::with_refusal).
-#[derive(Clone)]
-pub(crate) struct RefusalHandler(pub(crate) Arc<RespondFn>);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-type RespondFn = dyn Fn(Refusal, &Parts) -> Response + Send + Sync;
-
-impl fmt::Debug for RefusalHandler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RefusalHandler(..)")
-    }
-}
-
-/// Refusals counted by reason, for stats.
-#[derive(Debug, Default)]
-pub(crate) struct RefusalCounters([crate::paywall::Counter; RefusalReason::ALL.len()]);
-
-impl RefusalCounters {
-    pub(crate) fn count(&self, reason: RefusalReason) {
-        let index = RefusalReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.0[index].add();
+    #[test]
+    fn reasons_index_their_place_in_all() {
+        for (i, reason) in RefusalReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason}");
+        }
     }
 
-    pub(crate) fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        RefusalReason::ALL
-            .iter()
-            .zip(&self.0)
-            .map(|(r, c)| (r.as_str(), c.get()))
-            .collect()
+    #[tokio::test]
+    async fn the_envelope_carries_status_reason_and_retry_after() {
+        let mut refusal = Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RefusalReason::RateLimited,
+            "later",
+        );
+        refusal.retry_after = Some(Duration::from_millis(1500));
+        let response = refusal.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(
+            response.extensions().get::<RefusalReason>(),
+            Some(&RefusalReason::RateLimited)
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": true, "status": 503, "message": "later", "reason": "rate_limited"})
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! [`FigmaLogin`] is a small router for Figma's OAuth 2 authorization-code
 //! flow with PKCE (scope `current_user:read`), which learns a visitor's Figma
 //! user ID and keeps it in an encrypted, `HttpOnly`, `SameSite=Lax` cookie;
-//! its [`layer`](FigmaLogin::layer) puts a [`FigmaUserId`] on every request of
+//! its [`layer`](FigmaLogin::layer) puts a [`FigmaUserId`](crate::FigmaUserId) on every request of
 //! a signed-in visitor, which is what [`RequirePaid`](crate::RequirePaid)
 //! reads. Figma's access token is used once to learn the ID and then dropped.
 //!
@@ -29,29 +29,23 @@
 //! # Ok(()) }
 //! ```
 
+mod layer;
+mod routes;
+
 use std::{
     fmt,
     sync::Arc,
-    task::{Context, Poll},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use axum::{
-    extract::{Query, State},
-    response::{IntoResponse, Redirect, Response},
-    routing::get,
-    Router,
-};
+use axum::{routing::get, Router};
 use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use http::{Request, StatusCode};
+use base64::Engine;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tower_layer::Layer;
-use tower_service::Service;
 use url::Url;
 
-use crate::{FigmaUserId, UserId};
+pub use self::layer::{SignedIn, SignedInLayer};
+use crate::UserId;
 
 /// Figma's authorization page.
 pub const DEFAULT_AUTHORIZE_URL: &str = "https://www.figma.com/oauth";
@@ -302,14 +296,14 @@ impl FigmaLogin {
     pub fn router<S>(&self) -> Router<S> {
         let p = &self.inner.prefix;
         Router::new()
-            .route(&format!("{p}/login"), get(login))
-            .route(&format!("{p}/callback"), get(callback))
+            .route(&format!("{p}/login"), get(routes::login))
+            .route(&format!("{p}/callback"), get(routes::callback))
             // POST only: a link or image on another site cannot sign anyone out.
-            .route(&format!("{p}/logout"), axum::routing::post(logout))
+            .route(&format!("{p}/logout"), axum::routing::post(routes::logout))
             .with_state(self.clone())
     }
 
-    /// The layer that puts a [`FigmaUserId`] on requests of signed-in
+    /// The layer that puts a [`FigmaUserId`](crate::FigmaUserId) on requests of signed-in
     /// visitors. Put it outside the [`RequirePaid`](crate::RequirePaid)
     /// layers.
     pub fn layer(&self) -> SignedInLayer {
@@ -362,297 +356,15 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn random_token() -> String {
-    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-}
-
-/// Only local paths: never a redirect to another site.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && !n.chars().any(char::is_control) =>
-        {
-            n.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Flow {
-    state: String,
-    verifier: String,
-    next: String,
-}
-
 #[derive(Serialize, Deserialize)]
 struct Session {
     user_id: UserId,
     expires_at: u64,
 }
 
-#[derive(Deserialize)]
-struct LoginQuery {
-    next: Option<String>,
-}
-
-async fn login(
-    State(login): State<FigmaLogin>,
-    jar: PrivateCookieJar,
-    Query(query): Query<LoginQuery>,
-) -> Response {
-    let c = &login.inner;
-    let flow = Flow {
-        state: random_token(),
-        verifier: random_token(),
-        next: safe_next(query.next.as_deref()),
-    };
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(flow.verifier.as_bytes()));
-    let mut url = c.authorize_url.clone();
-    url.query_pairs_mut()
-        .append_pair("client_id", &c.client_id)
-        .append_pair("redirect_uri", c.callback_url.as_str())
-        .append_pair("scope", SCOPE)
-        .append_pair("state", &flow.state)
-        .append_pair("response_type", "code")
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256");
-    let cookie = login.cookie(
-        FLOW_COOKIE.to_owned(),
-        serde_json::to_string(&flow).unwrap_or_default(),
-        c.prefix.clone(),
-        FLOW_LIFETIME,
-    );
-    (jar.add(cookie), Redirect::to(url.as_str())).into_response()
-}
-
-#[derive(Deserialize)]
-struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    user_id_string: Option<String>,
-    user_id: Option<serde_json::Number>,
-}
-
-/// A sign-in that did not work: a page that says so and offers to start again.
-fn failed(status: StatusCode, why: &str, login: &FigmaLogin) -> Response {
-    let again = login.login_path("/");
-    (
-        status,
-        axum::response::Html(format!(
-            "<!doctype html><title>Sign-in failed</title><h1>Sign-in with Figma did not work</h1><p>{why}</p><p><a href=\"{again}\">Sign in again</a></p>"
-        )),
-    )
-        .into_response()
-}
-
-async fn callback(
-    State(login): State<FigmaLogin>,
-    jar: PrivateCookieJar,
-    Query(query): Query<CallbackQuery>,
-) -> Response {
-    let c = &login.inner;
-    // A tampered or foreign cookie does not decrypt: no flow.
-    let flow: Option<Flow> = jar
-        .get(FLOW_COOKIE)
-        .and_then(|cookie| serde_json::from_str(cookie.value()).ok());
-    let jar = jar.remove(Cookie::build(FLOW_COOKIE).path(c.prefix.clone()));
-    let Some(flow) = flow else {
-        tracing::debug!("sign-in refused: no sign-in under way in this browser");
-        return (
-            jar,
-            failed(
-                StatusCode::BAD_REQUEST,
-                "This sign-in was not started in this browser, or took too long.",
-                &login,
-            ),
-        )
-            .into_response();
-    };
-    if query.error.is_some() {
-        return (
-            jar,
-            failed(StatusCode::FORBIDDEN, "Figma did not grant access.", &login),
-        )
-            .into_response();
-    }
-    let (Some(code), Some(state)) = (query.code, query.state) else {
-        return (
-            jar,
-            failed(
-                StatusCode::BAD_REQUEST,
-                "Figma's answer is incomplete.",
-                &login,
-            ),
-        )
-            .into_response();
-    };
-    if state.len() != flow.state.len() || !constant_time_eq(state.as_bytes(), flow.state.as_bytes())
-    {
-        tracing::warn!("sign-in refused: the state does not match (a forged or crossed callback)");
-        return (
-            jar,
-            failed(
-                StatusCode::BAD_REQUEST,
-                "This sign-in does not match the one this browser started.",
-                &login,
-            ),
-        )
-            .into_response();
-    }
-    let answer = c
-        .http
-        .post(c.token_url.clone())
-        .basic_auth(&c.client_id, Some(&c.client_secret))
-        .form(&[
-            ("redirect_uri", c.callback_url.as_str()),
-            ("code", code.as_str()),
-            ("grant_type", "authorization_code"),
-            ("code_verifier", flow.verifier.as_str()),
-        ])
-        .send()
-        .await;
-    let answer = match answer {
-        Ok(answer) if answer.status().is_success() => answer.json::<TokenAnswer>().await.ok(),
-        Ok(answer) if answer.status().is_client_error() => {
-            tracing::debug!(status = %answer.status(), "sign-in refused: Figma refused the code");
-            return (
-                jar,
-                failed(
-                    StatusCode::BAD_REQUEST,
-                    "The sign-in code expired or was already used.",
-                    &login,
-                ),
-            )
-                .into_response();
-        }
-        Ok(answer) => {
-            tracing::warn!(status = %answer.status(), "Figma's token exchange failed");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e.without_url(), "Figma's token exchange failed");
-            None
-        }
-    };
-    let user = answer.and_then(|a| {
-        let id = a
-            .user_id_string
-            .or_else(|| a.user_id.map(|n| n.to_string()))?;
-        UserId::new(id).ok()
-    });
-    let Some(user) = user else {
-        return (
-            jar,
-            failed(
-                StatusCode::BAD_GATEWAY,
-                "Figma could not confirm who you are; try again.",
-                &login,
-            ),
-        )
-            .into_response();
-    };
-    tracing::info!(user_id = %user, "signed in with Figma");
-    let session = Session {
-        user_id: user,
-        expires_at: unix_now().saturating_add(c.session_lifetime.as_secs()),
-    };
-    let cookie = login.cookie(
-        c.cookie_name.clone(),
-        serde_json::to_string(&session).unwrap_or_default(),
-        "/".to_owned(),
-        c.session_lifetime,
-    );
-    (jar.add(cookie), Redirect::to(&flow.next)).into_response()
-}
-
-async fn logout(State(login): State<FigmaLogin>, jar: PrivateCookieJar) -> Response {
-    let jar = jar.remove(Cookie::build(login.inner.cookie_name.clone()).path("/"));
-    (jar, Redirect::to("/")).into_response()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-impl axum::extract::FromRef<FigmaLogin> for Key {
-    fn from_ref(login: &FigmaLogin) -> Key {
-        login.inner.key.clone()
-    }
-}
-
-/// Puts a [`FigmaUserId`] on requests of signed-in visitors; see
-/// [`FigmaLogin::layer`].
-#[derive(Debug, Clone)]
-pub struct SignedInLayer {
-    login: FigmaLogin,
-}
-
-impl<S> Layer<S> for SignedInLayer {
-    type Service = SignedIn<S>;
-
-    fn layer(&self, inner: S) -> SignedIn<S> {
-        SignedIn {
-            inner,
-            login: self.login.clone(),
-        }
-    }
-}
-
-/// The service of [`SignedInLayer`].
-#[derive(Debug, Clone)]
-pub struct SignedIn<S> {
-    inner: S,
-    login: FigmaLogin,
-}
-
-impl<S, B> Service<Request<B>> for SignedIn<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> S::Future {
-        if let Some(user) = self.login.session_user(req.headers()) {
-            req.extensions_mut().insert(FigmaUserId::new(user.as_str()));
-        }
-        self.inner.call(req)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn next_is_only_ever_a_local_path() {
-        assert_eq!(safe_next(Some("/docs/intro?a=1")), "/docs/intro?a=1");
-        for bad in [
-            "https://evil.example",
-            "//evil.example",
-            "/\\evil",
-            "docs",
-            "/a\nb",
-            "",
-        ] {
-            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
-        }
-        assert_eq!(safe_next(None), "/");
-    }
 
     #[test]
     fn debug_hides_the_secret() {

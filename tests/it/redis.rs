@@ -3,19 +3,17 @@
 //! skipped.
 #![cfg(feature = "redis")]
 
-mod common;
-
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use crate::common::*;
 use axum::Router;
-use common::*;
 use figma_paywall::{
     mock::{Fault, MockFigma},
-    redis_tier::RedisTier,
-    PaymentStatus, Paywall,
+    redis::RedisTier,
+    PaymentStatus, Paywall, RequirePaidLayer,
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 
@@ -50,7 +48,7 @@ fn replicas(figma: &MockFigma, url: &str, prefix: &str, n: usize) -> Vec<Replica
             let paywall = Paywall::builder(figma.client().unwrap())
                 .redis(tier)
                 .build();
-            let app = echo_app().layer(paywall.require(plugin()));
+            let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
             Replica { paywall, app }
         })
         .collect()
@@ -261,7 +259,7 @@ async fn an_answer_near_its_end_is_refreshed_and_stands_in_when_figma_fails() {
             .paid_lifetime(Duration::from_millis(1000))
             .redis(tier)
             .build();
-        echo_app().layer(paywall.require(plugin()))
+        echo_app().layer(RequirePaidLayer::new(&paywall, plugin()))
     };
     assert_eq!(call(&replica(), as_user("5")).await.status, 200);
     assert_eq!(figma.payment_requests(), 1);

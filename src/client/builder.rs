@@ -1,0 +1,252 @@
+//! [`PaymentsClientBuilder`]: every setting of a client, checked when it is
+//! built.
+
+use std::{
+    num::NonZeroU32,
+    sync::{atomic::AtomicU64, Arc},
+    time::Duration,
+};
+
+use tokio::sync::Semaphore;
+use url::Url;
+
+use super::{budget::Budget, Inner, PaymentsClient, DEFAULT_BASE_URL};
+use crate::{clock::Clock, error::ConfigError, AccessToken};
+
+/// Builds a [`PaymentsClient`]; see its docs for the defaults.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use figma_paywall::{AccessToken, PaymentsClient};
+///
+/// let client = PaymentsClient::builder(AccessToken::new("figd_example")?)
+///     .base_url("http://127.0.0.1:8080")
+///     .timeout(Duration::from_secs(3))
+///     .rate_limit(50, 5)
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct PaymentsClientBuilder {
+    token: AccessToken,
+    base_url: String,
+    connect_timeout: Duration,
+    timeout: Duration,
+    pool_idle_timeout: Duration,
+    per_minute: u32,
+    burst: u32,
+    max_waiting: usize,
+    max_wait: Duration,
+    clock: Clock,
+}
+
+impl PaymentsClientBuilder {
+    pub(super) fn new(token: AccessToken) -> Self {
+        Self {
+            token,
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            connect_timeout: Duration::from_secs(3),
+            timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(30),
+            per_minute: 9,
+            burst: 3,
+            max_waiting: 256,
+            max_wait: Duration::from_secs(2),
+            clock: Clock::default(),
+        }
+    }
+
+    /// The API's base URL; default `https://api.figma.com`. A path is kept
+    /// (`http://localhost:8080/figma` asks `…/figma/v1/payments`).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// How long to wait for a connection to Figma; default 3 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a whole request to Figma may take; default 5 s, at most
+    /// 10 s is accepted. A hung Figma never holds a lookup longer.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long an idle pooled connection is kept; default 30 s.
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// The payment-lookup budget: `per_minute` calls a minute, with bursts
+    /// of up to `burst`. Default 9 a minute, bursts of 3.
+    ///
+    /// All lookups made with one access token share one budget at Figma
+    /// (Tier 3: about 10 a minute on View and Collab seats, 50 to 150 on Dev
+    /// and Full seats). Every clone of this client shares this budget; give
+    /// separate clients of one token separate shares of it.
+    pub fn rate_limit(mut self, per_minute: u32, burst: u32) -> Self {
+        self.per_minute = per_minute;
+        self.burst = burst;
+        self
+    }
+
+    /// How many lookups may wait for a budget slot at once (default 256) and
+    /// for how long (default 2 s). Past either, a lookup fails at once with
+    /// [`Error::Throttled`](crate::Error::Throttled) instead of hanging.
+    pub fn queue(mut self, max_waiting: usize, max_wait: Duration) -> Self {
+        self.max_waiting = max_waiting;
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// Reads time from `clock` instead of the real clock, for the rate
+    /// budget and the 429 back-off: a test moves it forward instead of
+    /// sleeping. Give the [`Paywall`](crate::Paywall) the same clock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use figma_paywall::{mock::MockClock, AccessToken, PaymentsClient};
+    ///
+    /// let clock = MockClock::new();
+    /// let client = PaymentsClient::builder(AccessToken::new("figd_example")?)
+    ///     .clock(&clock)
+    ///     .build()?;
+    /// clock.advance(Duration::from_secs(60)); // a minute of budget comes back
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "mock")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+    pub fn clock(mut self, clock: &crate::clock::MockClock) -> Self {
+        self.clock = clock.clock();
+        self
+    }
+
+    /// Builds the client, checking every setting.
+    pub fn build(self) -> Result<PaymentsClient, ConfigError> {
+        let (payments_url, me_url) = endpoint_urls(&self.base_url)?;
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(10) {
+            return Err(ConfigError::InvalidSetting(format!(
+                "timeout must be between 1 ms and 10 s, not {:?}",
+                self.timeout
+            )));
+        }
+        let per_minute = NonZeroU32::new(self.per_minute).ok_or_else(|| {
+            ConfigError::InvalidSetting("rate_limit: per_minute must be at least 1".into())
+        })?;
+        let burst = NonZeroU32::new(self.burst).ok_or_else(|| {
+            ConfigError::InvalidSetting("rate_limit: burst must be at least 1".into())
+        })?;
+        if self.max_waiting > Semaphore::MAX_PERMITS {
+            return Err(ConfigError::InvalidSetting(format!(
+                "queue: at most {} lookups can wait",
+                Semaphore::MAX_PERMITS
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("figma-paywall/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ConfigError::HttpClient)?;
+        Ok(PaymentsClient {
+            inner: Arc::new(Inner {
+                http,
+                token: self.token,
+                payments_url,
+                me_url,
+                timeout: self.timeout,
+                budget: Budget::new(
+                    per_minute,
+                    burst,
+                    self.max_waiting,
+                    self.max_wait,
+                    self.clock.clone(),
+                ),
+                clock: self.clock,
+                calls: AtomicU64::new(0),
+                latency_micros: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+fn endpoint_urls(base: &str) -> Result<(Url, Url), ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidBaseUrl {
+        // A URL with credentials in it is not repeated.
+        url: if base.contains('@') {
+            "<redacted: it contains credentials>".to_owned()
+        } else {
+            base.to_owned()
+        },
+        reason,
+    };
+    let url = Url::parse(base.trim()).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(invalid(
+            "a base URL has no query, fragment or credentials".into(),
+        ));
+    }
+    let join = |p: &str| api_endpoint(&url, p).map_err(|e| invalid(e.to_string()));
+    Ok((join("v1/payments")?, join("v1/me")?))
+}
+
+/// `path` under the API's base URL, keeping any path the base has
+/// (`http://host/figma` + `v1/me` is `http://host/figma/v1/me`).
+pub(crate) fn api_endpoint(base: &Url, path: &str) -> Result<Url, url::ParseError> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        let with_slash = format!("{}/", base.path());
+        base.set_path(&with_slash);
+    }
+    base.join(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_keep_their_path() {
+        let (p, m) = endpoint_urls("http://127.0.0.1:9/figma").unwrap();
+        assert_eq!(p.as_str(), "http://127.0.0.1:9/figma/v1/payments");
+        assert_eq!(m.as_str(), "http://127.0.0.1:9/figma/v1/me");
+        let (p, _) = endpoint_urls("https://api.figma.com").unwrap();
+        assert_eq!(p.as_str(), "https://api.figma.com/v1/payments");
+        for bad in [
+            "",
+            "api.figma.com",
+            "ftp://x",
+            "http://x/?a=1",
+            "http://u:p@x/",
+        ] {
+            assert!(endpoint_urls(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let token = || AccessToken::new("t").unwrap();
+        assert!(PaymentsClient::builder(token())
+            .timeout(Duration::from_secs(11))
+            .build()
+            .is_err());
+        assert!(PaymentsClient::builder(token())
+            .rate_limit(0, 1)
+            .build()
+            .is_err());
+        assert!(PaymentsClient::builder(token()).build().is_ok());
+    }
+}

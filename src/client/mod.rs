@@ -1,0 +1,295 @@
+//! [`PaymentsClient`]: the typed client for Figma's `GET /v1/payments`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use figma_paywall::{PaymentsClient, PluginPaymentToken, Resource, UserId};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // FIGMA_TOKEN (and optionally FIGMA_API_URL) from the environment.
+//! let client = PaymentsClient::from_env()?;
+//! client.verify_credentials().await?; // fail fast on an expired token
+//!
+//! // From a plugin: the token of `figma.payments.getPluginPaymentTokenAsync()`.
+//! let token = PluginPaymentToken::new("ppt_abc123xyz789")?;
+//! let info = client.payment_by_token(&token).await?;
+//! println!("{} is {}", info.user_id, info.payment_status);
+//!
+//! // From anywhere else: a user ID (from "Sign in with Figma") and a resource.
+//! let info = client
+//!     .payment_by_user(&UserId::new("1234567890")?, &Resource::plugin("1122334455")?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+mod answer;
+mod budget;
+mod builder;
+mod question;
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use http::{HeaderMap, HeaderName};
+use serde::Deserialize;
+use url::Url;
+
+#[cfg(feature = "login")]
+pub(crate) use self::builder::api_endpoint;
+pub use self::builder::PaymentsClientBuilder;
+use self::{
+    answer::{error_message, header_string, parse_payments_answer, ClassifyName},
+    budget::Budget,
+};
+pub(crate) use self::{budget::Wait, question::Question};
+use crate::{
+    clock::Clock,
+    error::{ConfigError, Error, RateLimit},
+    AccessToken, PaymentInformation, PluginPaymentToken, Resource, UserId,
+};
+
+/// Figma's production API.
+pub const DEFAULT_BASE_URL: &str = "https://api.figma.com";
+
+/// The header Figma reads the personal access token from, `X-Figma-Token`.
+pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-figma-token");
+
+/// Answers larger than this are refused as malformed: Figma's are a few
+/// hundred bytes.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// How long to stop calling after a 429 that carries no `Retry-After`.
+const DEFAULT_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The typed async client for `GET /v1/payments` and `GET /v1/me`.
+///
+/// Cheap to clone: clones share one connection pool, one rate budget and one
+/// 429 back-off, so every layer built from one client stays within the access
+/// token's single budget at Figma.
+///
+/// Defaults: connect timeout 3 s, request timeout 5 s, pooled connections
+/// closed after 30 s idle, at most 9 payment lookups a minute (Figma's
+/// smallest budget for this endpoint is about 10; raise it with
+/// [`rate_limit`](PaymentsClientBuilder::rate_limit) if your seat has more),
+/// at most 256 lookups waiting up to 2 s for a slot.
+#[derive(Clone, Debug)]
+pub struct PaymentsClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    token: AccessToken,
+    payments_url: Url,
+    me_url: Url,
+    timeout: Duration,
+    budget: Budget,
+    calls: AtomicU64,
+    latency_micros: AtomicU64,
+    clock: Clock,
+}
+
+impl PaymentsClient {
+    /// Starts a builder with the given personal access token.
+    pub fn builder(token: AccessToken) -> PaymentsClientBuilder {
+        PaymentsClientBuilder::new(token)
+    }
+
+    /// A client with every default, talking to Figma's production API.
+    pub fn new(token: AccessToken) -> Result<Self, ConfigError> {
+        Self::builder(token).build()
+    }
+
+    /// A client configured from the environment: the access token from
+    /// `FIGMA_TOKEN` (required) and the base URL from `FIGMA_API_URL`
+    /// (default `https://api.figma.com`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::builder_from_env()?.build()
+    }
+
+    /// Like [`from_env`](Self::from_env), but returns the builder so more can
+    /// be set.
+    pub fn builder_from_env() -> Result<PaymentsClientBuilder, ConfigError> {
+        let token = std::env::var("FIGMA_TOKEN").map_err(|_| ConfigError::MissingToken)?;
+        let mut builder = Self::builder(AccessToken::new(token.trim())?);
+        if let Ok(url) = std::env::var("FIGMA_API_URL") {
+            builder = builder.base_url(url);
+        }
+        Ok(builder)
+    }
+
+    /// Asks Figma for the payment information behind a plugin payment token.
+    ///
+    /// The answer names the user and the resource the token was made for:
+    /// check them before granting anything (the
+    /// [`RequirePaid`](crate::RequirePaid) layer does).
+    pub async fn payment_by_token(
+        &self,
+        token: &PluginPaymentToken,
+    ) -> Result<PaymentInformation, Error> {
+        self.ask(&Question::Token(token.clone()), Wait::ForSlot)
+            .await
+    }
+
+    /// Asks Figma for a user's payment information on one plugin, widget or
+    /// Community file that the access token's owner created.
+    pub async fn payment_by_user(
+        &self,
+        user: &UserId,
+        resource: &Resource,
+    ) -> Result<PaymentInformation, Error> {
+        self.ask(
+            &Question::User(user.clone(), resource.clone()),
+            Wait::ForSlot,
+        )
+        .await
+    }
+
+    /// Asks `GET /v1/payments` within the rate budget.
+    pub(crate) async fn ask(
+        &self,
+        question: &Question,
+        wait: Wait,
+    ) -> Result<PaymentInformation, Error> {
+        let url = question.url(&self.inner.payments_url)?;
+        self.inner.budget.acquire(wait).await?;
+        let (_, body) = self.send(url, question.secret()).await?;
+        parse_payments_answer(&body)
+    }
+
+    /// Checks the access token with `GET /v1/me`, so an app can fail at
+    /// start-up on a wrong or expired token instead of refusing every caller.
+    ///
+    /// Returns the token's owner. Does not use the payments rate budget.
+    pub async fn verify_credentials(&self) -> Result<FigmaUser, Error> {
+        let url = self.inner.me_url.clone();
+        let (_, body) = self.send(url, None).await?;
+        serde_json::from_slice::<FigmaUser>(&body).map_err(|e| Error::MalformedResponse {
+            reason: format!("GET /v1/me: {}", e.classify_name()),
+        })
+    }
+
+    /// How many requests this client has sent to Figma, and their summed
+    /// latency.
+    pub fn upstream_calls(&self) -> (u64, Duration) {
+        (
+            self.inner.calls.load(Ordering::Relaxed),
+            Duration::from_micros(self.inner.latency_micros.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// How long Figma asked this client to stop calling, if it did (a 429
+    /// whose `Retry-After` has not passed).
+    pub fn backing_off_for(&self) -> Option<Duration> {
+        self.inner.budget.backing_off_for()
+    }
+
+    /// The time this client reads (real, unless a test gave it a mock clock).
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The budget: calls a minute, burst, and the longest wait for a slot.
+    pub(crate) fn budget_settings(&self) -> (u32, u32, Duration) {
+        let b = &self.inner.budget;
+        (b.per_minute, b.burst, b.max_wait)
+    }
+
+    /// The client's upstream timeout (the longest a lookup waits for Figma).
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    async fn send(&self, url: Url, secret: Option<&str>) -> Result<(HeaderMap, Vec<u8>), Error> {
+        let started = Instant::now();
+        let result = self.send_inner(url, secret).await;
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.latency_micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        if let Err(Error::RateLimited(limit)) = &result {
+            self.inner
+                .budget
+                .back_off(limit.retry_after.unwrap_or(DEFAULT_BACKOFF));
+        }
+        result
+    }
+
+    async fn send_inner(
+        &self,
+        url: Url,
+        secret: Option<&str>,
+    ) -> Result<(HeaderMap, Vec<u8>), Error> {
+        let timeout = self.inner.timeout;
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                Error::Timeout(timeout)
+            } else {
+                // The URL may carry a plugin payment token: never keep it.
+                Error::Transport(e.without_url())
+            }
+        };
+        let mut response = self
+            .inner
+            .http
+            .get(url)
+            .header(ACCESS_TOKEN_HEADER, self.inner.token.expose_secret())
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(Error::MalformedResponse {
+                    reason: format!("answer larger than {MAX_ANSWER_BYTES} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            return Ok((headers, body));
+        }
+        let message = error_message(&body, secret, &self.inner.token);
+        Err(match status.as_u16() {
+            400 => Error::InvalidRequest { message },
+            401 | 403 => Error::Unauthorized { status, message },
+            429 => Error::RateLimited(RateLimit {
+                retry_after: headers
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs),
+                plan_tier: header_string(&headers, "x-figma-plan-tier"),
+                rate_limit_type: header_string(&headers, "x-figma-rate-limit-type"),
+                upgrade_link: header_string(&headers, "x-figma-upgrade-link"),
+            }),
+            _ => Error::Upstream { status, message },
+        })
+    }
+}
+
+/// The owner of an access token, as `GET /v1/me` answers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FigmaUser {
+    /// The user's ID.
+    pub id: UserId,
+    /// The user's handle.
+    #[serde(default)]
+    pub handle: String,
+    /// The user's email address, if the token may read it.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The user's avatar.
+    #[serde(default)]
+    pub img_url: Option<String>,
+}

@@ -1,0 +1,56 @@
+//! The layer that reads the session cookie and puts a [`FigmaUserId`] on
+//! the requests of signed-in visitors.
+
+use std::task::{Context, Poll};
+
+use http::Request;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::FigmaLogin;
+use crate::FigmaUserId;
+
+/// Puts a [`FigmaUserId`] on requests of signed-in visitors; see
+/// [`FigmaLogin::layer`].
+#[derive(Debug, Clone)]
+pub struct SignedInLayer {
+    pub(super) login: FigmaLogin,
+}
+
+impl<S> Layer<S> for SignedInLayer {
+    type Service = SignedIn<S>;
+
+    fn layer(&self, inner: S) -> SignedIn<S> {
+        SignedIn {
+            inner,
+            login: self.login.clone(),
+        }
+    }
+}
+
+/// The service of [`SignedInLayer`].
+#[derive(Debug, Clone)]
+pub struct SignedIn<S> {
+    inner: S,
+    login: FigmaLogin,
+}
+
+impl<S, B> Service<Request<B>> for SignedIn<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> S::Future {
+        if let Some(user) = self.login.session_user(req.headers()) {
+            req.extensions_mut().insert(FigmaUserId::new(user.as_str()));
+        }
+        self.inner.call(req)
+    }
+}

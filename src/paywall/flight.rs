@@ -1,0 +1,130 @@
+//! Coalescing: one call to Figma per key, shared by every concurrent lookup
+//! of it, run in a spawned task so that a caller who goes away does not
+//! cancel it for the others.
+
+use std::{
+    collections::HashMap,
+    sync::{atomic::Ordering, Arc, Mutex},
+    time::Instant,
+};
+
+use futures_util::{
+    future::{BoxFuture, Shared},
+    FutureExt,
+};
+
+use super::{entry::Entry, key::CacheKey, Paywall};
+use crate::{
+    client::{Question, Wait},
+    Error,
+};
+
+pub(super) type SharedResult = Result<Arc<Entry>, Arc<Error>>;
+pub(super) type Flight = Shared<BoxFuture<'static, SharedResult>>;
+
+/// The lookups of Figma under way, by key.
+#[derive(Default)]
+pub(super) struct Flights(Mutex<HashMap<CacheKey, Flight>>);
+
+impl Flights {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Flight>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Removes a finished flight from the map when dropped.
+struct Landed<'a>(&'a Paywall, CacheKey);
+
+impl Drop for Landed<'_> {
+    fn drop(&mut self) {
+        self.0.inner.flights.lock().remove(&self.1);
+    }
+}
+
+impl Paywall {
+    /// Joins the lookup of `key` under way, or starts one in a spawned task.
+    ///
+    /// `seen` is when the entry the caller saw was fetched: a flight that
+    /// finds a newer entry in the cache uses it instead of asking Figma, so
+    /// a caller who saw an old entry just before another flight finished
+    /// does not cause a second call.
+    pub(super) fn flight(
+        &self,
+        key: CacheKey,
+        seen: Option<Instant>,
+        question: Question,
+        wait: Wait,
+    ) -> Flight {
+        let mut flights = self.inner.flights.lock();
+        if let Some(flight) = flights.get(&key) {
+            return flight.clone();
+        }
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            // Leaves the map however the lookup ends, panics included.
+            let _landed = Landed(&this, key);
+            this.fetch_and_store(key, seen, question, wait).await
+        });
+        let flight = async move {
+            task.await.unwrap_or_else(|e| {
+                Err(Arc::new(Error::MalformedResponse {
+                    reason: format!("the lookup task failed: {e}"),
+                }))
+            })
+        }
+        .boxed()
+        .shared();
+        flights.insert(key, flight.clone());
+        flight
+    }
+
+    async fn fetch_and_store(
+        &self,
+        key: CacheKey,
+        seen: Option<Instant>,
+        question: Question,
+        wait: Wait,
+    ) -> SharedResult {
+        let inner = &self.inner;
+        if let Some(entry) = inner.cache.get(&key).await {
+            if seen.is_none_or(|seen| entry.fetched_at > seen)
+                && inner.clock.now() < inner.lifetimes.fresh_until(&entry)
+            {
+                return Ok(entry);
+            }
+        }
+        let started = Instant::now();
+        let generation = inner.generation.load(Ordering::Acquire);
+        // The client's own timeouts bound the request; this bounds the
+        // whole lookup (budget wait, a tier's lock included) whatever happens.
+        let deadline = inner.lookup_deadline();
+        let result =
+            match tokio::time::timeout(deadline, inner.fetch(key.store_key(), &question, wait))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(Error::Timeout(deadline)),
+            };
+        tracing::debug!(
+            upstream_ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "asked Figma"
+        );
+        let (mut info, fetched_at) = result.map_err(Arc::new)?;
+        // A million answers about one resource share one copy of its ID.
+        if let Question::User(_, resource) = &question {
+            if info.resource_id == *resource.id() {
+                info.resource_id = resource.id().clone();
+            }
+        }
+        let entry = Entry::new(info, fetched_at);
+        if inner.generation.load(Ordering::Acquire) == generation {
+            inner.cache.insert(key, entry.clone()).await;
+        }
+        Ok(entry)
+    }
+}

@@ -1,0 +1,105 @@
+//! [`CacheKey`]: the key of an answer in the in-process cache.
+
+use sha2::{Digest, Sha256};
+
+use crate::{tier::StoreKey, PluginPaymentToken, Resource, UserId};
+
+/// A cache key: 128 bits of SHA-256 over the question asked, so that plugin
+/// payment tokens are never stored and keys are small and fixed-size.
+///
+/// The same bits key the answer in a tier ([`StoreKey`]); the two are
+/// separate types so that the in-process key can change (a faster keyed
+/// hash) without changing what other replicas and files hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct CacheKey(u128);
+
+impl CacheKey {
+    fn digest(parts: &[&[u8]]) -> Self {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            // Length-prefixed, so no two different questions hash the same
+            // input. Two bytes are enough (IDs and tokens are bounded far
+            // below 64 KiB) and keep a typical key within one SHA-256 block.
+            let len = u16::try_from(part.len()).unwrap_or(u16::MAX);
+            hasher.update(len.to_le_bytes());
+            hasher.update(part);
+        }
+        let digest = hasher.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        Self(u128::from_le_bytes(first))
+    }
+
+    /// The key of a plugin payment token's answer. The answer names its own
+    /// resource and is checked against the gate on every use, so one token's
+    /// answer serves every gate without serving the wrong resource.
+    pub(crate) fn token(token: &PluginPaymentToken) -> Self {
+        Self::digest(&[b"token", token.expose_secret().as_bytes()])
+    }
+
+    /// The key of a user's answer on one resource.
+    pub(crate) fn user(user: &UserId, resource: &Resource) -> Self {
+        Self::digest(&[
+            b"user",
+            resource.kind().as_str().as_bytes(),
+            resource.id().as_str().as_bytes(),
+            user.as_str().as_bytes(),
+        ])
+    }
+
+    /// The key of `question`'s answer.
+    #[cfg(test)]
+    pub(crate) fn of(question: &crate::client::Question) -> Self {
+        use crate::client::Question;
+        match question {
+            Question::Token(token) => Self::token(token),
+            Question::User(user, resource) => Self::user(user, resource),
+        }
+    }
+
+    /// The key of the same answer in a tier.
+    pub(crate) fn store_key(self) -> StoreKey {
+        StoreKey(self.0)
+    }
+
+    /// The in-process key of an answer a tier names (another replica's
+    /// invalidation).
+    pub(crate) fn from_store_key(key: StoreKey) -> Self {
+        Self(key.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Question;
+
+    fn user(id: &str) -> UserId {
+        UserId::new(id).unwrap()
+    }
+
+    #[test]
+    fn keys_tell_every_question_apart() {
+        let plugin = Resource::plugin("12").unwrap();
+        let widget = Resource::widget("12").unwrap();
+        let keys = [
+            CacheKey::user(&user("3"), &plugin),
+            CacheKey::user(&user("3"), &widget),
+            CacheKey::user(&user("31"), &Resource::plugin("2").unwrap()),
+            CacheKey::user(&user("4"), &plugin),
+            CacheKey::token(&PluginPaymentToken::new("3").unwrap()),
+            CacheKey::token(&PluginPaymentToken::new("user").unwrap()),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(keys[0], CacheKey::user(&user("3"), &plugin));
+        assert_eq!(
+            keys[0],
+            CacheKey::of(&Question::User(user("3"), plugin.clone()))
+        );
+        assert_eq!(CacheKey::from_store_key(keys[4].store_key()), keys[4]);
+    }
+}

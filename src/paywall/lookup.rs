@@ -1,0 +1,126 @@
+//! The hit path, and what a miss does: wait for the shared flight, or
+//! serve a stale PAID/TRIAL answer when Figma cannot give a fresh one.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use super::{entry::Entry, key::CacheKey, Paywall};
+use crate::{
+    client::{Question, Wait},
+    Error, PaymentInformation, PluginPaymentToken, Resource, UserId,
+};
+
+/// The answer to one lookup.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    entry: Arc<Entry>,
+    /// When the lookup read the answer, by the paywall's clock.
+    at: Instant,
+    /// Whether the answer came from the cache.
+    pub from_cache: bool,
+    /// Whether the answer is past its lifetime, served because Figma could
+    /// not be asked (only ever `PAID` or `TRIAL`).
+    pub stale: bool,
+}
+
+impl Lookup {
+    /// Figma's answer.
+    pub fn info(&self) -> &PaymentInformation {
+        &self.entry.info
+    }
+
+    /// How old the answer was when it was read.
+    pub fn age(&self) -> Duration {
+        self.at.saturating_duration_since(self.entry.fetched_at)
+    }
+}
+
+impl Paywall {
+    /// The payment information behind a plugin payment token, from the cache
+    /// or from Figma.
+    pub async fn lookup_token(&self, token: &PluginPaymentToken) -> Result<Lookup, Arc<Error>> {
+        self.lookup(CacheKey::token(token), || Question::Token(token.clone()))
+            .await
+    }
+
+    /// A user's payment information on a resource, from the cache or from
+    /// Figma.
+    pub async fn lookup_user(
+        &self,
+        user: &UserId,
+        resource: &Resource,
+    ) -> Result<Lookup, Arc<Error>> {
+        self.lookup(CacheKey::user(user, resource), || {
+            Question::User(user.clone(), resource.clone())
+        })
+        .await
+    }
+
+    /// The hit path: one hash, one moka `get`, no allocation. The question
+    /// for Figma is only built on a miss.
+    async fn lookup(
+        &self,
+        key: CacheKey,
+        question: impl FnOnce() -> Question,
+    ) -> Result<Lookup, Arc<Error>> {
+        let inner = &self.inner;
+        let stats = &inner.stats;
+        let lifetimes = &inner.lifetimes;
+        let now = inner.clock.now();
+        let cached = inner.cache.get(&key).await;
+        if let Some(entry) = &cached {
+            if now < lifetimes.fresh_until(entry) {
+                stats.hits.add();
+                if now >= lifetimes.refresh_at(entry)
+                    && !entry.refreshing.swap(true, Ordering::AcqRel)
+                {
+                    stats.refreshes.add();
+                    drop(self.flight(key, Some(entry.fetched_at), question(), Wait::No));
+                }
+                return Ok(Lookup {
+                    entry: cached.expect("matched Some above"),
+                    at: now,
+                    from_cache: true,
+                    stale: false,
+                });
+            }
+        }
+        stats.misses.add();
+        // Only PAID and TRIAL answers may stand in once expired; a refusing
+        // answer moka has not dropped yet is as good as none, and so is one
+        // past its keep time by this paywall's clock.
+        let cached = cached.filter(|e| {
+            now < lifetimes.expires_at(e)
+                && lifetimes.grace_for(&e.info.payment_status) > Duration::ZERO
+        });
+        // With a stale answer to fall back on, do not queue for the budget.
+        let wait = if cached.is_some() {
+            Wait::No
+        } else {
+            Wait::ForSlot
+        };
+        let flight = self.flight(key, cached.as_ref().map(|e| e.fetched_at), question(), wait);
+        match (flight.await, cached) {
+            (Ok(entry), _) => Ok(Lookup {
+                entry,
+                at: inner.clock.now(),
+                from_cache: false,
+                stale: false,
+            }),
+            // Only PAID and TRIAL entries outlive their freshness.
+            (Err(error), Some(entry)) if error.is_upstream_failure() => {
+                stats.stale_served.add();
+                tracing::debug!(error = %error, age_secs = now.saturating_duration_since(entry.fetched_at).as_secs(), "Figma could not answer; serving a stale PAID/TRIAL answer");
+                Ok(Lookup {
+                    entry,
+                    at: now,
+                    from_cache: true,
+                    stale: true,
+                })
+            }
+            (Err(error), _) => Err(error),
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! [`Paywall`]: the cache and lookup engine that every gate built from one
+//! client shares.
+//!
+//! One file a concern: the key of an answer (`key.rs`), the cached answer
+//! and its lifetimes (`entry.rs`), the hit path and stale fallback
+//! (`lookup.rs`), coalescing of concurrent misses (`flight.rs`), what a miss
+//! asks beyond the cache (`tiered.rs`), the check of the creator's access
+//! token (`credentials.rs`) and the builder (`builder.rs`).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{routing::post, Router};
+//! use figma_paywall::{Paywall, PaymentsClient, RequirePaidLayer, Resource};
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // One client, one cache, one upstream budget for every gated router.
+//! let paywall = Paywall::new(PaymentsClient::from_env()?);
+//! let plugin = Resource::plugin("1122334455")?;
+//! let file = Resource::community_file("9876543210")?;
+//!
+//! let api: Router = Router::new()
+//!     .route("/generate", post(|| async { "ok" }))
+//!     .layer(RequirePaidLayer::new(&paywall, plugin.clone()));
+//! let docs: Router = Router::new()
+//!     .route("/docs", post(|| async { "docs" }))
+//!     .layer(RequirePaidLayer::any_of(&paywall, [plugin, file]));
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod credentials;
+mod entry;
+mod flight;
+mod key;
+mod lookup;
+mod tiered;
+
+use std::{
+    fmt,
+    sync::{atomic::Ordering, Arc, OnceLock},
+    time::Duration,
+};
+
+use futures_util::{future::BoxFuture, FutureExt};
+use moka::future::Cache;
+
+pub use self::{builder::PaywallBuilder, lookup::Lookup};
+use self::{
+    credentials::PatCheck,
+    entry::{Entry, Lifetimes, REFRESH_AT},
+    flight::Flights,
+    key::CacheKey,
+};
+use crate::{
+    clock::Clock,
+    error::{ceil_secs, ConfigError},
+    stats::{Counters, PaywallStats},
+    tier::{Invalidation, Invalidations, Tier},
+    PaymentsClient, PluginPaymentToken, UserId,
+};
+
+/// The cache and lookup engine shared by every [`RequirePaidLayer`](crate::RequirePaidLayer)
+/// built from it.
+///
+/// Cheap to clone. Holds a [`PaymentsClient`] (and so its rate budget and
+/// 429 back-off) and one `moka` cache of Figma's answers, with per-status
+/// lifetimes:
+///
+/// | status | fresh for | then served while Figma fails |
+/// |---|---|---|
+/// | `PAID` | 10 min | up to 1 h more ([`stale_grace`](PaywallBuilder::stale_grace)) |
+/// | `TRIAL` | 2 min | up to 1 h more |
+/// | `UNPAID`, `NOT_SUPPORTED`, others | 5 s | never |
+///
+/// Errors are never cached. Concurrent lookups of one key make one call to
+/// Figma, run in a spawned task so that a caller who goes away does not
+/// cancel it for the others. A `PAID` or `TRIAL` answer used in the last
+/// 20 % of its life is refreshed in the background.
+#[derive(Clone)]
+pub struct Paywall {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: PaymentsClient,
+    cache: Cache<CacheKey, Arc<Entry>>,
+    /// A cache tier beyond this process (Redis), asked on a miss.
+    tier: Option<Box<dyn Tier>>,
+    flights: Flights,
+    lifetimes: Lifetimes,
+    /// Bumped by every invalidation: a lookup that started before one does
+    /// not cache what it got.
+    generation: std::sync::atomic::AtomicU64,
+    pat_check: tokio::sync::Mutex<PatCheck>,
+    stats: Counters,
+    clock: Clock,
+}
+
+impl fmt::Debug for Paywall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Paywall")
+            .field("client", &self.inner.client)
+            .field("entries", &self.inner.cache.entry_count())
+            .field("lifetimes", &self.inner.lifetimes)
+            .field("tier", &self.inner.tier)
+            .finish()
+    }
+}
+
+impl Paywall {
+    /// A paywall with the default cache settings.
+    pub fn new(client: PaymentsClient) -> Self {
+        Self::builder(client).build()
+    }
+
+    /// Starts a builder.
+    pub fn builder(client: PaymentsClient) -> PaywallBuilder {
+        PaywallBuilder::new(client)
+    }
+
+    /// A paywall over [`PaymentsClient::from_env`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self::new(PaymentsClient::from_env()?))
+    }
+
+    /// The process-wide paywall that [`RequirePaid::plugin`](crate::RequirePaid::plugin)
+    /// and its siblings share, built from the environment on first use.
+    pub(crate) fn shared_from_env() -> Result<Self, String> {
+        static SHARED: OnceLock<Result<Paywall, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Self::from_env().map_err(|e| e.to_string()))
+            .clone()
+    }
+
+    /// The client this paywall asks Figma with.
+    pub fn client(&self) -> &PaymentsClient {
+        &self.inner.client
+    }
+
+    /// What the gates built from this paywall count.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.stats
+    }
+
+    /// Drops every cached answer about `user` (by user ID or by token), for
+    /// example right after the plugin's checkout completes, so their next
+    /// request asks Figma. With a Redis tier, every replica drops them.
+    pub async fn invalidate_user(&self, user: &UserId) {
+        self.invalidate(Invalidation::User(user.clone())).await;
+    }
+
+    /// Drops the cached answer for one plugin payment token, on every
+    /// replica.
+    pub async fn invalidate_token(&self, token: &PluginPaymentToken) {
+        self.invalidate(Invalidation::Key(CacheKey::token(token).store_key()))
+            .await;
+    }
+
+    /// Drops every cached answer in this process, and tells other replicas
+    /// to do the same (answers in Redis stay until they expire).
+    pub async fn invalidate_all(&self) {
+        self.invalidate(Invalidation::All).await;
+    }
+
+    async fn invalidate(&self, what: Invalidation) {
+        self.inner.forget(&what).await;
+        if let Some(tier) = &self.inner.tier {
+            tier.invalidate(&what).await;
+        }
+    }
+
+    /// A snapshot of what the paywall has done since it started.
+    pub fn stats(&self) -> PaywallStats {
+        let s = &self.inner.stats;
+        let (calls, latency) = self.inner.client.upstream_calls();
+        PaywallStats {
+            cache_hits: s.hits.get(),
+            cache_misses: s.misses.get(),
+            redis_hits: s.tier_hits.get(),
+            stale_served: s.stale_served.get(),
+            background_refreshes: s.refreshes.get(),
+            cached_entries: self.inner.cache.entry_count(),
+            lookups_in_flight: self.inner.flights.len(),
+            upstream_calls: calls,
+            upstream_mean_latency_ms: if calls == 0 {
+                0.0
+            } else {
+                latency.as_secs_f64() * 1000.0 / calls as f64
+            },
+            backing_off_secs: self.inner.client.backing_off_for().map(ceil_secs),
+            granted: s.granted.get(),
+            refused: s.refused_by_reason(),
+        }
+    }
+
+    /// Runs moka's pending maintenance (expiry, invalidation); useful in tests.
+    pub async fn run_pending_tasks(&self) {
+        self.inner.cache.run_pending_tasks().await;
+    }
+
+    /// Stores `info` as the answer to `question`, as if Figma had just given
+    /// it: for the unit tests of the gate, which run without a mock Figma.
+    #[cfg(test)]
+    pub(crate) async fn seed(
+        &self,
+        question: &crate::client::Question,
+        info: crate::PaymentInformation,
+    ) {
+        let entry = Entry::new(info, self.inner.clock.now());
+        self.inner.cache.insert(CacheKey::of(question), entry).await;
+    }
+}
+
+impl Inner {
+    /// Forgets `what` in this process. Lookups under way do not cache what
+    /// they get.
+    async fn forget(&self, what: &Invalidation) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match what {
+            Invalidation::All => self.cache.invalidate_all(),
+            Invalidation::User(user) => {
+                let user = user.clone();
+                // Only fails when invalidation closures are not enabled; they are.
+                let _ = self
+                    .cache
+                    .invalidate_entries_if(move |_, entry| entry.info.user_id == user);
+            }
+            Invalidation::Key(key) => {
+                self.cache.invalidate(&CacheKey::from_store_key(*key)).await;
+            }
+        }
+    }
+
+    /// The most one lookup may take: waiting for a budget slot (and for
+    /// another replica's lock), then Figma's timeout, and a second more.
+    fn lookup_deadline(&self) -> Duration {
+        let (_, _, max_wait) = self.client.budget_settings();
+        let mut deadline = max_wait + self.client.timeout() + Duration::from_secs(1);
+        if let Some(tier) = &self.tier {
+            deadline += tier.lock_ttl() + max_wait;
+        }
+        deadline
+    }
+}
+
+/// Other replicas' invalidations, heard by the tier, are applied like this
+/// replica's own: lookups under way here do not cache what they get either.
+impl Invalidations for Inner {
+    fn apply(&self, what: Invalidation) -> BoxFuture<'_, ()> {
+        async move { self.forget(&what).await }.boxed()
+    }
+}

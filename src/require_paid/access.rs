@@ -1,0 +1,42 @@
+//! How a request got through the gate: [`PaidAccess`] and [`AccessVia`].
+
+/// How a request got through the gate; a request extension next to
+/// [`PaymentInformation`](crate::PaymentInformation), and an extractor.
+///
+/// ```
+/// use figma_paywall::{AccessVia, PaidAccess};
+///
+/// async fn generate(access: PaidAccess) -> &'static str {
+///     match access.via {
+///         AccessVia::Trial => "generated (trial)",
+///         _ => "generated",
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PaidAccess {
+    /// Why the caller was let through.
+    pub via: AccessVia,
+    /// The answer was past its lifetime, served because Figma could not be
+    /// asked (see [`PaywallBuilder::stale_grace`](crate::PaywallBuilder::stale_grace)).
+    pub stale: bool,
+    /// The answer came from the cache.
+    pub from_cache: bool,
+}
+
+/// Why a caller was let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccessVia {
+    /// Figma says `PAID`.
+    Paid,
+    /// Figma says `TRIAL`, and the gate lets trials through.
+    Trial,
+    /// The user is on the gate's bypass list (the resource's creators, whom
+    /// Figma answers `UNPAID`).
+    Bypass,
+    /// Figma could not answer and the gate fails open: nobody checked that
+    /// this caller paid, and no [`PaymentInformation`](crate::PaymentInformation) is on the request.
+    FailOpen,
+}

@@ -1,0 +1,145 @@
+//! What a paywall counts, and [`PaywallStats`], the snapshot it reports.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{routing::get, Json, Router};
+//! use figma_paywall::{Paywall, PaywallStats};
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let paywall = Paywall::from_env()?;
+//! // Serve it to operators only: it says how many callers were refused and why.
+//! let admin: Router = Router::new().route(
+//!     "/paywall/stats",
+//!     get(move || async move { Json::<PaywallStats>(paywall.stats()) }),
+//! );
+//! # Ok(()) }
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
+};
+
+use serde::Serialize;
+
+use crate::RefusalReason;
+
+/// Everything a paywall and the gates built from it count.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) tier_hits: Counter,
+    pub(crate) stale_served: Counter,
+    pub(crate) refreshes: Counter,
+    pub(crate) granted: Counter,
+    refused: [Counter; RefusalReason::ALL.len()],
+}
+
+impl Counters {
+    pub(crate) fn refused(&self, reason: RefusalReason) {
+        self.refused[reason.index()].add();
+    }
+
+    pub(crate) fn refused_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        RefusalReason::ALL
+            .iter()
+            .zip(&self.refused)
+            .map(|(r, c)| (r.as_str(), c.get()))
+            .collect()
+    }
+}
+
+/// A counter that worker threads bump without fighting over one cache line:
+/// each thread adds to its own padded slot, and reading sums them.
+#[derive(Debug, Default)]
+pub(crate) struct Counter([Slot; SLOTS]);
+
+const SLOTS: usize = 8;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(AtomicU64);
+
+thread_local! {
+    static SLOT: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS
+    };
+}
+
+impl Counter {
+    pub(crate) fn add(&self) {
+        let slot = SLOT.with(|slot| *slot);
+        self.0[slot].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// What a [`Paywall`](crate::Paywall) has done since it started; serializes
+/// to JSON for a stats endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct PaywallStats {
+    /// Lookups answered from the cache with a fresh answer.
+    pub cache_hits: u64,
+    /// Lookups that had to wait on Figma (missing or expired answers).
+    pub cache_misses: u64,
+    /// Misses answered from the Redis tier instead of Figma.
+    pub redis_hits: u64,
+    /// Expired PAID/TRIAL answers served because Figma could not answer.
+    pub stale_served: u64,
+    /// Refreshes started in the background before an answer expired.
+    pub background_refreshes: u64,
+    /// Answers in the cache (approximate).
+    pub cached_entries: u64,
+    /// Lookups of Figma under way.
+    pub lookups_in_flight: usize,
+    /// Requests sent to Figma.
+    pub upstream_calls: u64,
+    /// Their mean latency.
+    pub upstream_mean_latency_ms: f64,
+    /// Seconds left of a 429 back-off, if Figma asked for one.
+    pub backing_off_secs: Option<u64>,
+    /// Requests let through by the gates.
+    pub granted: u64,
+    /// Requests refused by the gates, by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn counters_sum_their_slots_across_threads() {
+        let counter = Arc::new(Counter::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let counter = counter.clone();
+                std::thread::spawn(move || (0..1000).for_each(|_| counter.add()))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(counter.get(), 4000);
+    }
+
+    #[test]
+    fn refusals_are_counted_under_their_own_reason() {
+        let counters = Counters::default();
+        counters.refused(RefusalReason::NotPaid);
+        counters.refused(RefusalReason::NotPaid);
+        counters.refused(RefusalReason::FigmaUnavailable);
+        let by_reason = counters.refused_by_reason();
+        assert_eq!(by_reason.len(), RefusalReason::ALL.len());
+        assert_eq!(by_reason["not_paid"], 2);
+        assert_eq!(by_reason["figma_unavailable"], 1);
+        assert_eq!(by_reason["no_identity"], 0);
+    }
+}

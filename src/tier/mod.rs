@@ -1,0 +1,141 @@
+//! Cache tiers beyond the in-process cache: the small trait the engine
+//! calls on a miss, and its implementations (Redis, feature `redis`).
+//!
+//! A tier stores Figma's answers under [`StoreKey`]s, hashes that never hold
+//! a plugin payment token, each beside the Unix time Figma gave it. It knows
+//! nothing of the engine: the engine decides what is fresh, what to refresh
+//! and what to fall back on (`paywall/tiered.rs`); a tier only keeps, finds,
+//! forgets and, when it is shared by replicas, coordinates them.
+//!
+//! A tier local to one process (an embedded database) implements `get`,
+//! `put` and `invalidate` and keeps the defaults of the coordination
+//! methods; a tier shared by replicas (Redis) also shares the 429 back-off,
+//! the rate budget and a lock per cold key, and tells the engine of
+//! invalidations made by other replicas through [`Tier::listen`].
+
+#[cfg(feature = "redis")]
+mod codec;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+
+use std::{fmt, sync::Weak, time::Duration};
+
+use futures_util::future::{self, BoxFuture, FutureExt};
+
+use crate::{PaymentInformation, UserId};
+
+/// The key of an answer outside the process: 128 bits of a hash of the
+/// question, never the question itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct StoreKey(pub(crate) u128);
+
+impl StoreKey {
+    /// As it appears in Redis key names and invalidation messages.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
+
+/// An answer as a tier keeps it: Figma's answer and when Figma gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stored {
+    pub(crate) info: PaymentInformation,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) fetched_ms: u64,
+}
+
+/// What to forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Invalidation {
+    /// Every answer.
+    All,
+    /// Every answer about this user.
+    User(UserId),
+    /// The answer under this key.
+    Key(StoreKey),
+}
+
+/// The engine, as a tier that hears of other replicas' invalidations sees
+/// it. Only a shared tier calls it, hence no caller without one.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) trait Invalidations: Send + Sync + 'static {
+    /// Forgets what another replica invalidated.
+    fn apply(&self, what: Invalidation) -> BoxFuture<'_, ()>;
+}
+
+/// The tier did not answer in time or failed; it has already logged why.
+/// The lookup goes on without it.
+#[derive(Debug)]
+pub(crate) struct Unavailable;
+
+pub(crate) type TierResult<T> = Result<T, Unavailable>;
+
+/// A cache tier. Futures are boxed: tiers are only asked on an in-process
+/// miss, where a call to Figma costs a thousand times more.
+pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
+    /// The stored answer for `key`, if any.
+    fn get(&self, key: StoreKey) -> BoxFuture<'_, TierResult<Option<Stored>>>;
+
+    /// Stores `answer` for `keep_for`, and files it under its user for
+    /// invalidation. `index_for` is the longest any answer is kept, so that
+    /// a short-lived answer never ends a long-lived one's index entry.
+    fn put<'a>(
+        &'a self,
+        key: StoreKey,
+        answer: &'a Stored,
+        keep_for: Duration,
+        index_for: Duration,
+    ) -> BoxFuture<'a, TierResult<()>>;
+
+    /// Forgets `what`, and tells other replicas to forget it too.
+    fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, ()>;
+
+    /// Calls `engine` with every invalidation another replica makes, until
+    /// the engine is dropped. A tier local to one process hears none.
+    fn listen(&self, engine: Weak<dyn Invalidations>) {
+        drop(engine);
+    }
+
+    /// Takes the lock on a cold key so that one replica asks Figma for it:
+    /// `false` when another replica holds it.
+    fn lock(&self, key: StoreKey) -> BoxFuture<'_, TierResult<bool>> {
+        let _ = key;
+        future::ready(Ok(true)).boxed()
+    }
+
+    /// Releases a lock this replica holds.
+    fn unlock(&self, key: StoreKey) -> BoxFuture<'_, ()> {
+        let _ = key;
+        future::ready(()).boxed()
+    }
+
+    /// The longest a replica holds the lock on a cold key, and so the
+    /// longest others wait for it. Zero for a tier that does not lock.
+    fn lock_ttl(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// How long every replica must still back off after a 429, if at all.
+    fn backing_off_for(&self) -> BoxFuture<'_, TierResult<Option<Duration>>> {
+        future::ready(Ok(None)).boxed()
+    }
+
+    /// Stops every replica's calls to Figma for `delay`.
+    fn back_off(&self, delay: Duration) -> BoxFuture<'_, ()> {
+        let _ = delay;
+        future::ready(()).boxed()
+    }
+
+    /// Takes a slot of a budget shared by replicas: `None` when taken, else
+    /// how long until one is free.
+    fn take_slot(
+        &self,
+        per_minute: u32,
+        burst: u32,
+    ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
+        let _ = (per_minute, burst);
+        future::ready(Ok(None)).boxed()
+    }
+}

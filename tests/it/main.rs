@@ -1,0 +1,15 @@
+//! The integration tests, in one binary: real HTTP over loopback against
+//! the embedded mock Figma (and a real Redis where `REDIS_URL` is set).
+//!
+//! Apart, each in its own binary: `examples.rs` (runs the example
+//! binaries), `browser.rs` (headless Chromium) and `from_env.rs` (changes
+//! the process's environment, which no other test may see).
+
+mod common;
+
+mod client;
+mod faults;
+mod login;
+mod properties;
+mod redis;
+mod require_paid;
