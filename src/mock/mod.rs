@@ -241,7 +241,8 @@ impl MockFigma {
         self.issue_token_for(user, resource, TOKEN_LIFETIME)
     }
 
-    /// Issues a plugin payment token valid for `lifetime`.
+    /// Issues a plugin payment token valid for `lifetime` (zero: already
+    /// expired).
     pub fn issue_token_for(
         &self,
         user: &UserId,
@@ -318,7 +319,8 @@ impl MockFigma {
         self.shared.me_requests.load(Ordering::SeqCst)
     }
 
-    /// How long authorization codes live (default 30 s, as Figma's).
+    /// How long authorization codes live (default 30 s, as Figma's; zero:
+    /// expired at once).
     pub fn set_code_lifetime(&self, lifetime: Duration) {
         self.shared.lock().code_lifetime = Some(lifetime);
     }

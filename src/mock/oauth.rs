@@ -162,7 +162,7 @@ pub(super) async fn token(
         return envelope(StatusCode::BAD_REQUEST, "Code already used");
     }
     grant.used = true;
-    if grant.expires_at < Instant::now() {
+    if grant.expires_at <= Instant::now() {
         return envelope(StatusCode::BAD_REQUEST, "Code expired");
     }
     if grant.redirect_uri != f.redirect_uri {

@@ -84,7 +84,7 @@ fn answer(state: &MockState, pairs: &[(String, String)]) -> Result<Value, Refusa
             StatusCode::UNAUTHORIZED,
             "Token is missing or incorrect".to_owned(),
         ))?;
-        if grant.expires_at < Instant::now() {
+        if grant.expires_at <= Instant::now() {
             return Err(bad("plugin_payment_token has expired"));
         }
         (grant.user.clone(), grant.resource.clone())

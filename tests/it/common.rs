@@ -10,8 +10,8 @@ use std::{
 
 use axum::{body::Body, routing::get, Json, Router};
 use figma_paywall::{
-    mock::MockFigma, PaidAccess, PaymentInformation, PaymentStatus, Paywall, PaywallBuilder,
-    Resource, UserId,
+    mock::{MockClock, MockFigma},
+    PaidAccess, PaymentInformation, PaymentStatus, Paywall, PaywallBuilder, Resource, UserId,
 };
 use http::{HeaderMap, Request, StatusCode};
 use serde_json::{json, Value};
@@ -59,6 +59,17 @@ pub fn paywall_with(
     f: impl FnOnce(PaywallBuilder) -> PaywallBuilder,
 ) -> Paywall {
     f(Paywall::builder(figma.client().unwrap())).build()
+}
+
+/// A paywall (and its client) that reads time from `clock`, which the test
+/// moves forward instead of sleeping.
+pub fn paywall_on(
+    figma: &MockFigma,
+    clock: &MockClock,
+    f: impl FnOnce(PaywallBuilder) -> PaywallBuilder,
+) -> Paywall {
+    let client = figma.client_builder().clock(clock).build().unwrap();
+    f(Paywall::builder(client)).build()
 }
 
 /// An app whose handler echoes what the gate put on the request.
@@ -176,6 +187,16 @@ pub fn skipped(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(20)).await;
+/// Waits until `done` holds (work under way elsewhere: a background
+/// refresh, a lookup whose callers left, a message over Redis), polling
+/// every 10 ms; panics with `what` after 5 s.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still not true after 5 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use axum::{body::Body, routing::get, Extension, Json, Router};
 use figma_paywall::{
-    mock::{Fault, MockFigma},
+    mock::{Fault, MockClock, MockFigma},
     AccessToken, PaidAccess, PaymentInformation, PaymentStatus, PaymentsClient, Paywall,
     RequirePaidLayer,
 };
@@ -54,13 +54,13 @@ async fn every_failure_of_figma_is_answered_within_the_timeout() {
 #[tokio::test]
 async fn a_429_stops_every_call_until_retry_after_has_passed() {
     let figma = MockFigma::start().await.unwrap();
-    let paywall = paywall(&figma);
+    let clock = MockClock::new();
+    let paywall = paywall_on(&figma, &clock, |b| b);
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     set(&figma, "1", &plugin(), PaymentStatus::Paid);
     assert_eq!(call(&app, as_user("1")).await.status, 200);
 
     figma.push_fault(Fault::RateLimited { retry_after: 3 });
-    let limited_at = Instant::now();
     let reply = call(&app, as_user("2")).await;
     assert_envelope(&reply, &[503]);
     assert_eq!(reply.body["reason"], "rate_limited");
@@ -69,28 +69,30 @@ async fn a_429_stops_every_call_until_retry_after_has_passed() {
 
     // For 3 s: new callers get 503 with the time left, cached callers get in,
     // and nothing reaches Figma.
-    let mut new_callers = 0;
-    while limited_at.elapsed() < Duration::from_millis(2700) {
-        new_callers += 1;
-        let reply = call(&app, as_user(&format!("{}", 10 + new_callers))).await;
+    let mut previous = 3;
+    for (i, step) in [0, 500, 500, 500, 500, 900].into_iter().enumerate() {
+        clock.advance(Duration::from_millis(step));
+        let reply = call(&app, as_user(&format!("{}", 10 + i))).await;
         assert_envelope(&reply, &[503]);
         let left: u64 = reply.headers["retry-after"]
             .to_str()
             .unwrap()
             .parse()
             .unwrap();
-        assert!((1..=3).contains(&left), "Retry-After {left}");
+        // What is left of the 3 s, rounded up (real time only shortens it).
+        let most = (3000 - clock.offset().as_millis() as u64).div_ceil(1000);
+        assert!(
+            (1..=most).contains(&left) && left <= previous,
+            "Retry-After {left} at {:?}",
+            clock.offset()
+        );
+        previous = left;
         assert_eq!(call(&app, as_user("1")).await.status, 200);
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(new_callers > 5);
     assert_eq!(figma.payment_requests(), 2);
 
     // Afterwards calls resume.
-    tokio::time::sleep(
-        Duration::from_secs(3).saturating_sub(limited_at.elapsed()) + Duration::from_millis(100),
-    )
-    .await;
+    clock.advance(Duration::from_millis(101));
     assert_eq!(call(&app, as_user("99")).await.status, 402);
     assert_eq!(figma.payment_requests(), 3);
 }
@@ -100,8 +102,10 @@ async fn a_minute_long_outage_refuses_no_warm_paying_user() {
     const USERS: usize = 1000;
     const PER_MINUTE: u32 = 120;
     let figma = MockFigma::start().await.unwrap();
+    let clock = MockClock::new();
     let client = figma
         .client_builder()
+        .clock(&clock)
         .rate_limit(PER_MINUTE, USERS as u32)
         .build()
         .unwrap();
@@ -119,11 +123,13 @@ async fn a_minute_long_outage_refuses_no_warm_paying_user() {
     assert!(warm.iter().all(|r| r.status == 200));
     assert_eq!(figma.payment_requests(), USERS);
 
+    // A minute of outage, every user asking twice a second.
     figma.set_steady_fault(Some(Fault::Status(500)));
     let outage_started = Instant::now();
     let mut stale = 0;
     let mut requests = 0;
-    while outage_started.elapsed() < Duration::from_secs(60) {
+    for _ in 0..120 {
+        clock.advance(Duration::from_millis(500));
         let replies =
             futures_util::future::join_all(ids.iter().map(|id| call(&app, as_user(id)))).await;
         for reply in replies {
@@ -135,9 +141,13 @@ async fn a_minute_long_outage_refuses_no_warm_paying_user() {
             );
             stale += usize::from(reply.body["stale"] == true);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let outage = outage_started.elapsed();
+    eventually("the last lookups landed", || {
+        paywall.stats().lookups_in_flight == 0
+    })
+    .await;
+    // As long as the budget saw it: the clock's real time and its advance.
+    let outage = outage_started.elapsed() + clock.offset();
     let outage_calls = figma.payment_requests() - USERS;
     let budget = (f64::from(PER_MINUTE) * outage.as_secs_f64() / 60.0).ceil() as usize + 1;
     println!("{requests} requests, {stale} stale, {outage_calls} calls to Figma in {outage:?} (budget {budget})");
@@ -145,6 +155,10 @@ async fn a_minute_long_outage_refuses_no_warm_paying_user() {
     assert!(
         outage_calls <= budget,
         "{outage_calls} calls > budget {budget}"
+    );
+    assert!(
+        outage_calls >= budget / 2,
+        "the budget went unused: {outage_calls} calls"
     );
 }
 
@@ -224,8 +238,10 @@ async fn callers_who_leave_do_not_cancel_the_lookup_for_others() {
     figma.set_latency(Duration::from_millis(200));
     let gone = tokio::time::timeout(Duration::from_millis(20), call(&app, as_user("6"))).await;
     assert!(gone.is_err());
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(paywall.stats().lookups_in_flight, 0);
+    eventually("the abandoned lookup landed", || {
+        paywall.stats().lookups_in_flight == 0
+    })
+    .await;
     assert_eq!(call(&app, as_user("6")).await.body["from_cache"], true);
     assert_eq!(figma.payment_requests(), 2);
 }
@@ -456,15 +472,13 @@ async fn fail_open_lets_callers_in_with_a_marker_and_fail_closed_does_not() {
 #[tokio::test]
 async fn unpaid_answers_are_never_served_stale() {
     let figma = MockFigma::start().await.unwrap();
-    let paywall = paywall_with(&figma, |b| {
-        b.paid_lifetime(Duration::from_millis(200))
-            .unpaid_lifetime(Duration::from_millis(200))
-    });
+    let clock = MockClock::new();
+    let paywall = paywall_on(&figma, &clock, |b| b);
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     set(&figma, "1", &plugin(), PaymentStatus::Paid);
     assert_eq!(call(&app, as_user("1")).await.status, 200);
     assert_eq!(call(&app, as_user("2")).await.status, 402);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Duration::from_secs(11 * 60)); // past both lifetimes
     figma.set_steady_fault(Some(Fault::Status(500)));
     let reply = call(&app, as_user("1")).await;
     assert_eq!(reply.status, 200);
@@ -476,9 +490,11 @@ async fn unpaid_answers_are_never_served_stale() {
 #[tokio::test]
 async fn logs_hold_no_secret_in_any_fault_path() {
     let figma = mock_elsewhere();
+    let clock = MockClock::new();
     let paywall = Paywall::new(
         figma
             .client_builder()
+            .clock(&clock)
             .timeout(Duration::from_millis(300))
             .build()
             .unwrap(),
@@ -501,7 +517,7 @@ async fn logs_hold_no_secret_in_any_fault_path() {
         call(&app, with_token(token.expose_secret())).await;
         tokens.push(token);
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100)); // past the 429's back-off
     call(&app, with_token("ppt_forged_SECRET")).await;
     let text = logs.text();
     assert!(text.contains("require_paid"));

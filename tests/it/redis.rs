@@ -11,7 +11,7 @@ use std::{
 use crate::common::*;
 use axum::Router;
 use figma_paywall::{
-    mock::{Fault, MockFigma},
+    mock::{Fault, MockClock, MockFigma},
     redis::RedisTier,
     PaymentStatus, Paywall, RequirePaidLayer,
 };
@@ -98,9 +98,32 @@ async fn a_429_on_one_replica_stops_the_others() {
 async fn invalidation_on_one_replica_drops_the_answer_on_all() {
     let Some(url) = redis_url() else { return };
     let figma = MockFigma::start().await.unwrap();
-    let replicas = replicas(&figma, &url, &prefix(), 4);
-    // Give the listeners a moment to subscribe.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let prefix = prefix();
+    let replicas = replicas(&figma, &url, &prefix, 4);
+    // Wait until every replica listens for invalidations.
+    let mut redis = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let channel = format!("{prefix}invalidate:");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, listening): (String, usize) = ::redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if listening == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{listening} of 4 replicas listen"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for replica in &replicas {
         assert_eq!(call(&replica.app, as_user("5")).await.status, 402);
     }
@@ -253,19 +276,18 @@ async fn an_answer_near_its_end_is_refreshed_and_stands_in_when_figma_fails() {
     let figma = MockFigma::start().await.unwrap();
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     let prefix = prefix();
+    let clock = MockClock::new();
     let replica = || {
         let tier = RedisTier::builder(&url).prefix(&prefix).build().unwrap();
-        let paywall = Paywall::builder(figma.client().unwrap())
-            .paid_lifetime(Duration::from_millis(1000))
-            .redis(tier)
-            .build();
+        let client = figma.client_builder().clock(&clock).build().unwrap();
+        let paywall = Paywall::builder(client).redis(tier).build();
         echo_app().layer(RequirePaidLayer::new(&paywall, plugin()))
     };
     assert_eq!(call(&replica(), as_user("5")).await.status, 200);
     assert_eq!(figma.payment_requests(), 1);
     // Past 80 % of its life, a cold replica refreshes it; Figma fails, and
     // the answer in Redis, still fresh, stands in.
-    tokio::time::sleep(Duration::from_millis(850)).await;
+    clock.advance(Duration::from_secs(510)); // 85 % of the 10-minute PAID lifetime
     figma.set_steady_fault(Some(Fault::Status(500)));
     assert_eq!(call(&replica(), as_user("5")).await.status, 200);
     assert_eq!(figma.payment_requests(), 2);

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::common::*;
 use axum::{body::Body, response::IntoResponse, routing::get, Router};
 use figma_paywall::{
-    mock::{Fault, MockFigma},
+    mock::{Fault, MockClock, MockFigma},
     AccessVia, FigmaUserId, Identity, PaymentInformation, PaymentStatus, RefusalReason,
     RequirePaidLayer,
 };
@@ -224,17 +224,18 @@ async fn concurrent_requests_for_one_cold_key_make_one_call() {
 #[tokio::test]
 async fn an_expired_answer_is_asked_again() {
     let figma = MockFigma::start().await.unwrap();
-    let paywall = paywall_with(&figma, |b| {
-        b.unpaid_lifetime(Duration::from_millis(300))
-            .stale_grace(Duration::ZERO)
-    });
+    let clock = MockClock::new();
+    let paywall = paywall_on(&figma, &clock, |b| b.stale_grace(Duration::ZERO));
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     assert_eq!(call(&app, as_user("5")).await.status, 402);
     assert_eq!(call(&app, as_user("5")).await.status, 402);
     assert_eq!(figma.payment_requests(), 1);
     // The user buys; once the UNPAID answer expires, they get in.
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    clock.advance(Duration::from_millis(4_900));
+    assert_eq!(call(&app, as_user("5")).await.status, 402);
+    assert_eq!(figma.payment_requests(), 1);
+    clock.advance(Duration::from_millis(200)); // past the 5 s UNPAID lifetime
     assert_eq!(call(&app, as_user("5")).await.status, 200);
     assert_eq!(figma.payment_requests(), 2);
 }
@@ -242,22 +243,30 @@ async fn an_expired_answer_is_asked_again() {
 #[tokio::test]
 async fn a_paid_answer_is_refreshed_before_it_expires() {
     let figma = MockFigma::start().await.unwrap();
-    let paywall = paywall_with(&figma, |b| b.paid_lifetime(Duration::from_millis(500)));
+    let clock = MockClock::new();
+    let paywall = paywall_on(&figma, &clock, |b| b);
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     assert_eq!(call(&app, as_user("5")).await.status, 200);
+    // Before 80 % of its 10-minute life: served, not refreshed.
+    clock.advance(Duration::from_secs(7 * 60));
+    assert_eq!(call(&app, as_user("5")).await.body["from_cache"], true);
+    assert_eq!(paywall.stats().background_refreshes, 0);
     // In the last fifth of its life the answer is served and refreshed behind.
-    tokio::time::sleep(Duration::from_millis(420)).await;
+    clock.advance(Duration::from_secs(90));
     let reply = call(&app, as_user("5")).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body["from_cache"], true);
-    settle().await;
-    assert_eq!(figma.payment_requests(), 2);
+    eventually("the refresh reached Figma and landed", || {
+        figma.payment_requests() == 2 && paywall.stats().lookups_in_flight == 0
+    })
+    .await;
     // After the old lifetime the refreshed answer is still fresh: no call.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    clock.advance(Duration::from_secs(150));
     let reply = call(&app, as_user("5")).await;
     assert_eq!(reply.body["from_cache"], true);
     assert_eq!(figma.payment_requests(), 2);
+    assert_eq!(paywall.stats().background_refreshes, 1);
 }
 
 #[tokio::test]
@@ -473,7 +482,7 @@ async fn a_lookup_under_way_during_an_invalidation_is_not_cached() {
         let app = app.clone();
         async move { call(&app, as_user("5")).await.status }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the lookup reached Figma", || figma.payment_requests() == 1).await;
     // The checkout completes while Figma is still answering the old question.
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     paywall.invalidate_user(&user("5")).await;
