@@ -366,15 +366,6 @@ fn bench_parts(c: &mut Criterion, rt: &Runtime, setup: &Setup) {
     g.finish();
 }
 
-/// A fixed per-entry lifetime through moka's `Expiry`, as the gate's.
-struct KeepFor(Duration);
-
-impl moka::Expiry<u128, Arc<()>> for KeepFor {
-    fn expire_after_create(&self, _: &u128, _: &Arc<()>, _: Instant) -> Option<Duration> {
-        Some(self.0)
-    }
-}
-
 fn print_summary(since: SystemTime) {
     let dir = criterion_dir();
     let get = |id: &str| median_ns(&dir, GROUP, id, since);

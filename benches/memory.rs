@@ -196,15 +196,6 @@ fn print_growth(title: &str, g: &Growth) {
     }
 }
 
-/// A fixed per-entry lifetime through moka's `Expiry`, like the gate's.
-struct KeepFor(Duration);
-
-impl moka::Expiry<u128, Arc<()>> for KeepFor {
-    fn expire_after_create(&self, _: &u128, _: &Arc<()>, _: Instant) -> Option<Duration> {
-        Some(self.0)
-    }
-}
-
 fn main() {
     serve_mock_if_child();
     let entries: u64 = if bench_mode() {

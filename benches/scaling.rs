@@ -23,7 +23,7 @@ use std::{
 use axum::Router;
 use common::*;
 use criterion::{Criterion, Throughput};
-use figma_paywall::{Paywall, RequirePaidLayer, UserId};
+use figma_paywall::{PaymentStatus, Paywall, RequirePaidLayer, UserId};
 use http::{HeaderValue, StatusCode};
 use tower::ServiceExt;
 
@@ -48,6 +48,7 @@ fn main() {
     // The mock answers the fill; any miss after it would go there too
     // (on loopback, never to Figma): none is expected, and the bench checks.
     let figma = mock_elsewhere();
+    figma.set_default_status(PaymentStatus::Paid); // every token's user bought the plugin
     let fill_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

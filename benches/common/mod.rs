@@ -116,23 +116,22 @@ pub fn user_request(user: &FigmaUserId) -> http::Request<Body> {
 /// A mock Figma on its own thread and runtime, so that it answers promptly
 /// whatever the runtime under test is doing.
 pub fn mock_elsewhere() -> MockFigma {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("mock-figma".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("a runtime for the mock");
-            rt.block_on(async move {
-                tx.send(MockFigma::start().await.expect("the mock starts"))
-                    .expect("the bench waits for the mock");
-                std::future::pending::<()>().await
-            });
-        })
-        .expect("a thread for the mock");
-    rx.recv().expect("the mock started")
+    MockFigma::start_on_own_thread().expect("the mock starts")
+}
+
+/// A fixed per-entry lifetime through moka's `Expiry`, as the gate sets
+/// one per answer.
+pub struct KeepFor(pub Duration);
+
+impl moka::Expiry<u128, Arc<()>> for KeepFor {
+    fn expire_after_create(
+        &self,
+        _: &u128,
+        _: &Arc<()>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(self.0)
+    }
 }
 
 /// Set in a bench binary started by [`mock_in_child`]: serve the mock

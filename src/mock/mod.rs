@@ -144,6 +144,56 @@ impl MockFigma {
 
     /// Starts a mock seeded from `ledger`, listening on `addr`.
     pub async fn start_with(ledger: Ledger, addr: SocketAddr) -> std::io::Result<Self> {
+        let (mock, serve) = Self::bind(ledger, addr).await?;
+        tokio::spawn(serve);
+        Ok(mock)
+    }
+
+    /// Starts an empty mock on a thread of its own, with a Tokio runtime of
+    /// its own, so that it answers promptly whatever the caller's runtime is
+    /// doing: a test that loads its runtime, a benchmark that measures it, or
+    /// logs captured from the code under test only. Blocks until the mock
+    /// listens; the thread ends when the mock is dropped. Needs no runtime.
+    ///
+    /// ```
+    /// let figma = figma_paywall::mock::MockFigma::start_on_own_thread()?;
+    /// assert!(figma.url().starts_with("http://127.0.0.1:"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn start_on_own_thread() -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("mock-figma".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => return drop(tx.send(Err(e))),
+                };
+                runtime.block_on(async move {
+                    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+                    match Self::bind(Ledger::default(), loopback).await {
+                        Ok((mock, serve)) => {
+                            if tx.send(Ok(mock)).is_ok() {
+                                serve.await;
+                            }
+                        }
+                        Err(e) => drop(tx.send(Err(e))),
+                    }
+                });
+            })?;
+        rx.recv()
+            .map_err(|_| std::io::Error::other("the mock's thread ended before it listened"))?
+    }
+
+    /// Binds `addr` and builds the mock; the future serves it until the
+    /// mock is dropped.
+    async fn bind(
+        ledger: Ledger,
+        addr: SocketAddr,
+    ) -> std::io::Result<(Self, impl std::future::Future<Output = ()> + Send + 'static)> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
@@ -183,18 +233,19 @@ impl MockFigma {
             .route("/v1/oauth/token", axum::routing::post(oauth::token))
             .with_state(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let serve = async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;
                 })
                 .await;
-        });
-        Ok(Self {
+        };
+        let mock = Self {
             shared,
             addr,
             _shutdown: tx,
-        })
+        };
+        Ok((mock, serve))
     }
 
     /// The mock's base URL, for `FIGMA_API_URL` or

@@ -35,19 +35,7 @@ pub fn file() -> Resource {
 /// A mock Figma on its own runtime and thread, so that logs captured by a
 /// test come from the code under test only, not from the mock server.
 pub fn mock_elsewhere() -> MockFigma {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            tx.send(MockFigma::start().await.unwrap()).unwrap();
-            std::future::pending::<()>().await
-        });
-    });
-    rx.recv().unwrap()
+    MockFigma::start_on_own_thread().unwrap()
 }
 
 pub fn paywall(figma: &MockFigma) -> Paywall {
