@@ -2,10 +2,12 @@
 //!
 //! Real time by default. A test moves it forward with a
 //! [`MockClock`](crate::mock::MockClock) (feature `mock`) instead of
-//! sleeping, so expiry, refresh-ahead, stale grace, the 429 back-off and the
-//! rate budget are tested without waiting and cannot flake on a loaded
-//! machine. moka's own expiry keeps real time: the engine treats an entry
-//! that this clock says is past its keep time as absent, whatever moka holds.
+//! sleeping, so expiry, refresh-ahead, stale grace, the client's 429
+//! back-off and its rate budget are tested without waiting and cannot flake
+//! on a loaded machine. Two things keep real time: moka's own eviction (the
+//! engine treats an entry that this clock says is past its keep time as
+//! absent, whatever moka holds), and what a Redis tier shares (its back-off
+//! and budget run on Redis's clock, its key lifetimes on Redis's expiry).
 
 use std::{
     sync::{

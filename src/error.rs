@@ -200,6 +200,14 @@ pub enum ConfigError {
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
+    /// An environment variable is set to something unusable.
+    #[error("{name} {reason}")]
+    InvalidVariable {
+        /// The variable.
+        name: &'static str,
+        /// What it must be, with an example.
+        reason: String,
+    },
     /// reqwest could not build its HTTP client (TLS set-up).
     #[error("could not build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),

@@ -105,6 +105,9 @@ pub struct PaywallStats {
     pub upstream_mean_latency_ms: f64,
     /// Seconds left of a 429 back-off, if Figma asked for one.
     pub backing_off_secs: Option<u64>,
+    /// Lookups a minute the budget allows now (lower than configured for a
+    /// while after a 429).
+    pub budget_per_minute: u32,
     /// Requests let through by the gates.
     pub granted: u64,
     /// Requests refused by the gates, by reason.

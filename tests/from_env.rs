@@ -2,7 +2,7 @@
 //! this process sees the variables change.
 
 use axum::{routing::post, Router};
-use figma_paywall::{ConfigError, PaymentInformation, PaymentsClient, RequirePaid};
+use figma_paywall::{ConfigError, PaymentInformation, PaymentsClient, Paywall, RequirePaid};
 
 fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
     let err = std::panic::catch_unwind(f).expect_err("should have panicked");
@@ -48,4 +48,44 @@ fn configuration_errors_are_loud_and_say_what_to_do() {
         let _ = RequirePaid::community_file("１２３");
     });
     assert!(msg.contains("ASCII digits"), "{msg}");
+
+    // The budget: FIGMA_RATE_LIMIT and FIGMA_RATE_BURST, checked.
+    std::env::set_var("FIGMA_TOKEN", "figd_test");
+    std::env::remove_var("FIGMA_API_URL");
+    assert_eq!(PaymentsClient::from_env().unwrap().rate_limit(), (9, 3));
+    for bad in ["0", "-5", "fifty", "1.5", "", "99999999999"] {
+        std::env::set_var("FIGMA_RATE_LIMIT", bad);
+        let err = PaymentsClient::from_env().unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(
+                err,
+                ConfigError::InvalidVariable {
+                    name: "FIGMA_RATE_LIMIT",
+                    ..
+                }
+            ),
+            "{bad:?}: {message}"
+        );
+        assert!(
+            message.starts_with("FIGMA_RATE_LIMIT must be a positive whole number")
+                && message.contains("FIGMA_RATE_LIMIT=50"),
+            "{message}"
+        );
+        assert!(Paywall::from_env().is_err());
+    }
+    std::env::set_var("FIGMA_RATE_LIMIT", " 50 ");
+    assert_eq!(PaymentsClient::from_env().unwrap().rate_limit(), (50, 5));
+    std::env::set_var("FIGMA_RATE_BURST", "8");
+    assert_eq!(Paywall::from_env().unwrap().client().rate_limit(), (50, 8));
+    std::env::set_var("FIGMA_RATE_BURST", "none");
+    let err = PaymentsClient::from_env().unwrap_err();
+    assert!(
+        err.to_string().starts_with("FIGMA_RATE_BURST must be"),
+        "{err}"
+    );
+    std::env::remove_var("FIGMA_RATE_LIMIT");
+    std::env::set_var("FIGMA_RATE_BURST", "2");
+    assert_eq!(PaymentsClient::from_env().unwrap().rate_limit(), (9, 2));
+    std::env::remove_var("FIGMA_RATE_BURST");
 }

@@ -1,8 +1,9 @@
-//! The rate budget and the 429 back-off that every clone of a client shares.
+//! The rate budget and the 429 back-off that every clone of a client shares,
+//! and how the budget adapts after Figma answers 429.
 
 use std::{
     num::NonZeroU32,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -11,8 +12,15 @@ use tokio::sync::Semaphore;
 
 use crate::{
     clock::{later, Clock},
-    error::{Error, ThrottleReason},
+    error::{Error, RateLimit, ThrottleReason},
 };
+
+/// How long a budget lowered after a 429 stays lowered before the
+/// configured one applies again.
+const ADAPTED_FOR: Duration = Duration::from_secs(30 * 60);
+
+/// How often the budget running out is logged.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether a lookup waits for a budget slot or gives up at once (when a
 /// stale answer can stand in, waiting would only delay the caller).
@@ -27,15 +35,68 @@ type Limiter =
 
 /// `per_minute` calls a minute with bursts of `burst`, a bounded queue of
 /// lookups waiting for a slot, and the back-off Figma asked for.
+///
+/// After a 429 the budget in force drops to 90 % of the Tier 3 limit that
+/// Figma's `X-Figma-Plan-Tier` and `X-Figma-Rate-Limit-Type` name (half the
+/// budget in force when they name none), never above the configured one,
+/// so that a budget set too high does not earn a second 429; after
+/// 30 minutes without another 429 the configured budget applies again.
 #[derive(Debug)]
 pub(crate) struct Budget {
-    limiter: Limiter,
-    pub(crate) per_minute: u32,
-    pub(crate) burst: u32,
+    configured: Rate,
+    current: Mutex<Current>,
     waiting: Semaphore,
     pub(crate) max_wait: Duration,
     backoff_until: Mutex<Option<Instant>>,
+    warned_at: Mutex<Option<Instant>>,
     clock: Clock,
+}
+
+/// Calls a minute, and bursts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rate {
+    pub(crate) per_minute: u32,
+    pub(crate) burst: u32,
+}
+
+#[derive(Debug)]
+struct Current {
+    rate: Rate,
+    limiter: Arc<Limiter>,
+    /// When a 429 lowered the budget, if one did.
+    adapted_at: Option<Instant>,
+}
+
+fn limiter(rate: Rate, clock: &Clock) -> Arc<Limiter> {
+    let per_minute = NonZeroU32::new(rate.per_minute).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
+    Arc::new(RateLimiter::direct_with_clock(
+        Quota::per_minute(per_minute).allow_burst(burst),
+        clock.clone(),
+    ))
+}
+
+/// The Tier 3 budget (`GET /v1/payments`) of a token, a minute, from the
+/// headers of Figma's 429: about 10 on View and Collab seats (`low`), 50,
+/// 100 or 150 on Dev and Full seats (`high`) of Professional, Organization
+/// and Enterprise plans.
+pub(crate) fn tier3_limit(plan_tier: Option<&str>, rate_limit_type: Option<&str>) -> Option<u32> {
+    match rate_limit_type?.trim().to_ascii_lowercase().as_str() {
+        "low" => Some(10),
+        "high" => {
+            let plan = plan_tier?.trim().to_ascii_lowercase();
+            if plan.starts_with("ent") {
+                Some(150)
+            } else if plan.starts_with("org") {
+                Some(100)
+            } else if plan.starts_with("pro") {
+                Some(50)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
 }
 
 impl Budget {
@@ -46,25 +107,94 @@ impl Budget {
         max_wait: Duration,
         clock: Clock,
     ) -> Self {
-        Self {
-            limiter: RateLimiter::direct_with_clock(
-                Quota::per_minute(per_minute).allow_burst(burst),
-                clock.clone(),
-            ),
+        let configured = Rate {
             per_minute: per_minute.get(),
             burst: burst.get(),
+        };
+        Self {
+            configured,
+            current: Mutex::new(Current {
+                rate: configured,
+                limiter: limiter(configured, &clock),
+                adapted_at: None,
+            }),
             waiting: Semaphore::new(max_waiting),
             max_wait,
             backoff_until: Mutex::new(None),
+            warned_at: Mutex::new(None),
             clock,
         }
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let recovered = current
+            .adapted_at
+            .is_some_and(|at| self.clock.now().saturating_duration_since(at) >= ADAPTED_FOR);
+        if recovered {
+            tracing::info!(
+                per_minute = self.configured.per_minute,
+                "no 429 from Figma for 30 minutes: back to the configured budget"
+            );
+            *current = Current {
+                rate: self.configured,
+                limiter: limiter(self.configured, &self.clock),
+                adapted_at: None,
+            };
+        }
+        current
+    }
+
+    /// The budget in force: the configured one, or lower after a 429.
+    pub(crate) fn rate(&self) -> Rate {
+        self.current().rate
+    }
+
+    /// The budget configured.
+    pub(crate) fn configured(&self) -> Rate {
+        self.configured
+    }
+
+    /// Lowers the budget after Figma's 429; returns the budget now in force
+    /// and the Tier 3 limit the 429's headers name, if they name one.
+    pub(crate) fn after_429(&self, limit: &RateLimit) -> (Rate, Option<u32>) {
+        let published = tier3_limit(limit.plan_tier.as_deref(), limit.rate_limit_type.as_deref());
+        let mut current = self.current();
+        let per_minute = match published {
+            Some(limit) => limit.min(current.rate.per_minute) * 9 / 10,
+            None => current.rate.per_minute / 2,
+        }
+        .max(1);
+        let rate = Rate {
+            per_minute,
+            burst: (per_minute / 10).clamp(1, current.rate.burst),
+        };
+        *current = Current {
+            rate,
+            limiter: limiter(rate, &self.clock),
+            adapted_at: Some(self.clock.now()),
+        };
+        (rate, published)
+    }
+
+    /// Whether the budget running out should be logged now (once a minute
+    /// at most).
+    pub(crate) fn warn_exhausted(&self) -> bool {
+        let now = self.clock.now();
+        let mut warned_at = self.warned_at.lock().unwrap_or_else(|e| e.into_inner());
+        if warned_at.is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY) {
+            return false;
+        }
+        *warned_at = Some(now);
+        true
     }
 
     /// Takes a slot, waiting for one (within the queue's bounds) if `wait`
     /// says so; fails at once while backing off after a 429.
     pub(crate) async fn acquire(&self, wait: Wait) -> Result<(), Error> {
         self.check_backoff()?;
-        if let Err(not_until) = self.limiter.check() {
+        let limiter = self.current().limiter.clone();
+        if let Err(not_until) = limiter.check() {
             // When the next slot comes free.
             let next_slot = not_until
                 .wait_time_from(self.clock.now())
@@ -80,7 +210,7 @@ impl Budget {
                 .waiting
                 .try_acquire()
                 .map_err(|_| throttled(ThrottleReason::QueueFull))?;
-            tokio::time::timeout(self.max_wait, self.limiter.until_ready())
+            tokio::time::timeout(self.max_wait, limiter.until_ready())
                 .await
                 .map_err(|_| throttled(ThrottleReason::BudgetExhausted))?;
             // A 429 may have come in while this lookup waited.
@@ -169,6 +299,64 @@ mod tests {
         clock.advance(Duration::from_secs(30));
         assert_eq!(budget.backing_off_for(), None);
         budget.acquire(Wait::ForSlot).await.unwrap();
+    }
+
+    #[test]
+    fn the_tier3_limit_comes_from_the_429s_headers() {
+        assert_eq!(tier3_limit(Some("starter"), Some("low")), Some(10));
+        assert_eq!(tier3_limit(Some("enterprise"), Some("low")), Some(10));
+        assert_eq!(tier3_limit(Some("professional"), Some("high")), Some(50));
+        assert_eq!(tier3_limit(Some("Organization"), Some("HIGH")), Some(100));
+        assert_eq!(tier3_limit(Some("enterprise"), Some("high")), Some(150));
+        assert_eq!(tier3_limit(Some("starter"), Some("high")), None);
+        assert_eq!(tier3_limit(None, Some("high")), None);
+        assert_eq!(tier3_limit(Some("pro"), None), None);
+    }
+
+    #[tokio::test]
+    async fn a_429_lowers_the_budget_never_above_the_configured_one_and_it_recovers() {
+        let (budget, clock) = budget(150, 15);
+        let told = |plan: &str, kind: &str| RateLimit {
+            plan_tier: Some(plan.into()),
+            rate_limit_type: Some(kind.into()),
+            ..RateLimit::default()
+        };
+        let (rate, published) = budget.after_429(&told("starter", "low"));
+        assert_eq!(
+            (rate, published),
+            (
+                Rate {
+                    per_minute: 9,
+                    burst: 1
+                },
+                Some(10)
+            )
+        );
+        assert_eq!(budget.rate(), rate);
+        // One slot, then nothing until 60/9 s later.
+        budget.acquire(Wait::No).await.unwrap();
+        assert!(budget.acquire(Wait::No).await.is_err());
+        clock.advance(Duration::from_millis(6_700));
+        budget.acquire(Wait::No).await.unwrap();
+        // A 429 that names no tier halves the budget in force.
+        assert_eq!(budget.after_429(&RateLimit::default()).0.per_minute, 4);
+        // Headers naming more than is configured never raise it.
+        let (budget, clock) = self::budget(20, 5);
+        assert_eq!(
+            budget.after_429(&told("enterprise", "high")).0.per_minute,
+            18
+        );
+        clock.advance(ADAPTED_FOR);
+        assert_eq!(budget.rate(), budget.configured());
+    }
+
+    #[test]
+    fn running_out_is_logged_once_a_minute() {
+        let (budget, clock) = budget(60, 1);
+        assert!(budget.warn_exhausted());
+        assert!(!budget.warn_exhausted());
+        clock.advance(WARN_EVERY);
+        assert!(budget.warn_exhausted());
     }
 
     #[tokio::test]

@@ -98,6 +98,27 @@ impl PaymentsClientBuilder {
         self
     }
 
+    /// Reads the budget from `FIGMA_RATE_LIMIT` and `FIGMA_RATE_BURST`
+    /// where they are set; see [`PaymentsClient::from_env`].
+    pub fn rate_limit_from_env(mut self) -> Result<Self, ConfigError> {
+        let per_minute = positive_var(
+            "FIGMA_RATE_LIMIT",
+            "lookups a minute for the creator's token, such as FIGMA_RATE_LIMIT=50 on a Dev or Full seat of a Professional plan (10 on View and Collab seats; see https://developers.figma.com/docs/rest-api/rate-limits)",
+        )?;
+        let burst = positive_var(
+            "FIGMA_RATE_BURST",
+            "lookups at once, such as FIGMA_RATE_BURST=5",
+        )?;
+        if let Some(per_minute) = per_minute {
+            self.per_minute = per_minute;
+            self.burst = (per_minute / 10).max(1);
+        }
+        if let Some(burst) = burst {
+            self.burst = burst;
+        }
+        Ok(self)
+    }
+
     /// How many lookups may wait for a budget slot at once (default 256) and
     /// for how long (default 2 s). Past either, a lookup fails at once with
     /// [`Error::Throttled`](crate::Error::Throttled) instead of hanging.
@@ -109,7 +130,8 @@ impl PaymentsClientBuilder {
 
     /// Reads time from `clock` instead of the real clock, for the rate
     /// budget and the 429 back-off: a test moves it forward instead of
-    /// sleeping. Give the [`Paywall`](crate::Paywall) the same clock.
+    /// sleeping. A [`Paywall`](crate::Paywall) built on this client reads
+    /// the same clock.
     ///
     /// ```
     /// use std::time::Duration;
@@ -177,6 +199,24 @@ impl PaymentsClientBuilder {
                 latency_micros: AtomicU64::new(0),
             }),
         })
+    }
+}
+
+/// An environment variable that must be a positive whole number when set.
+fn positive_var(name: &'static str, what: &str) -> Result<Option<u32>, ConfigError> {
+    let Some(value) = std::env::var_os(name) else {
+        return Ok(None);
+    };
+    let value = value.to_string_lossy();
+    match value.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(ConfigError::InvalidVariable {
+            name,
+            reason: format!(
+                "must be a positive whole number of {what}, not {:?}",
+                value.chars().take(40).collect::<String>()
+            ),
+        }),
     }
 }
 

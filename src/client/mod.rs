@@ -107,8 +107,13 @@ impl PaymentsClient {
     }
 
     /// A client configured from the environment: the access token from
-    /// `FIGMA_TOKEN` (required) and the base URL from `FIGMA_API_URL`
-    /// (default `https://api.figma.com`).
+    /// `FIGMA_TOKEN` (required), the base URL from `FIGMA_API_URL` (default
+    /// `https://api.figma.com`), and the budget from `FIGMA_RATE_LIMIT`
+    /// (lookups a minute for the token, default 9) and `FIGMA_RATE_BURST`
+    /// (default a tenth of it, at least 1; 3 when neither is set).
+    ///
+    /// A variable that is set but not a positive whole number is an error
+    /// that names it, never a silent default.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::builder_from_env()?.build()
     }
@@ -121,7 +126,7 @@ impl PaymentsClient {
         if let Ok(url) = std::env::var("FIGMA_API_URL") {
             builder = builder.base_url(url);
         }
-        Ok(builder)
+        builder.rate_limit_from_env()
     }
 
     /// Asks Figma for the payment information behind a plugin payment token.
@@ -198,7 +203,26 @@ impl PaymentsClient {
     /// The budget: calls a minute, burst, and the longest wait for a slot.
     pub(crate) fn budget_settings(&self) -> (u32, u32, Duration) {
         let b = &self.inner.budget;
-        (b.per_minute, b.burst, b.max_wait)
+        let rate = b.rate();
+        (rate.per_minute, rate.burst, b.max_wait)
+    }
+
+    /// The payment-lookup budget in force: lookups a minute, and bursts.
+    /// It is the configured one ([`rate_limit`](PaymentsClientBuilder::rate_limit),
+    /// `FIGMA_RATE_LIMIT`), or lower for 30 minutes after Figma answered
+    /// 429: 90 % of the Tier 3 limit the 429 names for the token's plan and
+    /// seat.
+    pub fn rate_limit(&self) -> (u32, u32) {
+        let rate = self.inner.budget.rate();
+        (rate.per_minute, rate.burst)
+    }
+
+    /// Whether our own budget running out should be logged now (at most
+    /// once a minute), and the budget in force and configured.
+    pub(crate) fn budget_exhausted(&self) -> Option<(u32, u32)> {
+        let b = &self.inner.budget;
+        b.warn_exhausted()
+            .then(|| (b.rate().per_minute, b.configured().per_minute))
     }
 
     /// The client's upstream timeout (the longest a lookup waits for Figma).
@@ -215,9 +239,23 @@ impl PaymentsClient {
             Ordering::Relaxed,
         );
         if let Err(Error::RateLimited(limit)) = &result {
-            self.inner
-                .budget
-                .back_off(limit.retry_after.unwrap_or(DEFAULT_BACKOFF));
+            let budget = &self.inner.budget;
+            budget.back_off(limit.retry_after.unwrap_or(DEFAULT_BACKOFF));
+            let (rate, published) = budget.after_429(limit);
+            tracing::warn!(
+                plan_tier = limit.plan_tier.as_deref().unwrap_or("unknown"),
+                rate_limit_type = limit.rate_limit_type.as_deref().unwrap_or("unknown"),
+                tier3_limit_per_minute = published,
+                retry_after_secs = limit.retry_after.map(|d| d.as_secs()),
+                configured_per_minute = budget.configured().per_minute,
+                now_per_minute = rate.per_minute,
+                "Figma answered 429: this token's payment lookups are rate-limited. {}; lowered the budget to {} a minute for 30 minutes. Set FIGMA_RATE_LIMIT to your plan's Tier 3 limit (https://developers.figma.com/docs/rest-api/rate-limits)",
+                match published {
+                    Some(n) => format!("Figma allows this plan and seat {n} lookups a minute"),
+                    None => "Figma's answer does not say which plan and seat".to_owned(),
+                },
+                rate.per_minute,
+            );
         }
         result
     }

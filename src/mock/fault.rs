@@ -45,6 +45,30 @@ pub(super) fn envelope(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+/// Figma's 429: `Retry-After` in seconds and the tier headers.
+pub(super) fn too_many_requests(
+    retry_after: u64,
+    plan_tier: &str,
+    rate_limit_type: &str,
+) -> Response {
+    let mut response = envelope(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Rate limit exceeded. Please wait before retrying.",
+    );
+    let headers = response.headers_mut();
+    headers.insert("retry-after", retry_after.into());
+    for (name, value) in [
+        ("x-figma-plan-tier", plan_tier),
+        ("x-figma-rate-limit-type", rate_limit_type),
+        ("x-figma-upgrade-link", "https://www.figma.com/pricing"),
+    ] {
+        if let Ok(value) = value.parse() {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
 /// Takes the fault for this request, if any, and the latency to add.
 pub(super) fn take_fault(shared: &Shared) -> (Option<Fault>, Duration) {
     let mut state = shared.lock();
@@ -67,19 +91,7 @@ pub(super) async fn apply_fault(fault: Option<Fault>, latency: Duration) -> Opti
             ))
         }
         Fault::RateLimited { retry_after } => {
-            let mut response = envelope(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate limit exceeded. Please wait before retrying.",
-            );
-            let headers = response.headers_mut();
-            headers.insert("retry-after", retry_after.into());
-            headers.insert("x-figma-plan-tier", "starter".parse().ok()?);
-            headers.insert("x-figma-rate-limit-type", "low".parse().ok()?);
-            headers.insert(
-                "x-figma-upgrade-link",
-                "https://www.figma.com/pricing".parse().ok()?,
-            );
-            Some(response)
+            Some(too_many_requests(retry_after, "starter", "low"))
         }
         Fault::MalformedJson => {
             Some((StatusCode::OK, "{\"status\": 200, \"meta\": {").into_response())

@@ -30,6 +30,7 @@
 
 mod fault;
 mod ledger;
+mod limit;
 mod oauth;
 mod payments;
 
@@ -51,6 +52,7 @@ pub use self::{
     ledger::{DemoUser, IssuedToken, Ledger, Purchase, StatusShape},
 };
 pub use crate::clock::MockClock;
+use crate::clock::{later, Clock};
 use crate::{
     AccessToken, PaymentStatus, PaymentsClient, PaymentsClientBuilder, PluginPaymentToken,
     Resource, ResourceId, ResourceType, UserId,
@@ -97,6 +99,12 @@ struct MockState {
     token_requests: usize,
     /// The status of users the ledger does not name.
     default_status: Option<PaymentStatus>,
+    /// The rate limit the mock enforces, if any.
+    bucket: Option<limit::Bucket>,
+    /// 429s answered because of it.
+    rate_limited: usize,
+    /// The mock's time: token and code lifetimes, the rate limit.
+    clock: Clock,
 }
 
 #[derive(Debug)]
@@ -301,12 +309,14 @@ impl MockFigma {
         lifetime: Duration,
     ) -> PluginPaymentToken {
         let token = format!("ppt_{:032x}", rand::random::<u128>());
-        self.shared.lock().tokens.insert(
+        let mut state = self.shared.lock();
+        let expires_at = later(state.clock.now(), lifetime);
+        state.tokens.insert(
             token.clone(),
             TokenGrant {
                 user: user.clone(),
                 resource: resource.clone(),
-                expires_at: Instant::now() + lifetime,
+                expires_at,
             },
         );
         PluginPaymentToken::new(token).expect("generated tokens are valid")
@@ -315,12 +325,14 @@ impl MockFigma {
     /// Makes the mock accept `token` as a plugin payment token naming `user`
     /// of `resource`, as if Figma had issued it.
     pub fn accept_token(&self, token: &PluginPaymentToken, user: &UserId, resource: &Resource) {
-        self.shared.lock().tokens.insert(
+        let mut state = self.shared.lock();
+        let expires_at = later(state.clock.now(), TOKEN_LIFETIME);
+        state.tokens.insert(
             token.expose_secret().to_owned(),
             TokenGrant {
                 user: user.clone(),
                 resource: resource.clone(),
-                expires_at: Instant::now() + TOKEN_LIFETIME,
+                expires_at,
             },
         );
     }
@@ -353,6 +365,36 @@ impl MockFigma {
     /// `UNPAID`): `PAID` makes everybody a buyer, for load tests.
     pub fn set_default_status(&self, status: PaymentStatus) {
         self.shared.lock().default_status = Some(status);
+    }
+
+    /// Enforces a rate limit on `GET /v1/payments` as Figma does on the
+    /// creator's token: `per_minute` lookups a minute in bursts of `burst`,
+    /// and past that 429 with `Retry-After` (seconds until a lookup may go)
+    /// and the headers `X-Figma-Plan-Tier: {plan_tier}` and
+    /// `X-Figma-Rate-Limit-Type: {rate_limit_type}`. `None` lifts it.
+    ///
+    /// ```
+    /// # let figma = figma_paywall::mock::MockFigma::start_on_own_thread()?;
+    /// // A View seat on a Starter plan: about 10 lookups a minute.
+    /// figma.set_rate_limit(Some((10, 1, "starter", "low")));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn set_rate_limit(&self, limit: Option<(u32, u32, &str, &str)>) {
+        self.shared.lock().bucket = limit.map(|(per_minute, burst, plan_tier, rate_limit_type)| {
+            limit::Bucket::new(per_minute, burst, plan_tier, rate_limit_type)
+        });
+    }
+
+    /// How many 429s the rate limit of [`set_rate_limit`](Self::set_rate_limit)
+    /// answered (not counting [`Fault::RateLimited`]).
+    pub fn rate_limited_answers(&self) -> usize {
+        self.shared.lock().rate_limited
+    }
+
+    /// Reads the mock's time (token and code lifetimes, the rate limit, the
+    /// arrival times) from `clock`, the one the test gives the client.
+    pub fn set_clock(&self, clock: &MockClock) {
+        self.shared.lock().clock = clock.clock();
     }
 
     /// Chooses how `payment_status` is written.

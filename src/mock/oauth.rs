@@ -1,7 +1,7 @@
 //! The OAuth side of the mock: an authorize page where you pick a demo user,
 //! and the token exchange with PKCE.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use axum::{
     extract::{Query, State},
@@ -106,13 +106,14 @@ pub(super) async fn grant(State(shared): State<Arc<Shared>>, Query(g): Query<Gra
     {
         let mut state = shared.lock();
         let lifetime = state.code_lifetime.unwrap_or(CODE_LIFETIME);
+        let expires_at = crate::clock::later(state.clock.now(), lifetime);
         state.codes.insert(
             code.clone(),
             CodeGrant {
                 user,
                 redirect_uri: g.redirect_uri.clone(),
                 challenge: g.code_challenge,
-                expires_at: Instant::now() + lifetime,
+                expires_at,
                 used: false,
             },
         );
@@ -155,6 +156,7 @@ pub(super) async fn token(
     if f.grant_type != "authorization_code" {
         return envelope(StatusCode::BAD_REQUEST, "Unsupported grant_type");
     }
+    let now = state.clock.now();
     let Some(grant) = state.codes.get_mut(&f.code) else {
         return envelope(StatusCode::BAD_REQUEST, "Invalid code");
     };
@@ -162,7 +164,7 @@ pub(super) async fn token(
         return envelope(StatusCode::BAD_REQUEST, "Code already used");
     }
     grant.used = true;
-    if grant.expires_at <= Instant::now() {
+    if grant.expires_at <= now {
         return envelope(StatusCode::BAD_REQUEST, "Code expired");
     }
     if grant.redirect_uri != f.redirect_uri {

@@ -3,7 +3,6 @@
 use std::{
     collections::HashMap,
     sync::{atomic::Ordering, Arc},
-    time::Instant,
 };
 
 use axum::{
@@ -15,10 +14,10 @@ use axum::{
 use serde_json::{json, Value};
 
 use super::{
-    fault::{apply_fault, envelope, take_fault},
+    fault::{apply_fault, envelope, take_fault, too_many_requests},
     purchase_date, MockState, Shared, StatusShape, MOCK_CREATOR_ID,
 };
-use crate::{PaymentStatus, Resource, ResourceId, ResourceType, UserId};
+use crate::{error::ceil_secs, PaymentStatus, Resource, ResourceId, ResourceType, UserId};
 
 fn authorized(state: &MockState, headers: &HeaderMap) -> bool {
     let tokens: Vec<_> = headers.get_all("x-figma-token").iter().collect();
@@ -37,13 +36,22 @@ pub(super) async fn payments(
     {
         let mut state = shared.lock();
         state.queries.push(pairs.clone());
-        state.arrivals.push(Instant::now());
+        let now = state.clock.now();
+        state.arrivals.push(now);
     }
     let (fault, latency) = take_fault(&shared);
     if let Some(response) = apply_fault(fault, latency).await {
         return response;
     }
-    let state = shared.lock();
+    let mut state = shared.lock();
+    let now = state.clock.now();
+    if let Some(bucket) = &mut state.bucket {
+        if let Err(wait) = bucket.take(now) {
+            let (plan_tier, kind) = (bucket.plan_tier.clone(), bucket.rate_limit_type.clone());
+            state.rate_limited += 1;
+            return too_many_requests(ceil_secs(wait).max(1), &plan_tier, &kind);
+        }
+    }
     if !authorized(&state, &headers) {
         return envelope(StatusCode::UNAUTHORIZED, "Token is missing or incorrect");
     }
@@ -84,7 +92,7 @@ fn answer(state: &MockState, pairs: &[(String, String)]) -> Result<Value, Refusa
             StatusCode::UNAUTHORIZED,
             "Token is missing or incorrect".to_owned(),
         ))?;
-        if grant.expires_at <= Instant::now() {
+        if grant.expires_at <= state.clock.now() {
             return Err(bad("plugin_payment_token has expired"));
         }
         (grant.user.clone(), grant.resource.clone())
@@ -159,7 +167,7 @@ pub(super) async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) ->
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::*;
     use crate::mock::TokenGrant;

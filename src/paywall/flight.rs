@@ -102,13 +102,15 @@ impl Paywall {
         // The client's own timeouts bound the request; this bounds the
         // whole lookup (budget wait, a tier's lock included) whatever happens.
         let deadline = inner.lookup_deadline();
-        let result =
-            match tokio::time::timeout(deadline, inner.fetch(key.store_key(), &question, wait))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(Error::Timeout(deadline)),
-            };
+        let result = match tokio::time::timeout(
+            deadline,
+            inner.fetch(key.store_key(), &question, wait, generation),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(deadline)),
+        };
         tracing::debug!(
             upstream_ms = started.elapsed().as_millis() as u64,
             ok = result.is_ok(),

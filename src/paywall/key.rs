@@ -7,9 +7,12 @@ use crate::{tier::StoreKey, PluginPaymentToken, Resource, UserId};
 /// A cache key: 128 bits of SHA-256 over the question asked, so that plugin
 /// payment tokens are never stored and keys are small and fixed-size.
 ///
-/// The same bits key the answer in a tier ([`StoreKey`]); the two are
-/// separate types so that the in-process key can change (a faster keyed
-/// hash) without changing what other replicas and files hold.
+/// The same bits key the answer in a tier ([`StoreKey`]), and another
+/// replica's invalidation of one token's answer names its store key, which
+/// [`from_store_key`](Self::from_store_key) maps back. The two are separate
+/// types so that each use is visible: an in-process key derived another way
+/// (a faster keyed hash) must keep that mapping, for example by carrying
+/// both keys in the invalidation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey(u128);
 

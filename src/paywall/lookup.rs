@@ -31,7 +31,8 @@ impl Lookup {
         &self.entry.info
     }
 
-    /// How old the answer was when it was read.
+    /// How old the answer was when this lookup read it (by the paywall's
+    /// clock).
     pub fn age(&self) -> Duration {
         self.at.saturating_duration_since(self.entry.fetched_at)
     }

@@ -189,6 +189,7 @@ impl Paywall {
                 latency.as_secs_f64() * 1000.0 / calls as f64
             },
             backing_off_secs: self.inner.client.backing_off_for().map(ceil_secs),
+            budget_per_minute: self.inner.client.rate_limit().0,
             granted: s.granted.get(),
             refused: s.refused_by_reason(),
         }
@@ -237,7 +238,8 @@ impl Inner {
     fn lookup_deadline(&self) -> Duration {
         let (_, _, max_wait) = self.client.budget_settings();
         let mut deadline = max_wait + self.client.timeout() + Duration::from_secs(1);
-        if let Some(tier) = &self.tier {
+        // A tier shared by replicas adds its lock and its shared budget.
+        if let Some(tier) = self.tier.as_ref().filter(|t| !t.lock_ttl().is_zero()) {
             deadline += tier.lock_ttl() + max_wait;
         }
         deadline

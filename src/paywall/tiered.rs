@@ -8,7 +8,10 @@
 //! tier shares, and writes the answer through. A replica that finds the
 //! lock taken polls for the answer until the lock's lifetime has passed.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use super::{Inner, REFRESH_AT};
 use crate::{
@@ -24,10 +27,21 @@ const POLL: Duration = Duration::from_millis(20);
 type Fetched = Result<(PaymentInformation, Instant), Error>;
 
 impl Inner {
-    /// Asks for an answer beyond the in-process cache.
-    pub(super) async fn fetch(&self, key: StoreKey, question: &Question, wait: Wait) -> Fetched {
+    /// Asks for an answer beyond the in-process cache. `generation` is the
+    /// invalidation count when the lookup started: an answer fetched across
+    /// an invalidation is not written through.
+    pub(super) async fn fetch(
+        &self,
+        key: StoreKey,
+        question: &Question,
+        wait: Wait,
+        generation: u64,
+    ) -> Fetched {
         match &self.tier {
-            Some(tier) => self.fetch_tiered(tier.as_ref(), key, question, wait).await,
+            Some(tier) => {
+                self.fetch_tiered(tier.as_ref(), key, question, wait, generation)
+                    .await
+            }
             None => self.ask_figma(question, wait).await,
         }
     }
@@ -38,6 +52,7 @@ impl Inner {
         key: StoreKey,
         question: &Question,
         wait: Wait,
+        generation: u64,
     ) -> Fetched {
         let deadline = Instant::now() + tier.lock_ttl();
         // A stored answer past its refresh point but still fresh: used if
@@ -66,7 +81,8 @@ impl Inner {
             match tier.lock(key).await {
                 Ok(true) => {
                     let result = self.ask_shared(tier, question, wait).await;
-                    if let Ok((info, _)) = &result {
+                    let current = self.generation.load(Ordering::Acquire) == generation;
+                    if let (Ok((info, _)), true) = (&result, current) {
                         let stored = Stored {
                             info: info.clone(),
                             fetched_ms: self.clock.unix_ms(),

@@ -6,7 +6,7 @@
 use http::StatusCode;
 
 use super::gate::Mode;
-use crate::{Error, Paywall, Refusal, RefusalReason};
+use crate::{Error, Paywall, Refusal, RefusalReason, ThrottleReason};
 
 /// Maps a lookup error to what the caller is told. Only the creator's
 /// access token needs asking about (`GET /v1/me`, through the paywall, at
@@ -50,12 +50,35 @@ pub(super) async fn refusal_for(paywall: &Paywall, error: &Error, mode: Mode) ->
             r.retry_after = Some(std::time::Duration::from_secs(60));
             r
         }
-        Error::RateLimited(_) | Error::Throttled { .. } => {
-            tracing::warn!(error = %error, "Figma's budget is spent; refusing");
+        Error::Throttled {
+            reason: ThrottleReason::BudgetExhausted | ThrottleReason::QueueFull,
+            ..
+        } => {
+            let client = paywall.client();
+            let (per_minute, _) = client.rate_limit();
+            if let Some((now, configured)) = client.budget_exhausted() {
+                tracing::warn!(
+                    budget_per_minute = now,
+                    configured_per_minute = configured,
+                    "the budget of {now} payment lookups a minute at Figma is spent: callers who need a lookup get 503 until a slot frees. If your plan and seat allow more, set FIGMA_RATE_LIMIT (Tier 3: about 10 a minute on View and Collab seats, 50, 100 or 150 on Dev and Full seats of Professional, Organization and Enterprise plans)"
+                );
+            }
             let mut r = Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 R::RateLimited,
-                "payment status cannot be checked right now: too many lookups; try again later",
+                format!(
+                    "payment status cannot be checked right now: this app asks Figma at most {per_minute} times a minute (FIGMA_RATE_LIMIT) and that budget is spent; try again later"
+                ),
+            );
+            r.retry_after = Some(error.retry_after().unwrap_or(retry_soon));
+            r
+        }
+        Error::RateLimited(_) | Error::Throttled { .. } => {
+            tracing::warn!(error = %error, "Figma is rate-limiting this token's lookups; refusing");
+            let mut r = Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                R::RateLimited,
+                "payment status cannot be checked right now: Figma is rate-limiting this app's lookups; try again later",
             );
             r.retry_after = Some(error.retry_after().unwrap_or(retry_soon));
             r

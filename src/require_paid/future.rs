@@ -17,8 +17,8 @@ pin_project! {
     /// payment check (boxed), then the inner service's future (not boxed).
     ///
     /// The inner service that was made ready waits beside the check, as in
-    /// tower-http's `AsyncRequireAuthorization`; nothing in it panics if it is
-    /// polled again after it completed.
+    /// tower-http's `AsyncRequireAuthorization`: no `Option` to take, and no
+    /// bound on the inner service beyond what its own future needs.
     pub struct RequirePaidFuture<S, B>
     where
         S: Service<Request<B>>,

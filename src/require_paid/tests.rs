@@ -229,10 +229,20 @@ async fn an_unreachable_figma_is_503_and_only_fail_open_lets_callers_in() {
 
 /// An inner service that is neither `Send` nor `Sync` and counts its calls:
 /// the layer needs neither, and calls the instance that was made ready.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Local {
     calls: Rc<std::cell::Cell<u32>>,
     ready: bool,
+}
+
+/// A clone has not been made ready, whatever the original was.
+impl Clone for Local {
+    fn clone(&self) -> Self {
+        Self {
+            calls: self.calls.clone(),
+            ready: false,
+        }
+    }
 }
 
 impl Service<Request<Body>> for Local {

@@ -2,7 +2,7 @@
 //! calls on a miss, and its implementations (Redis, feature `redis`).
 //!
 //! A tier stores Figma's answers under [`StoreKey`]s, hashes that never hold
-//! a plugin payment token, each beside the Unix time Figma gave it. It knows
+//! a plugin payment token, each beside the Unix time it was fetched. It knows
 //! nothing of the engine: the engine decides what is fresh, what to refresh
 //! and what to fall back on (`paywall/tiered.rs`); a tier only keeps, finds,
 //! forgets and, when it is shared by replicas, coordinates them.
@@ -89,7 +89,9 @@ pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
         index_for: Duration,
     ) -> BoxFuture<'a, TierResult<()>>;
 
-    /// Forgets `what`, and tells other replicas to forget it too.
+    /// Forgets `what`, and tells other replicas to forget it too. A user or
+    /// a key is deleted from the tier; `All` may only be told (Redis keeps
+    /// its answers until they expire).
     fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, ()>;
 
     /// Calls `engine` with every invalidation another replica makes, until

@@ -488,6 +488,28 @@ async fn unpaid_answers_are_never_served_stale() {
 }
 
 #[tokio::test]
+async fn a_stale_answer_stands_in_only_within_its_grace() {
+    let figma = MockFigma::start().await.unwrap();
+    let clock = MockClock::new();
+    let paywall = paywall_on(&figma, &clock, |b| b); // PAID 10 min, grace 1 h
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    set(&figma, "1", &plugin(), PaymentStatus::Paid);
+    assert_eq!(call(&app, as_user("1")).await.status, 200);
+    figma.set_steady_fault(Some(Fault::Status(500)));
+    clock.advance(Duration::from_secs(40 * 60));
+    let reply = call(&app, as_user("1")).await;
+    assert_eq!(
+        (reply.status.as_u16(), &reply.body["stale"]),
+        (200, &json!(true))
+    );
+    // Past 10 minutes and the hour of grace, whatever moka still holds.
+    clock.advance(Duration::from_secs(31 * 60));
+    let reply = call(&app, as_user("1")).await;
+    assert_envelope(&reply, &[503]);
+    assert_eq!(reply.body["reason"], "figma_unavailable");
+}
+
+#[tokio::test]
 async fn logs_hold_no_secret_in_any_fault_path() {
     let figma = mock_elsewhere();
     let clock = MockClock::new();

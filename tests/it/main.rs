@@ -7,6 +7,7 @@
 
 mod common;
 
+mod budget;
 mod client;
 mod faults;
 mod login;

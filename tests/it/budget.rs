@@ -1,0 +1,97 @@
+//! Figma's budget: what callers are told when the app's own budget is
+//! spent, and how the budget adapts when Figma answers 429.
+
+use std::time::Duration;
+
+use figma_paywall::{
+    mock::{MockClock, MockFigma},
+    Paywall, RequirePaidLayer,
+};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn a_spent_budget_names_itself_and_the_setting_and_is_logged_once_a_minute() {
+    let figma = mock_elsewhere();
+    let clock = MockClock::new();
+    let client = figma
+        .client_builder()
+        .clock(&clock)
+        .rate_limit(2, 1)
+        .build()
+        .unwrap();
+    let app = echo_app().layer(RequirePaidLayer::new(&Paywall::new(client), plugin()));
+    let logs = CapturedLogs::start();
+    let warnings = || {
+        logs.text()
+            .matches("the budget of 2 payment lookups a minute at Figma is spent")
+            .count()
+    };
+    assert_eq!(call(&app, as_user("1")).await.status, 402);
+    for i in 0..3 {
+        let reply = call(&app, as_user(&format!("{}", 10 + i))).await;
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.body["reason"], "rate_limited");
+        let message = reply.body["message"].as_str().unwrap();
+        assert!(
+            message.contains("at most 2 times a minute (FIGMA_RATE_LIMIT)"),
+            "{message}"
+        );
+        assert!(reply.headers.contains_key("retry-after"));
+    }
+    assert_eq!(figma.payment_requests(), 1);
+    assert_eq!(warnings(), 1);
+    // A minute later the budget has slots again; spent again, it is logged
+    // again.
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(call(&app, as_user("20")).await.status, 402);
+    assert_eq!(call(&app, as_user("21")).await.status, 503);
+    assert_eq!(warnings(), 2);
+    assert!(logs.text().contains("set FIGMA_RATE_LIMIT"));
+}
+
+#[tokio::test]
+async fn a_budget_set_too_high_earns_one_429_then_keeps_to_figmas() {
+    let figma = MockFigma::start().await.unwrap();
+    let clock = MockClock::new();
+    figma.set_clock(&clock);
+    // The token's real budget: a View seat, 10 a minute.
+    figma.set_rate_limit(Some((10, 2, "starter", "low")));
+    // The app believes it has 60.
+    let client = figma
+        .client_builder()
+        .clock(&clock)
+        .rate_limit(60, 10)
+        .build()
+        .unwrap();
+    let paywall = Paywall::new(client.clone());
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    // A new caller every 2 s for 2 minutes, each needing a lookup.
+    let mut answered = 0;
+    for i in 0..60 {
+        clock.advance(Duration::from_secs(2));
+        let reply = call(&app, as_user(&format!("{}", 1000 + i))).await;
+        match reply.status.as_u16() {
+            402 => answered += 1,
+            503 => assert_eq!(reply.body["reason"], "rate_limited", "{}", reply.body),
+            other => panic!("{other}: {}", reply.body),
+        }
+    }
+    assert_eq!(figma.rate_limited_answers(), 1, "a second 429 from Figma");
+    // 90 % of the Tier 3 limit Figma's headers name (10 a minute).
+    assert_eq!(client.rate_limit(), (9, 1));
+    assert_eq!(paywall.stats().budget_per_minute, 9);
+    // Lookups go on after the 429, at no more than 9 a minute (and a burst
+    // of 1) in any minute, on the mock's clock.
+    assert_eq!(figma.payment_requests(), answered + 1);
+    let arrivals = figma.payment_request_times();
+    let after_429 = &arrivals[3..];
+    assert!(after_429.len() >= 12, "{} lookups after the 429", after_429.len());
+    for (i, start) in after_429.iter().enumerate() {
+        let in_a_minute = after_429[i..]
+            .iter()
+            .take_while(|t| t.duration_since(*start) < Duration::from_secs(60))
+            .count();
+        assert!(in_a_minute <= 10, "{in_a_minute} lookups within a minute");
+    }
+}
