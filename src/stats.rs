@@ -32,6 +32,7 @@ pub(crate) struct Counters {
     pub(crate) misses: Counter,
     pub(crate) tier_hits: Counter,
     pub(crate) stale_served: Counter,
+    pub(crate) refusals_remembered: Counter,
     pub(crate) refreshes: Counter,
     pub(crate) granted: Counter,
     refused: [Counter; RefusalReason::ALL.len()],
@@ -93,6 +94,9 @@ pub struct PaywallStats {
     pub redis_hits: u64,
     /// Expired PAID/TRIAL answers served because Figma could not answer.
     pub stale_served: u64,
+    /// Lookups of a plugin payment token that Figma refused in the last
+    /// 10 minutes, refused again without asking Figma.
+    pub refusals_remembered: u64,
     /// Refreshes started in the background before an answer expired.
     pub background_refreshes: u64,
     /// Answers in the cache (approximate).

@@ -10,6 +10,7 @@ use moka::future::Cache;
 use super::{
     entry::{EntryExpiry, Lifetimes},
     flight::Flights,
+    refused::Refused,
     Inner, Paywall,
 };
 use crate::{
@@ -121,6 +122,7 @@ impl PaywallBuilder {
             cache,
             tier: self.tier,
             flights: Flights::default(),
+            refused: Refused::default(),
             lifetimes: self.lifetimes,
             generation: AtomicU64::new(0),
             pat_check: tokio::sync::Mutex::default(),

@@ -116,7 +116,14 @@ impl Paywall {
             ok = result.is_ok(),
             "asked Figma"
         );
-        let (mut info, fetched_at) = result.map_err(Arc::new)?;
+        let (mut info, fetched_at) = match result {
+            Ok(answer) => answer,
+            Err(error) => {
+                let error = Arc::new(error);
+                self.remember_refusal(key, &question, &error).await;
+                return Err(error);
+            }
+        };
         // A million answers about one resource share one copy of its ID.
         if let Question::User(_, resource) = &question {
             if info.resource_id == *resource.id() {

@@ -41,9 +41,15 @@ impl Lookup {
 impl Paywall {
     /// The payment information behind a plugin payment token, from the cache
     /// or from Figma.
+    ///
+    /// A token Figma refused (400, or 401 while the creator's access token
+    /// is good) is refused again for 10 minutes without asking Figma, with
+    /// the same error.
     pub async fn lookup_token(&self, token: &PluginPaymentToken) -> Result<Lookup, Arc<Error>> {
-        self.lookup(CacheKey::token(token), || Question::Token(token.clone()))
-            .await
+        self.lookup(CacheKey::token(token), true, || {
+            Question::Token(token.clone())
+        })
+        .await
     }
 
     /// A user's payment information on a resource, from the cache or from
@@ -53,7 +59,7 @@ impl Paywall {
         user: &UserId,
         resource: &Resource,
     ) -> Result<Lookup, Arc<Error>> {
-        self.lookup(CacheKey::user(user, resource), || {
+        self.lookup(CacheKey::user(user, resource), false, || {
             Question::User(user.clone(), resource.clone())
         })
         .await
@@ -64,6 +70,7 @@ impl Paywall {
     async fn lookup(
         &self,
         key: CacheKey,
+        token: bool,
         question: impl FnOnce() -> Question,
     ) -> Result<Lookup, Arc<Error>> {
         let inner = &self.inner;
@@ -89,6 +96,11 @@ impl Paywall {
             }
         }
         stats.misses.add();
+        if token {
+            if let Some(refusal) = self.remembered_refusal(&key).await {
+                return Err(refusal);
+            }
+        }
         // Only PAID and TRIAL answers may stand in once expired; a refusing
         // answer moka has not dropped yet is as good as none, and so is one
         // past its keep time by this paywall's clock.

@@ -34,6 +34,7 @@ mod entry;
 mod flight;
 mod key;
 mod lookup;
+mod refused;
 mod tiered;
 
 use std::{
@@ -51,6 +52,7 @@ use self::{
     entry::{Entry, Lifetimes, REFRESH_AT},
     flight::Flights,
     key::CacheKey,
+    refused::Refused,
 };
 use crate::{
     clock::Clock,
@@ -88,6 +90,8 @@ struct Inner {
     /// A cache tier beyond this process (Redis), asked on a miss.
     tier: Option<Box<dyn Tier>>,
     flights: Flights,
+    /// Tokens Figma refused lately.
+    refused: Refused,
     lifetimes: Lifetimes,
     /// Bumped by every invalidation: a lookup that started before one does
     /// not cache what it got.
@@ -179,6 +183,7 @@ impl Paywall {
             cache_misses: s.misses.get(),
             redis_hits: s.tier_hits.get(),
             stale_served: s.stale_served.get(),
+            refusals_remembered: s.refusals_remembered.get(),
             background_refreshes: s.refreshes.get(),
             cached_entries: self.inner.cache.entry_count(),
             lookups_in_flight: self.inner.flights.len(),
@@ -219,7 +224,10 @@ impl Inner {
     async fn forget(&self, what: &Invalidation) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         match what {
-            Invalidation::All => self.cache.invalidate_all(),
+            Invalidation::All => {
+                self.cache.invalidate_all();
+                self.refused.invalidate_all();
+            }
             Invalidation::User(user) => {
                 let user = user.clone();
                 // Only fails when invalidation closures are not enabled; they are.
@@ -228,7 +236,9 @@ impl Inner {
                     .invalidate_entries_if(move |_, entry| entry.info.user_id == user);
             }
             Invalidation::Key(key) => {
-                self.cache.invalidate(&CacheKey::from_store_key(*key)).await;
+                let key = CacheKey::from_store_key(*key);
+                self.cache.invalidate(&key).await;
+                self.refused.invalidate(&key).await;
             }
         }
     }

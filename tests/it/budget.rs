@@ -1,11 +1,12 @@
 //! Figma's budget: what callers are told when the app's own budget is
-//! spent, and how the budget adapts when Figma answers 429.
+//! spent, how the budget adapts when Figma answers 429, and refused tokens
+//! that cost Figma one lookup however often they are replayed.
 
 use std::time::Duration;
 
 use figma_paywall::{
-    mock::{MockClock, MockFigma},
-    Paywall, RequirePaidLayer,
+    mock::{Fault, MockClock, MockFigma},
+    AccessToken, PaymentsClient, Paywall, RequirePaidLayer,
 };
 
 use crate::common::*;
@@ -86,7 +87,11 @@ async fn a_budget_set_too_high_earns_one_429_then_keeps_to_figmas() {
     assert_eq!(figma.payment_requests(), answered + 1);
     let arrivals = figma.payment_request_times();
     let after_429 = &arrivals[3..];
-    assert!(after_429.len() >= 12, "{} lookups after the 429", after_429.len());
+    assert!(
+        after_429.len() >= 12,
+        "{} lookups after the 429",
+        after_429.len()
+    );
     for (i, start) in after_429.iter().enumerate() {
         let in_a_minute = after_429[i..]
             .iter()
@@ -94,4 +99,52 @@ async fn a_budget_set_too_high_earns_one_429_then_keeps_to_figmas() {
             .count();
         assert!(in_a_minute <= 10, "{in_a_minute} lookups within a minute");
     }
+}
+
+#[tokio::test]
+async fn a_refused_token_replayed_costs_one_lookup_for_ten_minutes() {
+    let figma = MockFigma::start().await.unwrap();
+    let clock = MockClock::new();
+    let paywall = paywall_on(&figma, &clock, |b| b);
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    // Figma failing is not a refusal: nothing is remembered.
+    figma.push_fault(Fault::Status(500));
+    assert_eq!(call(&app, with_token("ppt_forged")).await.status, 503);
+    for _ in 0..20 {
+        let reply = call(&app, with_token("ppt_forged")).await;
+        assert_eq!(reply.status, 401);
+        assert_eq!(reply.body["reason"], "token_rejected");
+    }
+    assert_eq!(figma.payment_requests(), 2);
+    assert_eq!(figma.me_requests(), 1, "the access token is checked once");
+    assert_eq!(paywall.stats().refusals_remembered, 19);
+    // An expired token (400) is remembered too, on its own.
+    let expired = figma.issue_token_for(&user("7"), &plugin(), Duration::ZERO);
+    for _ in 0..3 {
+        assert_eq!(
+            call(&app, with_token(expired.expose_secret())).await.status,
+            401
+        );
+    }
+    assert_eq!(figma.payment_requests(), 3);
+    // Ten minutes on, Figma is asked again.
+    clock.advance(Duration::from_secs(10 * 60 + 1));
+    assert_eq!(call(&app, with_token("ppt_forged")).await.status, 401);
+    assert_eq!(figma.payment_requests(), 4);
+}
+
+#[tokio::test]
+async fn nothing_is_remembered_while_figma_refuses_the_access_token() {
+    let figma = MockFigma::start().await.unwrap();
+    let client = PaymentsClient::builder(AccessToken::new("figd_revoked").unwrap())
+        .base_url(figma.url())
+        .build()
+        .unwrap();
+    let app = echo_app().layer(RequirePaidLayer::new(&Paywall::new(client), plugin()));
+    for _ in 0..3 {
+        let reply = call(&app, with_token("ppt_of_a_buyer")).await;
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.body["reason"], "access_token_rejected");
+    }
+    assert_eq!(figma.payment_requests(), 3);
 }
