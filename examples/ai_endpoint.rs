@@ -92,11 +92,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("# nobody\ncurl -i -X POST http://{addr}/generate -d 'a cat in a hat'\n");
         println!("# what the paywall did\ncurl http://{addr}/paywall/stats\n");
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // Each request carries its connection's address: the fair share of
+    // Figma's budget tells clients apart by it.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 

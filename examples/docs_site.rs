@@ -69,11 +69,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
         (app, Some(mock))
     };
     println!("docs_site on {site_url}: open {site_url}/docs/intro");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // Each request carries its connection's address: the fair share of
+    // Figma's budget tells clients apart by it.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 

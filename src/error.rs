@@ -151,6 +151,8 @@ pub enum ThrottleReason {
     BudgetExhausted,
     /// Too many lookups were already waiting for a slot.
     QueueFull,
+    /// This client has used its share of cold lookups (the fair share).
+    ClientShare,
 }
 
 impl fmt::Display for ThrottleReason {
@@ -159,6 +161,7 @@ impl fmt::Display for ThrottleReason {
             Self::BackingOff => "Figma asked to back off (429 Retry-After)",
             Self::BudgetExhausted => "the rate budget for Figma is spent",
             Self::QueueFull => "too many lookups are waiting for the rate budget",
+            Self::ClientShare => "this client has used its share of new lookups",
         })
     }
 }

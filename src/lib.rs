@@ -6,6 +6,7 @@
 // The core: private modules, their types flat at the root. See
 // ARCHITECTURE.md for the request's path through them and who may import
 // whom (require_paid -> paywall -> client, tier, stats -> the vocabulary).
+mod caller;
 mod client;
 mod clock;
 mod error;
@@ -28,6 +29,7 @@ pub mod mock;
 #[cfg(feature = "redis")]
 pub use tier::redis;
 
+pub use caller::ClientKey;
 pub use client::{
     FigmaUser, PaymentsClient, PaymentsClientBuilder, ACCESS_TOKEN_HEADER, DEFAULT_BASE_URL,
 };
@@ -37,10 +39,10 @@ pub use payment::{PaymentInformation, PaymentStatus};
 pub use paywall::{Lookup, Paywall, PaywallBuilder};
 pub use refusal::{Refusal, RefusalReason};
 pub use require_paid::{
-    AccessVia, DefaultIdentity, FigmaUserId, Identity, IdentityError, IdentitySource,
-    MissingPaywall, Or, PaidAccess, PaymentTokenHeader, PaymentTokenQuery, RequirePaid,
-    RequirePaidFuture, RequirePaidLayer, UserIdExtension, PAYMENT_TOKEN_HEADER,
-    PAYMENT_TOKEN_QUERY,
+    AccessVia, ClientKeySource, DefaultIdentity, FigmaUserId, ForwardedFor, Identity,
+    IdentityError, IdentitySource, MissingPaywall, Or, PaidAccess, PaymentTokenHeader,
+    PaymentTokenQuery, PeerAddr, RequirePaid, RequirePaidFuture, RequirePaidLayer, UserIdExtension,
+    PAYMENT_TOKEN_HEADER, PAYMENT_TOKEN_QUERY,
 };
 pub use secret::{
     AccessToken, InvalidToken, PluginPaymentToken, MAX_ACCESS_TOKEN_LEN, MAX_PAYMENT_TOKEN_LEN,

@@ -50,13 +50,16 @@ pub enum RefusalReason {
     AccessTokenRejected,
     /// Figma is rate-limiting, or the upstream budget is spent (503).
     RateLimited,
+    /// This client asked for too many new lookups: more than its share of
+    /// the budget (429).
+    TooManyLookups,
     /// Figma failed, timed out or could not be reached (502/503).
     FigmaUnavailable,
 }
 
 impl RefusalReason {
     /// Every reason, in the order of their counters.
-    pub(crate) const ALL: [Self; 9] = [
+    pub(crate) const ALL: [Self; 10] = [
         Self::NoIdentity,
         Self::InvalidIdentity,
         Self::TokenRejected,
@@ -65,6 +68,7 @@ impl RefusalReason {
         Self::AnswerMismatch,
         Self::AccessTokenRejected,
         Self::RateLimited,
+        Self::TooManyLookups,
         Self::FigmaUnavailable,
     ];
 
@@ -84,6 +88,7 @@ impl RefusalReason {
             Self::AnswerMismatch => "answer_mismatch",
             Self::AccessTokenRejected => "access_token_rejected",
             Self::RateLimited => "rate_limited",
+            Self::TooManyLookups => "too_many_lookups",
             Self::FigmaUnavailable => "figma_unavailable",
         }
     }

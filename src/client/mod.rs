@@ -207,6 +207,11 @@ impl PaymentsClient {
         (rate.per_minute, rate.burst, b.max_wait)
     }
 
+    /// The budget configured.
+    pub(crate) fn configured_rate(&self) -> budget::Rate {
+        self.inner.budget.configured()
+    }
+
     /// The payment-lookup budget in force: lookups a minute, and bursts.
     /// It is the configured one ([`rate_limit`](PaymentsClientBuilder::rate_limit),
     /// `FIGMA_RATE_LIMIT`), or lower for 30 minutes after Figma answered

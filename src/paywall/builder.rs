@@ -9,6 +9,7 @@ use moka::future::Cache;
 
 use super::{
     entry::{EntryExpiry, Lifetimes},
+    fair::FairShare,
     flight::Flights,
     refused::Refused,
     Inner, Paywall,
@@ -42,6 +43,7 @@ pub struct PaywallBuilder {
     max_entries: u64,
     lifetimes: Lifetimes,
     tier: Option<Box<dyn Tier>>,
+    client_share: Option<u32>,
 }
 
 impl PaywallBuilder {
@@ -51,6 +53,7 @@ impl PaywallBuilder {
             max_entries: 1_000_000,
             lifetimes: Lifetimes::default(),
             tier: None,
+            client_share: None,
         }
     }
 
@@ -94,6 +97,28 @@ impl PaywallBuilder {
         self
     }
 
+    /// How many cold lookups of plugin payment tokens one client may make
+    /// a minute (default a quarter of the client's budget, at least 1); all
+    /// clients together may make three quarters of the budget, so that
+    /// refreshes of known buyers and user IDs the app authenticated (which
+    /// no share limits) always find room. Clients are told apart by the
+    /// layer's [`with_client_key`](crate::RequirePaidLayer::with_client_key)
+    /// (the connection's address by default).
+    ///
+    /// ```
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient};
+    /// let client = PaymentsClient::builder(AccessToken::new("figd_example")?)
+    ///     .rate_limit(100, 10)
+    ///     .build()?;
+    /// // An office of buyers behind one address may need more than 25.
+    /// let paywall = Paywall::builder(client).client_share(40).build();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn client_share(mut self, per_minute: u32) -> Self {
+        self.client_share = Some(per_minute);
+        self
+    }
+
     /// Shares answers, the 429 back-off, the rate budget, cold-key
     /// coalescing and invalidations with other replicas through Redis; see
     /// [`redis`](crate::redis). Call `build` inside a Tokio runtime, which
@@ -117,12 +142,15 @@ impl PaywallBuilder {
             })
             .support_invalidation_closures()
             .build();
+        let budget = self.client.configured_rate();
+        let fair = FairShare::new(budget.per_minute, budget.burst, self.client_share, &clock);
         let inner = Arc::new(Inner {
             client: self.client,
             cache,
             tier: self.tier,
             flights: Flights::default(),
             refused: Refused::default(),
+            fair,
             lifetimes: self.lifetimes,
             generation: AtomicU64::new(0),
             pat_check: tokio::sync::Mutex::default(),

@@ -34,6 +34,10 @@ impl Flights {
     pub(super) fn len(&self) -> usize {
         self.lock().len()
     }
+
+    pub(super) fn contains(&self, key: &CacheKey) -> bool {
+        self.lock().contains_key(key)
+    }
 }
 
 /// Removes a finished flight from the map when dropped.

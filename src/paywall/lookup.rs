@@ -9,7 +9,7 @@ use std::{
 use super::{entry::Entry, key::CacheKey, Paywall};
 use crate::{
     client::{Question, Wait},
-    Error, PaymentInformation, PluginPaymentToken, Resource, UserId,
+    ClientKey, Error, PaymentInformation, PluginPaymentToken, Resource, UserId,
 };
 
 /// The answer to one lookup.
@@ -46,7 +46,17 @@ impl Paywall {
     /// is good) is refused again for 10 minutes without asking Figma, with
     /// the same error.
     pub async fn lookup_token(&self, token: &PluginPaymentToken) -> Result<Lookup, Arc<Error>> {
-        self.lookup(CacheKey::token(token), true, || {
+        self.lookup_token_as(token, || None).await
+    }
+
+    /// [`lookup_token`](Self::lookup_token) for the client `client` names
+    /// (asked only on a cold miss), within that client's fair share.
+    pub(crate) async fn lookup_token_as(
+        &self,
+        token: &PluginPaymentToken,
+        client: impl FnOnce() -> Option<ClientKey>,
+    ) -> Result<Lookup, Arc<Error>> {
+        self.lookup(CacheKey::token(token), Some(client), || {
             Question::Token(token.clone())
         })
         .await
@@ -59,7 +69,7 @@ impl Paywall {
         user: &UserId,
         resource: &Resource,
     ) -> Result<Lookup, Arc<Error>> {
-        self.lookup(CacheKey::user(user, resource), false, || {
+        self.lookup(CacheKey::user(user, resource), None::<fn() -> _>, || {
             Question::User(user.clone(), resource.clone())
         })
         .await
@@ -67,10 +77,11 @@ impl Paywall {
 
     /// The hit path: one hash, one moka `get`, no allocation. The question
     /// for Figma is only built on a miss.
+    /// `client` is `Some` for token lookups: who asks, for the fair share.
     async fn lookup(
         &self,
         key: CacheKey,
-        token: bool,
+        client: Option<impl FnOnce() -> Option<ClientKey>>,
         question: impl FnOnce() -> Question,
     ) -> Result<Lookup, Arc<Error>> {
         let inner = &self.inner;
@@ -96,7 +107,7 @@ impl Paywall {
             }
         }
         stats.misses.add();
-        if token {
+        if client.is_some() {
             if let Some(refusal) = self.remembered_refusal(&key).await {
                 return Err(refusal);
             }
@@ -108,6 +119,13 @@ impl Paywall {
             now < lifetimes.expires_at(e)
                 && lifetimes.grace_for(&e.info.payment_status) > Duration::ZERO
         });
+        // A cold token lookup that no flight will answer spends the client's
+        // share; a known buyer's renewal and a user ID spend none.
+        if let (Some(client), None) = (client, &cached) {
+            if !self.inner.flights.contains(&key) {
+                self.admit_cold(client().as_ref()).map_err(Arc::new)?;
+            }
+        }
         // With a stale answer to fall back on, do not queue for the budget.
         let wait = if cached.is_some() {
             Wait::No

@@ -31,6 +31,7 @@
 mod builder;
 mod credentials;
 mod entry;
+mod fair;
 mod flight;
 mod key;
 mod lookup;
@@ -50,6 +51,7 @@ pub use self::{builder::PaywallBuilder, lookup::Lookup};
 use self::{
     credentials::PatCheck,
     entry::{Entry, Lifetimes, REFRESH_AT},
+    fair::FairShare,
     flight::Flights,
     key::CacheKey,
     refused::Refused,
@@ -92,6 +94,8 @@ struct Inner {
     flights: Flights,
     /// Tokens Figma refused lately.
     refused: Refused,
+    /// Each client's share of cold lookups.
+    fair: FairShare,
     lifetimes: Lifetimes,
     /// Bumped by every invalidation: a lookup that started before one does
     /// not cache what it got.

@@ -51,6 +51,19 @@ pub(super) async fn refusal_for(paywall: &Paywall, error: &Error, mode: Mode) ->
             r
         }
         Error::Throttled {
+            reason: ThrottleReason::ClientShare,
+            retry_after,
+        } => {
+            tracing::debug!(error = %error, "refused: the client has used its share of cold lookups");
+            let mut r = Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                R::TooManyLookups,
+                "too many new lookups from this client; try again later",
+            );
+            r.retry_after = Some(*retry_after);
+            r
+        }
+        Error::Throttled {
             reason: ThrottleReason::BudgetExhausted | ThrottleReason::QueueFull,
             ..
         } => {

@@ -7,7 +7,8 @@ use http::{request::Parts, Request, StatusCode};
 use tracing::{field::Empty, Instrument};
 
 use super::{
-    failure::refusal_for, layer::RefusalHandler, AccessVia, Identity, IdentityError, PaidAccess,
+    caller::ClientKeys, failure::refusal_for, layer::RefusalHandler, AccessVia, Identity,
+    IdentityError, PaidAccess,
 };
 use crate::{
     Error, Lookup, PaymentInformation, PaymentStatus, Paywall, PluginPaymentToken, Refusal,
@@ -24,6 +25,8 @@ pub(crate) struct Gate {
     pub(super) bypass: HashSet<UserId>,
     pub(super) fail_open: bool,
     pub(super) refusal: Option<RefusalHandler>,
+    /// Who the client is, for the fair share of cold lookups.
+    pub(super) client_key: ClientKeys,
 }
 
 /// How the caller identified itself.
@@ -68,7 +71,7 @@ pub(crate) async fn check<B>(
     );
     let paywall = &gate.paywall;
     let decision = gate
-        .decide(paywall, identity)
+        .decide(paywall, identity, &parts)
         .instrument(span.clone())
         .await;
     let stats = paywall.counters();
@@ -103,6 +106,7 @@ impl Gate {
         &self,
         paywall: &Paywall,
         identity: Result<Option<Identity>, IdentityError>,
+        parts: &Parts,
     ) -> Result<Granted, Refusal> {
         let span = tracing::Span::current();
         let identity = identity.map_err(|e| {
@@ -120,7 +124,7 @@ impl Gate {
             }
             Some(Identity::PaymentToken(token)) => {
                 span.record("mode", Mode::Token.as_str());
-                self.decide_token(paywall, &token).await
+                self.decide_token(paywall, &token, parts).await
             }
             Some(Identity::User(user)) => {
                 span.record("mode", Mode::User.as_str());
@@ -133,9 +137,12 @@ impl Gate {
         &self,
         paywall: &Paywall,
         token: &PluginPaymentToken,
+        parts: &Parts,
     ) -> Result<Granted, Refusal> {
         let started = Instant::now();
-        let lookup = match paywall.lookup_token(token).await {
+        // The client is only asked for on a cold miss.
+        let client = || self.client_key.0.client_key(parts);
+        let lookup = match paywall.lookup_token_as(token, client).await {
             Ok(lookup) => lookup,
             Err(error) => return self.upstream_failure(paywall, &error, Mode::Token).await,
         };

@@ -6,7 +6,10 @@ use axum::response::Response;
 use http::request::Parts;
 use tower_layer::Layer;
 
-use super::{gate::Gate, DefaultIdentity, IdentitySource, RequirePaid};
+use super::{
+    caller::ClientKeys, gate::Gate, ClientKeySource, DefaultIdentity, IdentitySource, PeerAddr,
+    RequirePaid,
+};
 use crate::{Paywall, Refusal, Resource, UserId};
 
 /// The layer that gates a service on Figma payment status; build it with
@@ -84,6 +87,7 @@ impl RequirePaidLayer {
                 bypass: HashSet::new(),
                 fail_open: false,
                 refusal: None,
+                client_key: ClientKeys(Arc::new(PeerAddr)),
             }),
             identity: DefaultIdentity,
         }
@@ -161,6 +165,20 @@ impl<I> RequirePaidLayer<I> {
         F: Fn(Refusal, &Parts) -> Response + Send + Sync + 'static,
     {
         Arc::make_mut(&mut self.gate).refusal = Some(RefusalHandler(Arc::new(respond)));
+        self
+    }
+
+    /// Tells clients apart by `source` instead of [`PeerAddr`], for the fair
+    /// share of Figma's budget: a client's cold lookups of plugin payment
+    /// tokens (misses that need a call) are limited to its share of the
+    /// budget ([`PaywallBuilder::client_share`](crate::PaywallBuilder::client_share)),
+    /// and refused with `429 too_many_lookups` past it, so that one client
+    /// flooding forged tokens cannot spend the budget that buyers need.
+    ///
+    /// Behind a proxy, use [`ForwardedFor`](crate::ForwardedFor) with the
+    /// proxy's addresses: a client can write any `X-Forwarded-For` it likes.
+    pub fn with_client_key(mut self, source: impl ClientKeySource) -> Self {
+        Arc::make_mut(&mut self.gate).client_key = ClientKeys(Arc::new(source));
         self
     }
 

@@ -25,6 +25,7 @@
 //! ```
 
 mod access;
+mod caller;
 mod extract;
 mod failure;
 mod future;
@@ -38,6 +39,7 @@ mod tests;
 
 pub use self::{
     access::{AccessVia, PaidAccess},
+    caller::{ClientKeySource, ForwardedFor, PeerAddr},
     extract::MissingPaywall,
     future::RequirePaidFuture,
     identity::{

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use figma_paywall::{
     mock::{Fault, MockClock, MockFigma},
-    AccessToken, PaymentsClient, Paywall, RequirePaidLayer,
+    AccessToken, PaymentStatus, PaymentsClient, Paywall, RequirePaidLayer,
 };
 
 use crate::common::*;
@@ -147,4 +147,81 @@ async fn nothing_is_remembered_while_figma_refuses_the_access_token() {
         assert_eq!(reply.body["reason"], "access_token_rejected");
     }
     assert_eq!(figma.payment_requests(), 3);
+}
+
+/// An HTTP client whose connections come from `ip` (any of 127.0.0.0/8 on
+/// loopback), so that the server sees distinct clients.
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap()
+}
+
+async fn get_with_token(http: &reqwest::Client, base: &str, token: &str) -> (u16, String) {
+    let response = http
+        .get(format!("{base}/generate"))
+        .header("x-figma-payment-token", token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (status, body["reason"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_tokens_from_one_client_spends_only_its_share() {
+    let figma = mock_elsewhere();
+    let clock = MockClock::new();
+    // 40 a minute: a client's share is 10, all anonymous clients' 30.
+    let client = figma
+        .client_builder()
+        .clock(&clock)
+        .rate_limit(40, 4)
+        .build()
+        .unwrap();
+    let paywall = Paywall::new(client);
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    let base = serve_with_peers(app).await;
+    let flooder = client_from([127, 0, 0, 2]);
+    let mut buyers_in = 0;
+    let mut forged = 0;
+    for second in 0..60u32 {
+        clock.advance(Duration::from_secs(1));
+        for i in 0..10 {
+            let (status, reason) =
+                get_with_token(&flooder, &base, &format!("ppt_forged_{second}_{i}")).await;
+            assert!(
+                (status, reason.as_str()) == (401, "token_rejected")
+                    || (status, reason.as_str()) == (429, "too_many_lookups"),
+                "the flooder got {status} {reason}"
+            );
+            forged += 1;
+        }
+        if second % 5 == 0 {
+            // A new buyer, from an address of their own.
+            let buyer = user(&format!("{}", 5000 + second));
+            set(&figma, buyer.as_str(), &plugin(), PaymentStatus::Paid);
+            let token = figma.issue_token(&buyer, &plugin());
+            let from = client_from([127, 0, 1, 1 + second as u8]);
+            let (status, reason) = get_with_token(&from, &base, token.expose_secret()).await;
+            assert_eq!(status, 200, "buyer at {second} s refused: {reason}");
+            buyers_in += 1;
+        }
+    }
+    let flood_calls = figma
+        .received_queries()
+        .iter()
+        .filter(|q| q.iter().any(|(_, v)| v.starts_with("ppt_forged")))
+        .count();
+    println!("{forged} forged tokens cost {flood_calls} lookups; {buyers_in} buyers let in");
+    assert_eq!(buyers_in, 12);
+    // A share of 10 a minute, and a burst of 2, over 60 s (and a little
+    // real time).
+    assert!(flood_calls <= 13, "the flood cost {flood_calls} lookups");
+    assert!(
+        flood_calls >= 8,
+        "the flood was refused more than its share"
+    );
 }

@@ -115,6 +115,22 @@ pub fn set(figma: &MockFigma, id: &str, resource: &Resource, status: PaymentStat
     figma.set_status(&user(id), resource, status);
 }
 
+/// Serves `app` on loopback with each connection's address on its
+/// requests (`ConnectInfo`), as the fair share wants; returns its base URL.
+pub async fn serve_with_peers(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    format!("http://{addr}")
+}
+
 /// Serves `app` on loopback; returns its base URL.
 pub async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
