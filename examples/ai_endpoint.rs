@@ -68,7 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (mock.client()?, plugin, Some(mock), demo)
     };
 
-    let paywall = Paywall::new(client);
+    // FIGMA_PAYWALL_STORE keeps answers across restarts (feature `store`).
+    let paywall = Paywall::builder(client).store_from_env()?.build();
     let app = Router::new()
         .route("/generate", post(generate))
         .layer(RequirePaidLayer::new(&paywall, plugin))

@@ -211,6 +211,14 @@ pub enum ConfigError {
         /// What it must be, with an example.
         reason: String,
     },
+    /// The store on local disk (`FIGMA_PAYWALL_STORE`) cannot be opened.
+    #[error("the store {path:?} cannot be used: {reason}")]
+    Store {
+        /// The store's file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// reqwest could not build its HTTP client (TLS set-up).
     #[error("could not build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),

@@ -31,6 +31,7 @@ pub(crate) struct Counters {
     pub(crate) hits: Counter,
     pub(crate) misses: Counter,
     pub(crate) tier_hits: Counter,
+    pub(crate) store_hits: Counter,
     pub(crate) stale_served: Counter,
     pub(crate) refusals_remembered: Counter,
     pub(crate) refreshes: Counter,
@@ -92,6 +93,8 @@ pub struct PaywallStats {
     pub cache_misses: u64,
     /// Misses answered from the Redis tier instead of Figma.
     pub redis_hits: u64,
+    /// Misses answered from the store on local disk instead of Figma.
+    pub store_hits: u64,
     /// Expired PAID/TRIAL answers served because Figma could not answer.
     pub stale_served: u64,
     /// Lookups of a plugin payment token that Figma refused in the last

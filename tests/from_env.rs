@@ -88,4 +88,35 @@ fn configuration_errors_are_loud_and_say_what_to_do() {
     std::env::set_var("FIGMA_RATE_BURST", "2");
     assert_eq!(PaymentsClient::from_env().unwrap().rate_limit(), (9, 2));
     std::env::remove_var("FIGMA_RATE_BURST");
+
+    // The store and the key that seals it.
+    let dir = std::env::temp_dir().join(format!("figma-paywall-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::env::set_var("FIGMA_PAYWALL_STORE", dir.join("answers.redb"));
+    std::env::set_var(
+        "FIGMA_PAYWALL_KEY",
+        "a secret of at least 32 bytes for the env test",
+    );
+    let paywall = Paywall::from_env().unwrap();
+    assert!(format!("{paywall:?}").contains("answers.redb"));
+    assert!(!format!("{paywall:?}").contains("a secret of"));
+    drop(paywall);
+    std::env::set_var("FIGMA_PAYWALL_KEY", "too short");
+    let err = Paywall::from_env().unwrap_err().to_string();
+    assert!(
+        err.starts_with("FIGMA_PAYWALL_KEY is not usable: a signing key must be at least 32 bytes"),
+        "{err}"
+    );
+    std::env::remove_var("FIGMA_PAYWALL_KEY");
+    std::env::set_var(
+        "FIGMA_PAYWALL_STORE",
+        dir.join("no-such-folder").join("answers.redb"),
+    );
+    let err = Paywall::from_env().unwrap_err().to_string();
+    assert!(
+        err.contains("no-such-folder") && err.contains("cannot be used"),
+        "{err}"
+    );
+    std::env::remove_var("FIGMA_PAYWALL_STORE");
+    std::env::remove_var("FIGMA_TOKEN");
 }

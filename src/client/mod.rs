@@ -207,6 +207,11 @@ impl PaymentsClient {
         (rate.per_minute, rate.burst, b.max_wait)
     }
 
+    /// The creator's access token.
+    pub(crate) fn access_token(&self) -> &AccessToken {
+        &self.inner.token
+    }
+
     /// The budget configured.
     pub(crate) fn configured_rate(&self) -> budget::Rate {
         self.inner.budget.configured()

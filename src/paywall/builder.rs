@@ -16,9 +16,16 @@ use super::{
 };
 use crate::{
     stats::Counters,
-    tier::{Invalidations, Tier},
-    PaymentsClient,
+    tier::{Invalidations, Keyring, Tier},
+    ConfigError, PaymentsClient,
 };
+
+fn short_key() -> ConfigError {
+    ConfigError::InvalidSetting(format!(
+        "a signing key must be at least {} bytes of secret (for example the output of `openssl rand -hex 32`)",
+        crate::tier::seal::MIN_SECRET_LEN
+    ))
+}
 
 /// Builds a [`Paywall`]; see its docs for the defaults.
 ///
@@ -42,7 +49,9 @@ pub struct PaywallBuilder {
     client: PaymentsClient,
     max_entries: u64,
     lifetimes: Lifetimes,
-    tier: Option<Box<dyn Tier>>,
+    store: Option<Box<dyn Tier>>,
+    shared: Option<Box<dyn Tier>>,
+    keyring: Option<Keyring>,
     client_share: Option<u32>,
 }
 
@@ -52,7 +61,9 @@ impl PaywallBuilder {
             client,
             max_entries: 1_000_000,
             lifetimes: Lifetimes::default(),
-            tier: None,
+            store: None,
+            shared: None,
+            keyring: None,
             client_share: None,
         }
     }
@@ -126,8 +137,118 @@ impl PaywallBuilder {
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis(mut self, tier: crate::redis::RedisTier) -> Self {
-        self.tier = Some(Box::new(tier));
+        self.shared = Some(Box::new(tier));
         self
+    }
+
+    /// Keeps Figma's answers in a store on local disk at `path` too, so
+    /// that a restart or a deploy asks Figma nothing it knew (feature
+    /// `store`; `FIGMA_PAYWALL_STORE` in [`Paywall::from_env`]). A lookup
+    /// reads the in-process cache, then the store, then Redis if there is
+    /// one, then Figma. The file is created readable by its owner only; a
+    /// file that is not a store, corrupt or from another version is set
+    /// aside and a new store started. Give each replica its own file.
+    ///
+    /// ```no_run
+    /// # use figma_paywall::{Paywall, PaymentsClient};
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let paywall = Paywall::builder(PaymentsClient::from_env()?)
+    ///     .store("/var/lib/my-plugin/paywall.redb")?
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created or opened (a missing folder,
+    /// permissions, another process holding it).
+    #[cfg(feature = "store")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
+    pub fn store(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
+        self.store = Some(Box::new(crate::tier::store::StoreTier::open(
+            path.as_ref(),
+        )?));
+        Ok(self)
+    }
+
+    /// The secret that seals answers kept outside the process (the store,
+    /// Redis), at least 32 bytes; `FIGMA_PAYWALL_KEY` in
+    /// [`Paywall::from_env`]. An answer whose seal does not hold (written
+    /// without this secret, or altered) is ignored and logged. Replicas
+    /// that share Redis share the secret. Default: a key derived from the
+    /// client's access token, which changes when the token is replaced.
+    ///
+    /// # Errors
+    ///
+    /// When `secret` is shorter than 32 bytes.
+    pub fn signing_key(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let previous = self.keyring.take();
+        let mut keyring = Keyring::from_secret(secret.as_ref()).ok_or_else(short_key)?;
+        if let Some(previous) = previous {
+            keyring = keyring.keep_previous_of(previous);
+        }
+        self.keyring = Some(keyring);
+        Ok(self)
+    }
+
+    /// Also accepts answers sealed with `secret`, the signing key being
+    /// retired (`FIGMA_PAYWALL_KEY_PREVIOUS`); each such answer is sealed
+    /// again with the current key when it is read, so that rotating the key
+    /// asks Figma nothing.
+    ///
+    /// # Errors
+    ///
+    /// When `secret` is shorter than 32 bytes.
+    pub fn previous_signing_key(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let keyring = self
+            .keyring
+            .take()
+            .unwrap_or_else(|| Keyring::from_access_token(self.client.access_token()));
+        self.keyring = Some(
+            keyring
+                .with_previous(secret.as_ref())
+                .ok_or_else(short_key)?,
+        );
+        Ok(self)
+    }
+
+    /// Reads the store and its signing keys from the environment where
+    /// they are set: `FIGMA_PAYWALL_STORE` (a file path, feature `store`),
+    /// `FIGMA_PAYWALL_KEY` and `FIGMA_PAYWALL_KEY_PREVIOUS` (secrets of 32
+    /// bytes or more); see [`store`](Self::store) and
+    /// [`signing_key`](Self::signing_key).
+    ///
+    /// # Errors
+    ///
+    /// A variable that is set but unusable, naming it.
+    pub fn store_from_env(self) -> Result<Self, ConfigError> {
+        let mut builder = self;
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(key) = var("FIGMA_PAYWALL_KEY") {
+            builder = builder
+                .signing_key(key.as_encoded_bytes())
+                .map_err(|e| named("FIGMA_PAYWALL_KEY", e))?;
+        }
+        if let Some(key) = var("FIGMA_PAYWALL_KEY_PREVIOUS") {
+            builder = builder
+                .previous_signing_key(key.as_encoded_bytes())
+                .map_err(|e| named("FIGMA_PAYWALL_KEY_PREVIOUS", e))?;
+        }
+        if let Some(path) = var("FIGMA_PAYWALL_STORE") {
+            #[cfg(feature = "store")]
+            {
+                builder = builder.store(std::path::PathBuf::from(path))?;
+            }
+            #[cfg(not(feature = "store"))]
+            {
+                let _ = path;
+                return Err(ConfigError::InvalidVariable {
+                    name: "FIGMA_PAYWALL_STORE",
+                    reason: "is set, but this build has no store: enable the crate's `store` feature (figma-paywall = { features = [\"store\"] }), or unset it".into(),
+                });
+            }
+        }
+        Ok(builder)
     }
 
     /// Builds the paywall. It reads time from its client's clock (see
@@ -144,10 +265,16 @@ impl PaywallBuilder {
             .build();
         let budget = self.client.configured_rate();
         let fair = FairShare::new(budget.per_minute, budget.burst, self.client_share, &clock);
+        let keyring = self
+            .keyring
+            .unwrap_or_else(|| Keyring::from_access_token(self.client.access_token()));
+        let tiers: Vec<Box<dyn Tier>> = self.store.into_iter().chain(self.shared).collect();
         let inner = Arc::new(Inner {
             client: self.client,
             cache,
-            tier: self.tier,
+            tiers,
+            keyring,
+            seal_warned_at: std::sync::Mutex::new(None),
             flights: Flights::default(),
             refused: Refused::default(),
             fair,
@@ -157,10 +284,21 @@ impl PaywallBuilder {
             stats: Counters::default(),
             clock,
         });
-        if let Some(tier) = &inner.tier {
+        for tier in &inner.tiers {
             let engine: Weak<dyn Invalidations> = Arc::downgrade(&inner) as Weak<Inner>;
             tier.listen(engine);
         }
         Paywall { inner }
+    }
+}
+
+/// A setting's error, naming the variable it came from.
+fn named(name: &'static str, error: ConfigError) -> ConfigError {
+    match error {
+        ConfigError::InvalidSetting(reason) => ConfigError::InvalidVariable {
+            name,
+            reason: format!("is not usable: {reason}"),
+        },
+        other => other,
     }
 }

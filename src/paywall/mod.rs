@@ -60,7 +60,7 @@ use crate::{
     clock::Clock,
     error::{ceil_secs, ConfigError},
     stats::{Counters, PaywallStats},
-    tier::{Invalidation, Invalidations, Tier},
+    tier::{Invalidation, Invalidations, Keyring, Tier},
     PaymentsClient, PluginPaymentToken, UserId,
 };
 
@@ -89,8 +89,13 @@ pub struct Paywall {
 struct Inner {
     client: PaymentsClient,
     cache: Cache<CacheKey, Arc<Entry>>,
-    /// A cache tier beyond this process (Redis), asked on a miss.
-    tier: Option<Box<dyn Tier>>,
+    /// Cache tiers beyond this process, asked in order on a miss: the
+    /// store on local disk, then Redis.
+    tiers: Vec<Box<dyn Tier>>,
+    /// Seals and opens what the tiers keep.
+    keyring: Keyring,
+    /// When an answer with a broken seal was last logged.
+    seal_warned_at: std::sync::Mutex<Option<std::time::Instant>>,
     flights: Flights,
     /// Tokens Figma refused lately.
     refused: Refused,
@@ -111,7 +116,7 @@ impl fmt::Debug for Paywall {
             .field("client", &self.inner.client)
             .field("entries", &self.inner.cache.entry_count())
             .field("lifetimes", &self.inner.lifetimes)
-            .field("tier", &self.inner.tier)
+            .field("tiers", &self.inner.tiers)
             .finish()
     }
 }
@@ -127,9 +132,20 @@ impl Paywall {
         PaywallBuilder::new(client)
     }
 
-    /// A paywall over [`PaymentsClient::from_env`].
+    /// A paywall configured from the environment: the client of
+    /// [`PaymentsClient::from_env`] (`FIGMA_TOKEN`, `FIGMA_API_URL`,
+    /// `FIGMA_RATE_LIMIT`, `FIGMA_RATE_BURST`), the store on local disk at
+    /// `FIGMA_PAYWALL_STORE` (feature `store`), and the key that seals
+    /// stored answers from `FIGMA_PAYWALL_KEY` and
+    /// `FIGMA_PAYWALL_KEY_PREVIOUS`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self::new(PaymentsClient::from_env()?))
+        Ok(Self::builder_from_env()?.build())
+    }
+
+    /// Like [`from_env`](Self::from_env), but returns the builder so more
+    /// can be set.
+    pub fn builder_from_env() -> Result<PaywallBuilder, ConfigError> {
+        Self::builder(PaymentsClient::from_env()?).store_from_env()
     }
 
     /// The process-wide paywall that [`RequirePaid::plugin`](crate::RequirePaid::plugin)
@@ -173,7 +189,7 @@ impl Paywall {
 
     async fn invalidate(&self, what: Invalidation) {
         self.inner.forget(&what).await;
-        if let Some(tier) = &self.inner.tier {
+        for tier in &self.inner.tiers {
             tier.invalidate(&what).await;
         }
     }
@@ -186,6 +202,7 @@ impl Paywall {
             cache_hits: s.hits.get(),
             cache_misses: s.misses.get(),
             redis_hits: s.tier_hits.get(),
+            store_hits: s.store_hits.get(),
             stale_served: s.stale_served.get(),
             refusals_remembered: s.refusals_remembered.get(),
             background_refreshes: s.refreshes.get(),
@@ -253,7 +270,7 @@ impl Inner {
         let (_, _, max_wait) = self.client.budget_settings();
         let mut deadline = max_wait + self.client.timeout() + Duration::from_secs(1);
         // A tier shared by replicas adds its lock and its shared budget.
-        if let Some(tier) = self.tier.as_ref().filter(|t| !t.lock_ttl().is_zero()) {
+        if let Some(tier) = self.tiers.iter().find(|t| !t.lock_ttl().is_zero()) {
             deadline += tier.lock_ttl() + max_wait;
         }
         deadline

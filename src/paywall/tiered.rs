@@ -1,12 +1,15 @@
-//! A miss beyond the in-process cache: the tier (Redis), then Figma, as one
-//! replica among several.
+//! A miss beyond the in-process cache: the tiers (the store on local disk,
+//! then Redis), then Figma.
 //!
-//! With a tier, a lookup reads the stored answer; uses it while it is before
-//! its refresh point; keeps one that is fresh but due for a refresh as the
-//! fallback should Figma fail; otherwise takes the tier's lock on the key
-//! (so that one replica asks Figma), asks within the back-off and budget the
-//! tier shares, and writes the answer through. A replica that finds the
-//! lock taken polls for the answer until the lock's lifetime has passed.
+//! A lookup reads each tier in order and opens what it finds (an answer
+//! whose seal does not hold is ignored and logged). An answer before its
+//! refresh point is used, and copied into the tiers before the one it came
+//! from (a Redis answer lands on disk too); one that is fresh but due for a
+//! refresh is kept as the fallback should Figma fail. Then, with a tier
+//! shared by replicas, the lookup takes its lock on the key (so that one
+//! replica asks Figma), asks within the back-off and budget it shares, and
+//! writes the answer through to every tier; a replica that finds the lock
+//! taken polls the shared tier until the lock's lifetime has passed.
 
 use std::{
     sync::atomic::Ordering,
@@ -17,14 +20,25 @@ use super::{Inner, REFRESH_AT};
 use crate::{
     client::{Question, Wait},
     error::{Error, ThrottleReason},
-    tier::{StoreKey, Stored, Tier, Unavailable},
+    tier::{Opened, Refused, StoreKey, Stored, Tier, Unavailable},
     PaymentInformation,
 };
 
 /// How often waiters look for the answer another replica is fetching.
 const POLL: Duration = Duration::from_millis(20);
 
+/// Stored answers whose seal does not hold are logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
 type Fetched = Result<(PaymentInformation, Instant), Error>;
+
+/// A stored answer found fresh enough to use.
+enum Found {
+    /// Before its refresh point: use it.
+    Fresh(Stored),
+    /// Fresh, but due for a refresh: the fallback should Figma fail.
+    Refreshable(Stored),
+}
 
 impl Inner {
     /// Asks for an answer beyond the in-process cache. `generation` is the
@@ -37,70 +51,178 @@ impl Inner {
         wait: Wait,
         generation: u64,
     ) -> Fetched {
-        match &self.tier {
-            Some(tier) => {
-                self.fetch_tiered(tier.as_ref(), key, question, wait, generation)
-                    .await
+        if self.tiers.is_empty() {
+            return self.ask_figma(question, wait).await;
+        }
+        let shared = self.tiers.iter().position(|t| !t.lock_ttl().is_zero());
+        let mut fallback = None;
+        for (i, tier) in self.tiers.iter().enumerate() {
+            if Some(i) == shared {
+                break; // read in the loop below, between attempts at its lock
             }
-            None => self.ask_figma(question, wait).await,
+            match self.read(tier.as_ref(), key).await {
+                Ok(Some(Found::Fresh(stored))) => {
+                    self.stats.store_hits.add();
+                    self.copy(&self.tiers[..i], key, &stored).await;
+                    return Ok(self.answer(stored));
+                }
+                Ok(Some(Found::Refreshable(stored))) => fallback = Some(stored),
+                Ok(None) | Err(Unavailable) => {}
+            }
+        }
+        let mut shared_down = shared.is_none();
+        if let Some(i) = shared {
+            let tier = self.tiers[i].as_ref();
+            let deadline = Instant::now() + tier.lock_ttl();
+            loop {
+                match self.read(tier, key).await {
+                    Ok(Some(Found::Fresh(stored))) => {
+                        self.stats.tier_hits.add();
+                        self.copy(&self.tiers[..i], key, &stored).await;
+                        return Ok(self.answer(stored));
+                    }
+                    Ok(Some(Found::Refreshable(stored))) => fallback = Some(stored),
+                    Ok(None) => {}
+                    Err(Unavailable) => break,
+                }
+                match tier.lock(key).await {
+                    Ok(true) => {
+                        let result = self.ask_shared(tier, question, wait).await;
+                        self.write_through(key, &result, generation, true).await;
+                        tier.unlock(key).await;
+                        return or_fallback(result, fallback.map(|s| self.answer(s)));
+                    }
+                    Ok(false) if Instant::now() < deadline => tokio::time::sleep(POLL).await,
+                    // The holder is gone: ask directly.
+                    Ok(false) => break,
+                    Err(Unavailable) => {
+                        shared_down = true;
+                        break;
+                    }
+                }
+            }
+        }
+        let result = self.ask_figma(question, wait).await;
+        self.write_through(key, &result, generation, !shared_down)
+            .await;
+        or_fallback(result, fallback.map(|s| self.answer(s)))
+    }
+
+    /// What `tier` holds for `key`, opened and judged by its age.
+    async fn read(&self, tier: &dyn Tier, key: StoreKey) -> Result<Option<Found>, Unavailable> {
+        let Some(bytes) = tier.get(key).await? else {
+            return Ok(None);
+        };
+        let stored = match self.keyring.open(key, &bytes) {
+            Ok(Opened::Current(stored)) => stored,
+            Ok(Opened::Previous(stored)) => {
+                // Sealed under the key being retired: seal it anew, so that
+                // rotating the key asks Figma nothing.
+                self.copy(&[tier], key, &stored).await;
+                stored
+            }
+            Err(Refused::BadSeal) => {
+                self.warn_bad_seal(tier);
+                return Ok(None);
+            }
+            Err(Refused::NotSealed) => {
+                tracing::debug!(
+                    tier = tier.name(),
+                    "ignored a stored answer of another version"
+                );
+                return Ok(None);
+            }
+        };
+        let age = self.age(&stored);
+        let fresh = self.lifetimes.fresh_for(&stored.info.payment_status);
+        Ok(if age < fresh.mul_f32(REFRESH_AT) {
+            Some(Found::Fresh(stored))
+        } else if age < fresh {
+            Some(Found::Refreshable(stored))
+        } else {
+            None
+        })
+    }
+
+    /// How old a stored answer is; one from the future (a forged entry, or
+    /// a replica whose clock runs ahead) counts as fetched now.
+    fn age(&self, stored: &Stored) -> Duration {
+        Duration::from_millis(self.clock.unix_ms().saturating_sub(stored.fetched_ms))
+    }
+
+    /// A stored answer as the cache keeps it: when it was fetched, by this
+    /// process's clock.
+    fn answer(&self, stored: Stored) -> (PaymentInformation, Instant) {
+        let now = self.clock.now();
+        let fetched_at = now.checked_sub(self.age(&stored)).unwrap_or(now);
+        (stored.info, fetched_at)
+    }
+
+    /// Copies a stored answer into `tiers`, keeping its age.
+    async fn copy(&self, tiers: &[impl AsTier], key: StoreKey, stored: &Stored) {
+        let keep = self.lifetimes.keep_for(&stored.info.payment_status);
+        let left = keep.saturating_sub(self.age(stored));
+        if tiers.is_empty() || left.is_zero() {
+            return;
+        }
+        let sealed = self.keyring.seal(key, stored);
+        for tier in tiers {
+            let _ = tier
+                .as_tier()
+                .put(
+                    key,
+                    &sealed,
+                    &stored.info.user_id,
+                    left,
+                    self.lifetimes.longest_keep(),
+                )
+                .await;
         }
     }
 
-    async fn fetch_tiered(
-        &self,
-        tier: &dyn Tier,
-        key: StoreKey,
-        question: &Question,
-        wait: Wait,
-        generation: u64,
-    ) -> Fetched {
-        let deadline = Instant::now() + tier.lock_ttl();
-        // A stored answer past its refresh point but still fresh: used if
-        // Figma cannot answer the refresh.
-        let mut fallback = None;
-        loop {
-            match tier.get(key).await {
-                Ok(Some(stored)) => {
-                    let age = Duration::from_millis(
-                        self.clock.unix_ms().saturating_sub(stored.fetched_ms),
-                    );
-                    let fresh = self.lifetimes.fresh_for(&stored.info.payment_status);
-                    let now = self.clock.now();
-                    let fetched_at = now.checked_sub(age).unwrap_or(now);
-                    if age < fresh.mul_f32(REFRESH_AT) {
-                        self.stats.tier_hits.add();
-                        return Ok((stored.info, fetched_at));
-                    }
-                    if age < fresh {
-                        fallback = Some((stored.info, fetched_at));
-                    }
-                }
-                Ok(None) => {}
-                Err(Unavailable) => break,
-            }
-            match tier.lock(key).await {
-                Ok(true) => {
-                    let result = self.ask_shared(tier, question, wait).await;
-                    let current = self.generation.load(Ordering::Acquire) == generation;
-                    if let (Ok((info, _)), true) = (&result, current) {
-                        let stored = Stored {
-                            info: info.clone(),
-                            fetched_ms: self.clock.unix_ms(),
-                        };
-                        let keep_for = self.lifetimes.keep_for(&info.payment_status);
-                        let _ = tier
-                            .put(key, &stored, keep_for, self.lifetimes.longest_keep())
-                            .await;
-                    }
-                    tier.unlock(key).await;
-                    return or_fallback(result, fallback);
-                }
-                Ok(false) if Instant::now() < deadline => tokio::time::sleep(POLL).await,
-                // The holder is gone or the tier is: ask directly.
-                Ok(false) | Err(Unavailable) => break,
-            }
+    /// Writes Figma's answer through to every tier (the shared one only if
+    /// it answers), unless an invalidation came while it was fetched.
+    async fn write_through(&self, key: StoreKey, result: &Fetched, generation: u64, shared: bool) {
+        let Ok((info, _)) = result else { return };
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
         }
-        or_fallback(self.ask_figma(question, wait).await, fallback)
+        let stored = Stored {
+            info: info.clone(),
+            fetched_ms: self.clock.unix_ms(),
+        };
+        let sealed = self.keyring.seal(key, &stored);
+        let keep_for = self.lifetimes.keep_for(&info.payment_status);
+        for tier in &self.tiers {
+            if !shared && !tier.lock_ttl().is_zero() {
+                continue;
+            }
+            let _ = tier
+                .put(
+                    key,
+                    &sealed,
+                    &info.user_id,
+                    keep_for,
+                    self.lifetimes.longest_keep(),
+                )
+                .await;
+        }
+    }
+
+    fn warn_bad_seal(&self, tier: &dyn Tier) {
+        let now = Instant::now();
+        let mut warned = self
+            .seal_warned_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if warned.is_none_or(|at| now.duration_since(at) >= WARN_EVERY) {
+            *warned = Some(now);
+            tracing::warn!(
+                tier = tier.name(),
+                "ignored a stored answer whose seal does not hold: it was written without this app's key (FIGMA_PAYWALL_KEY), or altered. Whoever can write to {} may be trying to grant access",
+                tier.name()
+            );
+        }
     }
 
     /// Asks Figma within the back-off and budget the tier shares.
@@ -141,10 +263,27 @@ impl Inner {
     }
 }
 
+/// A tier, boxed or borrowed.
+trait AsTier {
+    fn as_tier(&self) -> &dyn Tier;
+}
+
+impl AsTier for Box<dyn Tier> {
+    fn as_tier(&self) -> &dyn Tier {
+        self.as_ref()
+    }
+}
+
+impl AsTier for &dyn Tier {
+    fn as_tier(&self) -> &dyn Tier {
+        *self
+    }
+}
+
 fn or_fallback(result: Fetched, fallback: Option<(PaymentInformation, Instant)>) -> Fetched {
     match (result, fallback) {
         (Err(e), Some(fallback)) if e.is_upstream_failure() => {
-            tracing::debug!(error = %e, "Figma could not refresh an answer; using the one in the shared tier");
+            tracing::debug!(error = %e, "Figma could not refresh an answer; using the stored one");
             Ok(fallback)
         }
         (result, _) => result,

@@ -1,11 +1,12 @@
 //! Cache tiers beyond the in-process cache: the small trait the engine
 //! calls on a miss, and its implementations (Redis, feature `redis`).
 //!
-//! A tier stores Figma's answers under [`StoreKey`]s, hashes that never hold
-//! a plugin payment token, each beside the Unix time it was fetched. It knows
-//! nothing of the engine: the engine decides what is fresh, what to refresh
-//! and what to fall back on (`paywall/tiered.rs`); a tier only keeps, finds,
-//! forgets and, when it is shared by replicas, coordinates them.
+//! A tier keeps sealed answers (bytes: see [`seal`]) under [`StoreKey`]s,
+//! hashes that never hold a plugin payment token. It knows nothing of the
+//! engine: the engine seals and opens answers and decides what is fresh,
+//! what to refresh and what to fall back on (`paywall/tiered.rs`); a tier
+//! only keeps, finds, forgets and, when it is shared by replicas,
+//! coordinates them.
 //!
 //! A tier local to one process (an embedded database) implements `get`,
 //! `put` and `invalidate` and keeps the defaults of the coordination
@@ -13,17 +14,21 @@
 //! the rate budget and a lock per cold key, and tells the engine of
 //! invalidations made by other replicas through [`Tier::listen`].
 
-#[cfg(feature = "redis")]
 mod codec;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+pub(crate) mod seal;
+#[cfg(feature = "store")]
+pub(crate) mod store;
 
 use std::{fmt, sync::Weak, time::Duration};
 
 use futures_util::future::{self, BoxFuture, FutureExt};
 
 use crate::{PaymentInformation, UserId};
+
+pub(crate) use self::seal::{Keyring, Opened, Refused};
 
 /// The key of an answer outside the process: 128 bits of a hash of the
 /// question, never the question itself.
@@ -75,16 +80,21 @@ pub(crate) type TierResult<T> = Result<T, Unavailable>;
 /// A cache tier. Futures are boxed: tiers are only asked on an in-process
 /// miss, where a call to Figma costs a thousand times more.
 pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
-    /// The stored answer for `key`, if any.
-    fn get(&self, key: StoreKey) -> BoxFuture<'_, TierResult<Option<Stored>>>;
+    /// What the tier is, for logs: "Redis", "the store".
+    fn name(&self) -> &'static str;
 
-    /// Stores `answer` for `keep_for`, and files it under its user for
-    /// invalidation. `index_for` is the longest any answer is kept, so that
-    /// a short-lived answer never ends a long-lived one's index entry.
+    /// The sealed answer stored under `key`, if any.
+    fn get(&self, key: StoreKey) -> BoxFuture<'_, TierResult<Option<Vec<u8>>>>;
+
+    /// Stores the sealed answer `sealed` for `keep_for`, and files it under
+    /// `user` for invalidation. `index_for` is the longest any answer is
+    /// kept, so that a short-lived answer never ends a long-lived one's
+    /// index entry.
     fn put<'a>(
         &'a self,
         key: StoreKey,
-        answer: &'a Stored,
+        sealed: &'a [u8],
+        user: &'a UserId,
         keep_for: Duration,
         index_for: Duration,
     ) -> BoxFuture<'a, TierResult<()>>;

@@ -43,10 +43,7 @@ use std::{
 use ::redis::{aio::ConnectionManager, AsyncCommands, Script};
 use futures_util::{future::BoxFuture, FutureExt, StreamExt};
 
-use super::{
-    codec::{decode, encode},
-    Invalidation, Invalidations, StoreKey, Stored, Tier, TierResult, Unavailable,
-};
+use super::{Invalidation, Invalidations, StoreKey, Tier, TierResult, Unavailable};
 use crate::UserId;
 
 /// Redis failures are logged at most this often.
@@ -279,26 +276,27 @@ impl RedisTier {
         self.inner.conn.clone()
     }
 
-    async fn get_answer(&self, key: StoreKey) -> TierResult<Option<Stored>> {
+    async fn get_answer(&self, key: StoreKey) -> TierResult<Option<Vec<u8>>> {
         let mut conn = self.conn();
         let name = self.answer_key(key);
         let bytes: Option<Vec<u8>> = self.run("GET", async move { conn.get(name).await }).await?;
-        Ok(bytes.and_then(|b| decode(&b)))
+        Ok(bytes)
     }
 
     async fn put_answer(
         &self,
         key: StoreKey,
-        answer: &Stored,
+        sealed: &[u8],
+        user: &UserId,
         keep_for: Duration,
         index_for: Duration,
     ) -> TierResult<()> {
         let index_ttl = i64::try_from(millis(index_for)).unwrap_or(i64::MAX);
         let mut conn = self.conn();
         let name = self.answer_key(key);
-        let user_set = self.key("u", answer.info.user_id.as_str());
+        let user_set = self.key("u", user.as_str());
         let ttl = millis(keep_for);
-        let value = encode(answer);
+        let value = sealed.to_vec();
         self.run("SET", async move {
             ::redis::pipe()
                 .set(&name, value)
@@ -517,18 +515,24 @@ fn parse_invalidation(message: &[u8]) -> Option<Invalidation> {
 }
 
 impl Tier for RedisTier {
-    fn get(&self, key: StoreKey) -> BoxFuture<'_, TierResult<Option<Stored>>> {
+    fn name(&self) -> &'static str {
+        "Redis"
+    }
+
+    fn get(&self, key: StoreKey) -> BoxFuture<'_, TierResult<Option<Vec<u8>>>> {
         self.get_answer(key).boxed()
     }
 
     fn put<'a>(
         &'a self,
         key: StoreKey,
-        answer: &'a Stored,
+        sealed: &'a [u8],
+        user: &'a UserId,
         keep_for: Duration,
         index_for: Duration,
     ) -> BoxFuture<'a, TierResult<()>> {
-        self.put_answer(key, answer, keep_for, index_for).boxed()
+        self.put_answer(key, sealed, user, keep_for, index_for)
+            .boxed()
     }
 
     fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, ()> {

@@ -14,3 +14,4 @@ mod login;
 mod properties;
 mod redis;
 mod require_paid;
+mod store;

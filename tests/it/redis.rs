@@ -299,3 +299,73 @@ async fn an_answer_near_its_end_is_refreshed_and_stands_in_when_figma_fails() {
     assert_eq!(call(&replica(), as_user("5")).await.status, 200);
     assert_eq!(figma.payment_requests(), 3);
 }
+
+/// A replica on its own (a cold in-process cache) sealing with `key`.
+fn replica_with_key(figma: &MockFigma, url: &str, prefix: &str, key: &str) -> Router {
+    let tier = RedisTier::builder(url).prefix(prefix).build().unwrap();
+    let paywall = Paywall::builder(figma.client().unwrap())
+        .signing_key(key)
+        .unwrap()
+        .redis(tier)
+        .build();
+    echo_app().layer(RequirePaidLayer::new(&paywall, plugin()))
+}
+
+#[tokio::test]
+async fn answers_in_redis_without_a_valid_seal_are_refused() {
+    let Some(url) = redis_url() else { return };
+    const KEY: &str = "the replicas' shared secret, 32+ bytes";
+    let figma = MockFigma::start().await.unwrap();
+    let prefix = prefix();
+    let mut redis = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // An UNPAID answer, altered in Redis to PAID by someone without the key.
+    set(&figma, "31", &plugin(), PaymentStatus::Unpaid);
+    let app = replica_with_key(&figma, &url, &prefix, KEY);
+    assert_eq!(call(&app, as_user("31")).await.status, 402);
+    let names: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}a:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 1);
+    let mut value: Vec<u8> = ::redis::cmd("GET")
+        .arg(&names[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    value[1 + 16 + 1] = 1; // [2][MAC: 16][1][status]: PAID
+    let () = ::redis::cmd("SET")
+        .arg(&names[0])
+        .arg(value)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let app = replica_with_key(&figma, &url, &prefix, KEY);
+    assert_eq!(
+        call(&app, as_user("31")).await.status,
+        402,
+        "an altered answer let a caller in"
+    );
+    assert_eq!(figma.payment_requests(), 2);
+    // A PAID answer written by a replica with another key, then a refund.
+    set(&figma, "32", &plugin(), PaymentStatus::Paid);
+    let forger = replica_with_key(
+        &figma,
+        &url,
+        &prefix,
+        "a forger's secret of 32 bytes or more",
+    );
+    assert_eq!(call(&forger, as_user("32")).await.status, 200);
+    set(&figma, "32", &plugin(), PaymentStatus::Unpaid);
+    let app = replica_with_key(&figma, &url, &prefix, KEY);
+    assert_eq!(
+        call(&app, as_user("32")).await.status,
+        402,
+        "a forged answer let a caller in"
+    );
+    assert_eq!(figma.payment_requests(), 4);
+}

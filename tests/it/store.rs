@@ -1,0 +1,175 @@
+//! The store on local disk: a restart asks Figma nothing it knew; what is
+//! stored is sealed, so a forged or altered entry is refused; a key is
+//! rotated without asking Figma again.
+
+use std::path::{Path, PathBuf};
+
+use figma_paywall::{mock::MockFigma, PaymentStatus, Paywall, PaywallBuilder, RequirePaidLayer};
+use redb::{ReadableTable, TableDefinition};
+
+use crate::common::*;
+
+const KEY: &str = "a secret of at least 32 bytes, for tests";
+const OTHER_KEY: &str = "another secret of 32 bytes or more, forger";
+
+fn temp_store() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "figma-paywall-it-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("answers.redb")
+}
+
+fn on_store(
+    figma: &MockFigma,
+    path: &Path,
+    f: impl FnOnce(PaywallBuilder) -> PaywallBuilder,
+) -> Paywall {
+    f(Paywall::builder(figma.client().unwrap())
+        .store(path)
+        .unwrap())
+    .build()
+}
+
+#[tokio::test]
+async fn a_restart_asks_figma_nothing_it_knew() {
+    let figma = MockFigma::start().await.unwrap();
+    let path = temp_store();
+    let buyers: Vec<String> = (0..5).map(|i| format!("{}", 700 + i)).collect();
+    for id in &buyers {
+        set(&figma, id, &plugin(), PaymentStatus::Paid);
+    }
+    set(&figma, "799", &plugin(), PaymentStatus::Unpaid);
+    {
+        let paywall = on_store(&figma, &path, |b| b);
+        let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+        for id in &buyers {
+            assert_eq!(call(&app, as_user(id)).await.status, 200);
+        }
+        assert_eq!(call(&app, as_user("799")).await.status, 402);
+    }
+    assert_eq!(figma.payment_requests(), 6);
+    // A deploy: a new paywall over the same file.
+    let paywall = on_store(&figma, &path, |b| b);
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    for id in &buyers {
+        assert_eq!(call(&app, as_user(id)).await.status, 200);
+    }
+    assert_eq!(call(&app, as_user("799")).await.status, 402);
+    assert_eq!(figma.payment_requests(), 6, "the restart asked Figma again");
+    assert_eq!(paywall.stats().store_hits, 6);
+    // A token's answer too, and the file never holds the token.
+    let token = figma.issue_token(&user("700"), &plugin());
+    assert_eq!(
+        call(&app, with_token(token.expose_secret())).await.status,
+        200
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let secret = token.expose_secret().as_bytes();
+    assert!(
+        !bytes.windows(secret.len()).any(|w| w == secret),
+        "the token is in the file"
+    );
+}
+
+const ANSWERS: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("answers");
+
+/// Rewrites every stored answer's payment status byte to PAID, as someone
+/// with write access to the file but not the key would.
+fn forge_paid(path: &Path) -> usize {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    let mut forged = 0;
+    {
+        let mut table = txn.open_table(ANSWERS).unwrap();
+        let records: Vec<(u128, Vec<u8>)> = table
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (k.value(), v.value().to_vec())
+            })
+            .collect();
+        for (key, mut record) in records {
+            // [drop at: 8][user ID length: 1][user ID][2][MAC: 16][1][status]…
+            let status = 8 + 1 + usize::from(record[8]) + 1 + 16 + 1;
+            record[status] = 1; // PAID
+            table.insert(key, record.as_slice()).unwrap();
+            forged += 1;
+        }
+    }
+    txn.commit().unwrap();
+    forged
+}
+
+#[tokio::test]
+async fn altered_or_forged_stored_answers_are_refused() {
+    let figma = MockFigma::start().await.unwrap();
+    let path = temp_store();
+    set(&figma, "801", &plugin(), PaymentStatus::Unpaid);
+    {
+        let paywall = on_store(&figma, &path, |b| b.signing_key(KEY).unwrap());
+        let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+        assert_eq!(call(&app, as_user("801")).await.status, 402);
+    }
+    assert_eq!(forge_paid(&path), 1);
+    let logs = CapturedLogs::start();
+    {
+        let paywall = on_store(&figma, &path, |b| b.signing_key(KEY).unwrap());
+        let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+        assert_eq!(
+            call(&app, as_user("801")).await.status,
+            402,
+            "an altered PAID let in"
+        );
+    }
+    assert_eq!(
+        figma.payment_requests(),
+        2,
+        "the altered answer was not ignored"
+    );
+    assert!(logs.text().contains("seal does not hold"), "not logged");
+    // Written by someone with another key: a PAID answer while the user had
+    // paid, kept after a refund.
+    set(&figma, "802", &plugin(), PaymentStatus::Paid);
+    {
+        let forger = on_store(&figma, &path, |b| b.signing_key(OTHER_KEY).unwrap());
+        let app = echo_app().layer(RequirePaidLayer::new(&forger, plugin()));
+        assert_eq!(call(&app, as_user("802")).await.status, 200);
+    }
+    set(&figma, "802", &plugin(), PaymentStatus::Unpaid);
+    let paywall = on_store(&figma, &path, |b| b.signing_key(KEY).unwrap());
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    assert_eq!(call(&app, as_user("802")).await.status, 402);
+    assert_eq!(figma.payment_requests(), 4);
+}
+
+#[tokio::test]
+async fn a_signing_key_is_rotated_without_asking_figma_again() {
+    let figma = MockFigma::start().await.unwrap();
+    let path = temp_store();
+    set(&figma, "901", &plugin(), PaymentStatus::Paid);
+    {
+        let old = on_store(&figma, &path, |b| b.signing_key(OTHER_KEY).unwrap());
+        let app = echo_app().layer(RequirePaidLayer::new(&old, plugin()));
+        assert_eq!(call(&app, as_user("901")).await.status, 200);
+    }
+    {
+        // The new key, with the old one still accepted: read and sealed anew.
+        let rotating = on_store(&figma, &path, |b| {
+            b.signing_key(KEY)
+                .unwrap()
+                .previous_signing_key(OTHER_KEY)
+                .unwrap()
+        });
+        let app = echo_app().layer(RequirePaidLayer::new(&rotating, plugin()));
+        assert_eq!(call(&app, as_user("901")).await.status, 200);
+    }
+    // The old key retired: the answer was sealed anew, so still no call.
+    let new = on_store(&figma, &path, |b| b.signing_key(KEY).unwrap());
+    let app = echo_app().layer(RequirePaidLayer::new(&new, plugin()));
+    assert_eq!(call(&app, as_user("901")).await.status, 200);
+    assert_eq!(figma.payment_requests(), 1);
+}
