@@ -103,6 +103,10 @@ struct MockState {
     bucket: Option<limit::Bucket>,
     /// 429s answered because of it.
     rate_limited: usize,
+    /// Of them, those that came right after another 429.
+    rate_limited_in_a_row: usize,
+    /// Whether the last answer to `GET /v1/payments` was such a 429.
+    last_was_rate_limited: bool,
     /// The mock's time: token and code lifetimes, the rate limit.
     clock: Clock,
 }
@@ -389,6 +393,12 @@ impl MockFigma {
     /// answered (not counting [`Fault::RateLimited`]).
     pub fn rate_limited_answers(&self) -> usize {
         self.shared.lock().rate_limited
+    }
+
+    /// How many of those 429s came right after another one: a client that
+    /// keeps to Figma's `Retry-After` and budget earns none.
+    pub fn rate_limited_answers_in_a_row(&self) -> usize {
+        self.shared.lock().rate_limited_in_a_row
     }
 
     /// Reads the mock's time (token and code lifetimes, the rate limit, the

@@ -49,9 +49,14 @@ pub(super) async fn payments(
         if let Err(wait) = bucket.take(now) {
             let (plan_tier, kind) = (bucket.plan_tier.clone(), bucket.rate_limit_type.clone());
             state.rate_limited += 1;
+            if state.last_was_rate_limited {
+                state.rate_limited_in_a_row += 1;
+            }
+            state.last_was_rate_limited = true;
             return too_many_requests(ceil_secs(wait).max(1), &plan_tier, &kind);
         }
     }
+    state.last_was_rate_limited = false;
     if !authorized(&state, &headers) {
         return envelope(StatusCode::UNAUTHORIZED, "Token is missing or incorrect");
     }

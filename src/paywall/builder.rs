@@ -109,11 +109,11 @@ impl PaywallBuilder {
     }
 
     /// How many cold lookups of plugin payment tokens one client may make
-    /// a minute (default a quarter of the client's budget, at least 1); all
-    /// clients together may make three quarters of the budget, so that
-    /// refreshes of known buyers and user IDs the app authenticated (which
-    /// no share limits) always find room. Clients are told apart by the
-    /// layer's [`with_client_key`](crate::RequirePaidLayer::with_client_key)
+    /// a minute (default a quarter of the client's budget, at least 1). A
+    /// client whose token Figma refused in the last hour may make one every
+    /// 10 minutes, whatever its share. Refreshes of known buyers and user
+    /// IDs the app authenticated are never held back. Clients are told
+    /// apart by the layer's [`with_client_key`](crate::RequirePaidLayer::with_client_key)
     /// (the connection's address by default).
     ///
     /// ```

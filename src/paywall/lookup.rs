@@ -107,8 +107,11 @@ impl Paywall {
             }
         }
         stats.misses.add();
-        if client.is_some() {
+        // Who asks, for the fair share: learnt only when it matters.
+        let mut client = client.map(|f| Who::Unasked(Some(f)));
+        if let Some(who) = &mut client {
             if let Some(refusal) = self.remembered_refusal(&key).await {
+                self.suspect(who.key()).await;
                 return Err(refusal);
             }
         }
@@ -121,9 +124,9 @@ impl Paywall {
         });
         // A cold token lookup that no flight will answer spends the client's
         // share; a known buyer's renewal and a user ID spend none.
-        if let (Some(client), None) = (client, &cached) {
+        if let (Some(who), None) = (&mut client, &cached) {
             if !self.inner.flights.contains(&key) {
-                self.admit_cold(client().as_ref()).map_err(Arc::new)?;
+                self.admit_cold(who.key()).await.map_err(Arc::new)?;
             }
         }
         // With a stale answer to fall back on, do not queue for the budget.
@@ -133,7 +136,14 @@ impl Paywall {
             Wait::ForSlot
         };
         let flight = self.flight(key, cached.as_ref().map(|e| e.fetched_at), question(), wait);
-        match (flight.await, cached) {
+        let result = flight.await;
+        if let (Err(_), Some(Who::Asked(Some(asker)))) = (&result, &client) {
+            // Figma refused the token this client brought.
+            if self.inner.refused.contains(&key) {
+                self.suspect(Some(asker)).await;
+            }
+        }
+        match (result, cached) {
             (Ok(entry), _) => Ok(Lookup {
                 entry,
                 at: inner.clock.now(),
@@ -152,6 +162,25 @@ impl Paywall {
                 })
             }
             (Err(error), _) => Err(error),
+        }
+    }
+}
+
+/// The client of a token lookup: not asked yet, or asked (and perhaps not
+/// known).
+enum Who<F> {
+    Unasked(Option<F>),
+    Asked(Option<ClientKey>),
+}
+
+impl<F: FnOnce() -> Option<ClientKey>> Who<F> {
+    fn key(&mut self) -> Option<&ClientKey> {
+        if let Self::Unasked(f) = self {
+            *self = Self::Asked(f.take().and_then(|f| f()));
+        }
+        match self {
+            Self::Asked(key) => key.as_ref(),
+            Self::Unasked(_) => None,
         }
     }
 }

@@ -46,6 +46,11 @@ impl Refused {
     pub(super) async fn invalidate(&self, key: &CacheKey) {
         self.0.invalidate(key).await;
     }
+
+    /// Whether Figma refused this token lately (whatever the clock says).
+    pub(super) fn contains(&self, key: &CacheKey) -> bool {
+        self.0.contains_key(key)
+    }
 }
 
 impl Paywall {

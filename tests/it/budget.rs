@@ -171,7 +171,7 @@ async fn get_with_token(http: &reqwest::Client, base: &str, token: &str) -> (u16
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_forged_tokens_from_one_client_spends_only_its_share() {
+async fn a_flood_of_forged_tokens_costs_a_lookup_in_ten_minutes_and_no_buyer_waits() {
     let figma = mock_elsewhere();
     let clock = MockClock::new();
     // 40 a minute: a client's share is 10, all anonymous clients' 30.
@@ -217,11 +217,10 @@ async fn a_flood_of_forged_tokens_from_one_client_spends_only_its_share() {
         .count();
     println!("{forged} forged tokens cost {flood_calls} lookups; {buyers_in} buyers let in");
     assert_eq!(buyers_in, 12);
-    // A share of 10 a minute, and a burst of 2, over 60 s (and a little
-    // real time).
-    assert!(flood_calls <= 13, "the flood cost {flood_calls} lookups");
+    // Once Figma refused its first token the flooder is a suspect: one more
+    // cold lookup, then one every 10 minutes.
     assert!(
-        flood_calls >= 8,
-        "the flood was refused more than its share"
+        (1..=2).contains(&flood_calls),
+        "the flood cost {flood_calls} lookups"
     );
 }

@@ -1,0 +1,489 @@
+//! The economy: a compressed day of a popular plugin against a mock Figma
+//! that enforces a small budget (10 lookups a minute, as on a View seat),
+//! for `RequirePaid` and for a naive gate side by side.
+//!
+//! Buyers, users in a trial and non-buyers arrive over the day, each from
+//! an address of their own, and come back every 5 to 40 minutes; a buyer
+//! who is refused retries every 10 s. One client replays a forged token and
+//! invents new ones throughout. Halfway through the day the app restarts
+//! (a deploy): `RequirePaid` over the same store file, the naive gate with
+//! an empty cache. Time is a `MockClock` that both gates and the mock read,
+//! so a day takes seconds; requests go in-process (`oneshot`, each with its
+//! client's `ConnectInfo`), lookups over loopback HTTP to the mock.
+//!
+//! The naive gate is `from_fn` with a moka cache and `try_get_with` around
+//! the same client with no budget of its own: answers kept 10 minutes
+//! (refusals 5 s), errors not kept, 503 on any failure.
+//!
+//! Reported for each: calls to Figma (all, and the flood's), Figma's 429s
+//! and how many came right after another, how the buyers' requests went,
+//! and how long a new buyer waited to be let in (p50, p99, max).
+//!
+//! ```sh
+//! cargo bench --bench economy                     # an 8-hour day
+//! ECONOMY_HOURS=2 cargo bench --bench economy     # a shorter one
+//! ```
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, Request},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    Router,
+};
+use common::*;
+use figma_paywall::{
+    mock::{MockClock, MockFigma, MOCK_ACCESS_TOKEN},
+    PaymentStatus, PaymentsClient, Paywall, PluginPaymentToken, RequirePaidLayer, UserId,
+};
+use http::{HeaderValue, StatusCode};
+use tower::ServiceExt;
+
+/// Figma's budget for the creator's token, and the one the gate is told.
+const FIGMA_PER_MINUTE: u32 = 10;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Buyer,
+    Trial,
+    NonBuyer,
+}
+
+struct User {
+    kind: Kind,
+    addr: SocketAddr,
+    token: PluginPaymentToken,
+    /// Simulated seconds of each visit.
+    visits: Vec<u64>,
+}
+
+/// What one gate went through in a day.
+#[derive(Default)]
+struct Day {
+    figma_calls: usize,
+    flood_calls: usize,
+    rate_limited: usize,
+    rate_limited_in_a_row: usize,
+    /// Buyers' and trial users' requests by outcome.
+    buyers: BTreeMap<String, usize>,
+    /// Simulated seconds from a new buyer's first request to the first 200.
+    waits: Vec<u64>,
+    never_in: usize,
+    flood_requests: usize,
+    calls_before_restart: usize,
+    calls_after_restart: usize,
+    real_time: Duration,
+}
+
+trait Gate {
+    fn router(&self) -> Router;
+    fn restart(&mut self);
+}
+
+/// `RequirePaid`, with the store (rebuilt over the same file on restart)
+/// or without.
+struct Ours {
+    client: PaymentsClient,
+    store: Option<std::path::PathBuf>,
+    router: Router,
+}
+
+impl Ours {
+    fn new(client: PaymentsClient, store: Option<std::path::PathBuf>) -> Self {
+        let router = Self::build(&client, store.as_deref());
+        Self {
+            client,
+            store,
+            router,
+        }
+    }
+
+    fn build(client: &PaymentsClient, store: Option<&std::path::Path>) -> Router {
+        let mut builder = Paywall::builder(client.clone());
+        if let Some(store) = store {
+            builder = builder.store(store).expect("the store opens");
+        }
+        bare_router().layer(RequirePaidLayer::new(&builder.build(), plugin()))
+    }
+}
+
+impl Gate for Ours {
+    fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    fn restart(&mut self) {
+        // Drop the old paywall (and its hold on the file) first.
+        self.router = bare_router();
+        self.router = Self::build(&self.client, self.store.as_deref());
+    }
+}
+
+/// The naive gate: `from_fn`, moka `try_get_with` around a plain HTTP call
+/// to Figma, no budget.
+struct Naive {
+    figma: String,
+    clock: MockClock,
+    router: Router,
+}
+
+type Answer = (PaymentStatus, Instant);
+
+impl Naive {
+    fn new(figma: &MockFigma, clock: MockClock) -> Self {
+        let figma = figma.url();
+        let router = Self::build(&figma, &clock);
+        Self {
+            figma,
+            clock,
+            router,
+        }
+    }
+
+    fn build(figma: &str, clock: &MockClock) -> Router {
+        let cache: moka::future::Cache<String, Answer> =
+            moka::future::Cache::builder().max_capacity(100_000).build();
+        let http = reqwest::Client::new();
+        let url = format!("{figma}/v1/payments");
+        let clock = clock.clone();
+        bare_router().layer(middleware::from_fn(move |req: Request, next: Next| {
+            let (cache, http, url, clock) =
+                (cache.clone(), http.clone(), url.clone(), clock.clone());
+            async move {
+                let Some(raw) = req
+                    .headers()
+                    .get(&TOKEN_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+                else {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                };
+                let now = Instant::now() + clock.offset();
+                // Expiry by the day's clock: a stale answer is dropped.
+                if let Some((status, at)) = cache.get(&raw).await {
+                    let life = if status == PaymentStatus::Paid || status == PaymentStatus::Trial {
+                        Duration::from_secs(600)
+                    } else {
+                        Duration::from_secs(5)
+                    };
+                    if now.duration_since(at) >= life {
+                        cache.invalidate(&raw).await;
+                    }
+                }
+                let answer = cache
+                    .try_get_with(raw.clone(), async {
+                        let answer = http
+                            .get(&url)
+                            .query(&[("plugin_payment_token", raw.as_str())])
+                            .header("x-figma-token", MOCK_ACCESS_TOKEN)
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if !answer.status().is_success() {
+                            return Err(answer.status().to_string());
+                        }
+                        let body: serde_json::Value =
+                            answer.json().await.map_err(|e| e.to_string())?;
+                        let status = &body["meta"]["payment_status"];
+                        let name = status["type"].as_str().or(status.as_str()).unwrap_or("");
+                        Ok::<_, String>((PaymentStatus::from_name(name), now))
+                    })
+                    .await;
+                match answer {
+                    Ok((PaymentStatus::Paid | PaymentStatus::Trial, _)) => next.run(req).await,
+                    Ok(_) => StatusCode::PAYMENT_REQUIRED.into_response(),
+                    Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                }
+            }
+        }))
+    }
+}
+
+impl Gate for Naive {
+    fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    fn restart(&mut self) {
+        self.router = Self::build(&self.figma, &self.clock);
+    }
+}
+
+fn request(token: &str, addr: SocketAddr) -> http::Request<Body> {
+    let mut req = token_request(&HeaderValue::from_str(token).expect("a header value"));
+    req.extensions_mut().insert(ConnectInfo(addr));
+    req
+}
+
+async fn status(router: &Router, token: &str, addr: SocketAddr) -> (u16, String) {
+    let response: Response = router
+        .clone()
+        .oneshot(request(token, addr))
+        .await
+        .expect("infallible");
+    let code = response.status().as_u16();
+    let reason = response
+        .extensions()
+        .get::<figma_paywall::RefusalReason>()
+        .map_or_else(|| code.to_string(), |r| r.as_str().to_owned());
+    (code, reason)
+}
+
+/// A mock Figma that keeps Figma's budget, reading `clock`, with `users`
+/// in its ledger and their tokens issued.
+fn world(clock: &MockClock, users: usize, seed: u64) -> (MockFigma, Vec<User>) {
+    let figma = mock_elsewhere();
+    figma.set_clock(clock);
+    figma.set_rate_limit(Some((FIGMA_PER_MINUTE, 2, "starter", "low")));
+    let mut rng = Rng::new(seed);
+    let day = day_secs();
+    let plugin = plugin();
+    let people = (0..users)
+        .map(|i| {
+            let kind = match rng.below(10) {
+                0..=5 => Kind::Buyer,
+                6 => Kind::Trial,
+                _ => Kind::NonBuyer,
+            };
+            let id = UserId::new(format!("{}", 3_000_000 + i)).expect("an ID");
+            figma.set_status(
+                &id,
+                &plugin,
+                match kind {
+                    Kind::Buyer => PaymentStatus::Paid,
+                    Kind::Trial => PaymentStatus::Trial,
+                    Kind::NonBuyer => PaymentStatus::Unpaid,
+                },
+            );
+            let token = figma.issue_token_for(&id, &plugin, Duration::from_secs(2 * day));
+            let mut visits = vec![rng.below(day as usize) as u64];
+            while let Some(&last) = visits.last() {
+                let next = last + 300 + rng.below(2100) as u64;
+                if next >= day {
+                    break;
+                }
+                visits.push(next);
+            }
+            let addr = SocketAddr::from((
+                [
+                    10,
+                    (i / 65_536) as u8,
+                    (i / 256 % 256) as u8,
+                    (i % 256) as u8,
+                ],
+                40_000,
+            ));
+            User {
+                kind,
+                addr,
+                token,
+                visits,
+            }
+        })
+        .collect();
+    (figma, people)
+}
+
+fn day_secs() -> u64 {
+    let hours: f64 = std::env::var("ECONOMY_HOURS")
+        .ok()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(if bench_mode() { 8.0 } else { 0.5 });
+    (hours * 3600.0) as u64
+}
+
+/// The gate's client: `budget` lookups a minute, and no queue for the
+/// budget (in a day of simulated time a lookup that waited for a slot would
+/// wait in real time; a refused buyer retries instead).
+fn client(figma: &MockFigma, clock: &MockClock, budget: u32) -> PaymentsClient {
+    figma
+        .client_builder()
+        .clock(clock)
+        .rate_limit(budget, 2.min(budget))
+        .queue(0, Duration::ZERO)
+        .build()
+        .expect("a client")
+}
+
+/// Now, by `clock`.
+fn now(clock: &MockClock) -> Instant {
+    Instant::now() + clock.offset()
+}
+
+async fn run_day(
+    name: &str,
+    flood: bool,
+    make: impl FnOnce(&MockFigma, &MockClock) -> Box<dyn Gate>,
+) -> Day {
+    let started = Instant::now();
+    let clock = MockClock::new();
+    let users = if bench_mode() { 400 } else { 60 };
+    let (figma, people) = world(&clock, users, 7);
+    let mut gate = make(&figma, &clock);
+    let mut restarted_at = now(&clock);
+    let flooder = SocketAddr::from(([192, 0, 2, 66], 50_000));
+    let day = day_secs();
+    // Pending visits: (second, user, first request of a first visit at).
+    let mut pending: Vec<(u64, usize, Option<u64>)> = people
+        .iter()
+        .enumerate()
+        .flat_map(|(u, p)| {
+            p.visits
+                .iter()
+                .enumerate()
+                .map(move |(i, &s)| (s, u, (i == 0).then_some(s)))
+        })
+        .collect();
+    let mut result = Day::default();
+    let mut rng = Rng::new(11);
+    let mut invented = 0u64;
+    for second in 0..day {
+        if second == day / 2 {
+            gate.restart();
+            restarted_at = now(&clock);
+        }
+        clock.advance(Duration::from_secs(1));
+        let router = gate.router();
+        // The flood: two requests a second, a replay or a new invention.
+        for _ in 0..if flood { 2 } else { 0 } {
+            let token = if rng.below(2) == 0 {
+                "ppt_forged_replayed".to_owned()
+            } else {
+                invented += 1;
+                format!("ppt_forged_{invented}")
+            };
+            status(&router, &token, flooder).await;
+            result.flood_requests += 1;
+        }
+        let mut due: Vec<(u64, usize, Option<u64>)> = Vec::new();
+        pending.retain(|v| {
+            if v.0 <= second {
+                due.push(*v);
+                false
+            } else {
+                true
+            }
+        });
+        for (_, u, first_at) in due {
+            let person = &people[u];
+            let (code, reason) = status(&router, person.token.expose_secret(), person.addr).await;
+            if person.kind == Kind::NonBuyer {
+                continue;
+            }
+            *result.buyers.entry(reason.clone()).or_default() += 1;
+            match (code, first_at) {
+                (200, Some(at)) => result.waits.push(second - at),
+                (200, None) => {}
+                (_, Some(at)) if second - at >= 1800 => result.never_in += 1,
+                // Refused: try again in 10 s (a first visit keeps its start).
+                (_, first) => pending.push((second + 10, u, first)),
+            }
+        }
+    }
+    // First visits still refused when the day ended.
+    result.never_in += pending.iter().filter(|v| v.2.is_some()).count();
+    result.figma_calls = figma.payment_requests();
+    result.rate_limited = figma.rate_limited_answers();
+    result.rate_limited_in_a_row = figma.rate_limited_answers_in_a_row();
+    let queries = figma.received_queries();
+    let forged = |q: &Vec<(String, String)>| q.iter().any(|(_, v)| v.starts_with("ppt_forged"));
+    result.flood_calls = queries.iter().filter(|q| forged(q)).count();
+    // Buyers' lookups in the 5 minutes before and after the restart.
+    let window = Duration::from_secs(300);
+    for (q, at) in queries.iter().zip(figma.payment_request_times()) {
+        if forged(q) {
+            continue;
+        }
+        if at < restarted_at && restarted_at.duration_since(at) <= window {
+            result.calls_before_restart += 1;
+        } else if at >= restarted_at && at.duration_since(restarted_at) <= window {
+            result.calls_after_restart += 1;
+        }
+    }
+    result.real_time = started.elapsed();
+    println!(
+        "{name}: {:.1} simulated hours in {:.1} s, {} users, {} flood requests ({} distinct forged tokens)",
+        day as f64 / 3600.0,
+        result.real_time.as_secs_f64(),
+        people.len(),
+        result.flood_requests,
+        invented + 1
+    );
+    result
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let store =
+        std::env::temp_dir().join(format!("figma-paywall-economy-{}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&store);
+    let ours = |with_store: bool| {
+        let store = store.clone();
+        move |figma: &MockFigma, clock: &MockClock| -> Box<dyn Gate> {
+            let _ = std::fs::remove_file(&store);
+            let store = with_store.then_some(store);
+            Box::new(Ours::new(client(figma, clock, FIGMA_PER_MINUTE), store))
+        }
+    };
+    let with_flood = rt.block_on(run_day("RequirePaid", true, ours(true)));
+    let without = rt.block_on(run_day("RequirePaid, no flood", false, ours(true)));
+    let no_store = rt.block_on(run_day("RequirePaid, no store", true, ours(false)));
+    let _ = std::fs::remove_file(&store);
+    let naive = rt.block_on(run_day("naive gate", true, |figma, clock| {
+        Box::new(Naive::new(figma, clock.clone()))
+    }));
+    println!();
+    println!("| gate | calls to Figma | of them for forged tokens | Figma's 429s | 429s right after a 429 | buyers' lookups 5 min before / after the restart | buyers' requests by outcome | a new buyer let in after (simulated s): p50 / p99 / max | new buyers not let in within 30 min |");
+    println!("|---|---:|---:|---:|---:|---|---|---|---:|");
+    for (name, mut day) in [
+        ("RequirePaid", with_flood),
+        ("RequirePaid, no flood (control)", without),
+        ("RequirePaid without the store", no_store),
+        ("naive gate", naive),
+    ] {
+        day.waits.sort_unstable();
+        let outcomes: Vec<String> = day
+            .buyers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        println!(
+            "| {name} | {} | {} | {} | {} | {} / {} | {} | {} | {} |",
+            day.figma_calls,
+            day.flood_calls,
+            day.rate_limited,
+            day.rate_limited_in_a_row,
+            day.calls_before_restart,
+            day.calls_after_restart,
+            outcomes.join(", "),
+            match day.waits.last() {
+                Some(max) => format!(
+                    "{} / {} / {max}",
+                    percentile(&day.waits, 0.5),
+                    percentile(&day.waits, 0.99)
+                ),
+                None => "nobody let in".to_owned(),
+            },
+            day.never_in
+        );
+    }
+}
