@@ -173,3 +173,92 @@ async fn a_signing_key_is_rotated_without_asking_figma_again() {
     assert_eq!(call(&app, as_user("901")).await.status, 200);
     assert_eq!(figma.payment_requests(), 1);
 }
+
+/// Set in a copy of this test binary that writes answers to a store and
+/// is then killed: the store's path, and the mock Figma's URL.
+const CHILD_STORE: &str = "FIGMA_PAYWALL_TEST_CHILD_STORE";
+const CHILD_FIGMA: &str = "FIGMA_PAYWALL_TEST_CHILD_FIGMA";
+
+/// The child of `a_kill_9_loses_no_answer_already_written`: looks up five
+/// buyers through a paywall with a store, says so, and waits to be killed.
+#[tokio::test]
+#[ignore = "run by a_kill_9_loses_no_answer_already_written in a child process"]
+async fn child_writes_answers_then_waits_to_be_killed() {
+    let (Ok(path), Ok(figma)) = (std::env::var(CHILD_STORE), std::env::var(CHILD_FIGMA)) else {
+        panic!("only a_kill_9_loses_no_answer_already_written runs this");
+    };
+    let client = figma_paywall::PaymentsClient::builder(
+        figma_paywall::AccessToken::new(figma_paywall::mock::MOCK_ACCESS_TOKEN).unwrap(),
+    )
+    .base_url(figma)
+    .rate_limit(600, 10)
+    .build()
+    .unwrap();
+    let paywall = Paywall::builder(client).store(&path).unwrap().build();
+    for i in 0..5 {
+        let info = paywall
+            .lookup_user(&user(&format!("{}", 1100 + i)), &plugin())
+            .await
+            .unwrap();
+        assert_eq!(info.info().payment_status, PaymentStatus::Paid);
+    }
+    println!("written");
+    std::future::pending::<()>().await;
+}
+
+#[test]
+fn a_kill_9_loses_no_answer_already_written() {
+    use std::io::{BufRead, BufReader};
+    let figma = MockFigma::start_on_own_thread().unwrap();
+    for i in 0..5 {
+        set(
+            &figma,
+            &format!("{}", 1100 + i),
+            &plugin(),
+            PaymentStatus::Paid,
+        );
+    }
+    let path = temp_store();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "store::child_writes_answers_then_waits_to_be_killed",
+            "--nocapture",
+        ])
+        .env(CHILD_STORE, &path)
+        .env(CHILD_FIGMA, figma.url())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let written = lines.any(|line| line.is_ok_and(|l| l.contains("written")));
+    assert!(written, "the child did not write its answers");
+    child.kill().unwrap(); // SIGKILL: no destructor, no flush
+    child.wait().unwrap();
+    assert_eq!(figma.payment_requests(), 5);
+    // Over the same file, no answer is asked again.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let paywall = Paywall::builder(figma.client().unwrap())
+            .store(&path)
+            .unwrap()
+            .build();
+        for i in 0..5 {
+            let lookup = paywall
+                .lookup_user(&user(&format!("{}", 1100 + i)), &plugin())
+                .await
+                .unwrap();
+            assert_eq!(lookup.info().payment_status, PaymentStatus::Paid);
+        }
+        assert_eq!(paywall.stats().store_hits, 5);
+    });
+    assert_eq!(
+        figma.payment_requests(),
+        5,
+        "an answer written before the kill was lost"
+    );
+}
