@@ -14,6 +14,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
@@ -70,12 +72,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // FIGMA_PAYWALL_STORE keeps answers across restarts (feature `store`).
     let paywall = Paywall::builder(client).store_from_env()?.build();
-    let app = Router::new()
+    // The paywall's counters say who was refused and why: served only to
+    // whoever sends PAYWALL_STATS_TOKEN as a bearer token, and only when
+    // it is set.
+    let stats_token = std::env::var("PAYWALL_STATS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let mut app = Router::new()
         .route("/generate", post(generate))
         .layer(RequirePaidLayer::new(&paywall, plugin))
-        .route("/health", get(|| async { "ok" }))
-        .route("/paywall/stats", get(stats))
-        .with_state(paywall);
+        .route("/health", get(|| async { "ok" }));
+    if let Some(token) = stats_token.clone() {
+        app = app.route(
+            "/paywall/stats",
+            get(move |paywall, headers| stats(paywall, headers, token.clone())),
+        );
+    }
+    let app = app.with_state(paywall);
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("ai_endpoint listening on http://{addr}");
@@ -91,7 +104,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         println!("# nobody\ncurl -i -X POST http://{addr}/generate -d 'a cat in a hat'\n");
-        println!("# what the paywall did\ncurl http://{addr}/paywall/stats\n");
+        match &stats_token {
+            Some(token) => println!(
+                "# what the paywall did\ncurl http://{addr}/paywall/stats -H 'Authorization: Bearer {token}'\n"
+            ),
+            None => println!(
+                "# the paywall's counters: set PAYWALL_STATS_TOKEN to serve them at /paywall/stats\n"
+            ),
+        }
     }
     // Each request carries its connection's address: the fair share of
     // Figma's budget tells clients apart by it.
@@ -116,6 +136,21 @@ async fn generate(payment: PaymentInformation, access: PaidAccess, prompt: Strin
     }))
 }
 
-async fn stats(State(paywall): State<Paywall>) -> Json<Value> {
-    Json(json!(paywall.stats()))
+async fn stats(State(paywall): State<Paywall>, headers: HeaderMap, token: String) -> Response {
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compared in constant time: the token is a secret.
+    let same = sent.len() == token.len()
+        && sent
+            .bytes()
+            .zip(token.bytes())
+            .fold(0, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    Json(json!(paywall.stats())).into_response()
 }

@@ -15,10 +15,10 @@
 use std::{error::Error, net::SocketAddr};
 
 use axum::{
-    extract::{Path, State},
+    extract::Path,
     response::{Html, IntoResponse, Redirect, Response},
     routing::get,
-    Json, Router,
+    Router,
 };
 use figma_paywall::{
     login::FigmaLogin,
@@ -117,7 +117,6 @@ pub fn site(paywall: Paywall, login: FigmaLogin, resources: [Resource; 2]) -> Ro
     );
     Router::new()
         .route("/", get(home))
-        .route("/paywall/stats", get(stats))
         .with_state(paywall)
         .merge(docs)
         .merge(login.router())
@@ -198,8 +197,4 @@ async fn doc_page(Path(page): Path<String>, payment: PaymentInformation) -> Html
         kind = payment.resource_type,
         id = payment.resource_id,
     ))
-}
-
-async fn stats(State(paywall): State<Paywall>) -> Json<serde_json::Value> {
-    Json(serde_json::json!(paywall.stats()))
 }

@@ -69,6 +69,7 @@ async fn ai_endpoint_prints_curl_commands_that_give_200_402_and_401() {
             .env_remove("FIGMA_TOKEN")
             .env("PORT", port.to_string())
             .env("RUST_LOG", "warn")
+            .env("PAYWALL_STATS_TOKEN", "stats-secret")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -105,8 +106,17 @@ async fn ai_endpoint_prints_curl_commands_that_give_200_402_and_401() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    let stats_url = format!("http://127.0.0.1:{port}/paywall/stats");
+    for wrong in [None, Some("Bearer guess"), Some("stats-secret")] {
+        let mut req = http.get(&stats_url);
+        if let Some(value) = wrong {
+            req = req.header("authorization", value);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 401, "{wrong:?}");
+    }
     let stats: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{port}/paywall/stats"))
+        .get(&stats_url)
+        .header("authorization", "Bearer stats-secret")
         .send()
         .await
         .unwrap()

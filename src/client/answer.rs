@@ -1,6 +1,8 @@
 //! Reading Figma's answers: the success envelope, and the error envelope's
 //! message with every secret removed.
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use http::HeaderMap;
 use serde::Deserialize;
 
@@ -8,6 +10,25 @@ use crate::{AccessToken, Error, PaymentInformation};
 
 /// Figma's message is cut to this many characters in errors.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 200;
+
+/// The longest back-off a `Retry-After` is taken for: one of days is
+/// honoured, one of years is not.
+pub(crate) const MAX_BACK_OFF: Duration = Duration::from_secs(30 * 86_400);
+
+/// A `Retry-After` value in either form of RFC 9110 (seconds, or an
+/// HTTP date, read against `now_ms`, Unix milliseconds), capped at
+/// [`MAX_BACK_OFF`]; `None` when it is neither.
+pub(crate) fn parse_retry_after(value: &str, now_ms: u64) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        let now = UNIX_EPOCH + Duration::from_millis(now_ms);
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_BACK_OFF))
+}
 
 #[derive(Deserialize)]
 struct SuccessEnvelope {
@@ -109,6 +130,35 @@ mod tests {
             MAX_MESSAGE_CHARS
         );
         assert_eq!(error_message(b"<html>", None, &token), "no message");
+    }
+
+    #[test]
+    fn retry_after_reads_both_forms_and_is_capped() {
+        let now = 1_700_000_000_000; // 2023-11-14T22:13:20Z
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 14 Nov 2023 22:14:50 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        // Days are honoured, years are capped, overflow too.
+        assert_eq!(
+            parse_retry_after("396749", now),
+            Some(Duration::from_secs(396_749))
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(MAX_BACK_OFF)
+        );
+        for junk in ["", "soon", "-5", "1.5", "Tuesday"] {
+            assert_eq!(parse_retry_after(junk, now), None, "{junk:?}");
+        }
     }
 
     #[test]

@@ -43,7 +43,9 @@ use url::Url;
 pub(crate) use self::builder::api_endpoint;
 pub use self::builder::PaymentsClientBuilder;
 use self::{
-    answer::{error_message, header_string, parse_payments_answer, ClassifyName},
+    answer::{
+        error_message, header_string, parse_payments_answer, parse_retry_after, ClassifyName,
+    },
     budget::Budget,
 };
 pub(crate) use self::{budget::Wait, question::Question};
@@ -314,8 +316,7 @@ impl PaymentsClient {
                 retry_after: headers
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs),
+                    .and_then(|v| parse_retry_after(v, self.inner.clock.unix_ms())),
                 plan_tier: header_string(&headers, "x-figma-plan-tier"),
                 rate_limit_type: header_string(&headers, "x-figma-rate-limit-type"),
                 upgrade_link: header_string(&headers, "x-figma-upgrade-link"),

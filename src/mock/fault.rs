@@ -23,6 +23,9 @@ pub enum Fault {
         /// The `Retry-After` value in seconds.
         retry_after: u64,
     },
+    /// Answer 429 with this exact `Retry-After` value (an HTTP date,
+    /// something unreadable) and Figma's tier headers.
+    RateLimitedHeader(String),
     /// Answer 200 with a body that is not JSON.
     MalformedJson,
     /// Answer 200 with an HTML page, as a proxy in front of Figma might.
@@ -47,7 +50,7 @@ pub(super) fn envelope(status: StatusCode, message: &str) -> Response {
 
 /// Figma's 429: `Retry-After` in seconds and the tier headers.
 pub(super) fn too_many_requests(
-    retry_after: u64,
+    retry_after: &str,
     plan_tier: &str,
     rate_limit_type: &str,
 ) -> Response {
@@ -56,8 +59,8 @@ pub(super) fn too_many_requests(
         "Rate limit exceeded. Please wait before retrying.",
     );
     let headers = response.headers_mut();
-    headers.insert("retry-after", retry_after.into());
     for (name, value) in [
+        ("retry-after", retry_after),
         ("x-figma-plan-tier", plan_tier),
         ("x-figma-rate-limit-type", rate_limit_type),
         ("x-figma-upgrade-link", "https://www.figma.com/pricing"),
@@ -90,9 +93,12 @@ pub(super) async fn apply_fault(fault: Option<Fault>, latency: Duration) -> Opti
                 status.canonical_reason().unwrap_or("error"),
             ))
         }
-        Fault::RateLimited { retry_after } => {
-            Some(too_many_requests(retry_after, "starter", "low"))
-        }
+        Fault::RateLimitedHeader(value) => Some(too_many_requests(&value, "starter", "low")),
+        Fault::RateLimited { retry_after } => Some(too_many_requests(
+            &retry_after.to_string(),
+            "starter",
+            "low",
+        )),
         Fault::MalformedJson => {
             Some((StatusCode::OK, "{\"status\": 200, \"meta\": {").into_response())
         }

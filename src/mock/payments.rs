@@ -53,7 +53,8 @@ pub(super) async fn payments(
                 state.rate_limited_in_a_row += 1;
             }
             state.last_was_rate_limited = true;
-            return too_many_requests(ceil_secs(wait).max(1), &plan_tier, &kind);
+            let retry_after = ceil_secs(wait).max(1).to_string();
+            return too_many_requests(&retry_after, &plan_tier, &kind);
         }
     }
     state.last_was_rate_limited = false;

@@ -224,3 +224,46 @@ async fn a_flood_of_forged_tokens_costs_a_lookup_in_ten_minutes_and_no_buyer_wai
         "the flood cost {flood_calls} lookups"
     );
 }
+
+#[tokio::test]
+async fn retry_after_is_read_as_a_date_too_and_years_are_capped() {
+    let figma = MockFigma::start().await.unwrap();
+    let clock = MockClock::new();
+    let paywall = paywall_on(&figma, &clock, |b| b);
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    // Retry-After: <an HTTP date 90 s from now>.
+    let at = std::time::SystemTime::now() + Duration::from_secs(90);
+    figma.push_fault(Fault::RateLimitedHeader(httpdate::fmt_http_date(at)));
+    let reply = call(&app, as_user("1")).await;
+    assert_eq!(reply.status, 503);
+    let left: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((88..=90).contains(&left), "Retry-After {left}");
+    clock.advance(Duration::from_secs(85));
+    assert_eq!(
+        call(&app, as_user("2")).await.status,
+        503,
+        "the back-off ended early"
+    );
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(call(&app, as_user("3")).await.status, 402);
+    assert_eq!(figma.payment_requests(), 2);
+    // A Retry-After of a century stops lookups for 30 days at most. (The
+    // 429 lowered the budget to 9 a minute: wait for its next slot.)
+    clock.advance(Duration::from_secs(7));
+    figma.push_fault(Fault::RateLimitedHeader("3155760000".into()));
+    assert_eq!(call(&app, as_user("4")).await.status, 503);
+    assert_eq!(figma.payment_requests(), 3);
+    let backing_off = paywall.client().backing_off_for().unwrap();
+    assert!(
+        backing_off <= Duration::from_secs(30 * 86_400),
+        "{backing_off:?}"
+    );
+    assert!(
+        backing_off > Duration::from_secs(29 * 86_400),
+        "{backing_off:?}"
+    );
+}
