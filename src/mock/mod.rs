@@ -99,6 +99,8 @@ struct MockState {
     token_requests: usize,
     /// The status of users the ledger does not name.
     default_status: Option<PaymentStatus>,
+    /// Latency added to `GET /v1/me` only.
+    me_latency: Duration,
     /// The rate limit the mock enforces, if any.
     bucket: Option<limit::Bucket>,
     /// 429s answered because of it.
@@ -358,6 +360,11 @@ impl MockFigma {
     /// outage.
     pub fn set_steady_fault(&self, fault: Option<Fault>) {
         self.shared.lock().steady_fault = fault;
+    }
+
+    /// Adds latency to `GET /v1/me` only.
+    pub fn set_me_latency(&self, latency: Duration) {
+        self.shared.lock().me_latency = latency;
     }
 
     /// Adds latency to every answer.

@@ -155,6 +155,7 @@ fn answer(state: &MockState, pairs: &[(String, String)]) -> Result<Value, Refusa
 pub(super) async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     shared.me_requests.fetch_add(1, Ordering::SeqCst);
     let (fault, latency) = take_fault(&shared);
+    let latency = latency + shared.lock().me_latency;
     if let Some(response) = apply_fault(fault, latency).await {
         return response;
     }

@@ -280,7 +280,7 @@ impl PaywallBuilder {
             fair,
             lifetimes: self.lifetimes,
             generation: AtomicU64::new(0),
-            pat_check: tokio::sync::Mutex::default(),
+            pat_check: Default::default(),
             stats: Counters::default(),
             clock,
         });

@@ -105,7 +105,7 @@ struct Inner {
     /// Bumped by every invalidation: a lookup that started before one does
     /// not cache what it got.
     generation: std::sync::atomic::AtomicU64,
-    pat_check: tokio::sync::Mutex<PatCheck>,
+    pat_check: PatCheck,
     stats: Counters,
     clock: Clock,
 }

@@ -431,6 +431,46 @@ async fn a_refused_caller_token_is_401_and_checks_the_access_token_once() {
     assert_eq!(figma.me_requests(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_check_of_the_access_token_is_shared_and_stalls_nobody() {
+    let figma = MockFigma::start().await.unwrap();
+    figma.set_me_latency(Duration::from_millis(300));
+    let paywall = paywall(&figma);
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    // Five refusals at once need the verdict: one GET /v1/me serves them all.
+    let replies = futures_util::future::join_all(
+        (0..5).map(|i| call(&app, with_token(&format!("ppt_forged_{i}")))),
+    )
+    .await;
+    assert!(replies.iter().all(|r| r.body["reason"] == "token_rejected"));
+    assert_eq!(figma.me_requests(), 1);
+
+    // While a check hangs on a slow GET /v1/me, a verdict known from a
+    // user-ID lookup's 401 does not wait behind it.
+    let figma = MockFigma::start().await.unwrap();
+    figma.set_me_latency(Duration::from_secs(30));
+    let app = echo_app().layer(RequirePaidLayer::new(
+        &paywall_with(&figma, |b| b),
+        plugin(),
+    ));
+    let hanging = tokio::spawn({
+        let app = app.clone();
+        async move { call(&app, with_token("ppt_forged")).await.status }
+    });
+    eventually("the check of the access token began", || {
+        figma.me_requests() == 1
+    })
+    .await;
+    figma.push_fault(Fault::Status(401));
+    let reply = call(&app, as_user("7")).await;
+    assert_eq!(reply.body["reason"], "access_token_rejected");
+    assert!(
+        !hanging.is_finished(),
+        "the refusal waited for the hanging check"
+    );
+    hanging.abort();
+}
+
 fn lenient_app() -> Router {
     Router::new().route(
         "/generate",
