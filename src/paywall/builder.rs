@@ -8,9 +8,12 @@ use std::{
 use moka::future::Cache;
 
 use super::{
+    entry::Entry,
     entry::{EntryExpiry, Lifetimes},
     fair::FairShare,
     flight::Flights,
+    index::UserIndex,
+    key::CacheKey,
     refused::Refused,
     Inner, Paywall,
 };
@@ -255,13 +258,20 @@ impl PaywallBuilder {
     /// `PaymentsClientBuilder::clock`, feature `mock`).
     pub fn build(self) -> Paywall {
         let clock = self.client.clock().clone();
+        let index = Arc::new(UserIndex::default());
+        let unfile = index.clone();
         let cache = Cache::builder()
             .max_capacity(self.max_entries)
             .expire_after(EntryExpiry {
                 lifetimes: self.lifetimes,
                 clock: clock.clone(),
             })
-            .support_invalidation_closures()
+            // The index follows the cache (a replaced answer keeps its key).
+            .eviction_listener(move |key: Arc<CacheKey>, entry: Arc<Entry>, cause| {
+                if cause != moka::notification::RemovalCause::Replaced {
+                    unfile.remove(&entry.info.user_id, &key);
+                }
+            })
             .build();
         let budget = self.client.configured_rate();
         let fair = FairShare::new(budget.per_minute, budget.burst, self.client_share, &clock);
@@ -277,6 +287,7 @@ impl PaywallBuilder {
             seal_warned_at: std::sync::Mutex::new(None),
             flights: Flights::default(),
             refused: Refused::default(),
+            index,
             fair,
             lifetimes: self.lifetimes,
             generation: AtomicU64::new(0),

@@ -136,6 +136,7 @@ impl Paywall {
         }
         let entry = Entry::new(info, fetched_at);
         if inner.generation.load(Ordering::Acquire) == generation {
+            inner.index.add(&entry.info.user_id, key);
             inner.cache.insert(key, entry.clone()).await;
         }
         Ok(entry)

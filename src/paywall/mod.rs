@@ -33,6 +33,7 @@ mod credentials;
 mod entry;
 mod fair;
 mod flight;
+mod index;
 mod key;
 mod lookup;
 mod refused;
@@ -99,6 +100,8 @@ struct Inner {
     flights: Flights,
     /// Tokens Figma refused lately.
     refused: Refused,
+    /// Which cached answers are about which user.
+    index: Arc<index::UserIndex>,
     /// Each client's share of cold lookups.
     fair: FairShare,
     lifetimes: Lifetimes,
@@ -234,8 +237,10 @@ impl Paywall {
         question: &crate::client::Question,
         info: crate::PaymentInformation,
     ) {
+        let key = CacheKey::of(question);
+        self.inner.index.add(&info.user_id, key);
         let entry = Entry::new(info, self.inner.clock.now());
-        self.inner.cache.insert(CacheKey::of(question), entry).await;
+        self.inner.cache.insert(key, entry).await;
     }
 }
 
@@ -248,13 +253,13 @@ impl Inner {
             Invalidation::All => {
                 self.cache.invalidate_all();
                 self.refused.invalidate_all();
+                self.index.clear();
             }
             Invalidation::User(user) => {
-                let user = user.clone();
-                // Only fails when invalidation closures are not enabled; they are.
-                let _ = self
-                    .cache
-                    .invalidate_entries_if(move |_, entry| entry.info.user_id == user);
+                // By key, never by predicate (see index.rs).
+                for key in self.index.take(user) {
+                    self.cache.invalidate(&key).await;
+                }
             }
             Invalidation::Key(key) => {
                 let key = CacheKey::from_store_key(*key);
@@ -282,5 +287,53 @@ impl Inner {
 impl Invalidations for Inner {
     fn apply(&self, what: Invalidation) -> BoxFuture<'_, ()> {
         async move { self.forget(&what).await }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{client::Question, AccessToken, PaymentInformation, PaymentStatus, Resource};
+
+    /// A paywall whose client reaches nothing: a miss is an error.
+    fn unreachable() -> Paywall {
+        let client = PaymentsClient::builder(AccessToken::new("figd_unit").unwrap())
+            .base_url("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        Paywall::new(client)
+    }
+
+    #[tokio::test]
+    async fn invalidating_a_user_drops_exactly_their_answers_by_key() {
+        let paywall = unreachable();
+        let plugin = Resource::plugin("11").unwrap();
+        let user = |i: u32| UserId::new(i.to_string()).unwrap();
+        for i in 1..=1000 {
+            let info = PaymentInformation::new(user(i), &plugin, PaymentStatus::Paid);
+            paywall
+                .seed(&Question::User(user(i), plugin.clone()), info)
+                .await;
+        }
+        let token = PluginPaymentToken::new("ppt_of_5").unwrap();
+        let info = PaymentInformation::new(user(5), &plugin, PaymentStatus::Paid);
+        paywall.seed(&Question::Token(token.clone()), info).await;
+        assert_eq!(paywall.inner.index.take(&user(6)).len(), 1);
+        paywall
+            .inner
+            .index
+            .add(&user(6), CacheKey::user(&user(6), &plugin));
+
+        paywall.invalidate_user(&user(5)).await;
+        assert!(
+            paywall.lookup_user(&user(5), &plugin).await.is_err(),
+            "by ID"
+        );
+        assert!(paywall.lookup_token(&token).await.is_err(), "by token");
+        for i in [1, 4, 6, 1000] {
+            let lookup = paywall.lookup_user(&user(i), &plugin).await.unwrap();
+            assert!(lookup.from_cache, "user {i} lost their answer");
+        }
+        assert_eq!(paywall.inner.index.users(), 999);
     }
 }
