@@ -37,12 +37,7 @@ fn main() {
         .expect("a runtime");
     let figma = mock_elsewhere();
     figma.set_default_status(PaymentStatus::Paid);
-    let client = figma
-        .client_builder()
-        .rate_limit(60_000_000, 1_000_000)
-        .build()
-        .expect("a client");
-    let paywall = Paywall::new(client);
+    let paywall = Paywall::new(unlimited_client(&figma.url()));
     let plugin = plugin();
     let users: Vec<UserId> = (0..cached)
         .map(|i| UserId::new(format!("{}", 10_000_000 + i)).expect("an ID"))

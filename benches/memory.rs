@@ -31,10 +31,7 @@ use std::{
 };
 
 use common::*;
-use figma_paywall::{
-    mock::MOCK_ACCESS_TOKEN, AccessToken, PaymentInformation, PaymentStatus, PaymentsClient,
-    Paywall, ResourceId, ResourceType, UserId,
-};
+use figma_paywall::{PaymentInformation, PaymentStatus, Paywall, ResourceId, ResourceType, UserId};
 
 /// Exact sizes up to this are counted one by one; larger blocks together.
 const MAX_TRACKED: usize = 4096;
@@ -212,11 +209,7 @@ fn main() {
     // The paywall asks a mock Figma in a child process; its budget is no
     // limit here.
     let figma = mock_in_child();
-    let client = PaymentsClient::builder(AccessToken::new(MOCK_ACCESS_TOKEN).expect("a token"))
-        .base_url(&figma.url)
-        .rate_limit(60_000_000, 1_000_000)
-        .build()
-        .expect("a client");
+    let client = unlimited_client(&figma.url);
     let plugin = plugin();
     let mut rng = Rng::new(1);
     let users: Vec<UserId> = (0..entries)

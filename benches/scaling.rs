@@ -63,12 +63,7 @@ fn main() {
                 .map(|i| HeaderValue::from_str(&token_string(i)).expect("a header value"))
                 .collect(),
         );
-        let client = figma
-            .client_builder()
-            .rate_limit(60_000_000, 1_000_000)
-            .build()
-            .expect("a client");
-        let paywall = Paywall::new(client);
+        let paywall = Paywall::new(unlimited_client(&figma.url()));
         let naive = naive_cache(1_000_000);
         let mut rng = Rng::new(keys as u64);
         let ppts: Vec<_> = tokens

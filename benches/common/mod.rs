@@ -241,6 +241,18 @@ pub fn user_id_string(i: u64, rng: &mut Rng) -> String {
     id
 }
 
+/// A client of the mock at `url` whose budget is no limit: for filling a
+/// cache, where the budget is not what is measured.
+pub fn unlimited_client(url: &str) -> figma_paywall::PaymentsClient {
+    figma_paywall::PaymentsClient::builder(
+        figma_paywall::AccessToken::new(figma_paywall::mock::MOCK_ACCESS_TOKEN).expect("a token"),
+    )
+    .base_url(url)
+    .rate_limit(60_000_000, 1_000_000)
+    .build()
+    .expect("a client")
+}
+
 /// Fills `paywall`'s cache the way traffic does: one lookup a key through
 /// the public API, answered by the mock Figma the client points at,
 /// `concurrency` at a time. Panics if any lookup fails.

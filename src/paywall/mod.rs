@@ -229,6 +229,17 @@ impl Paywall {
         self.inner.cache.run_pending_tasks().await;
     }
 
+    /// A paywall whose client reaches nothing (a closed loopback port): a
+    /// miss is an error. For unit tests, which run without a mock Figma.
+    #[cfg(test)]
+    pub(crate) fn unreachable_for_tests() -> Self {
+        let client = PaymentsClient::builder(crate::AccessToken::new("figd_unit").unwrap())
+            .base_url("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        Self::new(client)
+    }
+
     /// Stores `info` as the answer to `question`, as if Figma had just given
     /// it: for the unit tests of the gate, which run without a mock Figma.
     #[cfg(test)]
@@ -293,20 +304,11 @@ impl Invalidations for Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{client::Question, AccessToken, PaymentInformation, PaymentStatus, Resource};
-
-    /// A paywall whose client reaches nothing: a miss is an error.
-    fn unreachable() -> Paywall {
-        let client = PaymentsClient::builder(AccessToken::new("figd_unit").unwrap())
-            .base_url("http://127.0.0.1:9")
-            .build()
-            .unwrap();
-        Paywall::new(client)
-    }
+    use crate::{client::Question, PaymentInformation, PaymentStatus, Resource};
 
     #[tokio::test]
     async fn invalidating_a_user_drops_exactly_their_answers_by_key() {
-        let paywall = unreachable();
+        let paywall = Paywall::unreachable_for_tests();
         let plugin = Resource::plugin("11").unwrap();
         let user = |i: u32| UserId::new(i.to_string()).unwrap();
         for i in 1..=1000 {

@@ -22,8 +22,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    client::Question, AccessToken, FigmaUserId, PaidAccess, PaymentInformation, PaymentStatus,
-    PaymentsClient, Paywall, PluginPaymentToken, RefusalReason, RequirePaidLayer, Resource, UserId,
+    client::Question, FigmaUserId, PaidAccess, PaymentInformation, PaymentStatus, Paywall,
+    PluginPaymentToken, RefusalReason, RequirePaidLayer, Resource, UserId,
 };
 
 fn plugin() -> Resource {
@@ -36,11 +36,7 @@ fn user(id: &str) -> UserId {
 
 /// A paywall whose client can reach nothing: every miss fails to connect.
 fn paywall() -> Paywall {
-    let client = PaymentsClient::builder(AccessToken::new("figd_unit").unwrap())
-        .base_url("http://127.0.0.1:9")
-        .build()
-        .unwrap();
-    Paywall::new(client)
+    Paywall::unreachable_for_tests()
 }
 
 async fn seed_token(paywall: &Paywall, token: &str, info: PaymentInformation) {
