@@ -102,6 +102,8 @@ struct Config {
     secure: bool,
     session_lifetime: Duration,
     http: reqwest::Client,
+    /// The states of flows already come back: a flow is accepted once.
+    used_flows: moka::future::Cache<String, ()>,
 }
 
 impl fmt::Debug for FigmaLogin {
@@ -237,6 +239,10 @@ impl LoginBuilder {
                 cookie_name: self.cookie_name,
                 session_lifetime: self.session_lifetime,
                 http,
+                used_flows: moka::future::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(FLOW_LIFETIME)
+                    .build(),
             }),
         })
     }

@@ -38,7 +38,13 @@ struct Flow {
     state: String,
     verifier: String,
     next: String,
+    /// When the flow began, Unix seconds: it is refused once older than
+    /// `FLOW_LIFETIME`, whatever the cookie's own expiry says.
+    started: u64,
 }
+
+/// The most of Figma's token answer read: it is a few hundred bytes.
+const MAX_TOKEN_ANSWER: usize = 64 * 1024;
 
 #[derive(Deserialize)]
 pub(super) struct LoginQuery {
@@ -55,6 +61,7 @@ pub(super) async fn login(
         state: random_token(),
         verifier: random_token(),
         next: safe_next(query.next.as_deref()),
+        started: unix_now(),
     };
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(flow.verifier.as_bytes()));
     let mut url = c.authorize_url.clone();
@@ -154,6 +161,23 @@ pub(super) async fn callback(
         )
             .into_response();
     }
+    // A flow is good for 10 minutes and one callback: a captured flow
+    // cookie cannot be replayed to spend token exchanges at Figma.
+    let too_old = unix_now().saturating_sub(flow.started) > FLOW_LIFETIME.as_secs();
+    let replayed = c.used_flows.contains_key(&flow.state);
+    if too_old || replayed {
+        tracing::debug!(too_old, replayed, "sign-in refused: the flow is spent");
+        return (
+            jar,
+            failed(
+                StatusCode::BAD_REQUEST,
+                "This sign-in was already used or took too long.",
+                &login,
+            ),
+        )
+            .into_response();
+    }
+    c.used_flows.insert(flow.state.clone(), ()).await;
     let answer = c
         .http
         .post(c.token_url.clone())
@@ -167,7 +191,9 @@ pub(super) async fn callback(
         .send()
         .await;
     let answer = match answer {
-        Ok(answer) if answer.status().is_success() => answer.json::<TokenAnswer>().await.ok(),
+        Ok(answer) if answer.status().is_success() => read_bounded(answer)
+            .await
+            .and_then(|body| serde_json::from_slice::<TokenAnswer>(&body).ok()),
         Ok(answer) if answer.status().is_client_error() => {
             tracing::debug!(status = %answer.status(), "sign-in refused: Figma refused the code");
             return (
@@ -235,6 +261,20 @@ impl axum::extract::FromRef<FigmaLogin> for Key {
     }
 }
 
+/// The body of `answer`, or `None` past [`MAX_TOKEN_ANSWER`] bytes or on
+/// a broken connection.
+async fn read_bounded(mut answer: reqwest::Response) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = answer.chunk().await.ok()? {
+        if body.len() + chunk.len() > MAX_TOKEN_ANSWER {
+            tracing::warn!("Figma's token answer is larger than {MAX_TOKEN_ANSWER} bytes: refused");
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +293,14 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");
+    }
+
+    #[tokio::test]
+    async fn a_token_answer_is_read_only_up_to_its_bound() {
+        let small =
+            reqwest::Response::from(http::Response::new(b"{\"user_id_string\":\"1\"}".to_vec()));
+        assert_eq!(read_bounded(small).await.map(|b| b.len()), Some(22));
+        let huge = reqwest::Response::from(http::Response::new(vec![b' '; MAX_TOKEN_ANSWER + 1]));
+        assert_eq!(read_bounded(huge).await, None);
     }
 }

@@ -355,3 +355,30 @@ async fn no_code_cookie_or_secret_reaches_the_logs() {
         assert!(!text.contains(secret), "{secret} in logs");
     }
 }
+
+#[tokio::test]
+async fn a_captured_flow_cookie_is_good_for_one_callback() {
+    let site = start_site().await;
+    let (flow, authorize) = site.begin("/").await;
+    let state: String = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    // Someone who captured the flow cookie tries forged codes with it.
+    for i in 0..20 {
+        let mut forged = Url::parse(&format!("{}/auth/callback", site.base)).unwrap();
+        forged
+            .query_pairs_mut()
+            .append_pair("code", &format!("code_forged_{i}"))
+            .append_pair("state", &state);
+        let response = site.callback(&forged, &flow).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(
+        site.mock.token_exchanges(),
+        1,
+        "each forged code cost an exchange"
+    );
+}
