@@ -140,10 +140,8 @@ impl StoreTier {
 
     /// Removes expired answers.
     fn sweep_now(&self) -> Result<(), redb::Error> {
-        let now = unix_ms();
         let txn = self.db.begin_write()?;
-        txn.open_table(ANSWERS)?
-            .retain(|_, value| record_drop_at(value).is_some_and(|at| at > now))?;
+        sweep(&mut txn.open_table(ANSWERS)?)?;
         txn.commit()?;
         Ok(())
     }
@@ -224,6 +222,13 @@ fn check_format(db: &Database) -> Result<(), String> {
     }
 }
 
+/// Removes the answers whose time to be dropped has come (and anything that
+/// is not a record).
+fn sweep(table: &mut redb::Table<'_, u128, &[u8]>) -> Result<(), redb::StorageError> {
+    let now = unix_ms();
+    table.retain(|_, record| record_drop_at(record).is_some_and(|at| at > now))
+}
+
 /// When a record may be dropped, if it is a record at all.
 fn record_drop_at(record: &[u8]) -> Option<u64> {
     let (at, _) = record.split_first_chunk::<8>()?;
@@ -278,16 +283,16 @@ impl Tier for StoreTier {
     ) -> BoxFuture<'a, TierResult<()>> {
         let keep_ms = u64::try_from(keep_for.as_millis()).unwrap_or(u64::MAX);
         let value = record(unix_ms().saturating_add(keep_ms), user, sealed);
-        let sweep = self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1;
+        let sweep_now =
+            self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1;
         async move {
             self.blocking("write", move |db| {
                 let txn = db.begin_write()?;
                 {
                     let mut table = txn.open_table(ANSWERS)?;
                     table.insert(key.0, value.as_slice())?;
-                    if sweep {
-                        let now = unix_ms();
-                        table.retain(|_, v| record_drop_at(v).is_some_and(|at| at > now))?;
+                    if sweep_now {
+                        sweep(&mut table)?;
                     }
                 }
                 txn.commit()?;
