@@ -141,6 +141,23 @@ pub struct RateLimit {
     pub upgrade_link: Option<String>,
 }
 
+/// The longest back-off a 429 is taken for: a `Retry-After` of days is
+/// honoured, one of years is not.
+pub(crate) const MAX_BACK_OFF: Duration = Duration::from_secs(30 * 86_400);
+
+/// How long to stop calling after a 429 that carries no `Retry-After`.
+const DEFAULT_BACK_OFF: Duration = Duration::from_secs(60);
+
+impl RateLimit {
+    /// How long every call must stop: `Retry-After`, or a minute when
+    /// Figma gave none, never more than 30 days.
+    pub(crate) fn back_off(&self) -> Duration {
+        self.retry_after
+            .unwrap_or(DEFAULT_BACK_OFF)
+            .min(MAX_BACK_OFF)
+    }
+}
+
 /// Why [`Error::Throttled`] made no call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

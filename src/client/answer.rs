@@ -6,14 +6,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use http::HeaderMap;
 use serde::Deserialize;
 
-use crate::{AccessToken, Error, PaymentInformation};
+use crate::{error::MAX_BACK_OFF, AccessToken, Error, PaymentInformation};
 
 /// Figma's message is cut to this many characters in errors.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 200;
-
-/// The longest back-off a `Retry-After` is taken for: one of days is
-/// honoured, one of years is not.
-pub(crate) const MAX_BACK_OFF: Duration = Duration::from_secs(30 * 86_400);
 
 /// A `Retry-After` value in either form of RFC 9110 (seconds, or an
 /// HTTP date, read against `now_ms`, Unix milliseconds), capped at

@@ -65,9 +65,6 @@ pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-figma-tok
 /// hundred bytes.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// How long to stop calling after a 429 that carries no `Retry-After`.
-const DEFAULT_BACKOFF: Duration = Duration::from_secs(60);
-
 /// The typed async client for `GET /v1/payments` and `GET /v1/me`.
 ///
 /// Cheap to clone: clones share one connection pool, one rate budget and one
@@ -252,7 +249,7 @@ impl PaymentsClient {
         );
         if let Err(Error::RateLimited(limit)) = &result {
             let budget = &self.inner.budget;
-            budget.back_off(limit.retry_after.unwrap_or(DEFAULT_BACKOFF));
+            budget.back_off(limit.back_off());
             let (rate, published) = budget.after_429(limit);
             tracing::warn!(
                 plan_tier = limit.plan_tier.as_deref().unwrap_or("unknown"),

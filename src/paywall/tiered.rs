@@ -251,8 +251,7 @@ impl Inner {
         }
         let result = self.ask_figma(question, wait).await;
         if let Err(Error::RateLimited(limit)) = &result {
-            tier.back_off(limit.retry_after.unwrap_or(Duration::from_secs(60)))
-                .await;
+            tier.back_off(limit.back_off()).await;
         }
         result
     }

@@ -44,7 +44,7 @@ use ::redis::{aio::ConnectionManager, AsyncCommands, Script};
 use futures_util::{future::BoxFuture, FutureExt, StreamExt};
 
 use super::{Invalidation, Invalidations, StoreKey, Tier, TierResult, Unavailable};
-use crate::UserId;
+use crate::{error::MAX_BACK_OFF, UserId};
 
 /// Redis failures are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -71,10 +71,6 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
 end
 return 0
 ";
-
-/// The longest shared back-off kept in Redis: a Retry-After of days is
-/// honoured, one past this is capped.
-const MAX_BACK_OFF: Duration = Duration::from_secs(30 * 86_400);
 
 /// Releases a lock only if this replica still holds it.
 const UNLOCK: &str = r"
