@@ -104,7 +104,7 @@ impl FairShare {
 impl Paywall {
     /// Admits a cold token lookup from `client`, or says how long it must
     /// wait. No client known: no share to keep (the layer warns once).
-    pub(super) async fn admit_cold(&self, client: Option<&ClientKey>) -> Result<(), Error> {
+    pub(super) fn admit_cold(&self, client: Option<&ClientKey>) -> Result<(), Error> {
         match client {
             Some(client) => self.inner.fair.admit(client),
             None => Ok(()),

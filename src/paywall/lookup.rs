@@ -126,7 +126,7 @@ impl Paywall {
         // share; a known buyer's renewal and a user ID spend none.
         if let (Some(who), None) = (&mut client, &cached) {
             if !self.inner.flights.contains(&key) {
-                self.admit_cold(who.key()).await.map_err(Arc::new)?;
+                self.admit_cold(who.key()).map_err(Arc::new)?;
             }
         }
         // With a stale answer to fall back on, do not queue for the budget.

@@ -63,7 +63,7 @@ impl Inner {
             match self.read(tier.as_ref(), key).await {
                 Ok(Some(Found::Fresh(stored))) => {
                     self.stats.store_hits.add();
-                    self.copy(&self.tiers[..i], key, &stored).await;
+                    self.copy(self.tiers_before(i), key, &stored).await;
                     return Ok(self.answer(stored));
                 }
                 Ok(Some(Found::Refreshable(stored))) => fallback = Some(stored),
@@ -78,7 +78,7 @@ impl Inner {
                 match self.read(tier, key).await {
                     Ok(Some(Found::Fresh(stored))) => {
                         self.stats.tier_hits.add();
-                        self.copy(&self.tiers[..i], key, &stored).await;
+                        self.copy(self.tiers_before(i), key, &stored).await;
                         return Ok(self.answer(stored));
                     }
                     Ok(Some(Found::Refreshable(stored))) => fallback = Some(stored),
@@ -118,7 +118,7 @@ impl Inner {
             Ok(Opened::Previous(stored)) => {
                 // Sealed under the key being retired: seal it anew, so that
                 // rotating the key asks Figma nothing.
-                self.copy(&[tier], key, &stored).await;
+                self.copy([tier], key, &stored).await;
                 stored
             }
             Err(Refused::BadSeal) => {
@@ -158,20 +158,30 @@ impl Inner {
         (stored.info, fetched_at)
     }
 
+    /// The tiers read before the `i`th.
+    fn tiers_before(&self, i: usize) -> impl Iterator<Item = &dyn Tier> {
+        self.tiers[..i].iter().map(|t| t.as_ref())
+    }
+
     /// Copies a stored answer into `tiers`, keeping its age.
-    async fn copy(&self, tiers: &[impl AsTier], key: StoreKey, stored: &Stored) {
+    async fn copy<'a>(
+        &self,
+        tiers: impl IntoIterator<Item = &'a dyn Tier>,
+        key: StoreKey,
+        stored: &Stored,
+    ) {
         let keep = self.lifetimes.keep_for(&stored.info.payment_status);
         let left = keep.saturating_sub(self.age(stored));
-        if tiers.is_empty() || left.is_zero() {
+        if left.is_zero() {
             return;
         }
-        let sealed = self.keyring.seal(key, stored);
+        let mut sealed = None;
         for tier in tiers {
+            let sealed = sealed.get_or_insert_with(|| self.keyring.seal(key, stored));
             let _ = tier
-                .as_tier()
                 .put(
                     key,
-                    &sealed,
+                    sealed,
                     &stored.info.user_id,
                     left,
                     self.lifetimes.longest_keep(),
@@ -259,23 +269,6 @@ impl Inner {
     async fn ask_figma(&self, question: &Question, wait: Wait) -> Fetched {
         let info = self.client.ask(question, wait).await?;
         Ok((info, self.clock.now()))
-    }
-}
-
-/// A tier, boxed or borrowed.
-trait AsTier {
-    fn as_tier(&self) -> &dyn Tier;
-}
-
-impl AsTier for Box<dyn Tier> {
-    fn as_tier(&self) -> &dyn Tier {
-        self.as_ref()
-    }
-}
-
-impl AsTier for &dyn Tier {
-    fn as_tier(&self) -> &dyn Tier {
-        *self
     }
 }
 
