@@ -99,31 +99,38 @@ impl Error {
         )
     }
 
-    /// Whether Figma could not give an answer (rate limit, budget, 5xx,
-    /// timeout, network, unreadable answer): the case where a cached answer
-    /// may stand in.
-    pub fn is_upstream_failure(&self) -> bool {
-        !self.is_caller_error()
+    /// Whether Figma itself could not give an answer: a 5xx (or another
+    /// status that is neither success nor 4xx), a timeout, a network error,
+    /// an unreadable answer, its 429 and the back-off after it, or the
+    /// circuit breaker open because Figma is failing. These are the only
+    /// errors an expired PAID/TRIAL answer stands in for.
+    ///
+    /// Not our own budget or queue running out
+    /// ([`ThrottleReason::BudgetExhausted`], [`ThrottleReason::QueueFull`],
+    /// [`ThrottleReason::ClientShare`]): anyone can spend the budget with a
+    /// few bad tokens, so a refunded buyer could keep access on a stale
+    /// answer that way. Not a 4xx, which is about what the caller sent.
+    pub fn is_figma_failure(&self) -> bool {
+        self.is_outage()
+            || matches!(
+                self,
+                Self::RateLimited(_)
+                    | Self::Throttled {
+                        reason: ThrottleReason::BackingOff | ThrottleReason::FigmaFailing,
+                        ..
+                    }
+            )
     }
 
-    /// Whether Figma itself is down or refusing to answer for now (5xx,
-    /// timeout, network, unreadable answer, 429 and its back-off): the
-    /// only errors a fail-open gate lets callers through on. Not our own
-    /// budget running out, which any caller can cause with a few bad
-    /// tokens, nor configuration errors.
-    pub(crate) fn is_figma_outage(&self) -> bool {
-        matches!(
-            self,
-            Self::Upstream { .. }
-                | Self::Timeout(_)
-                | Self::Transport(_)
-                | Self::MalformedResponse { .. }
-                | Self::RateLimited(_)
-                | Self::Throttled {
-                    reason: ThrottleReason::BackingOff,
-                    ..
-                }
-        )
+    /// Whether a call found Figma down rather than answering: a 5xx (or
+    /// another status that is neither success nor 4xx), a timeout, a network
+    /// error, an unreadable 200. A 429 is an answer.
+    pub(crate) fn is_outage(&self) -> bool {
+        match self {
+            Self::Upstream { status, .. } => !status.is_client_error(),
+            Self::Timeout(_) | Self::Transport(_) | Self::MalformedResponse { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -170,6 +177,9 @@ pub enum ThrottleReason {
     QueueFull,
     /// This client has used its share of cold lookups (the fair share).
     ClientShare,
+    /// Figma is failing: the circuit breaker is open and only a probe goes
+    /// to Figma until it answers again.
+    FigmaFailing,
 }
 
 impl fmt::Display for ThrottleReason {
@@ -179,6 +189,7 @@ impl fmt::Display for ThrottleReason {
             Self::BudgetExhausted => "the rate budget for Figma is spent",
             Self::QueueFull => "too many lookups are waiting for the rate budget",
             Self::ClientShare => "this client has used its share of new lookups",
+            Self::FigmaFailing => "Figma is failing (the circuit breaker is open)",
         })
     }
 }
@@ -264,6 +275,50 @@ mod tests {
         };
         assert!(e.to_string().contains("try again in 2s"), "{e}");
         assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
-        assert!(e.is_upstream_failure());
+        assert!(e.is_figma_failure());
+    }
+
+    #[test]
+    fn only_figma_failing_is_a_figma_failure() {
+        let throttled = |reason| Error::Throttled {
+            retry_after: Duration::from_secs(1),
+            reason,
+        };
+        let upstream = |code| Error::Upstream {
+            status: StatusCode::from_u16(code).unwrap(),
+            message: String::new(),
+        };
+        for failing in [
+            upstream(500),
+            upstream(503),
+            Error::Timeout(Duration::from_secs(5)),
+            Error::MalformedResponse {
+                reason: String::new(),
+            },
+            Error::RateLimited(RateLimit::default()),
+            throttled(ThrottleReason::BackingOff),
+            throttled(ThrottleReason::FigmaFailing),
+        ] {
+            assert!(failing.is_figma_failure(), "{failing:?}");
+        }
+        // Our own budget, and whatever the caller's request made Figma say.
+        for not in [
+            throttled(ThrottleReason::BudgetExhausted),
+            throttled(ThrottleReason::QueueFull),
+            throttled(ThrottleReason::ClientShare),
+            upstream(404),
+            upstream(413),
+            upstream(431),
+            Error::InvalidRequest {
+                message: String::new(),
+            },
+            Error::Unauthorized {
+                status: StatusCode::UNAUTHORIZED,
+                message: String::new(),
+            },
+        ] {
+            assert!(!not.is_figma_failure(), "{not:?}");
+        }
+        assert!(!Error::RateLimited(RateLimit::default()).is_outage());
     }
 }

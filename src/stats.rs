@@ -112,6 +112,11 @@ pub struct PaywallStats {
     pub upstream_mean_latency_ms: f64,
     /// Seconds left of a 429 back-off, if Figma asked for one.
     pub backing_off_secs: Option<u64>,
+    /// Whether the circuit breaker is open: Figma is failing (many lookups
+    /// failed and `GET /v1/me` failed too), so lookups are not sent, stale
+    /// PAID/TRIAL answers stand in, and fail-open gates let callers in
+    /// until a probe gets an answer.
+    pub figma_failing: bool,
     /// Lookups a minute the budget allows now (lower than configured for a
     /// while after a 429).
     pub budget_per_minute: u32,

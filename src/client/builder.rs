@@ -195,6 +195,8 @@ impl PaymentsClientBuilder {
                     self.clock.clone(),
                 ),
                 clock: self.clock,
+                breaker: Default::default(),
+                health: Default::default(),
                 calls: AtomicU64::new(0),
                 latency_micros: AtomicU64::new(0),
             }),

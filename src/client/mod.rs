@@ -23,8 +23,10 @@
 //! ```
 
 mod answer;
+mod breaker;
 mod budget;
 mod builder;
+mod health;
 mod question;
 
 use std::{
@@ -46,12 +48,14 @@ use self::{
     answer::{
         error_message, header_string, parse_payments_answer, parse_retry_after, ClassifyName,
     },
+    breaker::{Breaker, Pass},
     budget::Budget,
+    health::HealthCheck,
 };
-pub(crate) use self::{budget::Wait, question::Question};
+pub(crate) use self::{budget::Wait, health::Health, question::Question};
 use crate::{
     clock::Clock,
-    error::{ConfigError, Error, RateLimit},
+    error::{ConfigError, Error, RateLimit, ThrottleReason},
     AccessToken, PaymentInformation, PluginPaymentToken, Resource, UserId,
 };
 
@@ -89,6 +93,8 @@ struct Inner {
     me_url: Url,
     timeout: Duration,
     budget: Budget,
+    breaker: Breaker,
+    health: HealthCheck,
     calls: AtomicU64,
     latency_micros: AtomicU64,
     clock: Clock,
@@ -155,16 +161,50 @@ impl PaymentsClient {
         .await
     }
 
-    /// Asks `GET /v1/payments` within the rate budget.
+    /// Asks `GET /v1/payments` within the rate budget, unless the circuit
+    /// breaker says Figma is failing.
     pub(crate) async fn ask(
         &self,
         question: &Question,
         wait: Wait,
     ) -> Result<PaymentInformation, Error> {
         let url = question.url(&self.inner.payments_url)?;
-        self.inner.budget.acquire(wait).await?;
-        let (_, body) = self.send(url, question.secret()).await?;
-        parse_payments_answer(&body)
+        let inner = &self.inner;
+        let failing = |retry_after| Error::Throttled {
+            retry_after,
+            reason: ThrottleReason::FigmaFailing,
+        };
+        let pass = inner
+            .breaker
+            .pass(inner.clock.now(), inner.timeout)
+            .map_err(failing)?;
+        inner.budget.acquire(wait).await?;
+        // The breaker may have opened while this lookup waited for a slot.
+        if pass == Pass::Call {
+            if let Some(retry_after) = self.figma_failing_for() {
+                return Err(failing(retry_after));
+            }
+        }
+        let result = match self.send(url, question.secret()).await {
+            Ok((_, body)) => parse_payments_answer(&body),
+            Err(e) => Err(e),
+        };
+        if let Some(failed) = breaker::failed(&result) {
+            if inner.breaker.record(failed, pass, inner.clock.now()) {
+                // Many lookups failed: is it Figma, or what they asked?
+                let health = self.health(breaker::CONFIRMED_FOR).await;
+                inner
+                    .breaker
+                    .confirm(health == Health::Fails, inner.clock.now());
+            }
+        }
+        result
+    }
+
+    /// How long until the circuit breaker lets a probe through to Figma
+    /// (zero when one may go now), or `None` while Figma answers.
+    pub(crate) fn figma_failing_for(&self) -> Option<Duration> {
+        self.inner.breaker.open_for(self.inner.clock.now())
     }
 
     /// Checks the access token with `GET /v1/me`, so an app can fail at

@@ -291,7 +291,7 @@ impl PaywallBuilder {
             fair,
             lifetimes: self.lifetimes,
             generation: AtomicU64::new(0),
-            pat_check: Default::default(),
+            pat_alarm: Default::default(),
             stats: Counters::default(),
             clock,
         });

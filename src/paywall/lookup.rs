@@ -1,5 +1,7 @@
 //! The hit path, and what a miss does: wait for the shared flight, or
-//! serve a stale PAID/TRIAL answer when Figma cannot give a fresh one.
+//! serve a stale PAID/TRIAL answer when Figma itself fails (5xx, timeout,
+//! unreachable, its 429, the circuit breaker open), never when only our own
+//! budget is spent.
 
 use std::{
     sync::{atomic::Ordering, Arc},
@@ -129,13 +131,16 @@ impl Paywall {
                 self.admit_cold(who.key()).map_err(Arc::new)?;
             }
         }
-        // With a stale answer to fall back on, do not queue for the budget.
-        let wait = if cached.is_some() {
-            Wait::No
-        } else {
-            Wait::ForSlot
-        };
-        let flight = self.flight(key, cached.as_ref().map(|e| e.fetched_at), question(), wait);
+        // A stale answer stands in only when Figma fails, never because our
+        // own budget is spent (anyone can spend it): so wait for a slot even
+        // with one to fall back on. While the breaker is open or Figma asks
+        // to back off, the flight fails at once instead.
+        let flight = self.flight(
+            key,
+            cached.as_ref().map(|e| e.fetched_at),
+            question(),
+            Wait::ForSlot,
+        );
         let result = flight.await;
         if let (Err(_), Some(Who::Asked(Some(asker)))) = (&result, &client) {
             // Figma refused the token this client brought.
@@ -150,8 +155,9 @@ impl Paywall {
                 from_cache: false,
                 stale: false,
             }),
-            // Only PAID and TRIAL entries outlive their freshness.
-            (Err(error), Some(entry)) if error.is_upstream_failure() => {
+            // Only PAID and TRIAL entries outlive their freshness, and only
+            // Figma's own failure lets them stand in.
+            (Err(error), Some(entry)) if error.is_figma_failure() => {
                 stats.stale_served.add();
                 tracing::debug!(error = %error, age_secs = now.saturating_duration_since(entry.fetched_at).as_secs(), "Figma could not answer; serving a stale PAID/TRIAL answer");
                 Ok(Lookup {

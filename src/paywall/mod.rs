@@ -50,7 +50,7 @@ use moka::future::Cache;
 
 pub use self::{builder::PaywallBuilder, lookup::Lookup};
 use self::{
-    credentials::PatCheck,
+    credentials::PatAlarm,
     entry::{Entry, Lifetimes, REFRESH_AT},
     fair::FairShare,
     flight::Flights,
@@ -108,7 +108,7 @@ struct Inner {
     /// Bumped by every invalidation: a lookup that started before one does
     /// not cache what it got.
     generation: std::sync::atomic::AtomicU64,
-    pat_check: PatCheck,
+    pat_alarm: PatAlarm,
     stats: Counters,
     clock: Clock,
 }
@@ -218,6 +218,7 @@ impl Paywall {
                 latency.as_secs_f64() * 1000.0 / calls as f64
             },
             backing_off_secs: self.inner.client.backing_off_for().map(ceil_secs),
+            figma_failing: self.inner.client.figma_failing_for().is_some(),
             budget_per_minute: self.inner.client.rate_limit().0,
             granted: s.granted.get(),
             refused: s.refused_by_reason(),

@@ -237,6 +237,13 @@ impl Inner {
 
     /// Asks Figma within the back-off and budget the tier shares.
     async fn ask_shared(&self, tier: &dyn Tier, question: &Question, wait: Wait) -> Fetched {
+        // Spend no shared slot while this replica knows Figma is failing.
+        if let Some(retry_after) = self.client.figma_failing_for().filter(|d| !d.is_zero()) {
+            return Err(Error::Throttled {
+                retry_after,
+                reason: ThrottleReason::FigmaFailing,
+            });
+        }
         if let Ok(Some(retry_after)) = tier.backing_off_for().await {
             return Err(Error::Throttled {
                 retry_after,
@@ -274,7 +281,7 @@ impl Inner {
 
 fn or_fallback(result: Fetched, fallback: Option<(PaymentInformation, Instant)>) -> Fetched {
     match (result, fallback) {
-        (Err(e), Some(fallback)) if e.is_upstream_failure() => {
+        (Err(e), Some(fallback)) if e.is_figma_failure() => {
             tracing::debug!(error = %e, "Figma could not refresh an answer; using the stored one");
             Ok(fallback)
         }

@@ -36,7 +36,8 @@ pub enum AccessVia {
     /// The user is on the gate's bypass list (the resource's creators, whom
     /// Figma answers `UNPAID`).
     Bypass,
-    /// Figma could not answer and the gate fails open: nobody checked that
+    /// Figma is failing (the circuit breaker is open) and the gate fails
+    /// open: nobody checked that
     /// this caller paid, and no [`PaymentInformation`](crate::PaymentInformation) is on the request.
     FailOpen,
 }

@@ -86,6 +86,17 @@ pub(super) async fn refusal_for(paywall: &Paywall, error: &Error, mode: Mode) ->
             r.retry_after = Some(error.retry_after().unwrap_or(retry_soon));
             r
         }
+        Error::Throttled {
+            reason: ThrottleReason::FigmaFailing,
+            retry_after,
+        } => {
+            tracing::debug!(error = %error, "refused: Figma is failing and no stale answer stands in");
+            unavailable(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payment status cannot be checked right now: Figma is failing; try again later",
+                *retry_after,
+            )
+        }
         Error::RateLimited(_) | Error::Throttled { .. } => {
             tracing::warn!(error = %error, "Figma is rate-limiting this token's lookups; refusing");
             let mut r = Refusal::new(

@@ -263,7 +263,13 @@ impl Gate {
         mode: Mode,
     ) -> Result<Granted, Refusal> {
         let refusal = refusal_for(paywall, error, mode).await;
-        if self.fail_open && error.is_figma_outage() {
+        // Fail-open trusts the shared circuit breaker, never this one
+        // lookup: a junk token that makes Figma (or anything between) fail
+        // must not open the gate while Figma answers everybody else.
+        if self.fail_open
+            && error.is_figma_failure()
+            && paywall.client().figma_failing_for().is_some()
+        {
             tracing::warn!(error = %error, "Figma could not answer; letting the caller through (fail-open)");
             return Ok(Granted {
                 info: None,

@@ -124,14 +124,20 @@ impl<I> RequirePaidLayer<I> {
         self
     }
 
-    /// Lets callers through when Figma cannot answer and no cached answer
+    /// Lets callers through while Figma is failing and no cached answer
     /// stands in (default `false`: refuse with 503).
+    ///
+    /// "Failing" is the client's circuit breaker, shared by every lookup:
+    /// it opens when many recent lookups failed (5xx, timeout, unreachable,
+    /// an unreadable answer) and `GET /v1/me` fails too, and closes as soon
+    /// as a probe gets an answer. One caller's failed lookup never opens the
+    /// gate, nor does a 4xx, Figma's 429, our own budget running out (any
+    /// caller can spend it) or a rejected `FIGMA_TOKEN`.
     ///
     /// # Warning
     ///
-    /// Anybody gets in while Figma is down or rate-limiting, including
-    /// people who never paid and people who send garbage tokens that Figma
-    /// would refuse. Such requests carry [`PaidAccess`](crate::PaidAccess) with
+    /// Anybody gets in while Figma is failing, including people who never
+    /// paid and people who send garbage tokens that Figma would refuse. Such requests carry [`PaidAccess`](crate::PaidAccess) with
     /// [`AccessVia::FailOpen`](crate::AccessVia::FailOpen) and no [`PaymentInformation`](crate::PaymentInformation); handlers must
     /// check for that. Malformed or missing identities are still refused.
     ///

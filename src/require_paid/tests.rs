@@ -205,14 +205,21 @@ async fn an_answer_about_another_user_is_refused() {
 }
 
 #[tokio::test]
-async fn an_unreachable_figma_is_503_and_only_fail_open_lets_callers_in() {
+async fn an_unreachable_figma_is_503_and_fail_open_waits_for_the_breaker() {
     let paywall = paywall();
     let closed = app(RequirePaidLayer::new(&paywall, plugin()));
-    let (status, reason, _) = call(&closed, as_user("7")).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(reason, Some(RefusalReason::FigmaUnavailable));
-
     let open = app(RequirePaidLayer::new(&paywall, plugin()).with_fail_open(true));
+    // One failed lookup says nothing about Figma: even fail-open refuses.
+    for (gate, user) in [(&open, "7"), (&closed, "8")] {
+        let (status, reason, _) = call(gate, as_user(user)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(reason, Some(RefusalReason::FigmaUnavailable));
+    }
+    assert!(!paywall.stats().figma_failing);
+    // A third failure, and GET /v1/me fails too: the breaker opens.
+    call(&closed, as_user("9")).await;
+    assert!(paywall.stats().figma_failing);
+
     let (status, reason, body) = call(&open, as_user("7")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(reason, None);
@@ -220,7 +227,11 @@ async fn an_unreachable_figma_is_503_and_only_fail_open_lets_callers_in() {
         body,
         json!({"user": null, "via": "FailOpen", "from_cache": false})
     );
-    assert_eq!(paywall.client().upstream_calls().0, 2);
+    let (status, reason, _) = call(&closed, as_user("7")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reason, Some(RefusalReason::FigmaUnavailable));
+    // Three lookups and one GET /v1/me; none while the breaker is open.
+    assert_eq!(paywall.client().upstream_calls().0, 4);
 }
 
 /// An inner service that is neither `Send` nor `Sync` and counts its calls:

@@ -258,10 +258,10 @@ async fn rate_limited_carries_retry_after_and_tier_headers_then_backs_off() {
 }
 
 #[tokio::test]
-async fn figma_failing_is_upstream() {
+async fn unexpected_statuses_are_upstream_and_only_5xx_a_failure_of_figma() {
     let figma = MockFigma::start().await.unwrap();
     let client = figma.client().unwrap();
-    for code in [500u16, 502, 503, 404] {
+    for code in [500u16, 502, 503, 404, 405, 413, 414, 422, 431] {
         figma.push_fault(Fault::Status(code));
         let err = client
             .payment_by_user(&user("1"), &plugin())
@@ -271,7 +271,7 @@ async fn figma_failing_is_upstream() {
             matches!(&err, Error::Upstream { status, .. } if status.as_u16() == code),
             "{code}: {err:?}"
         );
-        assert!(err.is_upstream_failure());
+        assert_eq!(err.is_figma_failure(), code >= 500, "{code}");
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod breaker;
 mod budget;
 mod client;
 mod faults;
