@@ -36,6 +36,7 @@ mod flight;
 mod index;
 mod key;
 mod lookup;
+mod messages;
 mod refused;
 mod tiered;
 
@@ -45,7 +46,6 @@ use std::{
     time::Duration,
 };
 
-use futures_util::{future::BoxFuture, FutureExt};
 use moka::future::Cache;
 
 pub use self::{builder::PaywallBuilder, lookup::Lookup};
@@ -61,7 +61,7 @@ use crate::{
     clock::Clock,
     error::{ceil_secs, ConfigError},
     stats::{Counters, PaywallStats},
-    tier::{Invalidation, Invalidations, Keyring, Tier},
+    tier::{Invalidation, Keyring, Tier},
     PaymentsClient, PluginPaymentToken, UserId,
 };
 
@@ -192,8 +192,12 @@ impl Paywall {
 
     async fn invalidate(&self, what: Invalidation) {
         self.inner.forget(&what).await;
+        if self.inner.tiers.is_empty() {
+            return;
+        }
+        let message = self.inner.seal_invalidation(&what);
         for tier in &self.inner.tiers {
-            tier.invalidate(&what).await;
+            tier.invalidate(&what, &message).await;
         }
     }
 
@@ -259,7 +263,7 @@ impl Paywall {
 impl Inner {
     /// Forgets `what` in this process. Lookups under way do not cache what
     /// they get.
-    async fn forget(&self, what: &Invalidation) {
+    pub(super) async fn forget(&self, what: &Invalidation) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         match what {
             Invalidation::All => {
@@ -291,14 +295,6 @@ impl Inner {
             deadline += tier.lock_ttl() + max_wait;
         }
         deadline
-    }
-}
-
-/// Other replicas' invalidations, heard by the tier, are applied like this
-/// replica's own: lookups under way here do not cache what they get either.
-impl Invalidations for Inner {
-    fn apply(&self, what: Invalidation) -> BoxFuture<'_, ()> {
-        async move { self.forget(&what).await }.boxed()
     }
 }
 

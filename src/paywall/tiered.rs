@@ -122,7 +122,7 @@ impl Inner {
                 stored
             }
             Err(Refused::BadSeal) => {
-                self.warn_bad_seal(tier);
+                self.warn_bad_seal("a stored answer", tier.name());
                 return Ok(None);
             }
             Err(Refused::NotSealed) => {
@@ -219,7 +219,9 @@ impl Inner {
         }
     }
 
-    fn warn_bad_seal(&self, tier: &dyn Tier) {
+    /// Logs (at most every 30 s) that `what` read from `tier` was ignored
+    /// because its seal does not hold.
+    pub(super) fn warn_bad_seal(&self, what: &str, tier: &str) {
         let now = Instant::now();
         let mut warned = self
             .seal_warned_at
@@ -228,9 +230,8 @@ impl Inner {
         if warned.is_none_or(|at| now.duration_since(at) >= WARN_EVERY) {
             *warned = Some(now);
             tracing::warn!(
-                tier = tier.name(),
-                "ignored a stored answer whose seal does not hold: it was written without this app's key (FIGMA_PAYWALL_KEY), or altered. Whoever can write to {} may be trying to grant access",
-                tier.name()
+                tier,
+                "ignored {what} whose seal does not hold: it was written without this app's key (FIGMA_PAYWALL_KEY), or altered. Whoever can write to {tier} may be trying to grant access or to stop it",
             );
         }
     }
@@ -244,11 +245,13 @@ impl Inner {
                 reason: ThrottleReason::FigmaFailing,
             });
         }
-        if let Ok(Some(retry_after)) = tier.backing_off_for().await {
-            return Err(Error::Throttled {
-                retry_after,
-                reason: ThrottleReason::BackingOff,
-            });
+        if let Ok(Some((left, message))) = tier.backing_off_for().await {
+            if let Some(retry_after) = self.open_back_off(left, &message, tier.name()) {
+                return Err(Error::Throttled {
+                    retry_after,
+                    reason: ThrottleReason::BackingOff,
+                });
+            }
         }
         let (per_minute, burst, max_wait) = self.client.budget_settings();
         let give_up_at = Instant::now() + max_wait;
@@ -268,7 +271,8 @@ impl Inner {
         }
         let result = self.ask_figma(question, wait).await;
         if let Err(Error::RateLimited(limit)) = &result {
-            tier.back_off(limit.back_off()).await;
+            let delay = limit.back_off();
+            tier.back_off(delay, self.seal_back_off(delay)).await;
         }
         result
     }

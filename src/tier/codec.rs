@@ -2,7 +2,7 @@
 //! encoding that decodes to nothing (never a panic, never a guess) when it
 //! is truncated, from another version or not an answer at all.
 
-use super::Stored;
+use super::{Invalidation, StoreKey, Stored};
 use crate::{PaymentInformation, PaymentStatus, ResourceId, ResourceType, UserId};
 
 /// The encoding version written first in every value.
@@ -93,10 +93,72 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Stored> {
     })
 }
 
+/// The body of a message between replicas: `[time, Unix ms: 8][text]`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn encode_message(at_ms: u64, text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + text.len());
+    out.extend_from_slice(&at_ms.to_le_bytes());
+    out.extend_from_slice(text);
+    out
+}
+
+/// The inverse of [`encode_message`].
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn decode_message(body: &[u8]) -> Option<(u64, &[u8])> {
+    let (at, text) = body.split_first_chunk::<8>()?;
+    Some((u64::from_le_bytes(*at), text))
+}
+
+/// An invalidation as text: `all`, `u:<user ID>` or `k:<key hex>`.
+pub(crate) fn encode_invalidation(what: &Invalidation) -> String {
+    match what {
+        Invalidation::All => "all".to_owned(),
+        Invalidation::User(user) => format!("u:{user}"),
+        Invalidation::Key(key) => format!("k:{}", key.hex()),
+    }
+}
+
+/// The inverse of [`encode_invalidation`]; `None` for anything else.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn decode_invalidation(text: &[u8]) -> Option<Invalidation> {
+    let text = std::str::from_utf8(text).ok()?;
+    if text == "all" {
+        return Some(Invalidation::All);
+    }
+    if let Some(user) = text.strip_prefix("u:") {
+        return UserId::new(user).ok().map(Invalidation::User);
+    }
+    let key = text.strip_prefix("k:")?;
+    u128::from_str_radix(key, 16)
+        .ok()
+        .map(|k| Invalidation::Key(StoreKey(k)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn invalidations_and_messages_are_read_or_ignored() {
+        for what in [
+            Invalidation::All,
+            Invalidation::User(UserId::new("2001").unwrap()),
+            Invalidation::Key(StoreKey(0xab)),
+        ] {
+            let text = encode_invalidation(&what);
+            assert_eq!(decode_invalidation(text.as_bytes()), Some(what));
+        }
+        for junk in [&b"u:-1"[..], b"k:xyz", b"ALL", b"\xff\xfe", b""] {
+            assert_eq!(decode_invalidation(junk), None, "{junk:?}");
+        }
+        let body = encode_message(1_700_000_000_000, b"all");
+        assert_eq!(
+            decode_message(&body),
+            Some((1_700_000_000_000, &b"all"[..]))
+        );
+        assert_eq!(decode_message(&body[..7]), None);
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]

@@ -14,7 +14,7 @@
 //! the rate budget and a lock per cold key, and tells the engine of
 //! invalidations made by other replicas through [`Tier::listen`].
 
-mod codec;
+pub(crate) mod codec;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
@@ -28,7 +28,7 @@ use futures_util::future::{self, BoxFuture, FutureExt};
 
 use crate::{PaymentInformation, UserId};
 
-pub(crate) use self::seal::{Keyring, Opened, Refused};
+pub(crate) use self::seal::{Keyring, Message, Opened, Refused};
 
 /// The key of an answer outside the process: 128 bits of a hash of the
 /// question, never the question itself.
@@ -68,6 +68,10 @@ pub(crate) enum Invalidation {
 pub(crate) trait Invalidations: Send + Sync + 'static {
     /// Forgets what another replica invalidated.
     fn apply(&self, what: Invalidation) -> BoxFuture<'_, ()>;
+
+    /// Opens an invalidation message another replica sent and applies it,
+    /// if its seal holds and it is recent.
+    fn heard<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, ()>;
 }
 
 /// The tier did not answer in time or failed; it has already logged why.
@@ -76,6 +80,10 @@ pub(crate) trait Invalidations: Send + Sync + 'static {
 pub(crate) struct Unavailable;
 
 pub(crate) type TierResult<T> = Result<T, Unavailable>;
+
+/// A back-off a shared tier holds: how long it has left, and its sealed
+/// message.
+pub(crate) type SharedBackOff = (Duration, Vec<u8>);
 
 /// A cache tier. Futures are boxed: tiers are only asked on an in-process
 /// miss, where a call to Figma costs a thousand times more.
@@ -99,13 +107,15 @@ pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
         index_for: Duration,
     ) -> BoxFuture<'a, TierResult<()>>;
 
-    /// Forgets `what`, and tells other replicas to forget it too. A user or
-    /// a key is deleted from the tier; `All` may only be told (Redis keeps
-    /// its answers until they expire).
-    fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, ()>;
+    /// Forgets `what`, and tells other replicas to forget it too by sending
+    /// them `message` (`what`, sealed by the engine). A user or a key is
+    /// deleted from the tier; `All` may only be told (Redis keeps its
+    /// answers until they expire).
+    fn invalidate<'a>(&'a self, what: &'a Invalidation, message: &'a [u8]) -> BoxFuture<'a, ()>;
 
-    /// Calls `engine` with every invalidation another replica makes, until
-    /// the engine is dropped. A tier local to one process hears none.
+    /// Hands `engine` every invalidation message another replica sends
+    /// (the engine opens it), until the engine is dropped. A tier local to
+    /// one process hears none.
     fn listen(&self, engine: Weak<dyn Invalidations>) {
         drop(engine);
     }
@@ -129,14 +139,17 @@ pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
         Duration::ZERO
     }
 
-    /// How long every replica must still back off after a 429, if at all.
-    fn backing_off_for(&self) -> BoxFuture<'_, TierResult<Option<Duration>>> {
+    /// The back-off after a 429 that every replica keeps to, if one is set:
+    /// how long it has left, and the sealed message that set it (the engine
+    /// opens it, and ignores a back-off whose seal does not hold).
+    fn backing_off_for(&self) -> BoxFuture<'_, TierResult<Option<SharedBackOff>>> {
         future::ready(Ok(None)).boxed()
     }
 
-    /// Stops every replica's calls to Figma for `delay`.
-    fn back_off(&self, delay: Duration) -> BoxFuture<'_, ()> {
-        let _ = delay;
+    /// Stops every replica's calls to Figma for `delay`, never shortening a
+    /// longer back-off; `message` is the back-off, sealed by the engine.
+    fn back_off(&self, delay: Duration, message: Vec<u8>) -> BoxFuture<'_, ()> {
+        let _ = (delay, message);
         future::ready(()).boxed()
     }
 

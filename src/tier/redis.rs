@@ -43,20 +43,23 @@ use std::{
 use ::redis::{aio::ConnectionManager, AsyncCommands, Script};
 use futures_util::{future::BoxFuture, FutureExt, StreamExt};
 
-use super::{Invalidation, Invalidations, StoreKey, Tier, TierResult, Unavailable};
+use super::{Invalidation, Invalidations, SharedBackOff, StoreKey, Tier, TierResult, Unavailable};
 use crate::{error::MAX_BACK_OFF, UserId};
 
 /// Redis failures are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// GCRA: allow a call, or say how many milliseconds until one is allowed.
+/// A state this budget cannot reach (not a number, or further ahead than
+/// its burst: written by someone else, or by a larger budget) starts afresh,
+/// so that nobody can stop every replica by writing to it.
 const GCRA: &str = r"
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local tolerance = interval * (tonumber(ARGV[2]) - 1)
-local tat = tonumber(redis.call('GET', KEYS[1]) or now_ms)
-if tat < now_ms then tat = now_ms end
+local tat = tonumber(redis.call('GET', KEYS[1]) or now_ms) or now_ms
+if tat < now_ms or tat > now_ms + tolerance + interval then tat = now_ms end
 local allow_at = tat - tolerance
 if now_ms < allow_at then return allow_at - now_ms end
 local new_tat = tat + interval
@@ -64,10 +67,11 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now_ms + interval)
 return 0
 ";
 
-/// Sets the shared back-off, never shortening a longer one.
+/// Sets the shared back-off (its sealed message), never shortening a
+/// longer one.
 const BACK_OFF: &str = r"
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
 end
 return 0
 ";
@@ -345,16 +349,24 @@ impl RedisTier {
             .await;
     }
 
-    async fn shared_back_off(&self) -> TierResult<Option<Duration>> {
+    async fn shared_back_off(&self) -> TierResult<Option<SharedBackOff>> {
         let mut conn = self.conn();
         let name = self.key("backoff", "");
-        let ttl: i64 = self
-            .run("PTTL", async move { conn.pttl(name).await })
+        let (ttl, message): (i64, Option<Vec<u8>>) = self
+            .run("back-off", async move {
+                ::redis::pipe()
+                    .pttl(&name)
+                    .get(&name)
+                    .query_async(&mut conn)
+                    .await
+            })
             .await?;
-        Ok((ttl > 0).then(|| Duration::from_millis(ttl.unsigned_abs())))
+        Ok(message
+            .filter(|_| ttl > 0)
+            .map(|m| (Duration::from_millis(ttl.unsigned_abs()), m)))
     }
 
-    async fn set_back_off(&self, delay: Duration) {
+    async fn set_back_off(&self, delay: Duration, message: Vec<u8>) {
         let mut conn = self.conn();
         let name = self.key("backoff", "");
         let ms = millis(delay.min(MAX_BACK_OFF));
@@ -364,6 +376,7 @@ impl RedisTier {
                 script
                     .key(name)
                     .arg(ms)
+                    .arg(message)
                     .invoke_async::<i64>(&mut conn)
                     .await
             })
@@ -389,11 +402,11 @@ impl RedisTier {
     }
 
     /// Deletes a user's answers in Redis and tells every replica.
-    async fn invalidate_user(&self, user: &UserId) {
+    async fn invalidate_user(&self, user: &UserId, message: &[u8]) {
         let mut conn = self.conn();
         let user_set = self.key("u", user.as_str());
         let channel = self.channel();
-        let message = format!("u:{user}");
+        let message = message.to_vec();
         let _ = self
             .run("invalidate user", async move {
                 let keys: Vec<String> = conn.smembers(&user_set).await?;
@@ -411,11 +424,11 @@ impl RedisTier {
     }
 
     /// Deletes one answer in Redis and tells every replica.
-    async fn invalidate_key(&self, key: StoreKey) {
+    async fn invalidate_key(&self, key: StoreKey, message: &[u8]) {
         let mut conn = self.conn();
         let name = self.answer_key(key);
         let channel = self.channel();
-        let message = format!("k:{}", key.hex());
+        let message = message.to_vec();
         let _ = self
             .run("invalidate key", async move {
                 ::redis::pipe()
@@ -430,12 +443,13 @@ impl RedisTier {
     }
 
     /// Tells every replica to drop its whole in-process cache.
-    async fn invalidate_all(&self) {
+    async fn invalidate_all(&self, message: &[u8]) {
         let mut conn = self.conn();
         let channel = self.channel();
+        let message = message.to_vec();
         let _ = self
             .run("invalidate all", async move {
-                conn.publish::<_, _, ()>(channel, "all").await
+                conn.publish::<_, _, ()>(channel, message).await
             })
             .await;
     }
@@ -477,10 +491,7 @@ impl RedisTier {
                                 let Some(engine) = engine.upgrade() else {
                                     return;
                                 };
-                                if let Some(what) = parse_invalidation(message.get_payload_bytes())
-                                {
-                                    engine.apply(what).await;
-                                }
+                                engine.heard(message.get_payload_bytes()).await;
                             }
                             Ok(None) => break,
                             Err(_) if engine.strong_count() == 0 => return,
@@ -492,22 +503,6 @@ impl RedisTier {
             }
         });
     }
-}
-
-/// Reads an invalidation message: `all`, `u:<user ID>` or `k:<key hex>`;
-/// anything else is ignored.
-fn parse_invalidation(message: &[u8]) -> Option<Invalidation> {
-    let message = std::str::from_utf8(message).ok()?;
-    if message == "all" {
-        return Some(Invalidation::All);
-    }
-    if let Some(user) = message.strip_prefix("u:") {
-        return UserId::new(user).ok().map(Invalidation::User);
-    }
-    let key = message.strip_prefix("k:")?;
-    u128::from_str_radix(key, 16)
-        .ok()
-        .map(|k| Invalidation::Key(StoreKey(k)))
 }
 
 impl Tier for RedisTier {
@@ -531,12 +526,12 @@ impl Tier for RedisTier {
             .boxed()
     }
 
-    fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, ()> {
+    fn invalidate<'a>(&'a self, what: &'a Invalidation, message: &'a [u8]) -> BoxFuture<'a, ()> {
         async move {
             match what {
-                Invalidation::All => self.invalidate_all().await,
-                Invalidation::User(user) => self.invalidate_user(user).await,
-                Invalidation::Key(key) => self.invalidate_key(*key).await,
+                Invalidation::All => self.invalidate_all(message).await,
+                Invalidation::User(user) => self.invalidate_user(user, message).await,
+                Invalidation::Key(key) => self.invalidate_key(*key, message).await,
             }
         }
         .boxed()
@@ -558,12 +553,12 @@ impl Tier for RedisTier {
         self.inner.lock_ttl
     }
 
-    fn backing_off_for(&self) -> BoxFuture<'_, TierResult<Option<Duration>>> {
+    fn backing_off_for(&self) -> BoxFuture<'_, TierResult<Option<SharedBackOff>>> {
         self.shared_back_off().boxed()
     }
 
-    fn back_off(&self, delay: Duration) -> BoxFuture<'_, ()> {
-        self.set_back_off(delay).boxed()
+    fn back_off(&self, delay: Duration, message: Vec<u8>) -> BoxFuture<'_, ()> {
+        self.set_back_off(delay, message).boxed()
     }
 
     fn take_slot(
@@ -572,26 +567,5 @@ impl Tier for RedisTier {
         burst: u32,
     ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
         self.take_shared_slot(per_minute, burst).boxed()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn invalidation_messages_are_read_or_ignored() {
-        assert_eq!(parse_invalidation(b"all"), Some(Invalidation::All));
-        assert_eq!(
-            parse_invalidation(b"u:2001"),
-            Some(Invalidation::User(UserId::new("2001").unwrap()))
-        );
-        assert_eq!(
-            parse_invalidation(format!("k:{}", StoreKey(0xab).hex()).as_bytes()),
-            Some(Invalidation::Key(StoreKey(0xab)))
-        );
-        for junk in [&b"u:-1"[..], b"k:xyz", b"ALL", b"\xff\xfe", b""] {
-            assert_eq!(parse_invalidation(junk), None, "{junk:?}");
-        }
     }
 }

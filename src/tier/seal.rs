@@ -4,7 +4,14 @@
 //! another key (another token's, another user's) is refused.
 //!
 //! `[2][HMAC-SHA256(key, store key ‖ body), first 16 bytes][body]`, the body
-//! being the codec's encoding. The previous key is accepted too while a
+//! being the codec's encoding.
+//!
+//! What replicas tell each other through a shared tier (the 429 back-off,
+//! invalidations) is sealed the same way, under a key derived for messages
+//! and labelled by what the message is, so that no sealed answer or
+//! message can pass for another kind: `[3][HMAC-SHA256(message key, kind ‖
+//! body), first 16 bytes][body]`. Each message's body carries its time,
+//! so that a replayed one is refused once it is old. The previous key is accepted too while a
 //! key is rotated; the engine seals such an answer again under the current
 //! one when it reads it, so rotating asks Figma nothing.
 
@@ -19,6 +26,27 @@ use crate::AccessToken;
 
 /// The first byte of a sealed value.
 const SEALED: u8 = 2;
+
+/// The first byte of a sealed message.
+const SEALED_MESSAGE: u8 = 3;
+
+/// What a sealed message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Message {
+    /// The 429 back-off every replica keeps to.
+    BackOff,
+    /// An invalidation every replica applies.
+    Invalidation,
+}
+
+impl Message {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::BackOff => b"back-off",
+            Self::Invalidation => b"invalidation",
+        }
+    }
+}
 
 /// Bytes of MAC kept: 128 bits.
 const MAC_LEN: usize = 16;
@@ -86,6 +114,46 @@ impl Keyring {
         mac.update(&at.0.to_le_bytes());
         mac.update(body);
         mac
+    }
+
+    fn message_mac(key: &[u8; 32], kind: Message, body: &[u8]) -> HmacSha256 {
+        let mut derived = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+        derived.update(b"figma-paywall: the key that seals messages between replicas, v1");
+        let derived = derived.finalize().into_bytes();
+        let mut mac = HmacSha256::new_from_slice(&derived).expect("HMAC takes keys of any length");
+        mac.update(kind.label());
+        mac.update(&[0]);
+        mac.update(body);
+        mac
+    }
+
+    /// `body`, sealed as a message of `kind`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn seal_message(&self, kind: Message, body: &[u8]) -> Vec<u8> {
+        let tag = Self::message_mac(&self.current, kind, body)
+            .finalize()
+            .into_bytes();
+        let mut out = Vec::with_capacity(1 + MAC_LEN + body.len());
+        out.push(SEALED_MESSAGE);
+        out.extend_from_slice(&tag[..MAC_LEN]);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// The body of a message of `kind`, if its seal holds under the
+    /// current or the previous key.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn open_message<'a>(&self, kind: Message, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        let (&SEALED_MESSAGE, rest) = bytes.split_first()? else {
+            return None;
+        };
+        let (tag, body) = rest.split_at_checked(MAC_LEN)?;
+        let verifies = |key: &[u8; 32]| {
+            Self::message_mac(key, kind, body)
+                .verify_truncated_left(tag)
+                .is_ok()
+        };
+        (verifies(&self.current) || self.previous.as_ref().is_some_and(verifies)).then_some(body)
     }
 
     /// `answer`, sealed for storing under `at`.
@@ -191,6 +259,38 @@ mod tests {
             altered[i] ^= 0x01;
             assert!(keys.open(at, &altered).is_err(), "byte {i} altered");
         }
+    }
+
+    #[test]
+    fn a_sealed_message_opens_as_its_own_kind_only() {
+        let keys = Keyring::from_secret(SECRET).unwrap();
+        let sealed = keys.seal_message(Message::Invalidation, b"all");
+        assert_eq!(
+            keys.open_message(Message::Invalidation, &sealed),
+            Some(&b"all"[..])
+        );
+        assert_eq!(keys.open_message(Message::BackOff, &sealed), None);
+        let forger = Keyring::from_secret(OTHER).unwrap();
+        let forged = forger.seal_message(Message::Invalidation, b"all");
+        assert_eq!(keys.open_message(Message::Invalidation, &forged), None);
+        for i in 0..sealed.len() {
+            let mut altered = sealed.clone();
+            altered[i] ^= 0x01;
+            assert_eq!(keys.open_message(Message::Invalidation, &altered), None);
+        }
+        assert_eq!(keys.open_message(Message::Invalidation, b"all"), None);
+        // An answer's seal is no message's, nor the other way round.
+        let answer = keys.seal(StoreKey(7), &answer(PaymentStatus::Paid));
+        assert_eq!(keys.open_message(Message::BackOff, &answer), None);
+        assert!(keys.open(StoreKey(7), &sealed).is_err());
+        // While a key is rotated, the previous one opens messages too.
+        let rotated = Keyring::from_secret(OTHER)
+            .unwrap()
+            .with_previous(SECRET)
+            .unwrap();
+        assert!(rotated
+            .open_message(Message::Invalidation, &sealed)
+            .is_some());
     }
 
     #[test]

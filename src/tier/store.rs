@@ -303,7 +303,7 @@ impl Tier for StoreTier {
         .boxed()
     }
 
-    fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, ()> {
+    fn invalidate<'a>(&'a self, what: &'a Invalidation, _message: &'a [u8]) -> BoxFuture<'a, ()> {
         let what = what.clone();
         async move {
             let _ = self
@@ -382,7 +382,7 @@ mod tests {
             Some(&b"sealed-1"[..])
         );
         assert_eq!(store.len(), 1, "the expired answer was swept at open");
-        store.invalidate(&Invalidation::User(user("5"))).await;
+        store.invalidate(&Invalidation::User(user("5")), b"").await;
         assert_eq!(store.get(StoreKey(1)).await.unwrap(), None);
         #[cfg(unix)]
         {

@@ -106,24 +106,7 @@ async fn invalidation_on_one_replica_drops_the_answer_on_all() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let channel = format!("{prefix}invalidate:");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, listening): (String, usize) = ::redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channel)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        if listening == 4 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{listening} of 4 replicas listen"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_listening(&mut redis, &format!("{prefix}invalidate:"), 4).await;
     for replica in &replicas {
         assert_eq!(call(&replica.app, as_user("5")).await.status, 402);
     }
@@ -368,4 +351,191 @@ async fn answers_in_redis_without_a_valid_seal_are_refused() {
         "a forged answer let a caller in"
     );
     assert_eq!(figma.payment_requests(), 4);
+}
+
+/// A replica on its own, on `clock`, with the default key.
+fn replica_on(figma: &MockFigma, url: &str, prefix: &str, clock: &MockClock) -> Replica {
+    let tier = RedisTier::builder(url).prefix(prefix).build().unwrap();
+    let client = figma.client_builder().clock(clock).build().unwrap();
+    let paywall = Paywall::builder(client).redis(tier).build();
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    Replica { paywall, app }
+}
+
+async fn wait_until_listening(
+    redis: &mut ::redis::aio::MultiplexedConnection,
+    channel: &str,
+    n: usize,
+) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, listening): (String, usize) = ::redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(redis)
+            .await
+            .unwrap();
+        if listening >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{listening} of {n} listen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_offs_and_invalidations_in_redis_count_only_when_sealed_and_recent() {
+    let Some(url) = redis_url() else { return };
+    let figma = MockFigma::start().await.unwrap();
+    let prefix = prefix();
+    let clock = MockClock::new();
+    let mut redis = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ours = replica_on(&figma, &url, &prefix, &clock);
+    let other = replica_on(&figma, &url, &prefix, &MockClock::new());
+    let forger = replica_with_key(
+        &figma,
+        &url,
+        &prefix,
+        "a forger's secret of 32 bytes or more",
+    );
+    let channel = format!("{prefix}invalidate:");
+    wait_until_listening(&mut redis, &channel, 3).await;
+    for id in ["5", "6", "7", "8", "9"] {
+        set(&figma, id, &plugin(), PaymentStatus::Paid);
+    }
+
+    // A shared budget spent for a century, or not a number, stops nobody.
+    for (budget, id) in [("99999999999999999", "10"), ("junk", "11")] {
+        let () = ::redis::cmd("SET")
+            .arg(format!("{prefix}budget:"))
+            .arg(budget)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let reply = call(&ours.app, as_user(id)).await;
+        assert_eq!(reply.status, 402, "{budget}: {}", reply.body);
+    }
+    assert_eq!(figma.payment_requests(), 2);
+
+    // A back-off written without the key (an unsealed one, then one sealed
+    // by a replica with another key) stops nobody.
+    let () = ::redis::cmd("SET")
+        .arg(format!("{prefix}backoff:"))
+        .arg("1")
+        .arg("PX")
+        .arg(3_600_000)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(call(&ours.app, as_user("5")).await.status, 200);
+    let () = ::redis::cmd("DEL")
+        .arg(format!("{prefix}backoff:"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    figma.push_fault(Fault::RateLimited { retry_after: 3600 });
+    assert_eq!(call(&forger, as_user("6")).await.status, 503);
+    assert_eq!(call(&ours.app, as_user("6")).await.status, 200);
+    assert_eq!(figma.payment_requests(), 5);
+    // A sealed one from a replica with the key stops every replica.
+    let () = ::redis::cmd("DEL")
+        .arg(format!("{prefix}backoff:"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    figma.push_fault(Fault::RateLimited { retry_after: 3 });
+    assert_eq!(call(&other.app, as_user("7")).await.status, 503);
+    let reply = call(&ours.app, as_user("8")).await;
+    assert_eq!(reply.body["reason"], "rate_limited", "{}", reply.body);
+    assert_eq!(figma.payment_requests(), 6);
+    let () = ::redis::cmd("DEL")
+        .arg(format!("{prefix}backoff:"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // Invalidations: a raw one and one sealed with another key are
+    // ignored; a sealed one from a replica with the key is applied.
+    let mut listener = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    listener.subscribe(&channel).await.unwrap();
+    let mut heard = listener.into_on_message();
+    let () = ::redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg("all")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // The forger's paywall publishes an invalidation sealed with its key.
+    let forging = Paywall::builder(figma.client().unwrap())
+        .signing_key("a forger's secret of 32 bytes or more")
+        .unwrap()
+        .redis(RedisTier::builder(&url).prefix(&prefix).build().unwrap())
+        .build();
+    forging.invalidate_all().await;
+    other.paywall.invalidate_user(&user("5")).await;
+    let mut messages = Vec::new();
+    for _ in 0..3 {
+        let message = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures_util::StreamExt::next(&mut heard),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        messages.push(message.get_payload_bytes().to_vec());
+    }
+    let calls = figma.payment_requests();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while figma.payment_requests() == calls {
+        assert!(
+            Instant::now() < deadline,
+            "the sealed invalidation was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(call(&ours.app, as_user("5")).await.status, 200);
+    }
+    // User 6's answer outlived the two forged "all"s in this replica's
+    // own cache.
+    let misses = ours.paywall.stats().cache_misses;
+    assert_eq!(call(&ours.app, as_user("6")).await.status, 200);
+    assert_eq!(ours.paywall.stats().cache_misses, misses);
+
+    // The sealed invalidation replayed two minutes later is ignored. A
+    // replica on the same moved clock sends a marker: once it is applied,
+    // the replay before it has been read.
+    let marker = replica_on(&figma, &url, &prefix, &clock);
+    wait_until_listening(&mut redis, &channel, 5).await;
+    assert_eq!(call(&ours.app, as_user("9")).await.status, 200);
+    clock.advance(Duration::from_secs(120));
+    let calls = figma.payment_requests();
+    let replayed = messages.pop().unwrap();
+    let () = ::redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(replayed)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    marker.paywall.invalidate_user(&user("9")).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while figma.payment_requests() == calls {
+        assert!(Instant::now() < deadline, "the marker was not applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(call(&ours.app, as_user("9")).await.status, 200);
+    }
+    // Still in this replica's own cache (Redis would hide a drop).
+    let misses = ours.paywall.stats().cache_misses;
+    assert_eq!(call(&ours.app, as_user("5")).await.status, 200);
+    assert_eq!(
+        ours.paywall.stats().cache_misses,
+        misses,
+        "a replayed invalidation was applied"
+    );
 }
