@@ -31,6 +31,7 @@
 
 mod layer;
 mod routes;
+mod session;
 
 use std::{
     fmt,
@@ -41,10 +42,10 @@ use std::{
 use axum::{routing::get, Router};
 use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use self::layer::{SignedIn, SignedInLayer};
+use self::session::{Session, Sessions};
 use crate::UserId;
 
 /// Figma's authorization page.
@@ -78,6 +79,14 @@ pub enum LoginConfigError {
     /// The session key is not 64 bytes of base64.
     #[error("FIGMA_SESSION_KEY must be at least 64 random bytes, base64-encoded")]
     InvalidKey,
+    /// An environment variable is set but unusable.
+    #[error("{name} {reason}")]
+    InvalidVariable {
+        /// The variable.
+        name: &'static str,
+        /// What it must be.
+        reason: &'static str,
+    },
     /// The HTTP client could not be built.
     #[error("could not build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
@@ -101,6 +110,7 @@ struct Config {
     cookie_name: String,
     secure: bool,
     session_lifetime: Duration,
+    sessions: Sessions,
     http: reqwest::Client,
     /// The states of flows already come back: a flow is accepted once.
     used_flows: moka::future::Cache<String, ()>,
@@ -140,6 +150,7 @@ pub struct LoginBuilder {
     key: Option<Key>,
     cookie_name: String,
     session_lifetime: Duration,
+    session_version: u32,
 }
 
 impl fmt::Debug for LoginBuilder {
@@ -192,6 +203,23 @@ impl LoginBuilder {
         self
     }
 
+    /// The session version (default 0): a session signed in under another
+    /// version is over. Raising it signs everybody out on every replica at
+    /// the next deploy, without changing the cookie key
+    /// (`FIGMA_SESSION_VERSION`).
+    ///
+    /// ```
+    /// # use figma_paywall::login::FigmaLogin;
+    /// let login = FigmaLogin::builder("client-id", "client-secret", "https://docs.example.com")
+    ///     .session_version(2) // everyone signed in before is signed out
+    ///     .build()?;
+    /// # Ok::<(), figma_paywall::login::LoginConfigError>(())
+    /// ```
+    pub fn session_version(mut self, version: u32) -> Self {
+        self.session_version = version;
+        self
+    }
+
     /// Builds the login.
     pub fn build(self) -> Result<FigmaLogin, LoginConfigError> {
         let parse = |what: &'static str, url: &str| {
@@ -238,6 +266,7 @@ impl LoginBuilder {
                 key: self.key.unwrap_or_else(Key::generate),
                 cookie_name: self.cookie_name,
                 session_lifetime: self.session_lifetime,
+                sessions: Sessions::new(self.session_version, self.session_lifetime),
                 http,
                 used_flows: moka::future::Cache::builder()
                     .max_capacity(100_000)
@@ -266,13 +295,15 @@ impl FigmaLogin {
             key: None,
             cookie_name: "figma_session".to_owned(),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
+            session_version: 0,
         }
     }
 
     /// A login configured from the environment: `FIGMA_CLIENT_ID` and
     /// `FIGMA_CLIENT_SECRET` (required), `FIGMA_OAUTH_URL` (the authorize
-    /// page), `FIGMA_API_URL` (the token exchange's base URL) and
-    /// `FIGMA_SESSION_KEY` (64+ bytes, base64) where set.
+    /// page), `FIGMA_API_URL` (the token exchange's base URL),
+    /// `FIGMA_SESSION_KEY` (64+ bytes, base64) and `FIGMA_SESSION_VERSION`
+    /// (see [`LoginBuilder::session_version`]) where set.
     pub fn from_env(site_url: impl Into<String>) -> Result<Self, LoginConfigError> {
         let var = |name: &'static str| {
             std::env::var(name).map_err(|_| LoginConfigError::MissingVariable(name))
@@ -293,6 +324,17 @@ impl FigmaLogin {
                 .decode(key.trim())
                 .map_err(|_| LoginConfigError::InvalidKey)?;
             builder = builder.key(&key)?;
+        }
+        if let Ok(version) = var("FIGMA_SESSION_VERSION") {
+            let version =
+                version
+                    .trim()
+                    .parse()
+                    .map_err(|_| LoginConfigError::InvalidVariable {
+                        name: "FIGMA_SESSION_VERSION",
+                        reason: "must be a whole number from 0 to 4294967295",
+                    })?;
+            builder = builder.session_version(version);
         }
         builder.build()
     }
@@ -326,12 +368,32 @@ impl FigmaLogin {
         format!("{}?{}", url.path(), url.query().unwrap_or_default())
     }
 
-    /// The signed-in user of a request's cookies, if any.
-    fn session_user(&self, headers: &http::HeaderMap) -> Option<UserId> {
+    /// Signs `user` out of every session they started until now, on this
+    /// replica: for a refund, a ban, or "sign out everywhere" in your
+    /// account page. Other replicas keep their sessions until they expire;
+    /// to end every session on every replica, raise
+    /// [`session_version`](LoginBuilder::session_version) or change the key.
+    pub fn sign_out_user(&self, user: &UserId) {
+        self.inner.sessions.sign_out_user(user);
+    }
+
+    /// Signs everybody out of every session started until now, on this
+    /// replica (see [`sign_out_user`](Self::sign_out_user) for all replicas).
+    pub fn sign_out_everyone(&self) {
+        self.inner.sessions.sign_out_everyone();
+    }
+
+    /// The session of a request's cookies, if it still signs its user in.
+    fn session(&self, headers: &http::HeaderMap) -> Option<Session> {
         let jar = PrivateCookieJar::from_headers(headers, self.inner.key.clone());
         let session: Session =
             serde_json::from_str(jar.get(&self.inner.cookie_name)?.value()).ok()?;
-        (session.expires_at > unix_now()).then_some(session.user_id)
+        self.inner.sessions.valid(&session).then_some(session)
+    }
+
+    /// The signed-in user of a request's cookies, if any.
+    fn session_user(&self, headers: &http::HeaderMap) -> Option<UserId> {
+        self.session(headers).map(|s| s.user_id)
     }
 
     fn cookie<'c>(
@@ -360,12 +422,6 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-#[derive(Serialize, Deserialize)]
-struct Session {
-    user_id: UserId,
-    expires_at: u64,
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{unix_now, FigmaLogin, Session, FLOW_COOKIE, FLOW_LIFETIME, SCOPE};
+use super::{unix_now, FigmaLogin, FLOW_COOKIE, FLOW_LIFETIME, SCOPE};
 use crate::UserId;
 
 fn random_token() -> String {
@@ -233,10 +233,7 @@ pub(super) async fn callback(
             .into_response();
     };
     tracing::info!(user_id = %user, "signed in with Figma");
-    let session = Session {
-        user_id: user,
-        expires_at: unix_now().saturating_add(c.session_lifetime.as_secs()),
-    };
+    let session = c.sessions.issue(user);
     let cookie = login.cookie(
         c.cookie_name.clone(),
         serde_json::to_string(&session).unwrap_or_default(),
@@ -246,7 +243,16 @@ pub(super) async fn callback(
     (jar.add(cookie), Redirect::to(&flow.next)).into_response()
 }
 
-pub(super) async fn logout(State(login): State<FigmaLogin>, jar: PrivateCookieJar) -> Response {
+/// Ends the session on this replica (a copy of the cookie no longer signs
+/// in) and clears the cookie.
+pub(super) async fn logout(
+    State(login): State<FigmaLogin>,
+    headers: http::HeaderMap,
+    jar: PrivateCookieJar,
+) -> Response {
+    if let Some(session) = login.session(&headers) {
+        login.inner.sessions.end(&session);
+    }
     let jar = jar.remove(Cookie::build(login.inner.cookie_name.clone()).path("/"));
     (jar, Redirect::to("/")).into_response()
 }
@@ -293,6 +299,53 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");
+    }
+
+    /// The callback of a flow that began `age` ago, as the browser sends it.
+    async fn callback_of_a_flow_begun(age: std::time::Duration) -> Response {
+        use tower::ServiceExt;
+        // Figma's token endpoint is unreachable: a flow that gets as far as
+        // the exchange is answered 502, one refused before it 400.
+        let login = FigmaLogin::builder("id", "secret", "http://127.0.0.1:1")
+            .api_url("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        let flow = Flow {
+            state: "s".repeat(43),
+            verifier: "v".repeat(43),
+            next: "/".to_owned(),
+            started: unix_now() - age.as_secs(),
+        };
+        let set_cookie = PrivateCookieJar::new(login.inner.key.clone())
+            .add(Cookie::new(
+                FLOW_COOKIE,
+                serde_json::to_string(&flow).unwrap(),
+            ))
+            .into_response();
+        let cookie = set_cookie.headers()[http::header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let request = http::Request::get(format!("/auth/callback?code=c&state={}", flow.state))
+            .header(http::header::COOKIE, cookie)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        login.router::<()>().oneshot(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_flow_is_refused_once_older_than_ten_minutes() {
+        let fresh = callback_of_a_flow_begun(std::time::Duration::from_secs(9 * 60)).await;
+        assert_eq!(
+            fresh.status(),
+            StatusCode::BAD_GATEWAY,
+            "it got to the exchange"
+        );
+        let stale = callback_of_a_flow_begun(std::time::Duration::from_secs(11 * 60)).await;
+        assert_eq!(stale.status(), StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]

@@ -206,6 +206,32 @@ async fn the_session_cookie_is_http_only_lax_and_cleared_on_logout() {
 }
 
 #[tokio::test]
+async fn logging_out_ends_the_session_not_only_the_cookie() {
+    let site = start_site().await;
+    // 2001 bought the demo's Community file.
+    let copied = site.sign_in("2001").await;
+    let other_device = site.sign_in("2001").await;
+    assert_eq!(site.docs(Some(&copied), "text/html").await.status(), 200);
+    let logout = site
+        .http
+        .post(format!("{}/auth/logout", site.base))
+        .header(header::COOKIE, &copied)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    // A copy of the logged-out cookie no longer signs anyone in…
+    let response = site.docs(Some(&copied), "text/html").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(location(&response).starts_with("/auth/login"));
+    // …and the user's other sign-in is untouched.
+    assert_eq!(
+        site.docs(Some(&other_device), "text/html").await.status(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn a_bad_state_is_refused_before_any_exchange() {
     let site = start_site().await;
     let (flow, authorize) = site.begin("/docs/intro").await;
