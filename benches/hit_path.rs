@@ -297,12 +297,20 @@ fn bench_parts(c: &mut Criterion, rt: &Runtime, setup: &Setup) {
         })
     });
     // moka's own share: `get` on a hit, with the gate's configuration
-    // (u128 keys, per-entry expiry, invalidation closures)…
+    // (u128 keys, per-entry expiry): its sync cache, which the gate uses
+    // since issue 11, and its future cache, which it used before.
+    let moka_sync = moka::sync::Cache::<u128, Arc<()>>::builder()
+        .max_capacity(1_000_000)
+        .expire_after(KeepFor(Duration::from_secs(70 * 60)))
+        .build();
+    moka_sync.insert(42, Arc::new(()));
+    g.bench_function("moka_sync_get_u128_expiry", |b| {
+        b.iter(|| moka_sync.get(black_box(&42)))
+    });
     let moka_u128 = rt.block_on(async {
         let cache = moka::future::Cache::<u128, Arc<()>>::builder()
             .max_capacity(1_000_000)
             .expire_after(KeepFor(Duration::from_secs(70 * 60)))
-            .support_invalidation_closures()
             .build();
         cache.insert(42, Arc::new(())).await;
         cache

@@ -113,7 +113,7 @@ struct Config {
     sessions: Sessions,
     http: reqwest::Client,
     /// The states of flows already come back: a flow is accepted once.
-    used_flows: moka::future::Cache<String, ()>,
+    used_flows: moka::sync::Cache<String, ()>,
 }
 
 impl fmt::Debug for FigmaLogin {
@@ -268,7 +268,7 @@ impl LoginBuilder {
                 session_lifetime: self.session_lifetime,
                 sessions: Sessions::new(self.session_version, self.session_lifetime),
                 http,
-                used_flows: moka::future::Cache::builder()
+                used_flows: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_live(FLOW_LIFETIME)
                     .build(),

@@ -177,7 +177,7 @@ pub(super) async fn callback(
         )
             .into_response();
     }
-    c.used_flows.insert(flow.state.clone(), ()).await;
+    c.used_flows.insert(flow.state.clone(), ());
     let answer = c
         .http
         .post(c.token_url.clone())

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use moka::future::Cache;
+use moka::sync::Cache;
 
 use super::{
     entry::Entry,

@@ -19,7 +19,7 @@ use std::{
 };
 
 use governor::{middleware::NoOpMiddleware, state::keyed::DashMapStateStore, Quota, RateLimiter};
-use moka::future::Cache;
+use moka::sync::Cache;
 
 use super::Paywall;
 use crate::{
@@ -112,9 +112,9 @@ impl Paywall {
     }
 
     /// Marks `client` a suspect: Figma refused a token it brought.
-    pub(super) async fn suspect(&self, client: Option<&ClientKey>) {
+    pub(super) fn suspect(&self, client: Option<&ClientKey>) {
         if let Some(client) = client {
-            self.inner.fair.suspects.insert(*client, ()).await;
+            self.inner.fair.suspects.insert(*client, ());
         }
     }
 }
@@ -149,7 +149,7 @@ mod tests {
         fair.admit(&a).unwrap();
         // A suspect: one cold lookup, then one in ten minutes.
         let c = ClientKey::from_bytes("c");
-        fair.suspects.insert(c, ()).await;
+        fair.suspects.insert(c, ());
         fair.admit(&c).unwrap();
         assert!(fair.admit(&c).is_err());
         clock.advance(Duration::from_secs(9 * 60));

@@ -94,7 +94,7 @@ impl Paywall {
         wait: Wait,
     ) -> SharedResult {
         let inner = &self.inner;
-        if let Some(entry) = inner.cache.get(&key).await {
+        if let Some(entry) = inner.cache.get(&key) {
             if seen.is_none_or(|seen| entry.fetched_at > seen)
                 && inner.clock.now() < inner.lifetimes.fresh_until(&entry)
             {
@@ -137,7 +137,7 @@ impl Paywall {
         let entry = Entry::new(info, fetched_at);
         if inner.generation.load(Ordering::Acquire) == generation {
             inner.index.add(&entry.info.user_id, key);
-            inner.cache.insert(key, entry.clone()).await;
+            inner.cache.insert(key, entry.clone());
         }
         Ok(entry)
     }

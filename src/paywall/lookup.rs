@@ -64,6 +64,21 @@ impl Paywall {
         .await
     }
 
+    /// A fresh cached answer for a token, without waiting for anything:
+    /// the gate's hit path. `None` means the full lookup is needed.
+    pub(crate) fn cached_token(&self, token: &PluginPaymentToken) -> Option<Lookup> {
+        self.hit(CacheKey::token(token), &|| Question::Token(token.clone()))
+            .ok()
+    }
+
+    /// [`cached_token`](Self::cached_token) for a user's answer.
+    pub(crate) fn cached_user(&self, user: &UserId, resource: &Resource) -> Option<Lookup> {
+        self.hit(CacheKey::user(user, resource), &|| {
+            Question::User(user.clone(), resource.clone())
+        })
+        .ok()
+    }
+
     /// A user's payment information on a resource, from the cache or from
     /// Figma.
     pub async fn lookup_user(
@@ -77,43 +92,59 @@ impl Paywall {
         .await
     }
 
-    /// The hit path: one hash, one moka `get`, no allocation. The question
-    /// for Figma is only built on a miss.
+    /// The hit path: one hash, one moka `get`, one clock read, no
+    /// allocation, nothing awaited. The question for Figma is only built
+    /// for a refresh. A miss hands back what the cache held, if anything.
+    fn hit(
+        &self,
+        key: CacheKey,
+        question: &impl Fn() -> Question,
+    ) -> Result<Lookup, Option<Arc<Entry>>> {
+        let inner = &self.inner;
+        let lifetimes = &inner.lifetimes;
+        let now = inner.clock.now();
+        let Some(entry) = inner.cache.get(&key) else {
+            return Err(None);
+        };
+        if now >= lifetimes.fresh_until(&entry) {
+            return Err(Some(entry));
+        }
+        inner.stats.hits.add();
+        if now >= lifetimes.refresh_at(&entry) && !entry.refreshing.swap(true, Ordering::AcqRel) {
+            inner.stats.refreshes.add();
+            drop(self.flight(key, Some(entry.fetched_at), question(), Wait::No));
+        }
+        Ok(Lookup {
+            entry,
+            at: now,
+            from_cache: true,
+            stale: false,
+        })
+    }
+
+    /// A lookup: the hit path, else a miss (wait for the shared flight, or
+    /// a stale answer when Figma fails).
     /// `client` is `Some` for token lookups: who asks, for the fair share.
     async fn lookup(
         &self,
         key: CacheKey,
         client: Option<impl FnOnce() -> Option<ClientKey>>,
-        question: impl FnOnce() -> Question,
+        question: impl Fn() -> Question,
     ) -> Result<Lookup, Arc<Error>> {
         let inner = &self.inner;
         let stats = &inner.stats;
         let lifetimes = &inner.lifetimes;
+        let cached = match self.hit(key, &question) {
+            Ok(lookup) => return Ok(lookup),
+            Err(cached) => cached,
+        };
         let now = inner.clock.now();
-        let cached = inner.cache.get(&key).await;
-        if let Some(entry) = &cached {
-            if now < lifetimes.fresh_until(entry) {
-                stats.hits.add();
-                if now >= lifetimes.refresh_at(entry)
-                    && !entry.refreshing.swap(true, Ordering::AcqRel)
-                {
-                    stats.refreshes.add();
-                    drop(self.flight(key, Some(entry.fetched_at), question(), Wait::No));
-                }
-                return Ok(Lookup {
-                    entry: cached.expect("matched Some above"),
-                    at: now,
-                    from_cache: true,
-                    stale: false,
-                });
-            }
-        }
         stats.misses.add();
         // Who asks, for the fair share: learnt only when it matters.
         let mut client = client.map(|f| Who::Unasked(Some(f)));
         if let Some(who) = &mut client {
-            if let Some(refusal) = self.remembered_refusal(&key).await {
-                self.suspect(who.key()).await;
+            if let Some(refusal) = self.remembered_refusal(&key) {
+                self.suspect(who.key());
                 return Err(refusal);
             }
         }
@@ -145,7 +176,7 @@ impl Paywall {
         if let (Err(_), Some(Who::Asked(Some(asker)))) = (&result, &client) {
             // Figma refused the token this client brought.
             if self.inner.refused.contains(&key) {
-                self.suspect(Some(asker)).await;
+                self.suspect(Some(asker));
             }
         }
         match (result, cached) {

@@ -46,7 +46,7 @@ use std::{
     time::Duration,
 };
 
-use moka::future::Cache;
+use moka::sync::Cache;
 
 pub use self::{builder::PaywallBuilder, lookup::Lookup};
 use self::{
@@ -231,7 +231,7 @@ impl Paywall {
 
     /// Runs moka's pending maintenance (expiry, invalidation); useful in tests.
     pub async fn run_pending_tasks(&self) {
-        self.inner.cache.run_pending_tasks().await;
+        self.inner.cache.run_pending_tasks();
     }
 
     /// A paywall whose client reaches nothing (a closed loopback port): a
@@ -256,7 +256,7 @@ impl Paywall {
         let key = CacheKey::of(question);
         self.inner.index.add(&info.user_id, key);
         let entry = Entry::new(info, self.inner.clock.now());
-        self.inner.cache.insert(key, entry).await;
+        self.inner.cache.insert(key, entry);
     }
 }
 
@@ -274,13 +274,13 @@ impl Inner {
             Invalidation::User(user) => {
                 // By key, never by predicate (see index.rs).
                 for key in self.index.take(user) {
-                    self.cache.invalidate(&key).await;
+                    self.cache.invalidate(&key);
                 }
             }
             Invalidation::Key(key) => {
                 let key = CacheKey::from_store_key(*key);
-                self.cache.invalidate(&key).await;
-                self.refused.invalidate(&key).await;
+                self.cache.invalidate(&key);
+                self.refused.invalidate(&key);
             }
         }
     }

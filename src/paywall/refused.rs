@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use moka::future::Cache;
+use moka::sync::Cache;
 
 use super::{key::CacheKey, Paywall};
 use crate::{client::Question, Error};
@@ -43,8 +43,8 @@ impl Refused {
         self.0.invalidate_all();
     }
 
-    pub(super) async fn invalidate(&self, key: &CacheKey) {
-        self.0.invalidate(key).await;
+    pub(super) fn invalidate(&self, key: &CacheKey) {
+        self.0.invalidate(key);
     }
 
     /// Whether Figma refused this token lately (whatever the clock says).
@@ -56,8 +56,8 @@ impl Refused {
 impl Paywall {
     /// Figma's refusal of this token, if it refused it in the last 10
     /// minutes.
-    pub(super) async fn remembered_refusal(&self, key: &CacheKey) -> Option<Arc<Error>> {
-        let (error, at) = self.inner.refused.0.get(key).await?;
+    pub(super) fn remembered_refusal(&self, key: &CacheKey) -> Option<Arc<Error>> {
+        let (error, at) = self.inner.refused.0.get(key)?;
         (self.inner.clock.now().saturating_duration_since(at) < REMEMBER_FOR).then(|| {
             self.inner.stats.refusals_remembered.add();
             error
@@ -81,7 +81,7 @@ impl Paywall {
         };
         if refused {
             let at = self.inner.clock.now();
-            self.inner.refused.0.insert(key, (error.clone(), at)).await;
+            self.inner.refused.0.insert(key, (error.clone(), at));
         }
     }
 }

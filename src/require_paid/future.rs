@@ -13,8 +13,10 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 pin_project! {
-    /// The response future of [`RequirePaid`](super::RequirePaid): the
-    /// payment check (boxed), then the inner service's future (not boxed).
+    /// The response future of [`RequirePaid`](super::RequirePaid): for a
+    /// caller whose fresh answer was cached, the inner service's future
+    /// alone; else the payment check (boxed), then the inner service's
+    /// future (not boxed).
     ///
     /// The inner service that was made ready waits beside the check, as in
     /// tower-http's `AsyncRequireAuthorization`: no `Option` to take, and no
@@ -24,16 +26,16 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S::Future, B>,
-        inner: S,
+        state: State<S, S::Future, B>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, B> {
+    enum State<S, F, B> {
         Check {
             check: BoxFuture<'static, Result<Request<B>, Response>>,
+            inner: S,
         },
         Inner {
             #[pin]
@@ -46,10 +48,20 @@ impl<S, B> RequirePaidFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    pub(super) fn new(check: BoxFuture<'static, Result<Request<B>, Response>>, inner: S) -> Self {
+    /// The check, then `inner` (the service that was made ready).
+    pub(super) fn checking(
+        check: BoxFuture<'static, Result<Request<B>, Response>>,
+        inner: S,
+    ) -> Self {
         Self {
-            state: State::Check { check },
-            inner,
+            state: State::Check { check, inner },
+        }
+    }
+
+    /// The inner service's future: the caller was let in already.
+    pub(super) fn admitted(future: S::Future) -> Self {
+        Self {
+            state: State::Inner { future },
         }
     }
 }
@@ -64,9 +76,9 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Check { check } => match ready!(check.as_mut().poll(cx)) {
+                StateProj::Check { check, inner } => match ready!(check.as_mut().poll(cx)) {
                     Ok(req) => {
-                        let future = this.inner.call(req);
+                        let future = inner.call(req);
                         this.state.set(State::Inner { future });
                     }
                     Err(refusal) => return Poll::Ready(Ok(refusal)),

@@ -7,7 +7,10 @@ use axum::response::Response;
 use http::Request;
 use tower_service::Service;
 
-use super::{gate::check, DefaultIdentity, IdentitySource, RequirePaidFuture, RequirePaidLayer};
+use super::{
+    gate::{cached_grant, check},
+    DefaultIdentity, IdentitySource, RequirePaidFuture, RequirePaidLayer,
+};
 use crate::{Paywall, Resource};
 
 /// A service that lets a request through to `S` only when its caller has
@@ -131,14 +134,21 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The service that was made ready goes into the future; a clone stays
-        // for the next call. See
+        let (parts, body) = req.into_parts();
+        let identity = self.layer.identity.identify(&parts);
+        // A buyer whose fresh answer is cached: straight to the service
+        // that was made ready.
+        if let Some(granted) = cached_grant(&self.layer.gate, &identity) {
+            let mut req = Request::from_parts(parts, body);
+            granted.admit(&self.layer.gate.paywall, &mut req);
+            return RequirePaidFuture::admitted(self.inner.call(req));
+        }
+        // Anything else waits for the check: the service that was made ready
+        // goes into the future, a clone stays for the next call. See
         // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let (parts, body) = req.into_parts();
-        let identity = self.layer.identity.identify(&parts);
         let check = check(self.layer.gate.clone(), identity, parts, body);
-        RequirePaidFuture::new(Box::pin(check), inner)
+        RequirePaidFuture::checking(Box::pin(check), inner)
     }
 }
