@@ -295,7 +295,7 @@ fn main() {
         ("resource_id (Arc<str>, shared with the gate's resource)", 0),
         (
             "date_of_purchase (String)",
-            sample.date_of_purchase.as_ref().map_or(0, String::len),
+            sample.date_of_purchase.as_ref().map_or(0, |d| d.len()),
         ),
     ];
     println!();
@@ -310,8 +310,8 @@ fn main() {
         ("  ResourceType", size_of::<ResourceType>()),
         ("  PaymentStatus", size_of::<PaymentStatus>()),
         (
-            "  Option<String> (date_of_purchase)",
-            size_of::<Option<String>>(),
+            "  Option<Arc<str>> (date_of_purchase)",
+            size_of::<Option<std::sync::Arc<str>>>(),
         ),
         ("Instant", size_of::<Instant>()),
     ] {

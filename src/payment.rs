@@ -22,7 +22,7 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, sync::Arc};
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
@@ -50,8 +50,11 @@ pub struct PaymentInformation {
     ///
     /// Still present after a refund or an ended subscription: it does not
     /// mean access. Only [`payment_status`](Self::payment_status) does.
+    ///
+    /// Shared (an `Arc<str>`, read it with `as_deref()`): handing an answer
+    /// to a handler copies no string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub date_of_purchase: Option<String>,
+    pub date_of_purchase: Option<Arc<str>>,
 }
 
 impl PaymentInformation {
@@ -81,7 +84,7 @@ impl PaymentInformation {
     }
 
     /// Sets when the user bought the resource (UTC, ISO 8601).
-    pub fn with_date_of_purchase(mut self, date: impl Into<String>) -> Self {
+    pub fn with_date_of_purchase(mut self, date: impl Into<Arc<str>>) -> Self {
         self.date_of_purchase = Some(date.into());
         self
     }

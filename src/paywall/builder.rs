@@ -13,7 +13,7 @@ use super::{
     fair::FairShare,
     flight::Flights,
     index::UserIndex,
-    key::CacheKey,
+    key::{CacheKey, KeyHasher},
     refused::Refused,
     Inner, Paywall,
 };
@@ -272,7 +272,7 @@ impl PaywallBuilder {
                     unfile.remove(&entry.info.user_id, &key);
                 }
             })
-            .build();
+            .build_with_hasher(KeyHasher::default());
         let budget = self.client.configured_rate();
         let fair = FairShare::new(budget.per_minute, budget.burst, self.client_share, &clock);
         let keyring = self

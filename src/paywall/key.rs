@@ -1,5 +1,7 @@
 //! [`CacheKey`]: the key of an answer in the in-process cache.
 
+use std::hash::{BuildHasherDefault, Hasher};
+
 use sha2::{Digest, Sha256};
 
 use crate::{tier::StoreKey, PluginPaymentToken, Resource, UserId};
@@ -69,6 +71,34 @@ impl CacheKey {
     /// invalidation).
     pub(crate) fn from_store_key(key: StoreKey) -> Self {
         Self(key.0)
+    }
+}
+
+/// How moka hashes a [`CacheKey`] (to pick a shard and count its use): the
+/// key is already 128 bits of SHA-256, uniformly spread and not chosen by
+/// anyone, so hashing it again (SipHash, moka's default) buys nothing; fold
+/// its two halves instead.
+pub(crate) type KeyHasher = BuildHasherDefault<KeyBits>;
+
+/// The [`Hasher`] of [`KeyHasher`].
+#[derive(Default)]
+pub(crate) struct KeyBits(u64);
+
+impl Hasher for KeyBits {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u128(&mut self, bits: u128) {
+        self.0 ^= bits as u64 ^ (bits >> 64) as u64;
+    }
+
+    /// Only a `CacheKey`'s `u128` is ever hashed; anything else still
+    /// spreads (FNV-1a).
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }
 

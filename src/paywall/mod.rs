@@ -54,7 +54,7 @@ use self::{
     entry::{Entry, Lifetimes, REFRESH_AT},
     fair::FairShare,
     flight::Flights,
-    key::CacheKey,
+    key::{CacheKey, KeyHasher},
     refused::Refused,
 };
 use crate::{
@@ -89,7 +89,7 @@ pub struct Paywall {
 
 struct Inner {
     client: PaymentsClient,
-    cache: Cache<CacheKey, Arc<Entry>>,
+    cache: Cache<CacheKey, Arc<Entry>, KeyHasher>,
     /// Cache tiers beyond this process, asked in order on a miss: the
     /// store on local disk, then Redis.
     tiers: Vec<Box<dyn Tier>>,

@@ -14,7 +14,10 @@ use std::{
 
 use moka::sync::Cache;
 
-use super::{key::CacheKey, Paywall};
+use super::{
+    key::{CacheKey, KeyHasher},
+    Paywall,
+};
 use crate::{client::Question, Error};
 
 /// How long a refusal is remembered.
@@ -24,7 +27,7 @@ const REMEMBER_FOR: Duration = Duration::from_secs(10 * 60);
 const MAX_REMEMBERED: u64 = 100_000;
 
 /// Refusals by token key, with when Figma gave them.
-pub(super) struct Refused(Cache<CacheKey, (Arc<Error>, Instant)>);
+pub(super) struct Refused(Cache<CacheKey, (Arc<Error>, Instant), KeyHasher>);
 
 impl Default for Refused {
     fn default() -> Self {
@@ -33,7 +36,7 @@ impl Default for Refused {
                 .max_capacity(MAX_REMEMBERED)
                 // Bounds memory in real time; `get` applies the clock.
                 .time_to_live(REMEMBER_FOR)
-                .build(),
+                .build_with_hasher(KeyHasher::default()),
         )
     }
 }

@@ -87,7 +87,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Stored> {
             resource_id,
             resource_type,
             payment_status,
-            date_of_purchase: (!date.is_empty()).then(|| date.to_owned()),
+            date_of_purchase: (!date.is_empty()).then(|| date.into()),
         },
         fetched_ms: u64::from_le_bytes(*fetched),
     })
@@ -176,7 +176,7 @@ mod tests {
                 resource_id: ResourceId::new(&resource).unwrap(),
                 resource_type: serde_json::from_value(serde_json::Value::String(kind)).unwrap(),
                 payment_status: PaymentStatus::from_name(&status),
-                date_of_purchase: date,
+                date_of_purchase: date.map(Into::into),
             };
             let answer = Stored { info, fetched_ms: fetched };
             let bytes = encode(&answer);
