@@ -69,7 +69,12 @@ pub fn naive_token_gate(router: Router, cache: NaiveCache) -> Router {
 /// The naive baseline in user mode: one `Cache::get` on the [`FigmaUserId`]
 /// extension.
 pub fn naive_user_router(cache: NaiveCache) -> Router {
-    naive_gate(bare_router(), cache, |req| {
+    naive_user_gate(bare_router(), cache)
+}
+
+/// Puts the naive user gate in front of every route of `router`.
+pub fn naive_user_gate(router: Router, cache: NaiveCache) -> Router {
+    naive_gate(router, cache, |req| {
         req.extensions()
             .get::<FigmaUserId>()
             .map(FigmaUserId::as_str)

@@ -105,6 +105,21 @@ impl Hasher for KeyBits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moka_sees_the_keys_bits_folded() {
+        use std::hash::BuildHasher;
+        let key = CacheKey(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        assert_eq!(
+            KeyHasher::default().hash_one(key),
+            0x0123_4567_89ab_cdef ^ 0xfedc_ba98_7654_3210
+        );
+        // Keys that differ in either half land apart.
+        assert_ne!(
+            KeyHasher::default().hash_one(CacheKey(1)),
+            KeyHasher::default().hash_one(CacheKey(1 << 64 | 2))
+        );
+    }
     use crate::client::Question;
 
     fn user(id: &str) -> UserId {
