@@ -9,8 +9,8 @@
 //! of the entries and all of them, divided by the entries added, so that
 //! fixed costs (the HTTP client's pool, moka's frequency sketch) neither
 //! hide nor inflate it. It then does the same with a bare
-//! `moka::future::Cache<u128, Arc<()>>` of the same capacity, per-entry
-//! expiry and invalidation closures, to separate moka's share, and prints
+//! `moka::sync::Cache<u128, Arc<()>>` of the same capacity and per-entry
+//! expiry (the gate's cache), to separate moka's share, and prints
 //! where the bytes go: live blocks by size, the `size_of` of the entry's
 //! types, and the resident set size.
 //!
@@ -248,20 +248,20 @@ fn main() {
     let mut moka_rows = Vec::new();
     let mut bare = None;
     for (label, expiry, closures) in [
+        ("capacity, per-entry expiry (the gate's)", true, false),
         (
-            "capacity, per-entry expiry, invalidation closures (the gate's)",
+            "capacity, per-entry expiry, invalidation closures (the gate's before issue 15)",
             true,
             true,
         ),
-        ("capacity, per-entry expiry", true, false),
         ("capacity only", false, false),
     ] {
-        let (cache, g) = rt.block_on(fill_bare_moka(entries, expiry, closures));
+        let (cache, g) = fill_bare_moka(entries, expiry, closures);
         keep_alive.push(cache);
         moka_rows.push((label, g.bytes, g.chunk_bytes, g.rss));
         if bare.is_none() {
             print_growth(
-                "bare moka::future::Cache<u128, Arc<()>> configured as the gate's",
+                "bare moka::sync::Cache<u128, Arc<()>> configured as the gate's",
                 &g,
             );
             bare = Some(g);
@@ -271,7 +271,7 @@ fn main() {
     println!();
     println!("## moka's share by configuration (bytes per entry)");
     println!();
-    println!("| moka::future::Cache<u128, Arc<()>> with | requested | with malloc overhead (est.) | RSS growth |");
+    println!("| moka::sync::Cache<u128, Arc<()>> with | requested | with malloc overhead (est.) | RSS growth |");
     println!("|---|---:|---:|---:|");
     for (label, bytes, chunk, rss) in &moka_rows {
         println!("| {label} | {bytes:.1} | {chunk:.1} | {rss:.1} |");
@@ -343,8 +343,8 @@ fn main() {
     );
     println!();
     println!(
-        "target <= 300 bytes per entry all told: {} ({:.0} requested, {:.0} with malloc overhead; {held} entries)",
-        if ours.chunk_bytes.max(ours.bytes) <= 300.0 {
+        "target <= 400 bytes per entry all told (issue 11): {} ({:.0} requested, {:.0} with malloc overhead; {held} entries)",
+        if ours.chunk_bytes.max(ours.bytes) <= 400.0 {
             "met"
         } else {
             "MISSED"
@@ -357,13 +357,13 @@ fn main() {
 
 /// Fills a bare moka cache with `entries` random u128 keys sharing one
 /// `Arc<()>` value; the growth it caused.
-async fn fill_bare_moka(
+fn fill_bare_moka(
     entries: u64,
     expiry: bool,
     closures: bool,
-) -> (moka::future::Cache<u128, Arc<()>>, Growth) {
+) -> (moka::sync::Cache<u128, Arc<()>>, Growth) {
     let before = Snapshot::take();
-    let mut builder = moka::future::Cache::<u128, Arc<()>>::builder().max_capacity(1_000_000);
+    let mut builder = moka::sync::Cache::<u128, Arc<()>>::builder().max_capacity(1_000_000);
     if expiry {
         builder = builder.expire_after(KeepFor(Duration::from_secs(70 * 60)));
     }
@@ -376,10 +376,10 @@ async fn fill_bare_moka(
     let mut rng = Rng::new(2);
     for _ in 0..entries {
         let key = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
-        cache.insert(key, value.clone()).await;
+        cache.insert(key, value.clone());
     }
-    cache.run_pending_tasks().await;
-    cache.run_pending_tasks().await;
+    cache.run_pending_tasks();
+    cache.run_pending_tasks();
     let full = Snapshot::take();
     println!();
     println!(
