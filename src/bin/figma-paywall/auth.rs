@@ -1,0 +1,116 @@
+//! The gateway's routes: forward auth at `GET /_figma_paywall/auth`, and
+//! `GET /_figma_paywall/health`.
+
+use axum::{
+    extract::State,
+    http::{request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use figma_paywall::{
+    ForwardedFor, Identity, IdentityError, IdentitySource, PaidAccess, PaymentInformation,
+    PaymentTokenHeader, PaymentTokenQuery, Paywall, RefusalReason, RequirePaidLayer,
+};
+use serde_json::json;
+
+use crate::config::Gateway;
+
+/// The headers that name the buyer on a 200.
+pub(crate) const USER_ID: HeaderName = HeaderName::from_static("x-figma-user-id");
+pub(crate) const PAYMENT_STATUS: HeaderName = HeaderName::from_static("x-figma-payment-status");
+pub(crate) const RESOURCE_ID: HeaderName = HeaderName::from_static("x-figma-resource-id");
+pub(crate) const RESOURCE_TYPE: HeaderName = HeaderName::from_static("x-figma-resource-type");
+
+/// Where proxies put the URI of the request they ask about: nginx's
+/// `auth_request` (with `proxy_set_header X-Original-URI $request_uri`),
+/// and Traefik's and Caddy's forward auth.
+const ORIGINAL_URI: [HeaderName; 2] = [
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-forwarded-uri"),
+];
+
+pub(crate) fn router(gateway: &Gateway) -> Router {
+    let deny = gateway.deny_status;
+    let layer = RequirePaidLayer::any_of(&gateway.paywall, gateway.resources.iter().cloned())
+        .with_trial(gateway.allow_trial)
+        .with_bypass(gateway.bypass.iter().cloned())
+        // The proxy in front (on this host) says who the client is.
+        .with_client_key(ForwardedFor::trusting(
+            ["127.0.0.0/8", "::1/128"].map(|net| net.parse().expect("a network")),
+        ))
+        .with_refusal(move |mut refusal, _parts| {
+            if refusal.reason == RefusalReason::NotPaid {
+                refusal.status = deny;
+            }
+            refusal.into_response()
+        })
+        .with_identity(forwarded_identity);
+    Router::new()
+        .route("/_figma_paywall/auth", get(passed).layer(layer.clone()))
+        // Envoy's ext_authz appends the original path to the service's.
+        .route("/_figma_paywall/auth/{*original}", get(passed).layer(layer))
+        .route("/_figma_paywall/health", get(health))
+        .with_state(gateway.paywall.clone())
+}
+
+/// The token of the request a proxy asks about: in its
+/// `X-Figma-Payment-Token` header, else in the `plugin_payment_token` query
+/// of the request (a backend asking directly, Envoy), else in that of its
+/// original URI (nginx, Traefik, Caddy).
+fn forwarded_identity(parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+    if let Some(identity) = PaymentTokenHeader.or(PaymentTokenQuery).identify(parts)? {
+        return Ok(Some(identity));
+    }
+    let Some(original) = ORIGINAL_URI.iter().find_map(|name| parts.headers.get(name)) else {
+        return Ok(None);
+    };
+    let uri: http::Uri = original
+        .to_str()
+        .ok()
+        .and_then(|uri| uri.parse().ok())
+        .ok_or_else(|| IdentityError::malformed("the original URI is not a URI"))?;
+    let (original, ()) = http::Request::builder()
+        .uri(uri)
+        .body(())
+        .map_err(|_| IdentityError::malformed("the original URI is not a URI"))?
+        .into_parts();
+    PaymentTokenQuery.identify(&original)
+}
+
+/// 200, naming the buyer for the proxy to pass on.
+async fn passed(info: Option<PaymentInformation>, access: PaidAccess) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Some(info) = info {
+        for (name, value) in [
+            (USER_ID, info.user_id.as_str()),
+            (PAYMENT_STATUS, info.payment_status.as_str()),
+            (RESOURCE_ID, info.resource_id.as_str()),
+            (RESOURCE_TYPE, info.resource_type.as_str()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
+    }
+    tracing::debug!(via = ?access.via, "passed");
+    (StatusCode::OK, headers).into_response()
+}
+
+/// 200 while the gateway can serve; 503 while Figma is failing.
+async fn health(State(paywall): State<Paywall>) -> Response {
+    let stats = paywall.stats();
+    let status = if stats.figma_failing {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "status": if stats.figma_failing { "figma_failing" } else { "serving" },
+        "figma_failing": stats.figma_failing,
+        "backing_off_secs": stats.backing_off_secs,
+        "budget_per_minute": stats.budget_per_minute,
+        "cached_entries": stats.cached_entries,
+    });
+    (status, Json(body)).into_response()
+}

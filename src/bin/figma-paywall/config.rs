@@ -1,0 +1,255 @@
+//! The gateway's configuration: flags with environment fallbacks, checked
+//! at start (a misconfigured gateway stops with the reason, it never serves).
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use figma_paywall::{
+    mock::MockFigma, Error, PaymentStatus, PaymentsClient, Paywall, PluginPaymentToken, Resource,
+    UserId,
+};
+use http::StatusCode;
+
+/// The demo's plugin, when `--demo` names none.
+const DEMO_PLUGIN: &str = "1122334455";
+
+/// Serve paid Figma plugins, widgets and Community files only to buyers.
+///
+/// figma-paywall answers "may this request pass?" for a proxy in front of
+/// your backend (nginx `auth_request`, Caddy `forward_auth`, Traefik
+/// `ForwardAuth`, Envoy `ext_authz`) or for a backend that asks it over HTTP:
+/// `GET /_figma_paywall/auth` with the caller's plugin payment token in
+/// `X-Figma-Payment-Token` (or in the `plugin_payment_token` query of the
+/// original URI, from `X-Original-URI` or `X-Forwarded-Uri`) answers 200 with
+/// the buyer in `X-Figma-User-Id`, `X-Figma-Payment-Status`,
+/// `X-Figma-Resource-Id` and `X-Figma-Resource-Type`, 401 when there is no
+/// usable token, and `--deny-status` for everyone who has not paid.
+///
+/// It asks Figma with FIGMA_TOKEN (a personal access token of the resource's
+/// creator) within FIGMA_RATE_LIMIT lookups a minute (FIGMA_RATE_BURST at
+/// once); FIGMA_API_URL overrides Figma's URL, FIGMA_PAYWALL_STORE keeps
+/// answers on disk across restarts, REDIS_URL shares them between replicas,
+/// FIGMA_PAYWALL_KEY seals what is stored. Try it without any of that:
+/// `figma-paywall --demo`.
+#[derive(Debug, Parser)]
+#[command(name = "figma-paywall", version, verbatim_doc_comment)]
+pub(crate) struct Args {
+    /// A plugin whose buyers pass (the `id` in its manifest.json). Repeat, or
+    /// separate with commas, for several: buying any one of them passes.
+    #[arg(
+        long = "plugin",
+        value_name = "ID",
+        env = "FIGMA_PLUGIN_ID",
+        value_delimiter = ','
+    )]
+    plugins: Vec<String>,
+
+    /// A widget whose buyers pass; as --plugin.
+    #[arg(
+        long = "widget",
+        value_name = "ID",
+        env = "FIGMA_WIDGET_ID",
+        value_delimiter = ','
+    )]
+    widgets: Vec<String>,
+
+    /// A Community file whose buyers pass (the number in its Community URL);
+    /// as --plugin.
+    #[arg(
+        long = "file",
+        value_name = "ID",
+        env = "FIGMA_FILE_ID",
+        value_delimiter = ','
+    )]
+    files: Vec<String>,
+
+    /// The address to listen on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "FIGMA_PAYWALL_LISTEN",
+        default_value = "127.0.0.1:4180"
+    )]
+    listen: SocketAddr,
+
+    /// The status answered to callers who have not paid. Behind nginx use
+    /// 403: its auth_request passes only 401 and 403 on.
+    #[arg(
+        long,
+        value_name = "CODE",
+        env = "FIGMA_PAYWALL_DENY_STATUS",
+        default_value_t = 402,
+        value_parser = deny_status
+    )]
+    deny_status: u16,
+
+    /// Refuse users in a free trial (TRIAL). By default they pass.
+    #[arg(long, env = "FIGMA_PAYWALL_NO_TRIAL")]
+    no_trial: bool,
+
+    /// A user who passes whatever Figma says, such as you, the creator (Figma
+    /// answers UNPAID for a creator's own resource). Repeatable.
+    #[arg(
+        long = "bypass",
+        value_name = "USER_ID",
+        env = "FIGMA_PAYWALL_BYPASS",
+        value_delimiter = ','
+    )]
+    bypass: Vec<String>,
+
+    /// Run on the embedded mock Figma, with demo buyers, and print tokens to
+    /// try. For trying the gateway out: never in production.
+    #[arg(long)]
+    demo: bool,
+}
+
+/// A deny status: a 4xx that tells a proxy "no" (not 407, which asks for
+/// proxy credentials).
+fn deny_status(value: &str) -> Result<u16, String> {
+    let code: u16 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not an HTTP status code"))?;
+    if (400..500).contains(&code) && code != 407 {
+        Ok(code)
+    } else {
+        Err(format!(
+            "{code} is not a refusal: use a 4xx code, such as 402 (the default) or 403 (behind nginx)"
+        ))
+    }
+}
+
+/// A configured gateway, ready to serve.
+pub(crate) struct Gateway {
+    pub(crate) listen: SocketAddr,
+    pub(crate) paywall: Paywall,
+    pub(crate) resources: Vec<Resource>,
+    pub(crate) deny_status: StatusCode,
+    pub(crate) allow_trial: bool,
+    pub(crate) bypass: Vec<UserId>,
+    /// The mock Figma of `--demo`, and the demo's tokens.
+    demo: Option<(MockFigma, Vec<(&'static str, PluginPaymentToken)>)>,
+}
+
+impl Gateway {
+    /// Checks `args` and what they name, and builds the paywall. Every
+    /// error says what to change.
+    pub(crate) async fn start(args: Args) -> Result<Self, String> {
+        let mut resources = Vec::new();
+        type Make = fn(&str) -> Result<Resource, figma_paywall::InvalidId>;
+        for (ids, make, flag) in [
+            (
+                &args.plugins,
+                (|id| Resource::plugin(id)) as Make,
+                "--plugin",
+            ),
+            (&args.widgets, |id| Resource::widget(id), "--widget"),
+            (&args.files, |id| Resource::community_file(id), "--file"),
+        ] {
+            for id in ids {
+                resources.push(make(id.trim()).map_err(|e| format!("{flag} {id:?}: {e}"))?);
+            }
+        }
+        let bypass = args
+            .bypass
+            .iter()
+            .map(|id| UserId::new(id.trim()).map_err(|e| format!("--bypass {id:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if resources.is_empty() && !args.demo {
+            return Err("name what buyers must have bought: --plugin ID, --widget ID or --file ID (or FIGMA_PLUGIN_ID, FIGMA_WIDGET_ID, FIGMA_FILE_ID)".to_owned());
+        }
+        let token_set = std::env::var_os("FIGMA_TOKEN").is_some_and(|t| !t.is_empty());
+        let (client, demo) = if args.demo {
+            if token_set {
+                return Err("--demo runs on the embedded mock Figma, but FIGMA_TOKEN is set: unset it, or drop --demo to ask the real Figma".to_owned());
+            }
+            if resources.is_empty() {
+                resources.push(Resource::plugin(DEMO_PLUGIN).map_err(|e| e.to_string())?);
+            }
+            let (mock, tokens) = demo_figma(&resources[0]).await?;
+            let client = mock.client().map_err(|e| e.to_string())?;
+            (client, Some((mock, tokens)))
+        } else {
+            if !token_set {
+                return Err("FIGMA_TOKEN is not set: export a personal access token of the resource's creator (https://www.figma.com/developers/api#access-tokens), or try the gateway with --demo".to_owned());
+            }
+            let client = PaymentsClient::from_env().map_err(|e| e.to_string())?;
+            check_token(&client).await?;
+            (client, None)
+        };
+        let mut builder = Paywall::builder(client)
+            .store_from_env()
+            .map_err(|e| e.to_string())?;
+        if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
+            let tier = figma_paywall::redis::RedisTier::builder(url)
+                .build()
+                .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
+            builder = builder.redis(tier);
+        }
+        Ok(Self {
+            listen: args.listen,
+            paywall: builder.build(),
+            resources,
+            deny_status: StatusCode::from_u16(args.deny_status)
+                .map_err(|e| format!("--deny-status: {e}"))?,
+            allow_trial: !args.no_trial,
+            bypass,
+            demo,
+        })
+    }
+
+    /// With `--demo`: the demo's tokens, and commands to try.
+    pub(crate) fn print_demo(&self, addr: SocketAddr) {
+        let Some((_, tokens)) = &self.demo else {
+            return;
+        };
+        println!("\nRunning on the embedded mock Figma (--demo). Try:\n");
+        for (who, token) in tokens {
+            println!("# {who}");
+            println!(
+                "curl -i http://{addr}/_figma_paywall/auth -H 'X-Figma-Payment-Token: {}'\n",
+                token.expose_secret()
+            );
+        }
+        println!("# nobody\ncurl -i http://{addr}/_figma_paywall/auth\n");
+    }
+}
+
+/// The mock Figma of `--demo`: a buyer, a user in a trial and a user who
+/// has not paid, with day-long tokens.
+async fn demo_figma(
+    resource: &Resource,
+) -> Result<(MockFigma, Vec<(&'static str, PluginPaymentToken)>), String> {
+    let mock = MockFigma::start()
+        .await
+        .map_err(|e| format!("could not start the mock Figma: {e}"))?;
+    let mut tokens = Vec::new();
+    for (id, who, status) in [
+        ("2001", "a buyer", PaymentStatus::Paid),
+        ("2002", "a user in a trial", PaymentStatus::Trial),
+        ("2003", "a user who has not paid", PaymentStatus::Unpaid),
+    ] {
+        let user = UserId::new(id).map_err(|e| e.to_string())?;
+        mock.set_status(&user, resource, status);
+        tokens.push((
+            who,
+            mock.issue_token_for(&user, resource, Duration::from_secs(86_400)),
+        ));
+    }
+    Ok((mock, tokens))
+}
+
+/// A token Figma refuses stops the gateway at start; Figma out of reach
+/// does not (it may come back).
+async fn check_token(client: &PaymentsClient) -> Result<(), String> {
+    match client.verify_credentials().await {
+        Ok(me) => {
+            tracing::info!(creator = %me.handle, "Figma accepts FIGMA_TOKEN");
+            Ok(())
+        }
+        Err(Error::Unauthorized { .. }) => Err("Figma refuses FIGMA_TOKEN: it is wrong, revoked or expired (personal access tokens last 90 days at most); create a new one at https://www.figma.com/developers/api#access-tokens".to_owned()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check FIGMA_TOKEN with Figma; serving anyway, lookups will say");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `figma-paywall`: the gateway (feature `gateway`). Beside a proxy (nginx
+//! `auth_request`, Caddy `forward_auth`, Traefik `ForwardAuth`, Envoy
+//! `ext_authz`) or called over HTTP by any backend, it answers "may this
+//! request pass?" with the library's own [`RequirePaidLayer`].
+//!
+//! ```sh
+//! cargo run --features gateway --bin figma-paywall -- --demo
+//! cargo run --features gateway --bin figma-paywall -- --help
+//! ```
+//!
+//! [`RequirePaidLayer`]: figma_paywall::RequirePaidLayer
+
+mod auth;
+mod config;
+
+use std::{net::SocketAddr, process::ExitCode};
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = config::Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let gateway = match config::Gateway::start(args).await {
+        Ok(gateway) => gateway,
+        Err(why) => {
+            eprintln!("figma-paywall: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(gateway.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("figma-paywall: cannot listen on {}: {e}", gateway.listen);
+            return ExitCode::from(2);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(gateway.listen);
+    println!("figma-paywall listening on http://{addr}");
+    gateway.print_demo(addr);
+    let app = auth::router(&gateway).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+    {
+        eprintln!("figma-paywall: the server stopped: {e}");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!("stopped: every request in flight was answered");
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM or Ctrl-C: stop accepting connections and finish the requests
+/// in flight.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing the requests in flight");
+}

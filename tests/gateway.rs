@@ -1,0 +1,200 @@
+//! The `figma-paywall` binary (feature `gateway`), run as a process and
+//! asked over real HTTP as a proxy's forward auth would ask it.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::{header::HeaderMap, Client, StatusCode};
+
+const BIN: &str = env!("CARGO_BIN_EXE_figma-paywall");
+
+/// A running gateway, killed when dropped.
+struct Gateway {
+    child: Child,
+    base: String,
+    /// The demo's tokens: a buyer, a user in a trial, a non-buyer.
+    tokens: Vec<String>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("FIGMA_TOKEN")
+        .env_remove("FIGMA_PLUGIN_ID")
+        .env_remove("FIGMA_WIDGET_ID")
+        .env_remove("FIGMA_FILE_ID")
+        .env_remove("FIGMA_PAYWALL_STORE")
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// `figma-paywall --demo --listen 127.0.0.1:0 ARGS`, once it listens.
+fn demo(args: &[&str]) -> Gateway {
+    let mut child = command(&[&["--demo", "--listen", "127.0.0.1:0"], args].concat())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the gateway starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut base = None;
+    let mut tokens = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        if let Some(url) = line.strip_prefix("figma-paywall listening on ") {
+            base = Some(url.to_owned());
+        }
+        if let Some(token) = line
+            .split("X-Figma-Payment-Token: ")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+        {
+            tokens.push(token.to_owned());
+        }
+        if line.starts_with("# nobody") {
+            break;
+        }
+    }
+    // Keep reading so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Gateway {
+        child,
+        base: base.expect("the gateway says where it listens"),
+        tokens,
+    }
+}
+
+async fn auth(gateway: &Gateway, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, String) {
+    let mut request = Client::new().get(format!("{}/_figma_paywall/auth", gateway.base));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn forward_auth_names_buyers_and_refuses_everyone_else() {
+    let gateway = demo(&[]);
+    let [buyer, trial, unpaid] = <[String; 3]>::try_from(gateway.tokens.clone()).unwrap();
+
+    let (status, headers, _) = auth(&gateway, &[("X-Figma-Payment-Token", &buyer)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-figma-user-id"], "2001");
+    assert_eq!(headers["x-figma-payment-status"], "PAID");
+    assert_eq!(headers["x-figma-resource-id"], "1122334455");
+    assert_eq!(headers["x-figma-resource-type"], "PLUGIN");
+
+    let (status, headers, _) = auth(&gateway, &[("X-Figma-Payment-Token", &trial)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-figma-payment-status"], "TRIAL");
+
+    // A non-buyer: the deny status (402 by default), in Figma's envelope.
+    let (status, headers, body) = auth(&gateway, &[("X-Figma-Payment-Token", &unpaid)]).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    assert!(!headers.contains_key("x-figma-user-id"));
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["reason"], "not_paid");
+
+    // No token, or a forged one: 401.
+    assert_eq!(auth(&gateway, &[]).await.0, StatusCode::UNAUTHORIZED);
+    let forged = auth(&gateway, &[("X-Figma-Payment-Token", "ppt_forged")]).await;
+    assert_eq!(forged.0, StatusCode::UNAUTHORIZED);
+    assert!(!forged.1.contains_key("x-figma-user-id"));
+}
+
+#[tokio::test]
+async fn the_token_may_come_in_the_original_uri_and_non_buyers_get_the_deny_status() {
+    let gateway = demo(&["--deny-status", "403", "--no-trial"]);
+    let [buyer, trial, unpaid] = <[String; 3]>::try_from(gateway.tokens.clone()).unwrap();
+    for header in ["X-Original-URI", "X-Forwarded-Uri"] {
+        let uri = format!("/docs/page?a=1&plugin_payment_token={buyer}");
+        let (status, headers, _) = auth(&gateway, &[(header, &uri)]).await;
+        assert_eq!(status, StatusCode::OK, "{header}");
+        assert_eq!(headers["x-figma-user-id"], "2001");
+    }
+    for token in [&trial, &unpaid] {
+        let uri = format!("/docs?plugin_payment_token={token}");
+        assert_eq!(
+            auth(&gateway, &[("X-Original-URI", &uri)]).await.0,
+            StatusCode::FORBIDDEN
+        );
+    }
+    // Asked directly with the token in the query, or by Envoy, which
+    // appends the original path.
+    let direct = format!(
+        "{}/_figma_paywall/auth?plugin_payment_token={buyer}",
+        gateway.base
+    );
+    let envoy = format!(
+        "{}/_figma_paywall/auth/docs/page?plugin_payment_token={buyer}",
+        gateway.base
+    );
+    for url in [direct, envoy] {
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        assert_eq!(response.headers()["x-figma-user-id"], "2001");
+    }
+    // The original URI without a token: no identity.
+    let (status, _, _) = auth(&gateway, &[("X-Original-URI", "/docs?a=1")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn health_says_it_serves() {
+    let gateway = demo(&[]);
+    let response = reqwest::get(format!("{}/_figma_paywall/health", gateway.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "serving");
+}
+
+#[test]
+fn a_misconfigured_gateway_stops_at_start_with_the_reason() {
+    for (args, env, says) in [
+        (&["--plugin", "1"][..], None, "FIGMA_TOKEN is not set"),
+        (&["--demo", "--plugin", "12a"][..], None, "--plugin \"12a\""),
+        (
+            &["--demo", "--deny-status", "200"][..],
+            None,
+            "not a refusal",
+        ),
+        (&["--demo", "--bypass", "me"][..], None, "--bypass \"me\""),
+        (&[][..], Some(("FIGMA_TOKEN", "figd_x")), "--plugin ID"),
+        (
+            &["--demo"][..],
+            Some(("FIGMA_TOKEN", "figd_x")),
+            "FIGMA_TOKEN is set",
+        ),
+    ] {
+        let mut command = command(args);
+        if let Some((name, value)) = env {
+            command
+                .env(name, value)
+                .env("FIGMA_API_URL", "http://127.0.0.1:9");
+        }
+        let output = command.output().expect("the gateway runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} started");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
