@@ -198,3 +198,107 @@ fn a_misconfigured_gateway_stops_at_start_with_the_reason() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// A small upstream that says what it received: the identity headers, a
+/// hop-by-hop header, the forwarding headers and the body's length.
+async fn upstream(calls: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> String {
+    use axum::{body::Bytes, http::HeaderMap, Json, Router};
+    let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            Json(serde_json::json!({
+                "user": header("x-figma-user-id"),
+                "status": header("x-figma-payment-status"),
+                "custom": header("x-custom"),
+                "forwarded_for": header("x-forwarded-for"),
+                "forwarded_host": header("x-forwarded-host"),
+                "len": body.len(),
+            }))
+        }
+    });
+    // The upstream takes big bodies; the gateway must not buffer them.
+    let app = app.layer(axum::extract::DefaultBodyLimit::disable());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn as_a_reverse_proxy_it_forwards_buyers_with_their_identity_and_nobody_else() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let upstream = upstream(calls.clone()).await;
+    let gateway = demo(&["--upstream", &upstream]);
+    let [buyer, _, unpaid] = <[String; 3]>::try_from(gateway.tokens.clone()).unwrap();
+    let client = Client::new();
+
+    // A buyer reaches the upstream, named by the gateway whatever they claim;
+    // a header the client marked hop-by-hop stops at the gateway.
+    let seen: serde_json::Value = client
+        .get(format!("{}/docs/page?a=1", gateway.base))
+        .header("X-Figma-Payment-Token", &buyer)
+        .header("X-Figma-User-Id", "9999")
+        .header("Connection", "x-custom")
+        .header("X-Custom", "1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["user"], "2001");
+    assert_eq!(seen["status"], "PAID");
+    assert_eq!(seen["custom"], serde_json::Value::Null);
+    assert_eq!(seen["forwarded_for"], "127.0.0.1");
+    assert!(seen["forwarded_host"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+
+    // A 3 MB upload streams through.
+    let body = vec![b'x'; 3_000_000];
+    let seen: serde_json::Value = client
+        .post(format!("{}/upload", gateway.base))
+        .header("X-Figma-Payment-Token", &buyer)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["len"], 3_000_000);
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(before, 2);
+
+    // A non-buyer, a spoofed identity without a token: refused, and the
+    // upstream never hears of them.
+    let response = client
+        .get(format!("{}/docs/page", gateway.base))
+        .header("X-Figma-Payment-Token", &unpaid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    let response = client
+        .get(format!("{}/docs/page", gateway.base))
+        .header("X-Figma-User-Id", "2001")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
+
+    // The gateway's own paths are its own.
+    let health = reqwest::get(format!("{}/_figma_paywall/health", gateway.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
+}

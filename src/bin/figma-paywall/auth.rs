@@ -1,5 +1,6 @@
-//! The gateway's routes: forward auth at `GET /_figma_paywall/auth`, and
-//! `GET /_figma_paywall/health`.
+//! The gateway's routes: forward auth at `GET /_figma_paywall/auth`,
+//! `GET /_figma_paywall/health`, and with `--upstream` every other path,
+//! gated and forwarded (`proxy.rs`).
 
 use axum::{
     extract::State,
@@ -22,6 +23,10 @@ pub(crate) const PAYMENT_STATUS: HeaderName = HeaderName::from_static("x-figma-p
 pub(crate) const RESOURCE_ID: HeaderName = HeaderName::from_static("x-figma-resource-id");
 pub(crate) const RESOURCE_TYPE: HeaderName = HeaderName::from_static("x-figma-resource-type");
 
+/// Every header that names the caller to what is behind the gateway.
+pub(crate) const IDENTITY_HEADERS: [HeaderName; 4] =
+    [USER_ID, PAYMENT_STATUS, RESOURCE_ID, RESOURCE_TYPE];
+
 /// Where proxies put the URI of the request they ask about: nginx's
 /// `auth_request` (with `proxy_set_header X-Original-URI $request_uri`),
 /// and Traefik's and Caddy's forward auth.
@@ -30,12 +35,13 @@ const ORIGINAL_URI: [HeaderName; 2] = [
     HeaderName::from_static("x-forwarded-uri"),
 ];
 
-pub(crate) fn router(gateway: &Gateway) -> Router {
+/// The gate, as the flags configure it.
+fn gate(gateway: &Gateway) -> RequirePaidLayer {
     let deny = gateway.deny_status;
-    let layer = RequirePaidLayer::any_of(&gateway.paywall, gateway.resources.iter().cloned())
+    RequirePaidLayer::any_of(&gateway.paywall, gateway.resources.iter().cloned())
         .with_trial(gateway.allow_trial)
         .with_bypass(gateway.bypass.iter().cloned())
-        // The proxy in front (on this host) says who the client is.
+        // A proxy on this host says who the client is.
         .with_client_key(ForwardedFor::trusting(
             ["127.0.0.0/8", "::1/128"].map(|net| net.parse().expect("a network")),
         ))
@@ -45,13 +51,45 @@ pub(crate) fn router(gateway: &Gateway) -> Router {
             }
             refusal.into_response()
         })
-        .with_identity(forwarded_identity);
-    Router::new()
-        .route("/_figma_paywall/auth", get(passed).layer(layer.clone()))
+}
+
+pub(crate) fn router(gateway: &Gateway) -> Router {
+    let forward_auth = gate(gateway).with_identity(forwarded_identity);
+    let app = Router::new()
+        .route(
+            "/_figma_paywall/auth",
+            get(passed).layer(forward_auth.clone()),
+        )
         // Envoy's ext_authz appends the original path to the service's.
-        .route("/_figma_paywall/auth/{*original}", get(passed).layer(layer))
+        .route(
+            "/_figma_paywall/auth/{*original}",
+            get(passed).layer(forward_auth),
+        )
         .route("/_figma_paywall/health", get(health))
-        .with_state(gateway.paywall.clone())
+        .with_state(gateway.paywall.clone());
+    match &gateway.upstream {
+        Some(upstream) => app.fallback_service(
+            Router::new()
+                .fallback(crate::proxy::forward)
+                .layer(gate(gateway))
+                .with_state(upstream.clone()),
+        ),
+        None => app,
+    }
+}
+
+/// Names the caller in `headers`.
+pub(crate) fn identity_headers(info: &PaymentInformation, headers: &mut HeaderMap) {
+    for (name, value) in [
+        (USER_ID, info.user_id.as_str()),
+        (PAYMENT_STATUS, info.payment_status.as_str()),
+        (RESOURCE_ID, info.resource_id.as_str()),
+        (RESOURCE_TYPE, info.resource_type.as_str()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
 }
 
 /// The token of the request a proxy asks about: in its
@@ -81,17 +119,8 @@ fn forwarded_identity(parts: &Parts) -> Result<Option<Identity>, IdentityError> 
 /// 200, naming the buyer for the proxy to pass on.
 async fn passed(info: Option<PaymentInformation>, access: PaidAccess) -> Response {
     let mut headers = HeaderMap::new();
-    if let Some(info) = info {
-        for (name, value) in [
-            (USER_ID, info.user_id.as_str()),
-            (PAYMENT_STATUS, info.payment_status.as_str()),
-            (RESOURCE_ID, info.resource_id.as_str()),
-            (RESOURCE_TYPE, info.resource_type.as_str()),
-        ] {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(name, value);
-            }
-        }
+    if let Some(info) = &info {
+        identity_headers(info, &mut headers);
     }
     tracing::debug!(via = ?access.via, "passed");
     (StatusCode::OK, headers).into_response()

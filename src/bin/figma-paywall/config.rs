@@ -10,6 +10,8 @@ use figma_paywall::{
 };
 use http::StatusCode;
 
+use crate::proxy::Upstream;
+
 /// The demo's plugin, when `--demo` names none.
 const DEMO_PLUGIN: &str = "1122334455";
 
@@ -97,6 +99,12 @@ pub(crate) struct Args {
     )]
     bypass: Vec<String>,
 
+    /// Reverse-proxy mode: every request but the gateway's own
+    /// (/_figma_paywall/...) is checked, and a buyer's goes on to this URL,
+    /// with the buyer named in the X-Figma-* headers.
+    #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_UPSTREAM")]
+    upstream: Option<String>,
+
     /// Run on the embedded mock Figma, with demo buyers, and print tokens to
     /// try. For trying the gateway out: never in production.
     #[arg(long)]
@@ -126,6 +134,8 @@ pub(crate) struct Gateway {
     pub(crate) deny_status: StatusCode,
     pub(crate) allow_trial: bool,
     pub(crate) bypass: Vec<UserId>,
+    /// Where requests that pass go, in reverse-proxy mode.
+    pub(crate) upstream: Option<Upstream>,
     /// The mock Figma of `--demo`, and the demo's tokens.
     demo: Option<(MockFigma, Vec<(&'static str, PluginPaymentToken)>)>,
 }
@@ -157,6 +167,7 @@ impl Gateway {
         if resources.is_empty() && !args.demo {
             return Err("name what buyers must have bought: --plugin ID, --widget ID or --file ID (or FIGMA_PLUGIN_ID, FIGMA_WIDGET_ID, FIGMA_FILE_ID)".to_owned());
         }
+        let upstream = args.upstream.as_deref().map(Upstream::new).transpose()?;
         let token_set = std::env::var_os("FIGMA_TOKEN").is_some_and(|t| !t.is_empty());
         let (client, demo) = if args.demo {
             if token_set {
@@ -193,6 +204,7 @@ impl Gateway {
                 .map_err(|e| format!("--deny-status: {e}"))?,
             allow_trial: !args.no_trial,
             bypass,
+            upstream,
             demo,
         })
     }

@@ -12,6 +12,7 @@
 
 mod auth;
 mod config;
+mod proxy;
 
 use std::{net::SocketAddr, process::ExitCode};
 
