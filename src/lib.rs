@@ -11,6 +11,8 @@ mod client;
 mod clock;
 mod error;
 mod id;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod payment;
 mod paywall;
 mod refusal;

@@ -302,3 +302,54 @@ async fn as_a_reverse_proxy_it_forwards_buyers_with_their_identity_and_nobody_el
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_format_to_whoever_has_the_token() {
+    const TOKEN: &str = "a-scraper-secret-of-32-characters";
+    let gateway = demo(&["--metrics-token", TOKEN]);
+    let [buyer, _, unpaid] = <[String; 3]>::try_from(gateway.tokens.clone()).unwrap();
+    auth(&gateway, &[("X-Figma-Payment-Token", &buyer)]).await;
+    auth(&gateway, &[("X-Figma-Payment-Token", &buyer)]).await;
+    auth(&gateway, &[("X-Figma-Payment-Token", &unpaid)]).await;
+    let url = format!("{}/_figma_paywall/metrics", gateway.base);
+    let client = Client::new();
+    for bearer in [None, Some("wrong-secret-of-some-length")] {
+        let mut request = client.get(&url);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        assert_eq!(
+            request.send().await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let text = client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "figma_paywall_requests_total{outcome=\"granted\"} 2",
+        "figma_paywall_requests_total{outcome=\"not_paid\"} 1",
+        "figma_paywall_lookups_total{outcome=\"hit\"} 1",
+        "figma_paywall_upstream_calls_total 2",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    assert!(
+        text.contains("figma_paywall_upstream_latency_seconds"),
+        "{text}"
+    );
+    assert!(!text.contains(&buyer), "a token in the metrics");
+
+    // Without a token configured, there are no metrics at all.
+    let plain = demo(&[]);
+    let response = reqwest::get(format!("{}/_figma_paywall/metrics", plain.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

@@ -210,6 +210,8 @@ impl Budget {
                 .waiting
                 .try_acquire()
                 .map_err(|_| throttled(ThrottleReason::QueueFull))?;
+            #[cfg(feature = "metrics")]
+            ::metrics::counter!("figma_paywall_budget_waits_total").increment(1);
             tokio::time::timeout(self.max_wait, limiter.until_ready())
                 .await
                 .map_err(|_| throttled(ThrottleReason::BudgetExhausted))?;

@@ -281,12 +281,26 @@ impl PaymentsClient {
 
     async fn send(&self, url: Url, secret: Option<&str>) -> Result<(HeaderMap, Vec<u8>), Error> {
         let started = Instant::now();
+        #[cfg(feature = "metrics")]
+        let endpoint = if url.path().ends_with("/me") {
+            "me"
+        } else {
+            "payments"
+        };
         let result = self.send_inner(url, secret).await;
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.latency_micros.fetch_add(
             u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+        #[cfg(feature = "metrics")]
+        {
+            ::metrics::histogram!("figma_paywall_upstream_latency_seconds", "endpoint" => endpoint)
+                .record(started.elapsed().as_secs_f64());
+            if matches!(result, Err(Error::RateLimited(_))) {
+                ::metrics::counter!("figma_paywall_rate_limited_total").increment(1);
+            }
+        }
         if let Err(Error::RateLimited(limit)) = &result {
             let budget = &self.inner.budget;
             budget.back_off(limit.back_off());

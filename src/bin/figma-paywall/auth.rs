@@ -66,7 +66,8 @@ pub(crate) fn router(gateway: &Gateway) -> Router {
             get(passed).layer(forward_auth),
         )
         .route("/_figma_paywall/health", get(health))
-        .with_state(gateway.paywall.clone());
+        .with_state(gateway.paywall.clone())
+        .merge(crate::metrics::router(gateway));
     match &gateway.upstream {
         Some(upstream) => app.fallback_service(
             Router::new()

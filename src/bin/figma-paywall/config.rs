@@ -105,10 +105,41 @@ pub(crate) struct Args {
     #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_UPSTREAM")]
     upstream: Option<String>,
 
+    /// Serve GET /_figma_paywall/metrics (Prometheus's text format) to
+    /// scrapers that send this as a bearer token. Without it, no metrics
+    /// are served: they say who was refused and why.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "FIGMA_PAYWALL_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    metrics_token: Option<Secret>,
+
     /// Run on the embedded mock Figma, with demo buyers, and print tokens to
     /// try. For trying the gateway out: never in production.
     #[arg(long)]
     demo: bool,
+}
+
+/// A secret flag: never printed.
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() < 16 {
+            return Err("use at least 16 characters (openssl rand -hex 16)".to_owned());
+        }
+        Ok(Self(s.to_owned()))
+    }
 }
 
 /// A deny status: a 4xx that tells a proxy "no" (not 407, which asks for
@@ -136,6 +167,8 @@ pub(crate) struct Gateway {
     pub(crate) bypass: Vec<UserId>,
     /// Where requests that pass go, in reverse-proxy mode.
     pub(crate) upstream: Option<Upstream>,
+    /// Who may read the metrics.
+    pub(crate) metrics_token: Option<Secret>,
     /// The mock Figma of `--demo`, and the demo's tokens.
     demo: Option<(MockFigma, Vec<(&'static str, PluginPaymentToken)>)>,
 }
@@ -205,6 +238,7 @@ impl Gateway {
             allow_trial: !args.no_trial,
             bypass,
             upstream,
+            metrics_token: args.metrics_token,
             demo,
         })
     }

@@ -12,6 +12,7 @@
 
 mod auth;
 mod config;
+mod metrics;
 mod proxy;
 
 use std::{net::SocketAddr, process::ExitCode};

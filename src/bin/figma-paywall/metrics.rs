@@ -1,0 +1,64 @@
+//! `GET /_figma_paywall/metrics`: the paywall's metrics in Prometheus's
+//! text format, through the `metrics` facade and its Prometheus exporter,
+//! for scrapers that send the metrics token.
+
+use axum::{
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use figma_paywall::Paywall;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::config::{Gateway, Secret};
+
+/// The route, when a metrics token is configured.
+pub(crate) fn router(gateway: &Gateway) -> Router {
+    let Some(token) = gateway.metrics_token.clone() else {
+        return Router::new();
+    };
+    let handle = match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::warn!(error = %e, "no metrics: the Prometheus recorder could not be installed");
+            return Router::new();
+        }
+    };
+    let paywall = gateway.paywall.clone();
+    Router::new().route(
+        "/_figma_paywall/metrics",
+        get(move |headers: HeaderMap| async move { scrape(&paywall, &handle, &token, &headers) }),
+    )
+}
+
+fn scrape(
+    paywall: &Paywall,
+    handle: &PrometheusHandle,
+    token: &Secret,
+    headers: &HeaderMap,
+) -> Response {
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !same(sent.as_bytes(), token.0.as_bytes()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "send the metrics token as a bearer token",
+        )
+            .into_response();
+    }
+    paywall.record_metrics();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// Compares in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,65 @@
+//! The paywall's counters through the [`metrics`] facade (feature
+//! `metrics`), for whatever exporter the app installs (Prometheus, StatsD,
+//! OpenTelemetry). Every name starts `figma_paywall_`.
+//!
+//! [`Paywall::record_metrics`] publishes the counters the paywall keeps
+//! anyway (the hit path pays nothing for metrics); Figma's latency, its
+//! 429s and waits for the rate budget are recorded as they happen, on the
+//! miss path only.
+
+use crate::Paywall;
+
+impl Paywall {
+    /// Publishes this paywall's counters and gauges to the installed
+    /// `metrics` recorder: call it before each scrape (or on a timer).
+    ///
+    /// - `figma_paywall_lookups_total{outcome}`: `hit`, `miss`, `stale`
+    ///   (an expired answer stood in while Figma failed), `store` and
+    ///   `redis` (a miss answered by a tier), `refused_again` (a token Figma
+    ///   refused lately, refused without asking);
+    /// - `figma_paywall_requests_total{outcome}`: `granted`, or the refusal
+    ///   reason (`not_paid`, `rate_limited`, …);
+    /// - `figma_paywall_upstream_calls_total`;
+    /// - gauges `figma_paywall_cached_answers`,
+    ///   `figma_paywall_lookups_in_flight`,
+    ///   `figma_paywall_backing_off_seconds`,
+    ///   `figma_paywall_budget_per_minute`, `figma_paywall_figma_failing`.
+    ///
+    /// Recorded as they happen: the histogram
+    /// `figma_paywall_upstream_latency_seconds{endpoint}`, and the counters
+    /// `figma_paywall_rate_limited_total` (Figma's 429s) and
+    /// `figma_paywall_budget_waits_total` (lookups that queued for a slot).
+    ///
+    /// ```
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient};
+    /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("figd_x")?)?);
+    /// // In the handler of your metrics endpoint, before rendering:
+    /// paywall.record_metrics();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn record_metrics(&self) {
+        let s = self.stats();
+        for (outcome, n) in [
+            ("hit", s.cache_hits),
+            ("miss", s.cache_misses),
+            ("stale", s.stale_served),
+            ("store", s.store_hits),
+            ("redis", s.redis_hits),
+            ("refused_again", s.refusals_remembered),
+        ] {
+            ::metrics::counter!("figma_paywall_lookups_total", "outcome" => outcome).absolute(n);
+        }
+        ::metrics::counter!("figma_paywall_requests_total", "outcome" => "granted")
+            .absolute(s.granted);
+        for (reason, n) in &s.refused {
+            ::metrics::counter!("figma_paywall_requests_total", "outcome" => *reason).absolute(*n);
+        }
+        ::metrics::counter!("figma_paywall_upstream_calls_total").absolute(s.upstream_calls);
+        ::metrics::gauge!("figma_paywall_cached_answers").set(s.cached_entries as f64);
+        ::metrics::gauge!("figma_paywall_lookups_in_flight").set(s.lookups_in_flight as f64);
+        ::metrics::gauge!("figma_paywall_backing_off_seconds")
+            .set(s.backing_off_secs.unwrap_or(0) as f64);
+        ::metrics::gauge!("figma_paywall_budget_per_minute").set(f64::from(s.budget_per_minute));
+        ::metrics::gauge!("figma_paywall_figma_failing").set(f64::from(u8::from(s.figma_failing)));
+    }
+}
