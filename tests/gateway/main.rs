@@ -1,5 +1,8 @@
 //! The `figma-paywall` binary (feature `gateway`), run as a process and
-//! asked over real HTTP as a proxy's forward auth would ask it.
+//! asked over real HTTP as a proxy's forward auth would ask it; in
+//! `proxies.rs`, behind the real nginx and Caddy.
+
+mod proxies;
 
 use std::{
     io::{BufRead, BufReader},
