@@ -79,7 +79,12 @@ fn demo(args: &[&str]) -> Gateway {
 }
 
 async fn auth(gateway: &Gateway, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, String) {
-    let mut request = Client::new().get(format!("{}/_figma_paywall/auth", gateway.base));
+    get(&format!("{}/_figma_paywall/auth", gateway.base), headers).await
+}
+
+/// `GET url` with `headers`: the status, headers and body.
+async fn get(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, String) {
+    let mut request = Client::new().get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

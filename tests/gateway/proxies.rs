@@ -15,7 +15,7 @@ use std::{
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
-use super::{demo, upstream};
+use super::{demo, get, upstream};
 
 /// A proxy process, stopped when dropped, and its folder.
 struct Proxy {
@@ -181,19 +181,6 @@ http://127.0.0.1:{port} {{
     start(command, port, dir, &log)
 }
 
-async fn get(url: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
-    let mut request = Client::new().get(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.text().await.unwrap())
-}
-
 /// What every proxy must do with the gateway beside it; `deny` is what a
 /// non-buyer gets through that proxy.
 async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny: StatusCode) {
@@ -203,7 +190,7 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
 
     // A buyer passes, and the upstream hears who they are from the gateway,
     // never from the client.
-    let (status, body) = get(
+    let (status, _, body) = get(
         &page,
         &[
             ("X-Figma-Payment-Token", buyer),
@@ -217,7 +204,7 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
     assert_eq!(seen["status"], "PAID");
 
     // The token in the page's query passes too (the original URI).
-    let (status, body) = get(&format!("{page}?plugin_payment_token={buyer}"), &[]).await;
+    let (status, _, body) = get(&format!("{page}?plugin_payment_token={buyer}"), &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["user"],
@@ -240,9 +227,9 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
     assert_eq!(passed, 3);
 
     // A non-buyer, and a spoofed identity without a token, never reach it.
-    let (status, _) = get(&page, &[("X-Figma-Payment-Token", unpaid)]).await;
+    let (status, _, _) = get(&page, &[("X-Figma-Payment-Token", unpaid)]).await;
     assert_eq!(status, deny);
-    let (status, _) = get(&page, &[("X-Figma-User-Id", "2001")]).await;
+    let (status, _, _) = get(&page, &[("X-Figma-User-Id", "2001")]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(calls.load(SeqCst), passed);
 }
@@ -277,7 +264,7 @@ async fn behind_caddy_forward_auth() {
     )
     .await;
     // Caddy hands the gateway's refusal to the client: Figma's envelope.
-    let (_, body) = get(
+    let (_, _, body) = get(
         &format!("{}/docs/page", proxy.base),
         &[("X-Figma-Payment-Token", &gateway.tokens[2])],
     )
