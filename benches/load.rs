@@ -33,7 +33,7 @@ use std::{
 };
 
 use axum::{routing::get, Router};
-use common::*;
+use common::{wrk::Run, *};
 use figma_paywall::{FigmaUserId, PaymentStatus, Paywall, RequirePaidLayer, UserId};
 
 /// How a route's caller identifies itself.
@@ -331,105 +331,16 @@ fn get_status(addr: SocketAddr, path: &str, header: Option<&String>) -> u16 {
         .unwrap_or(0)
 }
 
-struct Run {
-    requests: f64,
-    /// This process's CPU time (the server's: the mock is idle and the
-    /// main thread waits on wrk) per request, in microseconds.
-    cpu_us: f64,
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
-    /// Non-2xx responses and socket errors, if any.
-    errors: String,
-}
-
-/// User plus system CPU time of this process so far, in microseconds (from
-/// /proc; 0 where there is none).
-fn cpu_micros() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces), from field 3.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15: indexes 11 and 12 here; the
-    // kernel counts them in USER_HZ = 100 ticks a second.
-    (ticks(11) + ticks(12)) * 10_000.0
-}
-
 fn wrk_run(wrk: &str, config: &Config, addr: SocketAddr, path: &str, header: &str) -> Run {
-    let cpu_before = cpu_micros();
-    let output = Command::new(wrk)
-        .arg(format!("-t{}", config.threads))
-        .arg(format!("-c{}", config.connections))
-        .arg(format!("-d{}s", config.seconds))
-        .arg("--timeout")
-        .arg("5s")
-        .arg("--latency")
-        .arg("-H")
-        .arg(header)
-        .arg(format!("http://{addr}{path}"))
-        .output()
-        .expect("wrk runs");
-    let cpu = cpu_micros() - cpu_before;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut run = parse_wrk(&text).unwrap_or_else(|| panic!("unreadable wrk output:\n{text}"));
-    run.cpu_us = cpu / run.requests.max(1.0);
-    run
-}
-
-fn parse_wrk(text: &str) -> Option<Run> {
-    let mut requests = None;
-    let mut rps = None;
-    let mut p50 = None;
-    let mut p99 = None;
-    let mut errors = Vec::new();
-    let mut in_distribution = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(v) = line.strip_prefix("Requests/sec:") {
-            rps = v.trim().parse::<f64>().ok();
-        } else if line.starts_with("Latency Distribution") {
-            in_distribution = true;
-        } else if in_distribution && line.starts_with("50%") {
-            p50 = line.split_whitespace().nth(1).and_then(micros);
-        } else if in_distribution && line.starts_with("99%") {
-            p99 = line.split_whitespace().nth(1).and_then(micros);
-            in_distribution = false;
-        } else if line.contains(" requests in ") {
-            requests = line.split_whitespace().next().and_then(|n| n.parse().ok());
-        } else if line.starts_with("Non-2xx") || line.starts_with("Socket errors") {
-            errors.push(line.to_owned());
-        }
-    }
-    Some(Run {
-        requests: requests?,
-        cpu_us: 0.0,
-        rps: rps?,
-        p50_us: p50?,
-        p99_us: p99?,
-        errors: errors.join("; "),
-    })
-}
-
-/// wrk's durations (`812.00us`, `1.23ms`, `2.00s`, `1.00m`) in microseconds.
-fn micros(s: &str) -> Option<f64> {
-    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = s.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match unit {
-        "us" => 1.0,
-        "ms" => 1e3,
-        "s" => 1e6,
-        "m" => 60e6,
-        "h" => 3600e6,
-        _ => return None,
-    };
-    Some(number * scale)
+    wrk::run(
+        wrk,
+        &wrk::Load {
+            threads: config.threads,
+            connections: config.connections,
+            seconds: config.seconds,
+        },
+        &format!("http://{addr}{path}"),
+        Some(header),
+        "self",
+    )
 }

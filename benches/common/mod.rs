@@ -2,6 +2,8 @@
 //! a mock Figma on its own thread, and a small deterministic RNG.
 #![allow(dead_code)]
 
+pub mod wrk;
+
 use std::{sync::Arc, time::Duration};
 
 use axum::{

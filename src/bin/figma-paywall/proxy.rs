@@ -38,9 +38,12 @@ impl Upstream {
                 "--upstream {url:?}: give an http:// URL with a host, such as http://127.0.0.1:3000 (the upstream is reached over a private network or loopback)"
             ));
         }
+        let mut connector = HttpConnector::new();
+        // Small requests and answers: send them now, not after a delay.
+        connector.set_nodelay(true);
         Ok(Self {
             base,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
 
