@@ -3,6 +3,7 @@
 //! `proxies.rs`, behind the real nginx and Caddy.
 
 mod proxies;
+mod site;
 
 use std::{
     io::{BufRead, BufReader},

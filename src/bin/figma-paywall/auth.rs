@@ -10,12 +10,13 @@ use axum::{
     Json, Router,
 };
 use figma_paywall::{
-    ForwardedFor, Identity, IdentityError, IdentitySource, PaidAccess, PaymentInformation,
-    PaymentTokenHeader, PaymentTokenQuery, Paywall, RefusalReason, RequirePaidLayer,
+    login::FigmaLogin, ForwardedFor, Identity, IdentityError, IdentitySource, PaidAccess,
+    PaymentInformation, PaymentTokenHeader, PaymentTokenQuery, Paywall, RefusalReason,
+    RequirePaidLayer,
 };
 use serde_json::json;
 
-use crate::config::Gateway;
+use crate::{config::Gateway, site::Page};
 
 /// The headers that name the buyer on a 200.
 pub(crate) const USER_ID: HeaderName = HeaderName::from_static("x-figma-user-id");
@@ -53,7 +54,7 @@ fn gate(gateway: &Gateway) -> RequirePaidLayer {
         })
 }
 
-pub(crate) fn router(gateway: &Gateway) -> Router {
+pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     let forward_auth = gate(gateway).with_identity(forwarded_identity);
     let app = Router::new()
         .route(
@@ -68,14 +69,26 @@ pub(crate) fn router(gateway: &Gateway) -> Router {
         .route("/_figma_paywall/health", get(health))
         .with_state(gateway.paywall.clone())
         .merge(crate::metrics::router(gateway));
-    match &gateway.upstream {
-        Some(upstream) => app.fallback_service(
-            Router::new()
-                .fallback(crate::proxy::forward)
-                .layer(gate(gateway))
-                .with_state(upstream.clone()),
-        ),
-        None => app,
+    let Some(upstream) = &gateway.upstream else {
+        return app;
+    };
+    let proxy = Router::new().fallback(crate::proxy::forward);
+    match login {
+        None => app.fallback_service(proxy.layer(gate(gateway)).with_state(upstream.clone())),
+        Some((login, page)) => {
+            let deny = gateway.deny_status;
+            let to_login = login.clone();
+            let gate = gate(gateway).with_refusal(move |mut refusal, parts| {
+                if refusal.reason == RefusalReason::NotPaid {
+                    refusal.status = deny;
+                }
+                crate::site::refuse(refusal, parts, &to_login, &page)
+            });
+            app.merge(login.router())
+                .fallback_service(proxy.layer(gate).with_state(upstream.clone()))
+                // The signed-in visitor, for the gate.
+                .layer(login.layer())
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use figma_paywall::{
 };
 use http::StatusCode;
 
-use crate::proxy::Upstream;
+use crate::{proxy::Upstream, site::Page};
 
 /// The demo's plugin, when `--demo` names none.
 const DEMO_PLUGIN: &str = "1122334455";
@@ -105,6 +105,24 @@ pub(crate) struct Args {
     #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_UPSTREAM")]
     upstream: Option<String>,
 
+    /// Gate a website by the visitor signed in with Figma (reverse-proxy
+    /// mode): serves /auth/login, /auth/callback and /auth/logout, sends
+    /// browsers to sign in, and shows non-buyers the paywall page. Needs
+    /// FIGMA_CLIENT_ID and FIGMA_CLIENT_SECRET (an OAuth app at
+    /// https://www.figma.com/developers/apps), FIGMA_SESSION_KEY (64+
+    /// random bytes, base64) and --site-url.
+    #[arg(long, env = "FIGMA_PAYWALL_LOGIN")]
+    login: bool,
+
+    /// The site's public base URL, for Figma's callback
+    /// (https://docs.example.com: register https://docs.example.com/auth/callback).
+    #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_SITE_URL")]
+    site_url: Option<String>,
+
+    /// Your product's name, on the paywall page.
+    #[arg(long, value_name = "NAME", env = "FIGMA_PAYWALL_PRODUCT_NAME")]
+    product_name: Option<String>,
+
     /// Serve GET /_figma_paywall/metrics (Prometheus's text format) to
     /// scrapers that send this as a bearer token. Without it, no metrics
     /// are served: they say who was refused and why.
@@ -169,6 +187,9 @@ pub(crate) struct Gateway {
     pub(crate) upstream: Option<Upstream>,
     /// Who may read the metrics.
     pub(crate) metrics_token: Option<Secret>,
+    /// `--login`: the site's URL (or `None`: the listening address, with
+    /// `--demo`), and the paywall page.
+    login: Option<(Option<String>, Page)>,
     /// The mock Figma of `--demo`, and the demo's tokens.
     demo: Option<(MockFigma, Vec<(&'static str, PluginPaymentToken)>)>,
 }
@@ -201,6 +222,25 @@ impl Gateway {
             return Err("name what buyers must have bought: --plugin ID, --widget ID or --file ID (or FIGMA_PLUGIN_ID, FIGMA_WIDGET_ID, FIGMA_FILE_ID)".to_owned());
         }
         let upstream = args.upstream.as_deref().map(Upstream::new).transpose()?;
+        if args.login && upstream.is_none() {
+            return Err(
+                "--login gates a website: give it --upstream (the site's server)".to_owned(),
+            );
+        }
+        if args.login && !args.demo {
+            if args.site_url.is_none() {
+                return Err("--login needs --site-url, the site's public URL (Figma sends visitors back to it)".to_owned());
+            }
+            for name in [
+                "FIGMA_CLIENT_ID",
+                "FIGMA_CLIENT_SECRET",
+                "FIGMA_SESSION_KEY",
+            ] {
+                if std::env::var_os(name).is_none_or(|v| v.is_empty()) {
+                    return Err(format!("--login needs {name}: FIGMA_CLIENT_ID and FIGMA_CLIENT_SECRET from your OAuth app at https://www.figma.com/developers/apps, FIGMA_SESSION_KEY 64+ random bytes in base64 (openssl rand -base64 64), the same on every replica"));
+                }
+            }
+        }
         let token_set = std::env::var_os("FIGMA_TOKEN").is_some_and(|t| !t.is_empty());
         let (client, demo) = if args.demo {
             if token_set {
@@ -229,6 +269,7 @@ impl Gateway {
                 .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
             builder = builder.redis(tier);
         }
+        let first = resources[0].clone();
         Ok(Self {
             listen: args.listen,
             paywall: builder.build(),
@@ -239,8 +280,54 @@ impl Gateway {
             bypass,
             upstream,
             metrics_token: args.metrics_token,
+            login: args.login.then(|| {
+                let buy = first.clone();
+                let product = args.product_name.clone().unwrap_or_else(|| {
+                    match buy.kind() {
+                        figma_paywall::ResourceType::Plugin => "this plugin",
+                        figma_paywall::ResourceType::Widget => "this widget",
+                        _ => "this Community file",
+                    }
+                    .to_owned()
+                });
+                (args.site_url.clone(), Page { product, buy })
+            }),
             demo,
         })
+    }
+
+    /// With `--login`: "Sign in with Figma" for the site at `site_url`
+    /// (default: `addr`, with `--demo`), and the paywall page.
+    pub(crate) fn login(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<Option<(figma_paywall::login::FigmaLogin, Page)>, String> {
+        let Some((site_url, page)) = &self.login else {
+            return Ok(None);
+        };
+        let site = site_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let login = match &self.demo {
+            Some((mock, _)) => {
+                for (id, name) in [
+                    ("2001", "a buyer"),
+                    ("2002", "a user in a trial"),
+                    ("2003", "a user who has not paid"),
+                ] {
+                    mock.add_user(&UserId::new(id).map_err(|e| e.to_string())?, name);
+                }
+                figma_paywall::login::FigmaLogin::builder(
+                    figma_paywall::mock::MOCK_CLIENT_ID,
+                    figma_paywall::mock::MOCK_CLIENT_SECRET,
+                    site,
+                )
+                .authorize_url(format!("{}/oauth", mock.url()))
+                .api_url(mock.url())
+                .build()
+            }
+            None => figma_paywall::login::FigmaLogin::from_env(site),
+        }
+        .map_err(|e| format!("--login: {e}"))?;
+        Ok(Some((login, page.clone())))
     }
 
     /// With `--demo`: the demo's tokens, and commands to try.

@@ -14,6 +14,7 @@ mod auth;
 mod config;
 mod metrics;
 mod proxy;
+mod site;
 
 use std::{net::SocketAddr, process::ExitCode};
 
@@ -44,8 +45,15 @@ async fn main() -> ExitCode {
     };
     let addr = listener.local_addr().unwrap_or(gateway.listen);
     println!("figma-paywall listening on http://{addr}");
+    let login = match gateway.login(addr) {
+        Ok(login) => login,
+        Err(why) => {
+            eprintln!("figma-paywall: {why}");
+            return ExitCode::from(2);
+        }
+    };
     gateway.print_demo(addr);
-    let app = auth::router(&gateway).into_make_service_with_connect_info::<SocketAddr>();
+    let app = auth::router(&gateway, login).into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await

@@ -1,0 +1,75 @@
+//! `--login`: "Sign in with Figma" for a website behind the gateway, as
+//! oauth2-proxy does for other providers. Visitors sign in at `/auth/login`;
+//! the gate reads the signed-in user; browsers that may not pass get a page
+//! (sent to sign in, or the paywall), API clients Figma's envelope.
+
+use axum::{
+    http::{header, request::Parts},
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use figma_paywall::{login::FigmaLogin, Refusal, RefusalReason, Resource};
+
+/// What the paywall page shows.
+#[derive(Clone)]
+pub(crate) struct Page {
+    pub(crate) product: String,
+    pub(crate) buy: Resource,
+}
+
+fn wants_html(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// Escapes text for HTML.
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const HEAD: &str = r#"<!doctype html><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><style>body{font:17px/1.5 system-ui,sans-serif;max-width:34em;margin:0 auto;padding:2em 1.2em;color:#1e1e1e}h1{font-size:1.5em}.buy{display:inline-block;background:#0d99ff;color:#fff;padding:.7em 1.2em;border-radius:.5em;text-decoration:none;font-weight:600}.muted{color:#666}button{font:inherit;background:none;border:1px solid #ccc;border-radius:.4em;padding:.4em .9em}</style>"#;
+
+/// The refusal a website's visitor sees.
+pub(crate) fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, page: &Page) -> Response {
+    if !wants_html(parts) {
+        return refusal.into_response();
+    }
+    let here = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let product = esc(&page.product);
+    match refusal.reason {
+        RefusalReason::NoIdentity | RefusalReason::InvalidIdentity => {
+            Redirect::to(&login.login_path(here)).into_response()
+        }
+        RefusalReason::NotPaid => (
+            refusal.status,
+            Html(format!(
+                "{HEAD}<title>{product}: for buyers</title>\
+                 <h1>{product} is for buyers</h1>\
+                 <p>You are signed in with Figma, but Figma says you have not bought {product} yet.</p>\
+                 <p><a class=\"buy\" id=\"buy\" href=\"{url}\">Buy on Figma Community</a></p>\
+                 <p class=\"muted\">Already bought? <a id=\"refresh\" href=\"{here}\">Refresh</a> \
+                 (a purchase can take a minute to show).</p>\
+                 <form method=\"post\" action=\"/auth/logout\"><button id=\"signout\">Sign out</button></form>",
+                url = page.buy.community_url(),
+                here = esc(here),
+            )),
+        )
+            .into_response(),
+        _ => (
+            refusal.status,
+            Html(format!(
+                "{HEAD}<title>{product}: try again soon</title>\
+                 <h1>We cannot check your purchase right now</h1>\
+                 <p>{}</p><p><a href=\"{here}\">Try again</a></p>",
+                esc(&refusal.message),
+                here = esc(here),
+            )),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,189 @@
+//! `--login`: a website behind the gateway, gated by the visitor signed in
+//! with Figma (the mock's OAuth pages), with the paywall page for
+//! non-buyers.
+
+use std::sync::{atomic::AtomicUsize, Arc};
+
+use reqwest::{
+    header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE},
+    redirect::Policy,
+    Client, Response, StatusCode,
+};
+use serde_json::Value;
+use url::Url;
+
+use super::{demo, upstream};
+
+fn location(response: &Response) -> String {
+    response.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+fn cookie(response: &Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
+/// A browser's whole sign-in as `user`, from a gated page: its session
+/// cookie.
+async fn sign_in(http: &Client, base: &str, user: &str) -> String {
+    let page = http
+        .get(format!("{base}/docs/intro"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&page), "/auth/login?next=%2Fdocs%2Fintro");
+    let login = http
+        .get(format!("{base}{}", location(&page)))
+        .send()
+        .await
+        .unwrap();
+    let flow = cookie(&login, "figma_oauth");
+    let authorize = Url::parse(&location(&login)).unwrap();
+    let chooser = http.get(authorize.clone()).send().await.unwrap();
+    let chooser = chooser.text().await.unwrap();
+    let marker = format!("id=\"user-{user}\" href=\"");
+    let start = chooser.find(&marker).expect("the user on the page") + marker.len();
+    let href = chooser[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let grant = http
+        .get(authorize.join(&href).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let back = http
+        .get(location(&grant))
+        .header(COOKIE, flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&back), "/docs/intro");
+    cookie(&back, "figma_session")
+}
+
+#[tokio::test]
+async fn a_website_signs_visitors_in_and_shows_non_buyers_the_paywall() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let upstream = upstream(calls.clone()).await;
+    let gateway = demo(&[
+        "--upstream",
+        &upstream,
+        "--login",
+        "--product-name",
+        "Acme <Icons>",
+    ]);
+    let http = Client::builder().redirect(Policy::none()).build().unwrap();
+    let page = format!("{}/docs/intro", gateway.base);
+
+    // A buyer signs in and reads the page; the site hears who they are.
+    let buyer = sign_in(&http, &gateway.base, "2001").await;
+    let seen: Value = http
+        .get(&page)
+        .header(COOKIE, &buyer)
+        .header("X-Figma-User-Id", "9999")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["user"], "2001");
+
+    // Someone who has not bought it gets the paywall page.
+    let other = sign_in(&http, &gateway.base, "2003").await;
+    let response = http
+        .get(&page)
+        .header(COOKIE, &other)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    let html = response.text().await.unwrap();
+    for part in [
+        "Acme &lt;Icons&gt; is for buyers",
+        "Buy on Figma Community",
+        "https://www.figma.com/community/plugin/1122334455",
+        "Already bought?",
+        "id=\"signout\"",
+        "name=\"viewport\"",
+    ] {
+        assert!(html.contains(part), "no {part:?} in {html}");
+    }
+    assert!(!html.contains("<Icons>"), "the product name is escaped");
+    // An API client gets Figma's envelope, not a page.
+    let response = http.get(&page).header(COOKIE, &other).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["reason"], "not_paid");
+
+    // Signing out ends the session: the same cookie is sent to sign in.
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    let out = http
+        .post(format!("{}/auth/logout", gateway.base))
+        .header(COOKIE, &buyer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let response = http
+        .get(&page)
+        .header(COOKIE, &buyer)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
+}
+
+#[test]
+fn login_needs_an_upstream_and_outside_the_demo_its_settings() {
+    for (args, says) in [
+        (&["--demo", "--login"][..], "--upstream"),
+        (
+            &[
+                "--login",
+                "--plugin",
+                "1",
+                "--upstream",
+                "http://127.0.0.1:9",
+            ][..],
+            "--site-url",
+        ),
+        (
+            &[
+                "--login",
+                "--plugin",
+                "1",
+                "--upstream",
+                "http://127.0.0.1:9",
+                "--site-url",
+                "https://docs.example.com",
+            ][..],
+            "FIGMA_CLIENT_ID",
+        ),
+    ] {
+        let output = super::command(args)
+            .env("FIGMA_TOKEN", "figd_x")
+            .env("FIGMA_API_URL", "http://127.0.0.1:9")
+            .env_remove("FIGMA_CLIENT_ID")
+            .output()
+            .expect("the gateway runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} started");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
