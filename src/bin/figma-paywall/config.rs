@@ -85,8 +85,12 @@ pub(crate) struct Args {
     )]
     deny_status: u16,
 
-    /// Refuse users in a free trial (TRIAL). By default they pass.
-    #[arg(long, env = "FIGMA_PAYWALL_NO_TRIAL")]
+    /// Let users in a free trial (TRIAL) pass: the default.
+    #[arg(long, overrides_with = "no_trial")]
+    allow_trial: bool,
+
+    /// Refuse users in a free trial (TRIAL).
+    #[arg(long, env = "FIGMA_PAYWALL_NO_TRIAL", overrides_with = "allow_trial")]
     no_trial: bool,
 
     /// A user who passes whatever Figma says, such as you, the creator (Figma
