@@ -145,11 +145,7 @@ impl Gate {
             Identity::User(user) => {
                 for resource in &self.resources {
                     let lookup = paywall.cached_user(user, resource)?;
-                    let info = lookup.info();
-                    if info.user_id != *user
-                        || info.resource_id != *resource.id()
-                        || info.resource_type != *resource.kind()
-                    {
+                    if !answers(lookup.info(), user, resource) {
                         return None;
                     }
                     if let Ok(granted) = self.judge(&lookup, resource) {
@@ -242,10 +238,7 @@ impl Gate {
             };
             record_lookup(&lookup, started);
             let info = lookup.info();
-            if info.user_id != *user
-                || info.resource_id != *resource.id()
-                || info.resource_type != *resource.kind()
-            {
+            if !answers(info, user, resource) {
                 tracing::warn!(
                     asked_user = %user, asked_resource = %resource,
                     answered_user = %info.user_id, answered_resource_type = %info.resource_type,
@@ -341,6 +334,13 @@ impl Gate {
         }
         Err(refusal)
     }
+}
+
+/// Whether Figma's answer is about the user and resource asked about.
+fn answers(info: &PaymentInformation, user: &UserId, resource: &Resource) -> bool {
+    info.user_id == *user
+        && info.resource_id == *resource.id()
+        && info.resource_type == *resource.kind()
 }
 
 fn record_lookup(lookup: &Lookup, started: Instant) {
