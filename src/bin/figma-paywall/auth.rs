@@ -11,7 +11,7 @@ use axum::{
 };
 use figma_paywall::{
     login::FigmaLogin, ForwardedFor, Identity, IdentityError, IdentitySource, PaidAccess,
-    PaymentInformation, PaymentTokenHeader, PaymentTokenQuery, Paywall, RefusalReason,
+    PaymentInformation, PaymentTokenHeader, PaymentTokenQuery, Paywall, Refusal, RefusalReason,
     RequirePaidLayer,
 };
 use serde_json::json;
@@ -36,6 +36,14 @@ const ORIGINAL_URI: [HeaderName; 2] = [
     HeaderName::from_static("x-forwarded-uri"),
 ];
 
+/// A non-buyer's refusal answered with `--deny-status`; any other as it is.
+fn with_deny_status(mut refusal: Refusal, deny: StatusCode) -> Refusal {
+    if refusal.reason == RefusalReason::NotPaid {
+        refusal.status = deny;
+    }
+    refusal
+}
+
 /// The gate, as the flags configure it.
 fn gate(gateway: &Gateway) -> RequirePaidLayer {
     let deny = gateway.deny_status;
@@ -46,12 +54,7 @@ fn gate(gateway: &Gateway) -> RequirePaidLayer {
         .with_client_key(ForwardedFor::trusting(
             ["127.0.0.0/8", "::1/128"].map(|net| net.parse().expect("a network")),
         ))
-        .with_refusal(move |mut refusal, _parts| {
-            if refusal.reason == RefusalReason::NotPaid {
-                refusal.status = deny;
-            }
-            refusal.into_response()
-        })
+        .with_refusal(move |refusal, _parts| with_deny_status(refusal, deny).into_response())
 }
 
 pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
@@ -78,11 +81,8 @@ pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Ro
         Some((login, page)) => {
             let deny = gateway.deny_status;
             let to_login = login.clone();
-            let gate = gate(gateway).with_refusal(move |mut refusal, parts| {
-                if refusal.reason == RefusalReason::NotPaid {
-                    refusal.status = deny;
-                }
-                crate::site::refuse(refusal, parts, &to_login, &page)
+            let gate = gate(gateway).with_refusal(move |refusal, parts| {
+                crate::site::refuse(with_deny_status(refusal, deny), parts, &to_login, &page)
             });
             app.merge(login.router())
                 .fallback_service(proxy.layer(gate).with_state(upstream.clone()))
