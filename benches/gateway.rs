@@ -160,18 +160,7 @@ fn main() -> ExitCode {
     let _ = child.kill();
     let _ = child.wait();
 
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let of = |route: usize, f: fn(&Run) -> f64| {
-        median(
-            runs.iter()
-                .filter(|(r, _)| *r == route)
-                .map(|(_, run)| f(run))
-                .collect(),
-        )
-    };
+    let of = |route: usize, f: fn(&Run) -> f64| wrk::median_of(&runs, route, f);
     println!();
     println!("Medians of {rounds} rounds:");
     println!();
@@ -194,7 +183,7 @@ fn main() -> ExitCode {
     println!();
     println!(
         "through the gateway / direct throughput: {:.3} (median of {rounds} pairs); p50 added {:+.1} us",
-        median(ratios),
+        wrk::median(ratios),
         of(1, |r| r.p50_us) - of(0, |r| r.p50_us)
     );
     if runs.iter().any(|(_, r)| !r.errors.is_empty()) {

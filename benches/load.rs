@@ -227,20 +227,9 @@ fn main() -> ExitCode {
         figma.payment_requests()
     );
 
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let of_route = |route: usize, f: fn(&Run) -> f64| {
-        median(
-            runs.iter()
-                .filter(|(r, _)| *r == route)
-                .map(|(_, x)| f(x))
-                .collect(),
-        )
-    };
+    let of_route = |route: usize, f: fn(&Run) -> f64| wrk::median_of(&runs, route, f);
     let ratio = |route: usize| {
-        median(
+        wrk::median(
             ratios
                 .iter()
                 .filter(|(r, _)| *r == route)

@@ -114,3 +114,19 @@ fn micros(s: &str) -> Option<f64> {
     };
     Some(number * scale)
 }
+
+/// The median of `values` (the upper one of an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The median of `f` over the runs of `route`.
+pub fn median_of(runs: &[(usize, Run)], route: usize, f: fn(&Run) -> f64) -> f64 {
+    median(
+        runs.iter()
+            .filter(|(r, _)| *r == route)
+            .map(|(_, run)| f(run))
+            .collect(),
+    )
+}
