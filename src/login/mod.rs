@@ -33,11 +33,7 @@ mod layer;
 mod routes;
 mod session;
 
-use std::{
-    fmt,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{fmt, sync::Arc, time::Duration};
 
 use axum::{routing::get, Router};
 use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
@@ -417,11 +413,9 @@ fn cookie_duration(d: Duration) -> time::Duration {
     time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Now, in Unix seconds.
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    session::unix_ms() / 1000
 }
 
 #[cfg(test)]

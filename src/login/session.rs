@@ -108,7 +108,7 @@ impl Sessions {
         let Ok(id) = u128::from_str_radix(&session.id, 16) else {
             return false;
         };
-        session.expires_at > unix_ms() / 1000
+        session.expires_at > super::unix_now()
             && session.version == self.version
             && session.issued_at > self.all_out_at.load(Ordering::Acquire)
             && !self.ended.contains_key(&id)
