@@ -142,6 +142,26 @@ pub(crate) struct Args {
     /// try. For trying the gateway out: never in production.
     #[arg(long)]
     demo: bool,
+
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object a line) for a log collector. RUST_LOG sets the level
+    /// (default `info`).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "FIGMA_PAYWALL_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub(crate) log_format: LogFormat,
+}
+
+/// The format of the gateway's log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object a line, its fields at the top level.
+    Json,
 }
 
 /// A secret flag: never printed.

@@ -1,0 +1,82 @@
+//! `--login` in a real browser: a visitor signs in with Figma (the mock's
+//! OAuth pages) through the gateway and reads a static page behind it; a
+//! non-buyer gets the paywall page and can sign out.
+
+#[path = "../common/chromium.rs"]
+mod chromium;
+
+use axum::{response::Html, routing::get, Router};
+use fantoccini::Locator;
+
+use chromium::{click, in_browser, link, text};
+
+use super::{demo, serve};
+
+/// A static site: the pages a creator would put behind the gateway.
+async fn static_site() -> String {
+    let app = Router::new().route(
+        "/docs/intro",
+        get(|| async {
+            Html(
+                "<!doctype html><title>Acme docs</title>\
+                 <h1 id=\"doc-title\">Docs: intro</h1><p>For buyers only.</p>",
+            )
+        }),
+    );
+    serve(app).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_signs_in_through_the_gateway_and_reads_a_static_page() {
+    if !chromium::available("gateway browser test") {
+        return;
+    }
+    let site = static_site().await;
+    let gateway = demo(&[
+        "--upstream",
+        &site,
+        "--login",
+        "--product-name",
+        "Acme Icons",
+    ]);
+    let page = format!("{}/docs/intro", gateway.base);
+    let base = gateway.base.clone();
+    let on_sign_in_page = move |url: url::Url| {
+        assert!(
+            url.path() == "/oauth" && !url.as_str().starts_with(&base),
+            "not on Figma's sign-in page: {url}"
+        );
+    };
+    in_browser("gateway-chromium", |client| async move {
+        // Signed out: the page sends the browser to sign in with Figma.
+        client.goto(&page).await.unwrap();
+        on_sign_in_page(client.current_url().await.unwrap());
+
+        // Someone who has not bought it: the paywall page, with its buy link.
+        click(&client, "user-2003").await;
+        assert_eq!(
+            link(&client, "buy").await,
+            "https://www.figma.com/community/plugin/1122334455"
+        );
+        let shown = text(&client).await;
+        assert!(shown.contains("Acme Icons is for buyers"), "{shown}");
+        assert!(!shown.contains("For buyers only."), "{shown}");
+
+        // They sign out; the page sends them to sign in again.
+        click(&client, "signout").await;
+        client.goto(&page).await.unwrap();
+        on_sign_in_page(client.current_url().await.unwrap());
+
+        // A buyer signs in and lands on the page they asked for.
+        click(&client, "user-2001").await;
+        let title = client
+            .wait()
+            .for_element(Locator::Id("doc-title"))
+            .await
+            .unwrap();
+        assert_eq!(title.text().await.unwrap(), "Docs: intro");
+        assert_eq!(client.current_url().await.unwrap().as_str(), page);
+        assert!(text(&client).await.contains("For buyers only."));
+    })
+    .await;
+}

@@ -1,0 +1,150 @@
+//! Running the gateway: its health, its metrics, its logs and its
+//! shutdown.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::Stdio,
+    time::Duration,
+};
+
+use reqwest::{Client, StatusCode};
+
+use super::{auth, demo, demo_command, serve, start};
+
+#[tokio::test]
+async fn health_says_it_serves() {
+    let gateway = demo(&[]);
+    let response = reqwest::get(format!("{}/_figma_paywall/health", gateway.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "serving");
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_format_to_whoever_has_the_token() {
+    const TOKEN: &str = "a-scraper-secret-of-32-characters";
+    let gateway = demo(&["--metrics-token", TOKEN]);
+    let [buyer, _, unpaid] = <[String; 3]>::try_from(gateway.tokens.clone()).unwrap();
+    auth(&gateway, &[("X-Figma-Payment-Token", &buyer)]).await;
+    auth(&gateway, &[("X-Figma-Payment-Token", &buyer)]).await;
+    auth(&gateway, &[("X-Figma-Payment-Token", &unpaid)]).await;
+    let url = format!("{}/_figma_paywall/metrics", gateway.base);
+    let client = Client::new();
+    for bearer in [None, Some("wrong-secret-of-some-length")] {
+        let mut request = client.get(&url);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        assert_eq!(
+            request.send().await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let text = client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "figma_paywall_requests_total{outcome=\"granted\"} 2",
+        "figma_paywall_requests_total{outcome=\"not_paid\"} 1",
+        "figma_paywall_lookups_total{outcome=\"hit\"} 1",
+        "figma_paywall_upstream_calls_total 2",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    assert!(
+        text.contains("figma_paywall_upstream_latency_seconds"),
+        "{text}"
+    );
+    assert!(!text.contains(&buyer), "a token in the metrics");
+
+    // Without a token configured, there are no metrics at all.
+    let plain = demo(&[]);
+    let response = reqwest::get(format!("{}/_figma_paywall/metrics", plain.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+/// A slow upstream: it answers after `delay`.
+async fn slow_upstream(delay: Duration) -> String {
+    let app = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(delay).await;
+        "slow but there"
+    });
+    serve(app).await
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_requests_in_flight_and_logs_are_json_lines() {
+    let upstream = slow_upstream(Duration::from_millis(800)).await;
+    let mut command = demo_command(&["--upstream", &upstream, "--log-format", "json"]);
+    command.env("RUST_LOG", "info").stderr(Stdio::piped());
+    let mut gateway = start(command);
+    let stderr = gateway.child.stderr.take().expect("stderr");
+    let logs = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let buyer = gateway.tokens[0].clone();
+
+    // A request reaches the slow upstream; SIGTERM comes while it waits.
+    let request = tokio::spawn(
+        Client::new()
+            .get(format!("{}/slow", gateway.base))
+            .header("X-Figma-Payment-Token", buyer.clone())
+            .timeout(Duration::from_secs(10))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = gateway.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+
+    // The request in flight is answered, then the gateway exits cleanly.
+    let response = request.await.unwrap().expect("answered after SIGTERM");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "slow but there");
+    let mut exit = None;
+    for _ in 0..100 {
+        exit = gateway.child.try_wait().unwrap();
+        if exit.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(exit.expect("the gateway exits").success());
+
+    // Every log line is one JSON object, with its level and message, and
+    // none holds the token.
+    let logs = logs.join().unwrap();
+    let mut messages = Vec::new();
+    for line in &logs {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(object["level"].is_string(), "{line}");
+        messages.push(object["message"].as_str().unwrap_or_default().to_owned());
+        assert!(!line.contains(&buyer), "a token in the logs: {line}");
+    }
+    for said in [
+        "shutting down: finishing the requests in flight",
+        "stopped: every request in flight was answered",
+    ] {
+        assert!(
+            messages.iter().any(|m| m == said),
+            "no {said:?} in {logs:#?}"
+        );
+    }
+}
