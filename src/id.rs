@@ -20,7 +20,12 @@
 //! # Ok::<(), figma_paywall::InvalidId>(())
 //! ```
 
-use std::{borrow::Borrow, fmt, sync::Arc};
+use std::{
+    borrow::Borrow,
+    cmp::Ordering,
+    fmt,
+    hash::{Hash, Hasher},
+};
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
@@ -71,47 +76,103 @@ fn check(what: &'static str, s: &str) -> Result<(), InvalidId> {
     Ok(())
 }
 
+/// A checked ID's digits, held inline: an ID takes no heap, and copying one
+/// (into a cached answer, or from it into a request) touches no shared
+/// counter.
+#[derive(Clone, Copy)]
+struct Digits {
+    len: u8,
+    bytes: [u8; MAX_ID_LEN],
+}
+
+impl Digits {
+    /// `checked` has passed [`check`]: 1 to [`MAX_ID_LEN`] ASCII digits.
+    fn new(checked: &str) -> Self {
+        let mut bytes = [0; MAX_ID_LEN];
+        let len = checked.len().min(MAX_ID_LEN);
+        bytes[..len].copy_from_slice(&checked.as_bytes()[..len]);
+        Self {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Always ASCII digits (see `new`), so this never falls back.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+// Compared and hashed as the text they hold, as `Borrow<str>` requires.
+impl PartialEq for Digits {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Digits {}
+
+impl Hash for Digits {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Digits {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Digits {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
+        ///
+        /// Held inline (no heap): cloning one is a copy of 33 bytes.
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(Arc<str>);
+        pub struct $name(Digits);
 
         impl $name {
             /// Checks `id` (ASCII digits only, 1 to [`MAX_ID_LEN`] of them) and wraps it.
             pub fn new(id: impl AsRef<str>) -> Result<Self, InvalidId> {
                 let id = id.as_ref();
                 check($what, id)?;
-                Ok(Self(Arc::from(id)))
+                Ok(Self(Digits::new(id)))
             }
 
             /// The ID as Figma writes it.
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_tuple(stringify!($name)).field(&&*self.0).finish()
+                f.debug_tuple(stringify!($name)).field(&self.as_str()).finish()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
 
         impl Borrow<str> for $name {
             fn borrow(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
 
@@ -138,19 +199,19 @@ macro_rules! id_type {
 
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
-                &*self.0 == other
+                self.as_str() == other
             }
         }
 
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
-                &*self.0 == *other
+                self.as_str() == *other
             }
         }
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
+                s.serialize_str(self.as_str())
             }
         }
 
@@ -170,22 +231,22 @@ macro_rules! id_type {
 struct IdVisitor(&'static str);
 
 impl<'de> de::Visitor<'de> for IdVisitor {
-    type Value = Arc<str>;
+    type Value = Digits;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "a {} as a string of ASCII digits", self.0)
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Arc<str>, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Digits, E> {
         check(self.0, v).map_err(E::custom)?;
-        Ok(Arc::from(v))
+        Ok(Digits::new(v))
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Arc<str>, E> {
-        Ok(Arc::from(v.to_string()))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Digits, E> {
+        Ok(Digits::new(&v.to_string()))
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Arc<str>, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Digits, E> {
         u64::try_from(v)
             .map_err(|_| E::custom(format!("a {} cannot be negative", self.0)))
             .and_then(|v| self.visit_u64(v))
@@ -342,6 +403,30 @@ impl fmt::Display for Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_ids_read_compare_and_hash_as_their_text() {
+        use std::collections::{hash_map::DefaultHasher, HashMap};
+        let longest = "9".repeat(MAX_ID_LEN);
+        for text in ["0", "0012", "1234567890123456789", longest.as_str()] {
+            let id = UserId::new(text).unwrap();
+            assert_eq!(id.as_str(), text);
+            assert_eq!(id.to_string(), text);
+            assert_eq!(format!("{id:?}"), format!("UserId({text:?})"));
+            // `Borrow<str>`: the same hash and equality as the text.
+            let hash = |h: &dyn Fn(&mut DefaultHasher)| {
+                let mut hasher = DefaultHasher::new();
+                h(&mut hasher);
+                hasher.finish()
+            };
+            assert_eq!(hash(&|h| id.hash(h)), hash(&|h| text.hash(h)));
+            let map = HashMap::from([(id.clone(), 1)]);
+            assert_eq!(map.get(text), Some(&1));
+        }
+        // Leading zeros count; order is the text's.
+        assert_ne!(UserId::new("012").unwrap(), UserId::new("12").unwrap());
+        assert!(UserId::new("12").unwrap() > UserId::new("111").unwrap());
+    }
 
     #[test]
     fn ids_are_ascii_digits_within_bounds() {

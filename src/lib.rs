@@ -37,7 +37,7 @@ pub use client::{
 };
 pub use error::{ConfigError, Error, RateLimit, ThrottleReason};
 pub use id::{InvalidId, Resource, ResourceId, ResourceType, UserId, MAX_ID_LEN};
-pub use payment::{PaymentInformation, PaymentStatus};
+pub use payment::{PaymentInformation, PaymentStatus, PurchaseDate};
 pub use paywall::{Lookup, Paywall, PaywallBuilder};
 pub use refusal::{Refusal, RefusalReason};
 pub use require_paid::{

@@ -1,4 +1,5 @@
-//! What Figma answers: [`PaymentInformation`] and [`PaymentStatus`].
+//! What Figma answers: [`PaymentInformation`], [`PaymentStatus`] and
+//! [`PurchaseDate`].
 //!
 //! # Example
 //!
@@ -22,7 +23,7 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
-use std::{borrow::Cow, fmt, sync::Arc};
+use std::{borrow::Cow, fmt, ops::Deref, sync::Arc};
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
@@ -51,10 +52,10 @@ pub struct PaymentInformation {
     /// Still present after a refund or an ended subscription: it does not
     /// mean access. Only [`payment_status`](Self::payment_status) does.
     ///
-    /// Shared (an `Arc<str>`, read it with `as_deref()`): handing an answer
-    /// to a handler copies no string.
+    /// Read it with `as_deref()`. Held inline, like the IDs: handing an
+    /// answer to a handler touches no heap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub date_of_purchase: Option<Arc<str>>,
+    pub date_of_purchase: Option<PurchaseDate>,
 }
 
 impl PaymentInformation {
@@ -84,9 +85,141 @@ impl PaymentInformation {
     }
 
     /// Sets when the user bought the resource (UTC, ISO 8601).
-    pub fn with_date_of_purchase(mut self, date: impl Into<Arc<str>>) -> Self {
+    pub fn with_date_of_purchase(mut self, date: impl Into<PurchaseDate>) -> Self {
         self.date_of_purchase = Some(date.into());
         self
+    }
+}
+
+/// When a user bought a resource, as Figma writes it (UTC, ISO 8601, such
+/// as `2026-01-15T10:30:00Z`), kept as sent.
+///
+/// It reads as a `&str` (it derefs to one). Dates of up to 30 bytes, every
+/// form of ISO 8601 Figma writes, are held inline, so copying one touches
+/// no heap; a longer string is shared.
+///
+/// ```
+/// use figma_paywall::PurchaseDate;
+///
+/// let date = PurchaseDate::from("2026-01-15T10:30:00Z");
+/// assert_eq!(date, "2026-01-15T10:30:00Z");
+/// assert!(date.starts_with("2026-01"));
+/// ```
+#[derive(Clone)]
+pub struct PurchaseDate(DateText);
+
+/// The longest date held inline.
+const INLINE_DATE: usize = 30;
+
+#[derive(Clone)]
+enum DateText {
+    Inline { len: u8, bytes: [u8; INLINE_DATE] },
+    Shared(Arc<str>),
+}
+
+impl PurchaseDate {
+    /// The date as Figma wrote it.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Copied whole from a `&str` (see `From<&str>`), so always UTF-8.
+            DateText::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            DateText::Shared(text) => text,
+        }
+    }
+}
+
+impl From<&str> for PurchaseDate {
+    fn from(date: &str) -> Self {
+        if date.len() > INLINE_DATE {
+            return Self(DateText::Shared(Arc::from(date)));
+        }
+        let mut bytes = [0; INLINE_DATE];
+        bytes[..date.len()].copy_from_slice(date.as_bytes());
+        Self(DateText::Inline {
+            len: date.len() as u8,
+            bytes,
+        })
+    }
+}
+
+impl From<String> for PurchaseDate {
+    fn from(date: String) -> Self {
+        Self::from(date.as_str())
+    }
+}
+
+impl Deref for PurchaseDate {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for PurchaseDate {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for PurchaseDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for PurchaseDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for PurchaseDate {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for PurchaseDate {}
+
+impl std::hash::Hash for PurchaseDate {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq<str> for PurchaseDate {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for PurchaseDate {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for PurchaseDate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PurchaseDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct DateVisitor;
+        impl de::Visitor<'_> for DateVisitor {
+            type Value = PurchaseDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a date of purchase as a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PurchaseDate, E> {
+                Ok(PurchaseDate::from(v))
+            }
+        }
+        d.deserialize_str(DateVisitor)
     }
 }
 
@@ -250,6 +383,26 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn dates_of_any_length_round_trip() {
+        let long = format!("2026-01-15T10:30:00.{}+00:00", "1".repeat(40));
+        for text in ["", "2026-01-15T10:30:00Z", "2026-01-15T10:30:00.123456+00:00", &long] {
+            let date = PurchaseDate::from(text);
+            assert_eq!(date.as_str(), text);
+            assert_eq!(&*date, text);
+            assert_eq!(date, PurchaseDate::from(text.to_owned()));
+            let json = serde_json::to_string(&date).unwrap();
+            assert_eq!(json, serde_json::to_string(text).unwrap());
+            assert_eq!(serde_json::from_str::<PurchaseDate>(&json).unwrap(), text);
+        }
+        // Held inline up to 30 bytes.
+        assert!(matches!(
+            PurchaseDate::from("2026-01-15T10:30:00.123456789Z").0,
+            DateText::Inline { .. }
+        ));
+        assert!(matches!(PurchaseDate::from(long.as_str()).0, DateText::Shared(_)));
     }
 
     #[test]

@@ -164,9 +164,15 @@ impl Drop for ChildMock {
 /// Starts [`ChildMock`]. The bench's `main` must call [`serve_mock_if_child`]
 /// first.
 pub fn mock_in_child() -> ChildMock {
+    mock_in_child_with_tokens(0)
+}
+
+/// [`mock_in_child`], accepting `n` plugin payment tokens:
+/// [`bench_token`]`(i)` names [`bench_users`]`(n)[i]` of [`plugin`].
+pub fn mock_in_child_with_tokens(n: u64) -> ChildMock {
     use std::io::BufRead;
     let mut child = std::process::Command::new(std::env::current_exe().expect("this bench"))
-        .env(SERVE_MOCK, "1")
+        .env(SERVE_MOCK, n.to_string())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -184,9 +190,10 @@ pub fn mock_in_child() -> ChildMock {
 /// In a process started by [`mock_in_child`]: serves the mock (every user
 /// `PAID`) until the parent goes away, then exits. Elsewhere: returns.
 pub fn serve_mock_if_child() {
-    if std::env::var_os(SERVE_MOCK).is_none() {
+    let Some(tokens) = std::env::var(SERVE_MOCK).ok() else {
         return;
-    }
+    };
+    let tokens: u64 = tokens.parse().unwrap_or(0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -195,6 +202,10 @@ pub fn serve_mock_if_child() {
     rt.block_on(async {
         let figma = MockFigma::start().await.expect("the mock starts");
         figma.set_default_status(figma_paywall::PaymentStatus::Paid);
+        let plugin = plugin();
+        for (i, user) in bench_users(tokens).iter().enumerate() {
+            figma.accept_token(&bench_token(i), user, &plugin);
+        }
         println!("{}", figma.url());
         // The parent holds our stdin: it closes when the parent exits.
         let _ = tokio::task::spawn_blocking(|| {
@@ -237,6 +248,20 @@ pub fn token_string(i: u64) -> String {
 
 /// A realistic, unique Figma user ID: 10 to 19 digits, the last 7 being `i`
 /// (so IDs are distinct for `i < 10_000_000`).
+/// `n` distinct user IDs of 10 to 19 digits, the same in every process.
+pub fn bench_users(n: u64) -> Vec<UserId> {
+    let mut rng = Rng::new(1);
+    (0..n)
+        .map(|i| UserId::new(user_id_string(i, &mut rng)).expect("a user ID"))
+        .collect()
+}
+
+/// The `i`th of the plugin payment tokens a mock from
+/// [`mock_in_child_with_tokens`] accepts.
+pub fn bench_token(i: usize) -> PluginPaymentToken {
+    token(&format!("ppt_bench_{i:07}"))
+}
+
 pub fn user_id_string(i: u64, rng: &mut Rng) -> String {
     let len = 10 + rng.below(10);
     let mut id = String::with_capacity(len);

@@ -269,7 +269,7 @@ impl PaywallBuilder {
             // The index follows the cache (a replaced answer keeps its key).
             .eviction_listener(move |key: Arc<CacheKey>, entry: Arc<Entry>, cause| {
                 if cause != moka::notification::RemovalCause::Replaced {
-                    unfile.remove(&entry.info.user_id, &key);
+                    unfile.remove(&entry.user, &key);
                 }
             })
             .build_with_hasher(KeyHasher::default());
@@ -288,6 +288,7 @@ impl PaywallBuilder {
             flights: Flights::default(),
             refused: Refused::default(),
             index,
+            verdicts: Default::default(),
             fair,
             lifetimes: self.lifetimes,
             generation: AtomicU64::new(0),

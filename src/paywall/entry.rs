@@ -2,8 +2,9 @@
 //! and the moka expiry that drops it.
 
 use std::{
+    collections::HashSet,
     fmt,
-    sync::{atomic::AtomicBool, Arc},
+    sync::{atomic::AtomicBool, Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -12,38 +13,139 @@ use moka::Expiry;
 use super::key::CacheKey;
 use crate::{
     clock::{later, Clock},
-    PaymentInformation, PaymentStatus,
+    PaymentInformation, PaymentStatus, PurchaseDate, Resource, UserId,
 };
 
 /// The share of an answer's fresh lifetime after which a hit refreshes it
 /// in the background.
 pub(crate) const REFRESH_AT: f32 = 0.8;
 
-/// A cached answer. Its deadlines derive from `fetched_at` and the status's
-/// lifetimes, so they take no room in each of a million entries.
+/// A cached answer, compact: the user's ID and the date of purchase
+/// inline, and what Figma said of which resource ([`Verdict`]) shared with
+/// every answer that says the same. Its deadlines derive from `fetched_at`
+/// and the status's lifetimes, so they take no room in each of a million
+/// entries. [`Entry::info`] builds the [`PaymentInformation`] handed to
+/// handlers without touching the heap.
 pub(crate) struct Entry {
-    pub(crate) info: PaymentInformation,
+    pub(crate) user: UserId,
+    verdict: Arc<Verdict>,
+    date: Option<PurchaseDate>,
     pub(crate) fetched_at: Instant,
     /// Set by the first hit past the refresh point, so one refresh starts.
     pub(crate) refreshing: AtomicBool,
 }
 
+/// What Figma said of a resource: a million buyers of one plugin share
+/// one.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Verdict {
+    resource: Resource,
+    status: PaymentStatus,
+}
+
 impl Entry {
-    pub(crate) fn new(info: PaymentInformation, fetched_at: Instant) -> Arc<Self> {
+    /// Figma's answer `info`, fetched at `fetched_at`, its verdict shared
+    /// through `verdicts`.
+    pub(crate) fn new(
+        info: PaymentInformation,
+        fetched_at: Instant,
+        verdicts: &Verdicts,
+    ) -> Arc<Self> {
+        let verdict = verdicts.share(Verdict {
+            resource: Resource::new(info.resource_type, info.resource_id),
+            status: info.payment_status,
+        });
         Arc::new(Self {
-            info,
+            user: info.user_id,
+            verdict,
+            date: info.date_of_purchase,
             fetched_at,
             refreshing: AtomicBool::new(false),
         })
+    }
+
+    /// The resource the answer is about.
+    pub(crate) fn resource(&self) -> &Resource {
+        &self.verdict.resource
+    }
+
+    /// The user's status on it.
+    pub(crate) fn status(&self) -> &PaymentStatus {
+        &self.verdict.status
+    }
+
+    /// Figma's answer as it came.
+    pub(crate) fn info(&self) -> PaymentInformation {
+        let mut info =
+            PaymentInformation::new(self.user.clone(), self.resource(), self.status().clone());
+        info.date_of_purchase = self.date.clone();
+        info
     }
 }
 
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Entry")
-            .field("info", &self.info)
+            .field("user", &self.user)
+            .field("verdict", &self.verdict)
             .field("fetched_at", &self.fetched_at)
             .finish_non_exhaustive()
+    }
+}
+
+/// The verdicts cached answers hold, one shared copy each, and the
+/// resources they are about. Figma's answers name the resources and a
+/// handful of statuses, so there are few; past [`Verdicts::MAX`] distinct
+/// ones (a bug, never an attack: a forged token gets no answer), an answer
+/// gets its own copy.
+#[derive(Default)]
+pub(crate) struct Verdicts(Mutex<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    verdicts: HashSet<Arc<Verdict>>,
+    resources: Vec<Resource>,
+}
+
+impl Verdicts {
+    pub(crate) const MAX: usize = 1024;
+
+    fn share(&self, verdict: Verdict) -> Arc<Verdict> {
+        let mut shared = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(one) = shared.verdicts.get(&verdict) {
+            return one.clone();
+        }
+        if shared.verdicts.len() >= Self::MAX {
+            return Arc::new(verdict);
+        }
+        if !shared.resources.contains(&verdict.resource) {
+            shared.resources.push(verdict.resource.clone());
+        }
+        let one = Arc::new(verdict);
+        shared.verdicts.insert(one.clone());
+        one
+    }
+
+    /// Whether a shared verdict is about `resource`: then `resources`
+    /// names it.
+    pub(crate) fn holds(&self, resource: &Resource) -> bool {
+        let shared = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        shared.resources.contains(resource)
+    }
+
+    /// Every resource a shared verdict is about.
+    pub(crate) fn resources(&self) -> Vec<Resource> {
+        let shared = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        shared.resources.clone()
+    }
+
+    /// Shares a PAID verdict on `resource`, for tests that fill the table.
+    #[cfg(test)]
+    pub(crate) fn fill(&self, resource: Resource) {
+        self.share(Verdict {
+            resource,
+            status: PaymentStatus::Paid,
+        });
     }
 }
 
@@ -98,21 +200,20 @@ impl Lifetimes {
     }
 
     pub(crate) fn fresh_until(&self, entry: &Entry) -> Instant {
-        later(entry.fetched_at, self.fresh_for(&entry.info.payment_status))
+        later(entry.fetched_at, self.fresh_for(entry.status()))
     }
 
     pub(crate) fn refresh_at(&self, entry: &Entry) -> Instant {
         later(
             entry.fetched_at,
-            self.fresh_for(&entry.info.payment_status)
-                .mul_f32(REFRESH_AT),
+            self.fresh_for(entry.status()).mul_f32(REFRESH_AT),
         )
     }
 
     /// The end of the fresh lifetime plus the stale grace: when the entry
     /// is dropped, counted from when Figma answered, not from insertion.
     pub(crate) fn expires_at(&self, entry: &Entry) -> Instant {
-        later(entry.fetched_at, self.keep_for(&entry.info.payment_status))
+        later(entry.fetched_at, self.keep_for(entry.status()))
     }
 }
 
@@ -187,7 +288,7 @@ mod tests {
             r#"{"user_id":"1","resource_id":"2","resource_type":"PLUGIN","payment_status":"PAID"}"#,
         )
         .unwrap();
-        let entry = Entry::new(info, fetched_at);
+        let entry = Entry::new(info, fetched_at, &Verdicts::default());
         assert_eq!(l.fresh_until(&entry), fetched_at + l.paid);
         assert_eq!(l.refresh_at(&entry), fetched_at + l.paid.mul_f32(0.8));
         assert_eq!(l.expires_at(&entry), fetched_at + l.paid + l.stale_grace);

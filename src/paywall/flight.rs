@@ -120,7 +120,7 @@ impl Paywall {
             ok = result.is_ok(),
             "asked Figma"
         );
-        let (mut info, fetched_at) = match result {
+        let (info, fetched_at) = match result {
             Ok(answer) => answer,
             Err(error) => {
                 let error = Arc::new(error);
@@ -128,15 +128,9 @@ impl Paywall {
                 return Err(error);
             }
         };
-        // A million answers about one resource share one copy of its ID.
-        if let Question::User(_, resource) = &question {
-            if info.resource_id == *resource.id() {
-                info.resource_id = resource.id().clone();
-            }
-        }
-        let entry = Entry::new(info, fetched_at);
+        let entry = Entry::new(info, fetched_at, &inner.verdicts);
         if inner.generation.load(Ordering::Acquire) == generation {
-            inner.index.add(&entry.info.user_id, key);
+            inner.file(&question, &entry, key);
             inner.cache.insert(key, entry.clone());
         }
         Ok(entry)

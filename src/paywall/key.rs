@@ -62,6 +62,16 @@ impl CacheKey {
         }
     }
 
+    /// The key's bits as two `u64`s, low half first.
+    pub(crate) fn halves(self) -> [u64; 2] {
+        [self.0 as u64, (self.0 >> 64) as u64]
+    }
+
+    /// The key whose [`halves`](Self::halves) these are.
+    pub(crate) fn from_halves([low, high]: [u64; 2]) -> Self {
+        Self(u128::from(high) << 64 | u128::from(low))
+    }
+
     /// The key of the same answer in a tier.
     pub(crate) fn store_key(self) -> StoreKey {
         StoreKey(self.0)
@@ -77,7 +87,8 @@ impl CacheKey {
 /// How moka hashes a [`CacheKey`] (to pick a shard and count its use): the
 /// key is already 128 bits of SHA-256, uniformly spread and not chosen by
 /// anyone, so hashing it again (SipHash, moka's default) buys nothing; fold
-/// its two halves instead.
+/// its two halves instead. The user index hashes its slots (a keyed hash
+/// already) the same way.
 pub(crate) type KeyHasher = BuildHasherDefault<KeyBits>;
 
 /// The [`Hasher`] of [`KeyHasher`].
@@ -91,6 +102,11 @@ impl Hasher for KeyBits {
 
     fn write_u128(&mut self, bits: u128) {
         self.0 ^= bits as u64 ^ (bits >> 64) as u64;
+    }
+
+    /// The user index's slots: already a keyed hash.
+    fn write_u64(&mut self, bits: u64) {
+        self.0 ^= bits;
     }
 
     /// Only a `CacheKey`'s `u128` is ever hashed; anything else still
@@ -149,5 +165,6 @@ mod tests {
             CacheKey::of(&Question::User(user("3"), plugin.clone()))
         );
         assert_eq!(CacheKey::from_store_key(keys[4].store_key()), keys[4]);
+        assert_eq!(CacheKey::from_halves(keys[4].halves()), keys[4]);
     }
 }

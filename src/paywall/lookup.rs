@@ -11,7 +11,7 @@ use std::{
 use super::{entry::Entry, key::CacheKey, Paywall};
 use crate::{
     client::{Question, Wait},
-    ClientKey, Error, PaymentInformation, PluginPaymentToken, Resource, UserId,
+    ClientKey, Error, PaymentInformation, PaymentStatus, PluginPaymentToken, Resource, UserId,
 };
 
 /// The answer to one lookup.
@@ -28,9 +28,25 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    /// Figma's answer.
-    pub fn info(&self) -> &PaymentInformation {
-        &self.entry.info
+    /// Figma's answer. Built from the compact cached answer: a copy, with
+    /// no allocation.
+    pub fn info(&self) -> PaymentInformation {
+        self.entry.info()
+    }
+
+    /// The user the answer is about.
+    pub fn user_id(&self) -> &UserId {
+        &self.entry.user
+    }
+
+    /// The plugin, widget or Community file the answer is about.
+    pub fn resource(&self) -> &Resource {
+        self.entry.resource()
+    }
+
+    /// Whether the user has paid.
+    pub fn payment_status(&self) -> &PaymentStatus {
+        self.entry.status()
     }
 
     /// How old the answer was when this lookup read it (by the paywall's
@@ -152,8 +168,7 @@ impl Paywall {
         // answer moka has not dropped yet is as good as none, and so is one
         // past its keep time by this paywall's clock.
         let cached = cached.filter(|e| {
-            now < lifetimes.expires_at(e)
-                && lifetimes.grace_for(&e.info.payment_status) > Duration::ZERO
+            now < lifetimes.expires_at(e) && lifetimes.grace_for(e.status()) > Duration::ZERO
         });
         // A cold token lookup that no flight will answer spends the client's
         // share; a known buyer's renewal and a user ID spend none.

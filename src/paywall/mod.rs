@@ -58,6 +58,7 @@ use self::{
     refused::Refused,
 };
 use crate::{
+    client::Question,
     clock::Clock,
     error::{ceil_secs, ConfigError},
     stats::{Counters, PaywallStats},
@@ -102,6 +103,8 @@ struct Inner {
     refused: Refused,
     /// Which cached answers are about which user.
     index: Arc<index::UserIndex>,
+    /// What cached answers say of which resource, shared.
+    verdicts: entry::Verdicts,
     /// Each client's share of cold lookups.
     fair: FairShare,
     lifetimes: Lifetimes,
@@ -248,19 +251,29 @@ impl Paywall {
     /// Stores `info` as the answer to `question`, as if Figma had just given
     /// it: for the unit tests of the gate, which run without a mock Figma.
     #[cfg(test)]
-    pub(crate) async fn seed(
-        &self,
-        question: &crate::client::Question,
-        info: crate::PaymentInformation,
-    ) {
+    pub(crate) async fn seed(&self, question: &Question, info: crate::PaymentInformation) {
         let key = CacheKey::of(question);
-        self.inner.index.add(&info.user_id, key);
-        let entry = Entry::new(info, self.inner.clock.now());
+        let entry = Entry::new(info, self.inner.clock.now(), &self.inner.verdicts);
+        self.inner.file(question, &entry, key);
         self.inner.cache.insert(key, entry);
     }
 }
 
 impl Inner {
+    /// Files the key of a new answer so that invalidating its user finds it.
+    /// A user's own answer about a shared resource needs no filing: its key
+    /// follows from the user and the resource (see `forget`). A token's
+    /// answer (the key hides the token) and anything else goes in the index.
+    fn file(&self, question: &Question, entry: &Entry, key: CacheKey) {
+        let found_by_user = match question {
+            Question::User(user, resource) => *user == entry.user && self.verdicts.holds(resource),
+            Question::Token(_) => false,
+        };
+        if !found_by_user {
+            self.index.add(&entry.user, key);
+        }
+    }
+
     /// Forgets `what` in this process. Lookups under way do not cache what
     /// they get.
     pub(super) async fn forget(&self, what: &Invalidation) {
@@ -272,8 +285,11 @@ impl Inner {
                 self.index.clear();
             }
             Invalidation::User(user) => {
-                // By key, never by predicate (see index.rs).
-                for key in self.index.take(user) {
+                // By key, never by predicate (see index.rs): the user's own
+                // answers about each resource, and what the index filed.
+                let own = self.verdicts.resources();
+                let own = own.iter().map(|resource| CacheKey::user(user, resource));
+                for key in own.chain(self.index.take(user)) {
                     self.cache.invalidate(&key);
                 }
             }
@@ -301,7 +317,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{client::Question, PaymentInformation, PaymentStatus, Resource};
+    use crate::{PaymentInformation, PaymentStatus, Resource};
 
     #[tokio::test]
     async fn invalidating_a_user_drops_exactly_their_answers_by_key() {
@@ -317,11 +333,8 @@ mod tests {
         let token = PluginPaymentToken::new("ppt_of_5").unwrap();
         let info = PaymentInformation::new(user(5), &plugin, PaymentStatus::Paid);
         paywall.seed(&Question::Token(token.clone()), info).await;
-        assert_eq!(paywall.inner.index.take(&user(6)).len(), 1);
-        paywall
-            .inner
-            .index
-            .add(&user(6), CacheKey::user(&user(6), &plugin));
+        // Users' own answers need no filing; the token's is filed.
+        assert_eq!(paywall.inner.index.users(), 1);
 
         paywall.invalidate_user(&user(5)).await;
         assert!(
@@ -333,6 +346,26 @@ mod tests {
             let lookup = paywall.lookup_user(&user(i), &plugin).await.unwrap();
             assert!(lookup.from_cache, "user {i} lost their answer");
         }
-        assert_eq!(paywall.inner.index.users(), 999);
+        assert_eq!(paywall.inner.index.users(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_users_answer_about_a_resource_not_shared_is_filed_and_found() {
+        let paywall = Paywall::unreachable_for_tests();
+        for i in 0..entry::Verdicts::MAX {
+            paywall
+                .inner
+                .verdicts
+                .fill(Resource::widget(i.to_string()).unwrap());
+        }
+        let plugin = Resource::plugin("11").unwrap();
+        let user = UserId::new("7").unwrap();
+        let info = PaymentInformation::new(user.clone(), &plugin, PaymentStatus::Paid);
+        paywall
+            .seed(&Question::User(user.clone(), plugin.clone()), info)
+            .await;
+        assert_eq!(paywall.inner.index.users(), 1);
+        paywall.invalidate_user(&user).await;
+        assert!(paywall.lookup_user(&user, &plugin).await.is_err());
     }
 }

@@ -135,17 +135,13 @@ impl Gate {
         match identity {
             Identity::PaymentToken(token) => {
                 let lookup = paywall.cached_token(token)?;
-                let info = lookup.info();
-                let resource = self
-                    .resources
-                    .iter()
-                    .find(|r| *r.kind() == info.resource_type && *r.id() == info.resource_id)?;
+                let resource = self.resources.iter().find(|r| *r == lookup.resource())?;
                 self.judge(&lookup, resource).ok()
             }
             Identity::User(user) => {
                 for resource in &self.resources {
                     let lookup = paywall.cached_user(user, resource)?;
-                    if !answers(lookup.info(), user, resource) {
+                    if !answers(&lookup, user, resource) {
                         return None;
                     }
                     if let Ok(granted) = self.judge(&lookup, resource) {
@@ -202,16 +198,11 @@ impl Gate {
             Err(error) => return self.upstream_failure(paywall, &error, Mode::Token).await,
         };
         record_lookup(&lookup, started);
-        let info = lookup.info();
-        let gated = self
-            .resources
-            .iter()
-            .find(|r| *r.kind() == info.resource_type && *r.id() == info.resource_id);
+        let gated = self.resources.iter().find(|r| *r == lookup.resource());
         let Some(resource) = gated else {
             tracing::debug!(
-                token_resource_type = %info.resource_type,
-                token_resource_id = %info.resource_id,
-                user_id = %info.user_id,
+                token_resource = %lookup.resource(),
+                user_id = %lookup.user_id(),
                 "refused: the plugin payment token was issued for another resource"
             );
             return Err(Refusal::new(
@@ -237,12 +228,10 @@ impl Gate {
                 }
             };
             record_lookup(&lookup, started);
-            let info = lookup.info();
-            if !answers(info, user, resource) {
+            if !answers(&lookup, user, resource) {
                 tracing::warn!(
                     asked_user = %user, asked_resource = %resource,
-                    answered_user = %info.user_id, answered_resource_type = %info.resource_type,
-                    answered_resource_id = %info.resource_id,
+                    answered_user = %lookup.user_id(), answered_resource = %lookup.resource(),
                     "refused: Figma's answer is about another user or resource than asked"
                 );
                 refusal.get_or_insert(Err(Refusal::new(
@@ -274,16 +263,16 @@ impl Gate {
     /// PAID passes, TRIAL passes unless refused, the bypass list passes;
     /// everything else (UNPAID, NOT_SUPPORTED, unknown) is refused.
     fn judge(&self, lookup: &Lookup, resource: &Resource) -> Result<Granted, Refusal> {
-        let info = lookup.info();
-        let via = match &info.payment_status {
+        let status = lookup.payment_status();
+        let via = match status {
             PaymentStatus::Paid => Some(AccessVia::Paid),
             PaymentStatus::Trial if self.allow_trial => Some(AccessVia::Trial),
-            _ if self.bypass.contains(&info.user_id) => Some(AccessVia::Bypass),
+            _ if self.bypass.contains(lookup.user_id()) => Some(AccessVia::Bypass),
             _ => None,
         };
         match via {
             Some(via) => Ok(Granted {
-                info: Some(info.clone()),
+                info: Some(lookup.info()),
                 access: PaidAccess {
                     via,
                     stale: lookup.stale,
@@ -291,7 +280,7 @@ impl Gate {
                 },
             }),
             None => {
-                tracing::debug!(status = %info.payment_status, "refused: not paid");
+                tracing::debug!(%status, "refused: not paid");
                 let mut refusal = Refusal::new(
                     StatusCode::PAYMENT_REQUIRED,
                     RefusalReason::NotPaid,
@@ -301,7 +290,7 @@ impl Gate {
                         resource.community_url()
                     ),
                 );
-                refusal.payment_status = Some(info.payment_status.clone());
+                refusal.payment_status = Some(status.clone());
                 refusal.resource_id = Some(resource.id().clone());
                 Err(refusal)
             }
@@ -337,10 +326,8 @@ impl Gate {
 }
 
 /// Whether Figma's answer is about the user and resource asked about.
-fn answers(info: &PaymentInformation, user: &UserId, resource: &Resource) -> bool {
-    info.user_id == *user
-        && info.resource_id == *resource.id()
-        && info.resource_type == *resource.kind()
+fn answers(lookup: &Lookup, user: &UserId, resource: &Resource) -> bool {
+    lookup.user_id() == user && lookup.resource() == resource
 }
 
 fn record_lookup(lookup: &Lookup, started: Instant) {
