@@ -388,7 +388,12 @@ mod tests {
     #[test]
     fn dates_of_any_length_round_trip() {
         let long = format!("2026-01-15T10:30:00.{}+00:00", "1".repeat(40));
-        for text in ["", "2026-01-15T10:30:00Z", "2026-01-15T10:30:00.123456+00:00", &long] {
+        for text in [
+            "",
+            "2026-01-15T10:30:00Z",
+            "2026-01-15T10:30:00.123456+00:00",
+            &long,
+        ] {
             let date = PurchaseDate::from(text);
             assert_eq!(date.as_str(), text);
             assert_eq!(&*date, text);
@@ -402,7 +407,10 @@ mod tests {
             PurchaseDate::from("2026-01-15T10:30:00.123456789Z").0,
             DateText::Inline { .. }
         ));
-        assert!(matches!(PurchaseDate::from(long.as_str()).0, DateText::Shared(_)));
+        assert!(matches!(
+            PurchaseDate::from(long.as_str()).0,
+            DateText::Shared(_)
+        ));
     }
 
     #[test]

@@ -190,6 +190,11 @@ fn a_misconfigured_gateway_stops_at_start_with_the_reason() {
             "not a refusal",
         ),
         (&["--demo", "--bypass", "me"][..], None, "--bypass \"me\""),
+        (
+            &["--demo", "--paid-lifetime", "ten minutes"][..],
+            None,
+            "not a duration",
+        ),
         (&[][..], Some(("FIGMA_TOKEN", "figd_x")), "--plugin ID"),
         (
             &["--demo"][..],

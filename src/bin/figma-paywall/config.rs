@@ -138,6 +138,26 @@ pub(crate) struct Args {
     )]
     metrics_token: Option<Secret>,
 
+    /// How long a PAID answer is used before Figma is asked again (such as
+    /// 10m, 90s): a refund takes up to this long to take effect.
+    #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_PAID_LIFETIME", value_parser = duration, default_value = "10m")]
+    paid_lifetime: Duration,
+
+    /// How long a TRIAL answer is used.
+    #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_TRIAL_LIFETIME", value_parser = duration, default_value = "2m")]
+    trial_lifetime: Duration,
+
+    /// How long UNPAID and every other refusing answer is used: a purchase
+    /// takes up to this long to take effect.
+    #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_UNPAID_LIFETIME", value_parser = duration, default_value = "5s")]
+    unpaid_lifetime: Duration,
+
+    /// How long past its lifetime a PAID or TRIAL answer may stand in while
+    /// Figma fails (0s turns it off). A buyer refunded during an outage
+    /// keeps access this long.
+    #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_STALE_GRACE", value_parser = duration, default_value = "1h")]
+    stale_grace: Duration,
+
     /// Run on the embedded mock Figma, with demo buyers, and print tokens to
     /// try. For trying the gateway out: never in production.
     #[arg(long)]
@@ -182,6 +202,12 @@ impl std::str::FromStr for Secret {
         }
         Ok(Self(s.to_owned()))
     }
+}
+
+/// A duration as people write it: `90s`, `10m`, `1h 30m`.
+fn duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value)
+        .map_err(|e| format!("{value:?} is not a duration such as 90s, 10m or 1h ({e})"))
 }
 
 /// A deny status: a 4xx that tells a proxy "no" (not 407, which asks for
@@ -285,6 +311,10 @@ impl Gateway {
             (client, None)
         };
         let mut builder = Paywall::builder(client)
+            .paid_lifetime(args.paid_lifetime)
+            .trial_lifetime(args.trial_lifetime)
+            .unpaid_lifetime(args.unpaid_lifetime)
+            .stale_grace(args.stale_grace)
             .store_from_env()
             .map_err(|e| e.to_string())?;
         if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
