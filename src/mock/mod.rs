@@ -94,6 +94,9 @@ struct MockState {
     shape: StatusShape,
     queries: Vec<Vec<(String, String)>>,
     arrivals: Vec<Instant>,
+    /// Each 429 answered to `GET /v1/payments`: when, and for how long its
+    /// `Retry-After` asked the caller to stop (a fault's or the bucket's).
+    back_offs: Vec<(Instant, Duration)>,
     codes: HashMap<String, CodeGrant>,
     code_lifetime: Option<Duration>,
     token_requests: usize,
@@ -443,6 +446,15 @@ impl MockFigma {
     /// When each `GET /v1/payments` arrived, in order.
     pub fn payment_request_times(&self) -> Vec<Instant> {
         self.shared.lock().arrivals.clone()
+    }
+
+    /// Every 429 answered to `GET /v1/payments` (by [`Fault::RateLimited`]
+    /// or the rate limit of [`set_rate_limit`](Self::set_rate_limit)), in
+    /// order: when, by the mock's clock, and how long its `Retry-After`
+    /// asked the caller to stop. A client that keeps to it sends nothing
+    /// before that has passed.
+    pub fn back_offs_asked(&self) -> Vec<(Instant, Duration)> {
+        self.shared.lock().back_offs.clone()
     }
 
     /// The decoded query parameters of every `GET /v1/payments` received,

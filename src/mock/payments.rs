@@ -3,6 +3,7 @@
 use std::{
     collections::HashMap,
     sync::{atomic::Ordering, Arc},
+    time::Duration,
 };
 
 use axum::{
@@ -14,7 +15,7 @@ use axum::{
 use serde_json::{json, Value};
 
 use super::{
-    fault::{apply_fault, envelope, take_fault, too_many_requests},
+    fault::{apply_fault, envelope, take_fault, too_many_requests, Fault},
     purchase_date, MockState, Shared, StatusShape, MOCK_CREATOR_ID,
 };
 use crate::{error::ceil_secs, PaymentStatus, Resource, ResourceId, ResourceType, UserId};
@@ -40,6 +41,13 @@ pub(super) async fn payments(
         state.arrivals.push(now);
     }
     let (fault, latency) = take_fault(&shared);
+    if let Some(Fault::RateLimited { retry_after }) = &fault {
+        let mut state = shared.lock();
+        let now = state.clock.now();
+        state
+            .back_offs
+            .push((now, Duration::from_secs(*retry_after)));
+    }
     if let Some(response) = apply_fault(fault, latency).await {
         return response;
     }
@@ -53,8 +61,11 @@ pub(super) async fn payments(
                 state.rate_limited_in_a_row += 1;
             }
             state.last_was_rate_limited = true;
-            let retry_after = ceil_secs(wait).max(1).to_string();
-            return too_many_requests(&retry_after, &plan_tier, &kind);
+            let retry_after = ceil_secs(wait).max(1);
+            state
+                .back_offs
+                .push((now, Duration::from_secs(retry_after)));
+            return too_many_requests(&retry_after.to_string(), &plan_tier, &kind);
         }
     }
     state.last_was_rate_limited = false;

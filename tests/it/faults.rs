@@ -65,6 +65,12 @@ async fn a_429_stops_every_call_until_retry_after_has_passed() {
     assert_eq!(reply.body["reason"], "rate_limited");
     assert_eq!(reply.headers["retry-after"], "3");
     assert_eq!(figma.payment_requests(), 2);
+    // The mock says what it asked for, and when.
+    let asked = figma.back_offs_asked();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].1, Duration::from_secs(3));
+    let arrived = *figma.payment_request_times().last().unwrap();
+    assert!(asked[0].0 >= arrived && asked[0].0 - arrived < Duration::from_secs(1));
 
     // For 3 s: new callers get 503 with the time left, cached callers get in,
     // and nothing reaches Figma.
