@@ -23,6 +23,10 @@ pub struct PaidAccess {
     pub stale: bool,
     /// The answer came from the cache.
     pub from_cache: bool,
+    /// How old Figma's answer was when the gate read it: since Figma gave
+    /// it, on this replica or another. `None` when no answer let the caller
+    /// in ([`AccessVia::FailOpen`]).
+    pub age: Option<std::time::Duration>,
 }
 
 /// Why a caller was let through.

@@ -277,6 +277,7 @@ impl Gate {
                     via,
                     stale: lookup.stale,
                     from_cache: lookup.from_cache,
+                    age: Some(lookup.age()),
                 },
             }),
             None => {
@@ -318,6 +319,7 @@ impl Gate {
                     via: AccessVia::FailOpen,
                     stale: false,
                     from_cache: false,
+                    age: None,
                 },
             });
         }

@@ -123,6 +123,8 @@ async fn forward_auth_names_buyers_and_refuses_everyone_else() {
     assert_eq!(headers["x-figma-payment-status"], "PAID");
     assert_eq!(headers["x-figma-resource-id"], "1122334455");
     assert_eq!(headers["x-figma-resource-type"], "PLUGIN");
+    // Figma answered just now.
+    assert_eq!(headers["x-figma-answer-age"], "0");
 
     let (status, headers, _) = auth(&gateway, &[("X-Figma-Payment-Token", &trial)]).await;
     assert_eq!(status, StatusCode::OK);

@@ -23,6 +23,9 @@ pub(crate) const USER_ID: HeaderName = HeaderName::from_static("x-figma-user-id"
 pub(crate) const PAYMENT_STATUS: HeaderName = HeaderName::from_static("x-figma-payment-status");
 pub(crate) const RESOURCE_ID: HeaderName = HeaderName::from_static("x-figma-resource-id");
 pub(crate) const RESOURCE_TYPE: HeaderName = HeaderName::from_static("x-figma-resource-type");
+/// On forward auth's 200: how many seconds ago Figma gave the answer that
+/// let the caller in.
+pub(crate) const ANSWER_AGE: HeaderName = HeaderName::from_static("x-figma-answer-age");
 
 /// Every header that names the caller to what is behind the gateway.
 pub(crate) const IDENTITY_HEADERS: [HeaderName; 4] =
@@ -135,6 +138,9 @@ async fn passed(info: Option<PaymentInformation>, access: PaidAccess) -> Respons
     let mut headers = HeaderMap::new();
     if let Some(info) = &info {
         identity_headers(info, &mut headers);
+    }
+    if let Some(age) = access.age {
+        headers.insert(ANSWER_AGE, age.as_secs().into());
     }
     tracing::debug!(via = ?access.via, "passed");
     (StatusCode::OK, headers).into_response()

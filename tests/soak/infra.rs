@@ -1,0 +1,321 @@
+//! The real parts the soak starts and breaks: a Redis server of its own
+//! (so that restarting it disturbs no other test), a TCP proxy in front of
+//! it that can stall or cut, and the replicas: `figma-paywall` processes
+//! that can be killed abruptly and started again over their store.
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_figma-paywall");
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of the soak's own, without persistence: a restart
+/// loses everything it held, as a Redis without AOF does.
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start(dir: &Path) -> Option<Self> {
+        let mut server = Self {
+            port: free_port(),
+            dir: dir.to_owned(),
+            child: None,
+        };
+        server.spawn().then_some(server)
+    }
+
+    fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        // Ready when it accepts connections.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Kills the server (SIGKILL: it loses its data) and starts it again on
+    /// the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(self.spawn(), "redis-server starts again");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy in front of Redis: it passes bytes, stalls them (the
+/// connections stay open, nothing goes through), or cuts every connection
+/// and refuses new ones.
+pub struct Proxy {
+    pub port: u16,
+    target: u16,
+    stalled: Arc<AtomicBool>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    pub async fn start(target: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Self {
+            port: listener.local_addr().unwrap().port(),
+            target,
+            stalled: Arc::default(),
+            tasks: Arc::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let (target, stalled, tasks) = (self.target, self.stalled.clone(), self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let stalled = stalled.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await {
+                        let (ri, wi) = inbound.into_split();
+                        let (ro, wo) = outbound.into_split();
+                        tokio::join!(pipe(ri, wo, &stalled), pipe(ro, wi, &stalled));
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Nothing goes through until [`unstall`](Self::unstall).
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    pub fn unstall(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+
+    /// Every connection drops; the port refuses new ones.
+    pub fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Accepts connections again, on the same port.
+    pub async fn restore(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+/// Copies bytes one way, holding them while `stalled`.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: &AtomicBool,
+) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// How to start a replica.
+#[derive(Clone)]
+pub struct ReplicaConfig {
+    pub figma_url: String,
+    pub access_token: String,
+    pub redis_url: String,
+    pub rate: (u32, u32),
+    pub plugin: String,
+    pub lifetimes: [&'static str; 4],
+}
+
+/// Resident memory, open files and threads of a process, from `/proc`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub rss_kib: u64,
+    pub fds: usize,
+    pub threads: u64,
+}
+
+impl Usage {
+    pub fn of(pid: u32) -> Option<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        };
+        Some(Self {
+            rss_kib: field("VmRSS:")?,
+            threads: field("Threads:")?,
+            fds: std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count(),
+        })
+    }
+}
+
+/// One replica of the gated app: the gateway, answering forward auth, with
+/// its own store file, sharing Redis with the others.
+pub struct Replica {
+    pub name: String,
+    pub store: PathBuf,
+    pub log: PathBuf,
+    config: ReplicaConfig,
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT` of the running process.
+    pub base: Arc<Mutex<Option<String>>>,
+    /// When the running process started, and its use after warm-up.
+    pub started: Instant,
+    pub warm: Option<Usage>,
+    pub restarts: usize,
+}
+
+impl Replica {
+    pub fn start(name: &str, dir: &Path, config: ReplicaConfig) -> Self {
+        let mut replica = Self {
+            name: name.to_owned(),
+            store: dir.join(format!("{name}.store")),
+            log: dir.join(format!("{name}.log")),
+            config,
+            child: None,
+            base: Arc::default(),
+            started: Instant::now(),
+            warm: None,
+            restarts: 0,
+        };
+        replica.spawn();
+        replica
+    }
+
+    fn spawn(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let c = &self.config;
+        let [paid, trial, unpaid, grace] = c.lifetimes;
+        let mut child = Command::new(BIN)
+            .args(["--plugin", &c.plugin, "--listen", "127.0.0.1:0"])
+            .args(["--paid-lifetime", paid, "--trial-lifetime", trial])
+            .args(["--unpaid-lifetime", unpaid, "--stale-grace", grace])
+            .env("FIGMA_TOKEN", &c.access_token)
+            .env("FIGMA_API_URL", &c.figma_url)
+            .env("FIGMA_RATE_LIMIT", c.rate.0.to_string())
+            .env("FIGMA_RATE_BURST", c.rate.1.to_string())
+            .env("FIGMA_PAYWALL_STORE", &self.store)
+            .env("REDIS_URL", &c.redis_url)
+            .env("RUST_LOG", "warn")
+            .env_remove("FIGMA_PAYWALL_KEY")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("the gateway starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut base = None;
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("figma-paywall listening on ") {
+                base = Some(url.to_owned());
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        let base = base.unwrap_or_else(|| {
+            panic!(
+                "{} did not start; its log:\n{}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        });
+        *self.base.lock().unwrap() = Some(base);
+        self.child = Some(child);
+        self.started = Instant::now();
+        self.warm = None;
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, then started again over the same store.
+    pub fn kill_and_restart(&mut self) {
+        *self.base.lock().unwrap() = None;
+        self.kill();
+        self.restarts += 1;
+        self.spawn();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
