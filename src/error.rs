@@ -122,6 +122,14 @@ impl Error {
             )
     }
 
+    /// Whether nothing could be asked: Figma is failing, or our own budget,
+    /// queue or back-off held the call. A still *fresh* answer stands in
+    /// for such a refresh (it is as good as it was); only Figma's failure
+    /// lets a stale one stand in, since anyone can spend our budget.
+    pub(crate) fn could_not_refresh(&self) -> bool {
+        self.is_figma_failure() || matches!(self, Self::Throttled { .. })
+    }
+
     /// Whether a call found Figma down rather than answering: a 5xx (or
     /// another status that is neither success nor 4xx), a timeout, a network
     /// error, an unreadable 200. A 429 is an answer.

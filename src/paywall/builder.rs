@@ -292,6 +292,8 @@ impl PaywallBuilder {
             fair,
             lifetimes: self.lifetimes,
             generation: AtomicU64::new(0),
+            epoch: std::sync::atomic::AtomicU32::new(0),
+            demoted_ms: AtomicU64::new(0),
             pat_alarm: Default::default(),
             stats: Counters::default(),
             clock,

@@ -31,6 +31,9 @@ pub(crate) struct Entry {
     verdict: Arc<Verdict>,
     date: Option<PurchaseDate>,
     pub(crate) fetched_at: Instant,
+    /// The paywall's epoch when it was cached: from another epoch, it is
+    /// not fresh (invalidations may have been missed since).
+    pub(crate) epoch: u32,
     /// Set by the first hit past the refresh point, so one refresh starts.
     pub(crate) refreshing: AtomicBool,
 }
@@ -50,6 +53,7 @@ impl Entry {
         info: PaymentInformation,
         fetched_at: Instant,
         verdicts: &Verdicts,
+        epoch: u32,
     ) -> Arc<Self> {
         let verdict = verdicts.share(Verdict {
             resource: Resource::new(info.resource_type, info.resource_id),
@@ -60,6 +64,7 @@ impl Entry {
             verdict,
             date: info.date_of_purchase,
             fetched_at,
+            epoch,
             refreshing: AtomicBool::new(false),
         })
     }
@@ -288,7 +293,7 @@ mod tests {
             r#"{"user_id":"1","resource_id":"2","resource_type":"PLUGIN","payment_status":"PAID"}"#,
         )
         .unwrap();
-        let entry = Entry::new(info, fetched_at, &Verdicts::default());
+        let entry = Entry::new(info, fetched_at, &Verdicts::default(), 0);
         assert_eq!(l.fresh_until(&entry), fetched_at + l.paid);
         assert_eq!(l.refresh_at(&entry), fetched_at + l.paid.mul_f32(0.8));
         assert_eq!(l.expires_at(&entry), fetched_at + l.paid + l.stale_grace);

@@ -128,7 +128,7 @@ impl Paywall {
                 return Err(error);
             }
         };
-        let entry = Entry::new(info, fetched_at, &inner.verdicts);
+        let entry = Entry::new(info, fetched_at, &inner.verdicts, inner.epoch());
         if inner.generation.load(Ordering::Acquire) == generation {
             inner.file(&question, &entry, key);
             inner.cache.insert(key, entry.clone());

@@ -122,7 +122,7 @@ impl Paywall {
         let Some(entry) = inner.cache.get(&key) else {
             return Err(None);
         };
-        if now >= lifetimes.fresh_until(&entry) {
+        if now >= lifetimes.fresh_until(&entry) || entry.epoch != inner.epoch() {
             return Err(Some(entry));
         }
         inner.stats.hits.add();
@@ -195,12 +195,30 @@ impl Paywall {
             }
         }
         match (result, cached) {
-            (Ok(entry), _) => Ok(Lookup {
-                entry,
-                at: inner.clock.now(),
-                from_cache: false,
-                stale: false,
-            }),
+            (Ok(entry), _) => {
+                let at = inner.clock.now();
+                Ok(Lookup {
+                    // A stored answer in its grace, when Figma failed.
+                    stale: at >= lifetimes.fresh_until(&entry),
+                    entry,
+                    at,
+                    from_cache: false,
+                })
+            }
+            // A fresh answer asked about again (invalidations may have been
+            // missed) stands in for a refresh that could not be made: it is
+            // as good as it was, and an invalidation it missed takes effect
+            // within its lifetime, as without invalidation.
+            (Err(error), Some(entry))
+                if now < lifetimes.fresh_until(&entry) && error.could_not_refresh() =>
+            {
+                Ok(Lookup {
+                    entry,
+                    at: now,
+                    from_cache: true,
+                    stale: false,
+                })
+            }
             // Only PAID and TRIAL entries outlive their freshness, and only
             // Figma's own failure lets them stand in.
             (Err(error), Some(entry)) if error.is_figma_failure() => {

@@ -93,8 +93,8 @@ fn millis(d: Duration) -> u64 {
 /// Other replicas' invalidations, heard by the tier, are applied like this
 /// replica's own: lookups under way here do not cache what they get either.
 impl Invalidations for Inner {
-    fn apply(&self, what: Invalidation) -> BoxFuture<'_, ()> {
-        async move { self.forget(&what).await }.boxed()
+    fn missed(&self) {
+        self.demote();
     }
 
     fn heard<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, ()> {

@@ -111,6 +111,12 @@ struct Inner {
     /// Bumped by every invalidation: a lookup that started before one does
     /// not cache what it got.
     generation: std::sync::atomic::AtomicU64,
+    /// Bumped when invalidations may have been lost: an answer cached
+    /// before (another epoch) is no longer fresh.
+    epoch: std::sync::atomic::AtomicU32,
+    /// When that last happened (Unix ms): an answer a local tier stored
+    /// before is no longer fresh either.
+    demoted_ms: std::sync::atomic::AtomicU64,
     pat_alarm: PatAlarm,
     stats: Counters,
     clock: Clock,
@@ -253,7 +259,12 @@ impl Paywall {
     #[cfg(test)]
     pub(crate) async fn seed(&self, question: &Question, info: crate::PaymentInformation) {
         let key = CacheKey::of(question);
-        let entry = Entry::new(info, self.inner.clock.now(), &self.inner.verdicts);
+        let entry = Entry::new(
+            info,
+            self.inner.clock.now(),
+            &self.inner.verdicts,
+            self.inner.epoch(),
+        );
         self.inner.file(question, &entry, key);
         self.inner.cache.insert(key, entry);
     }
@@ -272,6 +283,20 @@ impl Inner {
         if !found_by_user {
             self.index.add(&entry.user, key);
         }
+    }
+
+    /// Invalidations may have been lost: answers held so far are asked about
+    /// again before they are trusted as fresh (they keep their grace).
+    pub(super) fn demote(&self) {
+        self.demoted_ms.store(self.clock.unix_ms(), Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        tracing::warn!("invalidations may have been missed while Redis was unreachable: cached answers are asked about again before they are trusted");
+    }
+
+    /// The epoch an answer cached now belongs to.
+    pub(super) fn epoch(&self) -> u32 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// Forgets `what` in this process. Lookups under way do not cache what

@@ -32,12 +32,33 @@ const WARN_EVERY: Duration = Duration::from_secs(30);
 
 type Fetched = Result<(PaymentInformation, Instant), Error>;
 
-/// A stored answer found fresh enough to use.
+/// A stored answer found young enough to use.
 enum Found {
     /// Before its refresh point: use it.
     Fresh(Stored),
-    /// Fresh, but due for a refresh: the fallback should Figma fail.
+    /// Fresh, but due for a refresh: the fallback should the refresh not
+    /// be made.
     Refreshable(Stored),
+    /// Past its lifetime, within its grace (PAID and TRIAL): the fallback
+    /// should Figma fail.
+    Stale(Stored),
+}
+
+/// What a lookup falls back on if it cannot ask Figma: the youngest stored
+/// answer found, and whether it is still fresh.
+#[derive(Default)]
+struct Fallback(Option<(Stored, bool)>);
+
+impl Fallback {
+    fn offer(&mut self, found: Found) {
+        let (stored, fresh) = match found {
+            Found::Fresh(stored) | Found::Refreshable(stored) => (stored, true),
+            Found::Stale(stored) => (stored, false),
+        };
+        if self.0.as_ref().is_none_or(|(s, _)| s.fetched_ms < stored.fetched_ms) {
+            self.0 = Some((stored, fresh));
+        }
+    }
 }
 
 impl Inner {
@@ -55,7 +76,7 @@ impl Inner {
             return self.ask_figma(question, wait).await;
         }
         let shared = self.tiers.iter().position(|t| !t.lock_ttl().is_zero());
-        let mut fallback = None;
+        let mut fallback = Fallback::default();
         for (i, tier) in self.tiers.iter().enumerate() {
             if Some(i) == shared {
                 break; // read in the loop below, between attempts at its lock
@@ -66,7 +87,7 @@ impl Inner {
                     self.copy(self.tiers_before(i), key, &stored).await;
                     return Ok(self.answer(stored));
                 }
-                Ok(Some(Found::Refreshable(stored))) => fallback = Some(stored),
+                Ok(Some(found)) => fallback.offer(found),
                 Ok(None) | Err(Unavailable) => {}
             }
         }
@@ -81,7 +102,7 @@ impl Inner {
                         self.copy(self.tiers_before(i), key, &stored).await;
                         return Ok(self.answer(stored));
                     }
-                    Ok(Some(Found::Refreshable(stored))) => fallback = Some(stored),
+                    Ok(Some(found)) => fallback.offer(found),
                     Ok(None) => {}
                     Err(Unavailable) => break,
                 }
@@ -90,7 +111,7 @@ impl Inner {
                         let result = self.ask_shared(tier, question, wait).await;
                         self.write_through(key, &result, generation, true).await;
                         tier.unlock(key).await;
-                        return or_fallback(result, fallback.map(|s| self.answer(s)));
+                        return self.or_fallback(result, fallback);
                     }
                     Ok(false) if Instant::now() < deadline => tokio::time::sleep(POLL).await,
                     // The holder is gone: ask directly.
@@ -105,7 +126,7 @@ impl Inner {
         let result = self.ask_figma(question, wait).await;
         self.write_through(key, &result, generation, !shared_down)
             .await;
-        or_fallback(result, fallback.map(|s| self.answer(s)))
+        self.or_fallback(result, fallback)
     }
 
     /// What `tier` holds for `key`, opened and judged by its age.
@@ -135,10 +156,17 @@ impl Inner {
         };
         let age = self.age(&stored);
         let fresh = self.lifetimes.fresh_for(&stored.info.payment_status);
-        Ok(if age < fresh.mul_f32(REFRESH_AT) {
+        // A local tier's answer from before invalidations may have been
+        // missed is asked about again (Redis's own were invalidated there).
+        let demoted = tier.lock_ttl().is_zero()
+            && stored.fetched_ms < self.demoted_ms.load(Ordering::Acquire);
+        let grace = self.lifetimes.grace_for(&stored.info.payment_status);
+        Ok(if age < fresh.mul_f32(REFRESH_AT) && !demoted {
             Some(Found::Fresh(stored))
         } else if age < fresh {
             Some(Found::Refreshable(stored))
+        } else if age < fresh.saturating_add(grace) {
+            Some(Found::Stale(stored))
         } else {
             None
         })
@@ -245,17 +273,19 @@ impl Inner {
                 reason: ThrottleReason::FigmaFailing,
             });
         }
-        if let Ok(Some((left, message))) = tier.backing_off_for().await {
-            if let Some(retry_after) = self.open_back_off(left, &message, tier.name()) {
-                return Err(Error::Throttled {
-                    retry_after,
-                    reason: ThrottleReason::BackingOff,
-                });
-            }
-        }
         let (per_minute, burst, max_wait) = self.client.budget_settings();
         let give_up_at = Instant::now() + max_wait;
         loop {
+            // Asked again after every wait: another replica may have been
+            // told to back off meanwhile.
+            if let Ok(Some((left, message))) = tier.backing_off_for().await {
+                if let Some(retry_after) = self.open_back_off(left, &message, tier.name()) {
+                    return Err(Error::Throttled {
+                        retry_after,
+                        reason: ThrottleReason::BackingOff,
+                    });
+                }
+            }
             match tier.take_slot(per_minute, burst).await {
                 Ok(None) | Err(Unavailable) => break,
                 Ok(Some(retry_after)) => {
@@ -283,12 +313,18 @@ impl Inner {
     }
 }
 
-fn or_fallback(result: Fetched, fallback: Option<(PaymentInformation, Instant)>) -> Fetched {
-    match (result, fallback) {
-        (Err(e), Some(fallback)) if e.is_figma_failure() => {
-            tracing::debug!(error = %e, "Figma could not refresh an answer; using the stored one");
-            Ok(fallback)
+impl Inner {
+    /// Figma's answer, else what was stored: a fresh answer when no
+    /// refresh could be made, one in its grace only when Figma failed.
+    fn or_fallback(&self, result: Fetched, fallback: Fallback) -> Fetched {
+        match (result, fallback.0) {
+            (Err(e), Some((stored, fresh)))
+                if (fresh && e.could_not_refresh()) || e.is_figma_failure() =>
+            {
+                tracing::debug!(error = %e, fresh, "could not ask Figma; using a stored answer");
+                Ok(self.answer(stored))
+            }
+            (result, _) => result,
         }
-        (result, _) => result,
     }
 }

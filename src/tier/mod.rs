@@ -66,8 +66,10 @@ pub(crate) enum Invalidation {
 /// it. Only a shared tier calls it, hence no caller without one.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) trait Invalidations: Send + Sync + 'static {
-    /// Forgets what another replica invalidated.
-    fn apply(&self, what: Invalidation) -> BoxFuture<'_, ()>;
+    /// Invalidations may have been lost (the tier was unreachable): every
+    /// answer held so far is asked about again before it is trusted as
+    /// fresh. It may still stand in, within its grace, while Figma fails.
+    fn missed(&self);
 
     /// Opens an invalidation message another replica sent and applies it,
     /// if its seal holds and it is recent.

@@ -477,10 +477,10 @@ impl RedisTier {
                     tokio::time::timeout(Duration::from_secs(2), subscribed).await
                 {
                     // Invalidations sent while this replica was not listening
-                    // are lost: drop everything it holds instead.
+                    // are lost: what it holds is asked about again.
                     if !std::mem::take(&mut first) {
                         if let Some(engine) = engine.upgrade() {
-                            engine.apply(Invalidation::All).await;
+                            engine.missed();
                         }
                     }
                     let mut messages = pubsub.into_on_message();
