@@ -28,9 +28,13 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 pub(crate) enum Wait {
     ForSlot,
     No,
+    /// A slot of the budget replicas share was taken (or of this replica's
+    /// share of it): no local slot on top, which would only delay the call
+    /// and bunch calls at Figma. The back-off still holds.
+    Taken,
 }
 
-type Limiter =
+pub(crate) type Limiter =
     RateLimiter<governor::state::NotKeyed, InMemoryState, Clock, NoOpMiddleware<Instant>>;
 
 /// `per_minute` calls a minute with bursts of `burst`, a bounded queue of
@@ -74,6 +78,16 @@ fn limiter(rate: Rate, clock: &Clock) -> Arc<Limiter> {
         Quota::per_minute(per_minute).allow_burst(burst),
         clock.clone(),
     ))
+}
+
+/// One call every `period`, no burst, the first only after `period`: a
+/// replica's share of a shared budget it cannot reach.
+pub(crate) fn spent_share(period: Duration, clock: &Clock) -> Arc<Limiter> {
+    let quota = Quota::with_period(period.max(Duration::from_millis(1)))
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
+    let limiter = RateLimiter::direct_with_clock(quota, clock.clone());
+    let _ = limiter.check(); // the one slot it starts with
+    Arc::new(limiter)
 }
 
 /// The Tier 3 budget (`GET /v1/payments`) of a token, a minute, from the
@@ -193,6 +207,9 @@ impl Budget {
     /// says so; fails at once while backing off after a 429.
     pub(crate) async fn acquire(&self, wait: Wait) -> Result<(), Error> {
         self.check_backoff()?;
+        if wait == Wait::Taken {
+            return Ok(());
+        }
         let limiter = self.current().limiter.clone();
         if let Err(not_until) = limiter.check() {
             // When the next slot comes free.

@@ -52,7 +52,11 @@ use self::{
     budget::Budget,
     health::HealthCheck,
 };
-pub(crate) use self::{budget::Wait, health::Health, question::Question};
+pub(crate) use self::{
+    budget::{spent_share, Limiter, Wait},
+    health::Health,
+    question::Question,
+};
 use crate::{
     clock::Clock,
     error::{ConfigError, Error, RateLimit, ThrottleReason},

@@ -23,6 +23,18 @@ pub enum Fault {
         /// The `Retry-After` value in seconds.
         retry_after: u64,
     },
+    /// Answer 429 with `Retry-After` (seconds) and these tier headers:
+    /// `X-Figma-Plan-Tier` (`starter`, `pro`, `org`, `enterprise`) and
+    /// `X-Figma-Rate-Limit-Type` (`low`, `high`), which set the budget
+    /// the client keeps to afterwards.
+    RateLimitedAs {
+        /// The `Retry-After` value in seconds.
+        retry_after: u64,
+        /// `X-Figma-Plan-Tier`.
+        plan_tier: &'static str,
+        /// `X-Figma-Rate-Limit-Type`.
+        rate_limit_type: &'static str,
+    },
     /// Answer 429 with this exact `Retry-After` value (an HTTP date,
     /// something unreadable) and Figma's tier headers.
     RateLimitedHeader(String),
@@ -98,6 +110,15 @@ pub(super) async fn apply_fault(fault: Option<Fault>, latency: Duration) -> Opti
             &retry_after.to_string(),
             "starter",
             "low",
+        )),
+        Fault::RateLimitedAs {
+            retry_after,
+            plan_tier,
+            rate_limit_type,
+        } => Some(too_many_requests(
+            &retry_after.to_string(),
+            plan_tier,
+            rate_limit_type,
         )),
         Fault::MalformedJson => {
             Some((StatusCode::OK, "{\"status\": 200, \"meta\": {").into_response())

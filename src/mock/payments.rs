@@ -41,7 +41,9 @@ pub(super) async fn payments(
         state.arrivals.push(now);
     }
     let (fault, latency) = take_fault(&shared);
-    if let Some(Fault::RateLimited { retry_after }) = &fault {
+    if let Some(Fault::RateLimited { retry_after } | Fault::RateLimitedAs { retry_after, .. }) =
+        &fault
+    {
         let mut state = shared.lock();
         let now = state.clock.now();
         state

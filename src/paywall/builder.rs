@@ -293,6 +293,7 @@ impl PaywallBuilder {
             lifetimes: self.lifetimes,
             generation: AtomicU64::new(0),
             epoch: std::sync::atomic::AtomicU32::new(0),
+            unshared: Default::default(),
             demoted_ms: AtomicU64::new(0),
             pat_alarm: Default::default(),
             stats: Counters::default(),

@@ -97,12 +97,16 @@ impl Paywall {
         if let Some(entry) = inner.cache.get(&key) {
             if seen.is_none_or(|seen| entry.fetched_at > seen)
                 && inner.clock.now() < inner.lifetimes.fresh_until(&entry)
+                && entry.epoch == inner.epoch()
             {
                 return Ok(entry);
             }
         }
         let started = Instant::now();
         let generation = inner.generation.load(Ordering::Acquire);
+        // An answer fetched across a demotion is cached, but of the epoch
+        // the lookup started in: not trusted as fresh.
+        let epoch = inner.epoch();
         // The client's own timeouts bound the request; this bounds the
         // whole lookup (budget wait, a tier's lock included) whatever happens.
         let deadline = inner.lookup_deadline();
@@ -128,7 +132,7 @@ impl Paywall {
                 return Err(error);
             }
         };
-        let entry = Entry::new(info, fetched_at, &inner.verdicts, inner.epoch());
+        let entry = Entry::new(info, fetched_at, &inner.verdicts, epoch);
         if inner.generation.load(Ordering::Acquire) == generation {
             inner.file(&question, &entry, key);
             inner.cache.insert(key, entry.clone());

@@ -39,6 +39,7 @@ mod lookup;
 mod messages;
 mod refused;
 mod tiered;
+mod unshared;
 
 use std::{
     fmt,
@@ -111,6 +112,8 @@ struct Inner {
     /// Bumped by every invalidation: a lookup that started before one does
     /// not cache what it got.
     generation: std::sync::atomic::AtomicU64,
+    /// This replica's share of the budget while Redis is unreachable.
+    unshared: unshared::Unshared,
     /// Bumped when invalidations may have been lost: an answer cached
     /// before (another epoch) is no longer fresh.
     epoch: std::sync::atomic::AtomicU32,
@@ -288,9 +291,9 @@ impl Inner {
     /// Invalidations may have been lost: answers held so far are asked about
     /// again before they are trusted as fresh (they keep their grace).
     pub(super) fn demote(&self) {
-        self.demoted_ms.store(self.clock.unix_ms(), Ordering::Release);
+        self.demoted_ms
+            .store(self.clock.unix_ms(), Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.generation.fetch_add(1, Ordering::AcqRel);
         tracing::warn!("invalidations may have been missed while Redis was unreachable: cached answers are asked about again before they are trusted");
     }
 
@@ -372,6 +375,35 @@ mod tests {
             assert!(lookup.from_cache, "user {i} lost their answer");
         }
         assert_eq!(paywall.inner.index.users(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_demoted_answer_is_asked_about_again_and_stands_in_while_it_is_fresh() {
+        let paywall = Paywall::unreachable_for_tests();
+        let plugin = Resource::plugin("11").unwrap();
+        let (paid, unpaid) = (UserId::new("1").unwrap(), UserId::new("2").unwrap());
+        for (user, status) in [
+            (&paid, PaymentStatus::Paid),
+            (&unpaid, PaymentStatus::Unpaid),
+        ] {
+            let info = PaymentInformation::new(user.clone(), &plugin, status);
+            paywall
+                .seed(&Question::User(user.clone(), plugin.clone()), info)
+                .await;
+        }
+        assert!(paywall.cached_user(&paid, &plugin).is_some());
+
+        // Invalidations may have been missed: no longer a hit.
+        paywall.inner.demote();
+        assert!(paywall.cached_user(&paid, &plugin).is_none());
+        let misses = paywall.stats().cache_misses;
+        // Figma cannot be asked (nothing listens): the PAID answer, still
+        // fresh, stands in, and is not stale.
+        let lookup = paywall.lookup_user(&paid, &plugin).await.unwrap();
+        assert!(lookup.from_cache && !lookup.stale);
+        assert_eq!(paywall.stats().cache_misses, misses + 1, "asked again");
+        // A refusing answer has no grace: it is not served unverified.
+        assert!(paywall.lookup_user(&unpaid, &plugin).await.is_err());
     }
 
     #[tokio::test]

@@ -27,6 +27,10 @@ use crate::{
 /// How often waiters look for the answer another replica is fetching.
 const POLL: Duration = Duration::from_millis(20);
 
+/// How long the shared budget must have been out of reach before a replica
+/// keeps to its share of it instead.
+const UNREACHABLE: Duration = Duration::from_secs(1);
+
 /// Stored answers whose seal does not hold are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
@@ -55,7 +59,11 @@ impl Fallback {
             Found::Fresh(stored) | Found::Refreshable(stored) => (stored, true),
             Found::Stale(stored) => (stored, false),
         };
-        if self.0.as_ref().is_none_or(|(s, _)| s.fetched_ms < stored.fetched_ms) {
+        if self
+            .0
+            .as_ref()
+            .is_none_or(|(s, _)| s.fetched_ms < stored.fetched_ms)
+        {
             self.0 = Some((stored, fresh));
         }
     }
@@ -123,7 +131,15 @@ impl Inner {
                 }
             }
         }
-        let result = self.ask_figma(question, wait).await;
+        // No lock: Redis is out of reach, or the holder is gone. A shared
+        // budget is still kept to (or this replica's share of it).
+        let result = match shared {
+            Some(i) => {
+                self.ask_shared(self.tiers[i].as_ref(), question, wait)
+                    .await
+            }
+            None => self.ask_figma(question, wait).await,
+        };
         self.write_through(key, &result, generation, !shared_down)
             .await;
         self.or_fallback(result, fallback)
@@ -286,9 +302,11 @@ impl Inner {
                     });
                 }
             }
-            match tier.take_slot(per_minute, burst).await {
-                Ok(None) | Err(Unavailable) => break,
-                Ok(Some(retry_after)) => {
+            let charge = self.unshared.to_charge();
+            match tier.take_slot(per_minute, burst, charge).await {
+                Ok(slot) => {
+                    self.unshared.reached(charge);
+                    let Some(retry_after) = slot else { break };
                     if wait == Wait::No || Instant::now() + retry_after > give_up_at {
                         return Err(Error::Throttled {
                             retry_after,
@@ -297,9 +315,28 @@ impl Inner {
                     }
                     tokio::time::sleep(retry_after).await;
                 }
+                // The shared budget is out of reach: this replica's share.
+                Err(Unavailable) if tier.unreachable_for() >= UNREACHABLE => {
+                    self.unshared
+                        .slot(per_minute, tier.replicas(), wait, give_up_at, &self.clock)
+                        .await?;
+                    break;
+                }
+                // One command failed (Redis slow, or just gone): the shared
+                // budget again, shortly, rather than a share while the other
+                // replicas still spend the whole budget through Redis.
+                Err(Unavailable) => {
+                    if wait == Wait::No || Instant::now() + POLL > give_up_at {
+                        return Err(Error::Throttled {
+                            retry_after: UNREACHABLE,
+                            reason: ThrottleReason::BudgetExhausted,
+                        });
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
             }
         }
-        let result = self.ask_figma(question, wait).await;
+        let result = self.ask_figma(question, Wait::Taken).await;
         if let Err(Error::RateLimited(limit)) = &result {
             let delay = limit.back_off();
             tier.back_off(delay, self.seal_back_off(delay)).await;

@@ -156,13 +156,27 @@ pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
     }
 
     /// Takes a slot of a budget shared by replicas: `None` when taken, else
-    /// how long until one is free.
+    /// how long until one is free. `charge` calls this replica made while
+    /// the tier was unreachable are counted first.
     fn take_slot(
         &self,
         per_minute: u32,
         burst: u32,
+        charge: u32,
     ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
-        let _ = (per_minute, burst);
+        let _ = (per_minute, burst, charge);
         future::ready(Ok(None)).boxed()
+    }
+
+    /// How many replicas share the budget; while the tier is unreachable
+    /// each keeps to its share.
+    fn replicas(&self) -> u32 {
+        1
+    }
+
+    /// How long every command to the tier has failed (zero while it
+    /// answers).
+    fn unreachable_for(&self) -> Duration {
+        Duration::ZERO
     }
 }

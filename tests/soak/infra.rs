@@ -23,6 +23,36 @@ use tokio::{
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_figma-paywall");
 
+/// A folder of the soak's own, removed at the end.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "figma-paywall-{name}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // SOAK_KEEP=1 keeps the replicas' logs and stores to read.
+        if std::env::var_os("SOAK_KEEP").is_some() {
+            eprintln!("soak: kept {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -185,6 +215,7 @@ pub struct ReplicaConfig {
     pub rate: (u32, u32),
     pub plugin: String,
     pub lifetimes: [&'static str; 4],
+    pub replicas: usize,
 }
 
 /// Resident memory, open files and threads of a process, from `/proc`.
@@ -258,13 +289,17 @@ impl Replica {
             .args(["--plugin", &c.plugin, "--listen", "127.0.0.1:0"])
             .args(["--paid-lifetime", paid, "--trial-lifetime", trial])
             .args(["--unpaid-lifetime", unpaid, "--stale-grace", grace])
+            .args(["--replicas", &c.replicas.to_string()])
             .env("FIGMA_TOKEN", &c.access_token)
             .env("FIGMA_API_URL", &c.figma_url)
             .env("FIGMA_RATE_LIMIT", c.rate.0.to_string())
             .env("FIGMA_RATE_BURST", c.rate.1.to_string())
             .env("FIGMA_PAYWALL_STORE", &self.store)
             .env("REDIS_URL", &c.redis_url)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SOAK_REPLICA_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("FIGMA_PAYWALL_KEY")
             .stdout(Stdio::piped())
             .stderr(log)

@@ -158,6 +158,17 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_STALE_GRACE", value_parser = duration, default_value = "1h")]
     stale_grace: Duration,
 
+    /// With REDIS_URL: how many replicas share Figma's budget, at least.
+    /// While Redis is unreachable each keeps to its share (the budget
+    /// divided by the replicas Redis saw lately, or by this if more).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "FIGMA_PAYWALL_REPLICAS",
+        default_value_t = 1
+    )]
+    replicas: u32,
+
     /// Run on the embedded mock Figma, with demo buyers, and print tokens to
     /// try. For trying the gateway out: never in production.
     #[arg(long)]
@@ -319,6 +330,7 @@ impl Gateway {
             .map_err(|e| e.to_string())?;
         if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
             let tier = figma_paywall::redis::RedisTier::builder(url)
+                .replicas(args.replicas)
                 .build()
                 .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
             builder = builder.redis(tier);

@@ -34,53 +34,28 @@
 //! # Ok(()) }
 //! ```
 
+mod listen;
+mod scripts;
+
 use std::{
     fmt,
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex, Weak,
+    },
     time::{Duration, Instant},
 };
 
 use ::redis::{aio::ConnectionManager, AsyncCommands, Script};
-use futures_util::{future::BoxFuture, FutureExt, StreamExt};
+
+use self::scripts::{BACK_OFF, GCRA, HEARTBEAT, UNLOCK};
+use futures_util::{future::BoxFuture, FutureExt};
 
 use super::{Invalidation, Invalidations, SharedBackOff, StoreKey, Tier, TierResult, Unavailable};
 use crate::{error::MAX_BACK_OFF, UserId};
 
 /// Redis failures are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(30);
-
-/// GCRA: allow a call, or say how many milliseconds until one is allowed.
-/// A state this budget cannot reach (not a number, or further ahead than
-/// its burst: written by someone else, or by a larger budget) starts afresh,
-/// so that nobody can stop every replica by writing to it.
-const GCRA: &str = r"
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local tolerance = interval * (tonumber(ARGV[2]) - 1)
-local tat = tonumber(redis.call('GET', KEYS[1]) or now_ms) or now_ms
-if tat < now_ms or tat > now_ms + tolerance + interval then tat = now_ms end
-local allow_at = tat - tolerance
-if now_ms < allow_at then return allow_at - now_ms end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now_ms + interval))
-return 0
-";
-
-/// Sets the shared back-off (its sealed message), never shortening a
-/// longer one.
-const BACK_OFF: &str = r"
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
-end
-return 0
-";
-
-/// Releases a lock only if this replica still holds it.
-const UNLOCK: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-";
 
 /// The shared Redis tier; see the [module docs](self). Cheap to clone.
 #[derive(Clone)]
@@ -96,14 +71,21 @@ struct TierInner {
     lock_ttl: Duration,
     replica: String,
     gcra: Script,
+    heartbeat: Script,
     unlock: Script,
     back_off: Script,
     health: Mutex<Health>,
+    /// How many replicas share the budget: the most Redis has seen alive
+    /// lately, at least `replicas_floor`. Kept while Redis is unreachable.
+    replicas: AtomicU32,
+    replicas_floor: u32,
 }
 
 #[derive(Default)]
 struct Health {
     failing: bool,
+    /// Since when every command has failed, if the last one did.
+    failing_since: Option<Instant>,
     warned_at: Option<Instant>,
 }
 
@@ -137,6 +119,7 @@ pub struct RedisTierBuilder {
     prefix: String,
     timeout: Duration,
     lock_ttl: Duration,
+    replicas: u32,
 }
 
 impl fmt::Debug for RedisTierBuilder {
@@ -146,6 +129,7 @@ impl fmt::Debug for RedisTierBuilder {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("lock_ttl", &self.lock_ttl)
+            .field("replicas", &self.replicas)
             .finish_non_exhaustive()
     }
 }
@@ -170,6 +154,25 @@ impl RedisTierBuilder {
     /// client's default timeout plus a second).
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.lock_ttl = ttl;
+        self
+    }
+
+    /// How many replicas share Figma's budget, at least (default 1). While
+    /// Redis is unreachable each replica keeps to its share of the budget:
+    /// the budget divided by the replicas Redis saw alive in the last
+    /// 30 s, or by this if more. Set it to your replica count so that a
+    /// replica that starts while Redis is down does not spend the whole
+    /// budget alone.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use figma_paywall::redis::RedisTier;
+    ///
+    /// let tier = RedisTier::builder("redis://127.0.0.1:6379").replicas(3).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas.max(1);
         self
     }
 
@@ -199,6 +202,9 @@ impl RedisTierBuilder {
                 lock_ttl: self.lock_ttl,
                 replica: format!("{:032x}", rand::random::<u128>()),
                 gcra: Script::new(GCRA),
+                heartbeat: Script::new(HEARTBEAT),
+                replicas: AtomicU32::new(self.replicas.max(1)),
+                replicas_floor: self.replicas.max(1),
                 unlock: Script::new(UNLOCK),
                 back_off: Script::new(BACK_OFF),
                 health: Mutex::new(Health::default()),
@@ -222,6 +228,7 @@ impl RedisTier {
             prefix: "figma-paywall:v1:".to_owned(),
             timeout: Duration::from_millis(100),
             lock_ttl: Duration::from_secs(6),
+            replicas: 1,
         }
     }
 
@@ -255,6 +262,7 @@ impl RedisTier {
         let mut health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(value) => {
+                health.failing_since = None;
                 if health.failing {
                     health.failing = false;
                     tracing::info!("Redis answers again; using the shared tier");
@@ -263,6 +271,7 @@ impl RedisTier {
             }
             Err(reason) => {
                 health.failing = true;
+                health.failing_since.get_or_insert_with(Instant::now);
                 if health.warned_at.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                     health.warned_at = Some(Instant::now());
                     tracing::warn!(command = what, %reason, "Redis is unavailable; going on with the in-process cache and Figma directly");
@@ -383,7 +392,12 @@ impl RedisTier {
             .await;
     }
 
-    async fn take_shared_slot(&self, per_minute: u32, burst: u32) -> TierResult<Option<Duration>> {
+    async fn take_shared_slot(
+        &self,
+        per_minute: u32,
+        burst: u32,
+        charge: u32,
+    ) -> TierResult<Option<Duration>> {
         let mut conn = self.conn();
         let name = self.key("budget", "");
         let script = self.inner.gcra.clone();
@@ -394,6 +408,7 @@ impl RedisTier {
                     .key(name)
                     .arg(interval_ms)
                     .arg(burst.max(1))
+                    .arg(charge)
                     .invoke_async(&mut conn)
                     .await
             })
@@ -453,56 +468,6 @@ impl RedisTier {
             })
             .await;
     }
-
-    /// Listens for invalidations from other replicas until the paywall is
-    /// dropped, reconnecting when Redis goes away.
-    fn spawn_listener(&self, engine: Weak<dyn Invalidations>) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("no Tokio runtime while building the Paywall: invalidations from other replicas will not be heard");
-            return;
-        };
-        let tier = self.clone();
-        runtime.spawn(async move {
-            let mut first = true;
-            loop {
-                if engine.strong_count() == 0 {
-                    return;
-                }
-                let subscribed = async {
-                    let mut pubsub = tier.inner.client.get_async_pubsub().await?;
-                    pubsub.subscribe(tier.channel()).await?;
-                    Ok::<_, ::redis::RedisError>(pubsub)
-                };
-                if let Ok(Ok(pubsub)) =
-                    tokio::time::timeout(Duration::from_secs(2), subscribed).await
-                {
-                    // Invalidations sent while this replica was not listening
-                    // are lost: what it holds is asked about again.
-                    if !std::mem::take(&mut first) {
-                        if let Some(engine) = engine.upgrade() {
-                            engine.missed();
-                        }
-                    }
-                    let mut messages = pubsub.into_on_message();
-                    loop {
-                        // Wake now and then to notice a dropped paywall.
-                        match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
-                            Ok(Some(message)) => {
-                                let Some(engine) = engine.upgrade() else {
-                                    return;
-                                };
-                                engine.heard(message.get_payload_bytes()).await;
-                            }
-                            Ok(None) => break,
-                            Err(_) if engine.strong_count() == 0 => return,
-                            Err(_) => {}
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
-    }
 }
 
 impl Tier for RedisTier {
@@ -538,6 +503,7 @@ impl Tier for RedisTier {
     }
 
     fn listen(&self, engine: Weak<dyn Invalidations>) {
+        self.spawn_heartbeat(engine.clone());
         self.spawn_listener(engine);
     }
 
@@ -565,7 +531,19 @@ impl Tier for RedisTier {
         &self,
         per_minute: u32,
         burst: u32,
+        charge: u32,
     ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
-        self.take_shared_slot(per_minute, burst).boxed()
+        self.take_shared_slot(per_minute, burst, charge).boxed()
+    }
+
+    fn replicas(&self) -> u32 {
+        self.inner.replicas.load(Ordering::Relaxed)
+    }
+
+    fn unreachable_for(&self) -> Duration {
+        let health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
+        health
+            .failing_since
+            .map_or(Duration::ZERO, |since| since.elapsed())
     }
 }
