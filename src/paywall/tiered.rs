@@ -302,10 +302,10 @@ impl Inner {
                     });
                 }
             }
-            let charge = self.unshared.to_charge();
+            let charge = self.unshared.to_charge(per_minute, &self.clock);
             match tier.take_slot(per_minute, burst, charge).await {
                 Ok(slot) => {
-                    self.unshared.reached(charge);
+                    self.unshared.reached();
                     let Some(retry_after) = slot else { break };
                     if wait == Wait::No || Instant::now() + retry_after > give_up_at {
                         return Err(Error::Throttled {

@@ -1,7 +1,8 @@
 //! Figma's budget while the budget replicas share cannot be reached
-//! (Redis down): each replica keeps to its share, and charges the shared
-//! budget with what it spent once it answers again, so that no minute holds
-//! more calls than the budget, whatever Redis does.
+//! (Redis down): each replica keeps to its share, and when Redis answers
+//! again the shared budget is charged as if the replicas had spent the
+//! whole budget while it could not count, so that no minute holds more
+//! calls than the budget, whatever Redis does.
 //!
 //! The share is the budget divided by the replicas ([`Tier::replicas`]),
 //! with no burst, and starts spent: the minute before, the replicas may
@@ -10,29 +11,34 @@
 //! [`Tier::replicas`]: crate::tier::Tier::replicas
 
 use std::{
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use crate::{
     client::{spent_share, Limiter, Wait},
     clock::Clock,
+    tier::Charge,
     Error, ThrottleReason,
 };
 
 #[derive(Default)]
-pub(super) struct Unshared {
-    /// Calls made without a shared slot, not yet charged to the shared
-    /// budget.
-    calls: AtomicU32,
-    /// This replica's share while the shared budget is out of reach.
-    share: Mutex<Option<Arc<Limiter>>>,
+pub(super) struct Unshared(Mutex<Option<Share>>);
+
+/// This replica's share, while the shared budget is out of reach.
+struct Share {
+    limiter: Arc<Limiter>,
+    /// When this replica began to keep to it.
+    since: Instant,
+    /// The replicas it was shared among.
+    replicas: u32,
 }
 
 impl Unshared {
+    fn share(&self) -> std::sync::MutexGuard<'_, Option<Share>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Takes a slot of this replica's share of `per_minute` among
     /// `replicas`, waiting until `give_up_at` at most if `wait` says so.
     pub(super) async fn slot(
@@ -43,51 +49,58 @@ impl Unshared {
         give_up_at: Instant,
         clock: &Clock,
     ) -> Result<(), Error> {
-        let share = {
-            let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-            share
-                .get_or_insert_with(|| {
-                    let period = Duration::from_secs(60) * replicas.max(1) / per_minute.max(1);
-                    spent_share(period, clock)
-                })
-                .clone()
-        };
-        if let Err(not_until) = share.check() {
+        let limiter = self
+            .share()
+            .get_or_insert_with(|| {
+                let period = Duration::from_secs(60) * replicas.max(1) / per_minute.max(1);
+                Share {
+                    limiter: spent_share(period, clock),
+                    since: clock.now(),
+                    replicas: replicas.max(1),
+                }
+            })
+            .limiter
+            .clone();
+        if let Err(not_until) = limiter.check() {
             let next = not_until.wait_time_from(clock.now());
+            let throttled = || Error::Throttled {
+                retry_after: next.max(Duration::from_millis(1)),
+                reason: ThrottleReason::BudgetExhausted,
+            };
             let left = give_up_at.saturating_duration_since(Instant::now());
             if wait == Wait::No || next > left {
-                return Err(Error::Throttled {
-                    retry_after: next.max(Duration::from_millis(1)),
-                    reason: ThrottleReason::BudgetExhausted,
-                });
+                return Err(throttled());
             }
-            if tokio::time::timeout(left, share.until_ready())
+            if tokio::time::timeout(left, limiter.until_ready())
                 .await
                 .is_err()
             {
-                return Err(Error::Throttled {
-                    retry_after: next.max(Duration::from_millis(1)),
-                    reason: ThrottleReason::BudgetExhausted,
-                });
+                return Err(throttled());
             }
         }
-        self.calls.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
-    /// The calls to charge to the shared budget at the next slot.
-    pub(super) fn to_charge(&self) -> u32 {
-        self.calls.load(Ordering::Acquire)
+    /// What to charge the shared budget with at the next slot: the time
+    /// this replica kept to its share (at most a minute), as if the
+    /// replicas had spent the whole budget then, and one call each for
+    /// their shares' phases. Nothing when it did not.
+    pub(super) fn to_charge(&self, per_minute: u32, clock: &Clock) -> Charge {
+        self.share().as_ref().map_or(Charge::default(), |share| {
+            let interval = Duration::from_secs(60) / per_minute.max(1);
+            Charge {
+                spent_for: clock
+                    .now()
+                    .saturating_duration_since(share.since)
+                    .min(Duration::from_secs(60)),
+                margin: interval * share.replicas,
+            }
+        })
     }
 
-    /// The shared budget answered and counted `charged` of those calls:
-    /// the share ends.
-    pub(super) fn reached(&self, charged: u32) {
-        if charged > 0 {
-            self.calls.fetch_sub(charged, Ordering::AcqRel);
-        }
-        let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-        *share = None;
+    /// The shared budget answered (and was charged): the share ends.
+    pub(super) fn reached(&self) {
+        *self.share() = None;
     }
 }
 
@@ -97,7 +110,7 @@ mod tests {
     use crate::clock::MockClock;
 
     #[tokio::test]
-    async fn a_share_starts_spent_counts_its_calls_and_ends_when_reached() {
+    async fn a_share_starts_spent_and_is_charged_as_the_whole_budget_when_redis_is_back() {
         let mock = MockClock::new();
         let (clock, unshared) = (mock.clock(), Unshared::default());
         let soon = Instant::now() + Duration::from_secs(60);
@@ -115,12 +128,17 @@ mod tests {
         assert!(unshared.slot(60, 2, Wait::No, soon, &clock).await.is_err());
         mock.advance(Duration::from_secs(2));
         unshared.slot(60, 2, Wait::No, soon, &clock).await.unwrap();
-        assert_eq!(unshared.to_charge(), 2);
+        // 4 s at its share: charged as 4 s of the whole budget, and a call
+        // (an interval of a second) for each replica's phase.
+        let charge = unshared.to_charge(60, &clock);
+        assert!(charge.spent_for >= Duration::from_secs(4));
+        assert!(charge.spent_for < Duration::from_secs(5));
+        assert_eq!(charge.margin, Duration::from_secs(2));
 
-        // Redis counted them: nothing left to charge, and the next share
+        // Redis counted it: nothing left to charge, and the next share
         // starts spent again.
-        unshared.reached(2);
-        assert_eq!(unshared.to_charge(), 0);
+        unshared.reached();
+        assert_eq!(unshared.to_charge(60, &clock), Charge::default());
         assert!(unshared.slot(60, 2, Wait::No, soon, &clock).await.is_err());
     }
 }

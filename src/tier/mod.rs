@@ -76,6 +76,16 @@ pub(crate) trait Invalidations: Send + Sync + 'static {
     fn heard<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, ()>;
 }
 
+/// What to charge a shared budget with when it answers again after
+/// replicas kept to their shares without it: `spent_for` of spending at
+/// its full rate (as if every replica had spent its whole share then), and
+/// `margin` more, for calls the shares' phases may add in a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Charge {
+    pub(crate) spent_for: Duration,
+    pub(crate) margin: Duration,
+}
+
 /// The tier did not answer in time or failed; it has already logged why.
 /// The lookup goes on without it.
 #[derive(Debug)]
@@ -156,13 +166,13 @@ pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
     }
 
     /// Takes a slot of a budget shared by replicas: `None` when taken, else
-    /// how long until one is free. `charge` calls this replica made while
-    /// the tier was unreachable are counted first.
+    /// how long until one is free. First the budget is charged with what
+    /// replicas may have spent while it was out of reach ([`Charge`]).
     fn take_slot(
         &self,
         per_minute: u32,
         burst: u32,
-        charge: u32,
+        charge: Charge,
     ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
         let _ = (per_minute, burst, charge);
         future::ready(Ok(None)).boxed()

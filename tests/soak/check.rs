@@ -199,10 +199,21 @@ impl Checker {
             return;
         }
         // A refusal: Figma's envelope, never a 500.
-        let reason = serde_json::from_str::<serde_json::Value>(&body)
+        let envelope = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
-            .filter(|v| v["error"] == true && v["status"] == status)
+            .filter(|v| v["error"] == true && v["status"] == status);
+        let reason = envelope
+            .as_ref()
             .and_then(|v| v["reason"].as_str().map(str::to_owned));
+        // What the message says, numbers left out, for the summary.
+        let said: String = envelope
+            .as_ref()
+            .and_then(|v| v["message"].as_str())
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .take(70)
+            .collect();
         let Some(reason) = reason else {
             s.violations.push(format!(
                 "{name}: {status} without Figma's envelope: {body:.200}"
@@ -214,7 +225,9 @@ impl Checker {
         }
         *s.refusals.entry(reason.clone()).or_default() += 1;
         if matches!(o.caller, Kind::Buyer | Kind::Trial) {
-            *s.buyers_refused.entry(reason.clone()).or_default() += 1;
+            *s.buyers_refused
+                .entry(format!("{reason}: {said}"))
+                .or_default() += 1;
             let user = o.user.as_deref().unwrap_or_default();
             let life = if o.caller == Kind::Trial {
                 self.life.trial

@@ -289,7 +289,9 @@ async fn soak() {
             .unwrap_or(Kind::Forged);
         *calls_by_kind.entry(kind).or_default() += 1;
     }
-    println!(
+    // Straight to stderr, past the harness's capture: CI shows it.
+    let _ = writeln!(
+        std::io::stderr(),
         "soak secs={:.0} requests={requests} rps={:.1} shed={shed} faults={:?} figma_calls={calls} by_kind={calls_by_kind:?} budget={}/min+{} {} usage=[{}] seed={seed}",
         elapsed.as_secs_f64(),
         requests as f64 / elapsed.as_secs_f64(),
@@ -301,6 +303,29 @@ async fn soak() {
     );
     let _ = sent;
     if let Some(first) = checker.first_violation() {
+        // SOAK_CALLS=1: every call Figma received, with its time and caller.
+        if std::env::var_os("SOAK_CALLS").is_some() {
+            let user_of: std::collections::HashMap<&str, String> = callers
+                .iter()
+                .map(|c| (c.token.as_str(), c.user.clone().unwrap_or_default()))
+                .collect();
+            for (at, query) in figma
+                .payment_request_times()
+                .iter()
+                .zip(figma.received_queries())
+            {
+                let token = query
+                    .iter()
+                    .find(|(n, _)| n == "plugin_payment_token")
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("");
+                eprintln!(
+                    "call t+{:.3} {}",
+                    at.saturating_duration_since(checker.started).as_secs_f64(),
+                    user_of.get(token).map_or("forged", String::as_str)
+                );
+            }
+        }
         for replica in &replicas {
             let replica = replica.lock().unwrap();
             let log = std::fs::read_to_string(&replica.log).unwrap_or_default();

@@ -51,7 +51,9 @@ use ::redis::{aio::ConnectionManager, AsyncCommands, Script};
 use self::scripts::{BACK_OFF, GCRA, HEARTBEAT, UNLOCK};
 use futures_util::{future::BoxFuture, FutureExt};
 
-use super::{Invalidation, Invalidations, SharedBackOff, StoreKey, Tier, TierResult, Unavailable};
+use super::{
+    Charge, Invalidation, Invalidations, SharedBackOff, StoreKey, Tier, TierResult, Unavailable,
+};
 use crate::{error::MAX_BACK_OFF, UserId};
 
 /// Redis failures are logged at most this often.
@@ -396,7 +398,7 @@ impl RedisTier {
         &self,
         per_minute: u32,
         burst: u32,
-        charge: u32,
+        charge: Charge,
     ) -> TierResult<Option<Duration>> {
         let mut conn = self.conn();
         let name = self.key("budget", "");
@@ -408,7 +410,8 @@ impl RedisTier {
                     .key(name)
                     .arg(interval_ms)
                     .arg(burst.max(1))
-                    .arg(charge)
+                    .arg(u64::try_from(charge.spent_for.as_millis()).unwrap_or(u64::MAX))
+                    .arg(u64::try_from(charge.margin.as_millis()).unwrap_or(u64::MAX))
                     .invoke_async(&mut conn)
                     .await
             })
@@ -531,7 +534,7 @@ impl Tier for RedisTier {
         &self,
         per_minute: u32,
         burst: u32,
-        charge: u32,
+        charge: Charge,
     ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
         self.take_shared_slot(per_minute, burst, charge).boxed()
     }

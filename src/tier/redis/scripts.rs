@@ -12,20 +12,25 @@ use std::time::Duration;
 ///   than its burst: written by someone else, or by a larger budget) is
 ///   taken as a spent burst too: nobody can stop every replica for longer
 ///   than one interval by writing to it.
-/// - **`ARGV[3]` calls made while the budget could not be reached** (a
-///   replica that kept to its share without Redis) are charged first, up to
-///   a spent burst.
+/// - **`ARGV[3]` ms of spending at the full rate** (the time a replica kept
+///   to its share without Redis, as if every replica had spent its whole
+///   share then) are charged first, then **`ARGV[4]` ms more** (calls the
+///   shares' phases may add): the budget is left no fuller than it was when
+///   Redis went out of reach, and spent if it was spent then.
 pub(super) const GCRA: &str = r"
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local tolerance = interval * (tonumber(ARGV[2]) - 1)
 local charge = tonumber(ARGV[3]) or 0
+local margin = tonumber(ARGV[4]) or 0
 local spent = now_ms + tolerance + interval
 local tat = tonumber(redis.call('GET', KEYS[1]) or spent) or spent
 if tat > spent then tat = spent end
+if tat < now_ms - charge then tat = now_ms - charge end
+tat = tat + charge
 if tat < now_ms then tat = now_ms end
-if charge > 0 then tat = math.min(tat + charge * interval, spent) end
+tat = math.min(tat + margin, spent)
 local allow_at = tat - tolerance
 if now_ms < allow_at then
   redis.call('SET', KEYS[1], tat)
