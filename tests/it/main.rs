@@ -6,6 +6,10 @@
 //! the process's environment, which no other test may see).
 
 mod common;
+// Shared with the soak, which also stalls it.
+#[allow(dead_code)]
+#[path = "../common/tcp_proxy.rs"]
+mod tcp_proxy;
 
 mod breaker;
 mod budget;

@@ -3,19 +3,15 @@
 //! skipped.
 #![cfg(feature = "redis")]
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::{common::*, tcp_proxy::Proxy};
 use axum::Router;
 use figma_paywall::{
     mock::{Fault, MockClock, MockFigma},
     redis::RedisTier,
     PaymentStatus, Paywall, RequirePaidLayer,
 };
-use tokio::{net::TcpListener, task::JoinHandle};
 
 fn redis_url() -> Option<String> {
     let url = std::env::var("REDIS_URL").ok();
@@ -131,58 +127,6 @@ async fn invalidation_on_one_replica_drops_the_answer_on_all() {
     }
     assert_eq!(call(&replicas[0].app, as_user("5")).await.status, 200);
     assert_eq!(figma.payment_requests(), 2);
-}
-
-/// A TCP proxy in front of Redis that can be cut and restored, to stop
-/// "Redis" mid-run without touching the server other tests use.
-struct Proxy {
-    port: u16,
-    target: String,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let proxy = Self {
-            port,
-            target,
-            tasks: Arc::default(),
-        };
-        proxy.serve(listener);
-        proxy
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let target = self.target.clone();
-        let tasks = self.tasks.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tasks.lock().unwrap().push(conn);
-            }
-        });
-        self.tasks.lock().unwrap().push(accept);
-    }
-
-    /// Redis "dies": the port refuses connections, open ones drop.
-    fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-
-    /// Redis "comes back" on the same port.
-    async fn restore(&self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        self.serve(listener);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

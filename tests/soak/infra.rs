@@ -1,6 +1,6 @@
 //! The real parts the soak starts and breaks: a Redis server of its own
-//! (so that restarting it disturbs no other test), a TCP proxy in front of
-//! it that can stall or cut, and the replicas: `figma-paywall` processes
+//! (so that restarting it disturbs no other test; the TCP proxy in front of
+//! it is `tests/common/tcp_proxy.rs`), and the replicas: `figma-paywall` processes
 //! that can be killed abruptly and started again over their store.
 
 use std::{
@@ -8,17 +8,8 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
-};
-
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    task::JoinHandle,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_figma-paywall");
@@ -118,91 +109,6 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// A TCP proxy in front of Redis: it passes bytes, stalls them (the
-/// connections stay open, nothing goes through), or cuts every connection
-/// and refuses new ones.
-pub struct Proxy {
-    pub port: u16,
-    target: u16,
-    stalled: Arc<AtomicBool>,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    pub async fn start(target: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Self {
-            port: listener.local_addr().unwrap().port(),
-            target,
-            stalled: Arc::default(),
-            tasks: Arc::default(),
-        };
-        proxy.serve(listener);
-        proxy
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let (target, stalled, tasks) = (self.target, self.stalled.clone(), self.tasks.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let stalled = stalled.clone();
-                let conn = tokio::spawn(async move {
-                    if let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await {
-                        let (ri, wi) = inbound.into_split();
-                        let (ro, wo) = outbound.into_split();
-                        tokio::join!(pipe(ri, wo, &stalled), pipe(ro, wi, &stalled));
-                    }
-                });
-                tasks.lock().unwrap().push(conn);
-            }
-        });
-        self.tasks.lock().unwrap().push(accept);
-    }
-
-    /// Nothing goes through until [`unstall`](Self::unstall).
-    pub fn stall(&self) {
-        self.stalled.store(true, Ordering::SeqCst);
-    }
-
-    pub fn unstall(&self) {
-        self.stalled.store(false, Ordering::SeqCst);
-    }
-
-    /// Every connection drops; the port refuses new ones.
-    pub fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-
-    /// Accepts connections again, on the same port.
-    pub async fn restore(&self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        self.serve(listener);
-    }
-}
-
-/// Copies bytes one way, holding them while `stalled`.
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    stalled: &AtomicBool,
-) {
-    let mut buf = vec![0; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        while stalled.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
     }
 }
 

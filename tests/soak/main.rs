@@ -17,6 +17,8 @@
 
 mod check;
 mod infra;
+#[path = "../common/tcp_proxy.rs"]
+mod tcp_proxy;
 
 use std::{
     collections::BTreeMap,
@@ -31,7 +33,8 @@ use figma_paywall::{
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use check::{Checker, Kind, Lifetimes, Outcome};
-use infra::{Proxy, RedisServer, Replica, ReplicaConfig, Usage};
+use infra::{RedisServer, Replica, ReplicaConfig, Usage};
+use tcp_proxy::Proxy;
 
 const PLUGIN: &str = "1122334455";
 /// Figma's budget for the whole run, all replicas together: a minute's
@@ -86,7 +89,7 @@ async fn soak() {
         let _ = writeln!(std::io::stderr(), "SKIPPED soak: redis-server could not be started (install Debian's redis-server; .ci/run does)");
         return;
     };
-    let proxy = Arc::new(Proxy::start(redis.port).await);
+    let proxy = Arc::new(Proxy::start(format!("127.0.0.1:{}", redis.port)).await);
     let redis = Arc::new(Mutex::new(redis));
 
     // The ledger.
