@@ -20,19 +20,12 @@ use super::{Inner, REFRESH_AT};
 use crate::{
     client::{Question, Wait},
     error::{Error, ThrottleReason},
-    tier::{Opened, Refused, StoreKey, Stored, Tier, Unavailable},
+    tier::{Opened, Refused, StoreKey, Stored, Tier, Unavailable, UNREACHABLE},
     PaymentInformation,
 };
 
 /// How often waiters look for the answer another replica is fetching.
 const POLL: Duration = Duration::from_millis(20);
-
-/// How long the shared budget must have been out of reach before a replica
-/// keeps to its share of it instead: longer than a Redis restart or a
-/// reconnection takes, so that replicas rarely disagree on whether Redis
-/// answers (one spending its share while another spends through Redis can
-/// exceed the budget; the soak found it with 1 s).
-const UNREACHABLE: Duration = Duration::from_secs(3);
 
 /// Stored answers whose seal does not hold are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(30);

@@ -86,6 +86,13 @@ pub(crate) struct Charge {
     pub(crate) margin: Duration,
 }
 
+/// How long a shared budget must have been out of reach before a replica
+/// keeps to its share of it instead: longer than a Redis restart or a
+/// reconnection takes, so that replicas rarely disagree on whether Redis
+/// answers, and longer than Redis waits before it takes a replica it no
+/// longer hears from for one spending its share.
+pub(crate) const UNREACHABLE: Duration = Duration::from_secs(3);
+
 /// The tier did not answer in time or failed; it has already logged why.
 /// The lookup goes on without it.
 #[derive(Debug)]

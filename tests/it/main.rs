@@ -18,5 +18,6 @@ mod faults;
 mod login;
 mod properties;
 mod redis;
+mod redis_budget;
 mod require_paid;
 mod store;

@@ -196,6 +196,9 @@ impl Replica {
             .args(["--paid-lifetime", paid, "--trial-lifetime", trial])
             .args(["--unpaid-lifetime", unpaid, "--stale-grace", grace])
             .args(["--replicas", &c.replicas.to_string()])
+            // Started again under its name, as a StatefulSet's pod is: it
+            // takes its own place among the replicas at once.
+            .args(["--replica-name", &self.name])
             .env("FIGMA_TOKEN", &c.access_token)
             .env("FIGMA_API_URL", &c.figma_url)
             .env("FIGMA_RATE_LIMIT", c.rate.0.to_string())

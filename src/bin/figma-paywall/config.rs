@@ -160,7 +160,8 @@ pub(crate) struct Args {
 
     /// With REDIS_URL: how many replicas share Figma's budget, at least.
     /// While Redis is unreachable each keeps to its share (the budget
-    /// divided by the replicas Redis saw lately, or by this if more).
+    /// divided by the replicas Redis heard from in the last minute, or by
+    /// this if more), and the replicas that reach Redis leave it unspent.
     #[arg(
         long,
         value_name = "N",
@@ -168,6 +169,13 @@ pub(crate) struct Args {
         default_value_t = 1
     )]
     replicas: u32,
+
+    /// With REDIS_URL: this replica's name among those sharing the budget,
+    /// unique to it; a replica started again under its old name takes its
+    /// place at once, under a new one a minute or two later [default: the
+    /// host's name and --listen, random with port 0]
+    #[arg(long, value_name = "NAME", env = "FIGMA_PAYWALL_REPLICA_NAME")]
+    replica_name: Option<String>,
 
     /// Run on the embedded mock Figma, with demo buyers, and print tokens to
     /// try. For trying the gateway out: never in production.
@@ -329,8 +337,15 @@ impl Gateway {
             .store_from_env()
             .map_err(|e| e.to_string())?;
         if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
-            let tier = figma_paywall::redis::RedisTier::builder(url)
-                .replicas(args.replicas)
+            let mut tier = figma_paywall::redis::RedisTier::builder(url).replicas(args.replicas);
+            if let Some(name) = args
+                .replica_name
+                .clone()
+                .or_else(|| host_and_port(args.listen))
+            {
+                tier = tier.replica_name(name);
+            }
+            let tier = tier
                 .build()
                 .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
             builder = builder.redis(tier);
@@ -437,6 +452,19 @@ async fn demo_figma(
     Ok((mock, tokens))
 }
 
+/// The replica's default name: the host's name and the address it listens
+/// on, which a replica started again on the same host keeps. None (a
+/// random name) when the port is chosen at start, or the host's name is
+/// unknown or one many hosts share (`localhost`).
+fn host_and_port(listen: SocketAddr) -> Option<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())?;
+    let host = host.trim();
+    let generic = host.is_empty() || host.starts_with("localhost");
+    (listen.port() != 0 && !generic).then(|| format!("{host}/{listen}"))
+}
+
 /// A token Figma refuses stops the gateway at start; Figma out of reach
 /// does not (it may come back).
 async fn check_token(client: &PaymentsClient) -> Result<(), String> {
@@ -449,6 +477,23 @@ async fn check_token(client: &PaymentsClient) -> Result<(), String> {
         Err(e) => {
             tracing::warn!(error = %e, "could not check FIGMA_TOKEN with Figma; serving anyway, lookups will say");
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_is_named_by_its_host_and_port_unless_the_port_is_chosen_at_start() {
+        assert_eq!(host_and_port("127.0.0.1:0".parse().unwrap()), None);
+        // Linux always has /proc/sys/kernel/hostname.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        if cfg!(target_os = "linux") && !host.trim().starts_with("localhost") {
+            let name = host_and_port("0.0.0.0:4180".parse().unwrap()).unwrap();
+            let host = name.strip_suffix("/0.0.0.0:4180").unwrap();
+            assert!(!host.is_empty() && !host.contains('\n'), "{name:?}");
         }
     }
 }

@@ -3,6 +3,7 @@
 //! invalidations to the engine.
 
 use std::{
+    collections::VecDeque,
     sync::{atomic::Ordering, Weak},
     time::Duration,
 };
@@ -11,39 +12,48 @@ use futures_util::StreamExt;
 
 use super::{
     millis,
-    scripts::{ALIVE_FOR, HEARTBEAT_EVERY},
+    scripts::{FORGOTTEN_AFTER, HEARTBEAT_EVERY, MAX_REPLICAS},
     RedisTier,
 };
 use crate::tier::{Invalidations, TierResult};
 
 impl RedisTier {
-    /// Says every 10 s that this replica is alive, and learns how many are,
-    /// until the engine is dropped.
+    /// Says every second that this replica is alive, and learns how many
+    /// share the budget, until the engine is dropped.
     pub(super) fn spawn_heartbeat(&self, engine: Weak<dyn Invalidations>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let tier = self.clone();
         runtime.spawn(async move {
-            while engine.strong_count() > 0 {
+            let mut heard = Heard::default();
+            let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if engine.strong_count() == 0 {
+                    return;
+                }
                 let mut conn = tier.conn();
                 let script = tier.inner.heartbeat.clone();
                 let (key, replica) = (tier.key("replicas", ""), tier.inner.replica.clone());
-                let alive: TierResult<u32> = tier
+                let (floor, still_heard) = (tier.inner.replicas_floor, tier.still_heard());
+                let known: TierResult<u32> = tier
                     .run("heartbeat", async move {
                         script
                             .key(key)
                             .arg(replica)
-                            .arg(millis(ALIVE_FOR))
+                            .arg(millis(FORGOTTEN_AFTER))
+                            .arg(floor)
+                            .arg(still_heard)
                             .invoke_async(&mut conn)
                             .await
                     })
                     .await;
-                if let Ok(alive) = alive {
-                    let replicas = alive.max(tier.inner.replicas_floor);
+                if let Ok(known) = known {
+                    let replicas = heard.add(known).max(floor).min(MAX_REPLICAS);
                     tier.inner.replicas.store(replicas, Ordering::Relaxed);
                 }
-                tokio::time::sleep(HEARTBEAT_EVERY).await;
             }
         });
     }
@@ -96,5 +106,40 @@ impl RedisTier {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
+    }
+}
+
+/// The replicas Redis said it heard from, at its last answers to the
+/// heartbeat: a minute of them, however long Redis was away in between.
+#[derive(Default)]
+struct Heard(VecDeque<u32>);
+
+impl Heard {
+    /// Adds Redis's latest answer; the most it gave in the last minute of
+    /// answers. A Redis restart forgets the replicas that have not been
+    /// heard from since; this does not, for a minute.
+    fn add(&mut self, known: u32) -> u32 {
+        let kept = (FORGOTTEN_AFTER.as_secs() / HEARTBEAT_EVERY.as_secs().max(1)).max(1);
+        if self.0.len() as u64 >= kept {
+            self.0.pop_front();
+        }
+        self.0.push_back(known);
+        self.0.iter().copied().max().unwrap_or(known)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_heard_from_are_kept_for_a_minute_of_answers() {
+        let mut heard = Heard::default();
+        assert_eq!(heard.add(3), 3);
+        // Redis restarted: only this replica has been heard from since.
+        for _ in 1..60 {
+            assert_eq!(heard.add(1), 3);
+        }
+        assert_eq!(heard.add(1), 1);
     }
 }

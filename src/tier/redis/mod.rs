@@ -34,8 +34,11 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod listen;
 mod scripts;
+
+pub use self::builder::RedisTierBuilder;
 
 use std::{
     fmt,
@@ -48,7 +51,7 @@ use std::{
 
 use ::redis::{aio::ConnectionManager, AsyncCommands, Script};
 
-use self::scripts::{BACK_OFF, GCRA, HEARTBEAT, UNLOCK};
+use self::scripts::{still_heard, FORGOTTEN_AFTER, FRESH_FOR};
 use futures_util::{future::BoxFuture, FutureExt};
 
 use super::{
@@ -77,8 +80,10 @@ struct TierInner {
     unlock: Script,
     back_off: Script,
     health: Mutex<Health>,
-    /// How many replicas share the budget: the most Redis has seen alive
-    /// lately, at least `replicas_floor`. Kept while Redis is unreachable.
+    /// How many replicas share the budget: the most Redis has heard from in
+    /// a minute, over the last minute it answered (so that a Redis restart,
+    /// which forgets them, does not), and at least `replicas_floor`. Kept
+    /// while Redis is unreachable.
     replicas: AtomicU32,
     replicas_floor: u32,
 }
@@ -101,120 +106,6 @@ impl fmt::Debug for RedisTier {
     }
 }
 
-/// Builds a [`RedisTier`].
-///
-/// ```
-/// use std::time::Duration;
-/// use figma_paywall::redis::RedisTier;
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), redis::RedisError> {
-/// let tier = RedisTier::builder("redis://127.0.0.1:6379")
-///     .prefix("my-plugin:")
-///     .timeout(Duration::from_millis(50))
-///     .build()?;
-/// # Ok(()) }
-/// ```
-#[must_use]
-pub struct RedisTierBuilder {
-    url: String,
-    prefix: String,
-    timeout: Duration,
-    lock_ttl: Duration,
-    replicas: u32,
-}
-
-impl fmt::Debug for RedisTierBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may hold a password.
-        f.debug_struct("RedisTierBuilder")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .field("lock_ttl", &self.lock_ttl)
-            .field("replicas", &self.replicas)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisTierBuilder {
-    /// Prefix of every key and of the pub/sub channel; default
-    /// `figma-paywall:v1:`. Replicas that share answers share a prefix.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// How long any Redis command may take before the lookup goes on
-    /// without Redis; default 100 ms.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How long a replica holds the lock on a cold key while it asks Figma,
-    /// and so the longest other replicas wait for it; default 6 s (the
-    /// client's default timeout plus a second).
-    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
-        self.lock_ttl = ttl;
-        self
-    }
-
-    /// How many replicas share Figma's budget, at least (default 1). While
-    /// Redis is unreachable each replica keeps to its share of the budget:
-    /// the budget divided by the replicas Redis saw alive in the last
-    /// 30 s, or by this if more. Set it to your replica count so that a
-    /// replica that starts while Redis is down does not spend the whole
-    /// budget alone.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// use figma_paywall::redis::RedisTier;
-    ///
-    /// let tier = RedisTier::builder("redis://127.0.0.1:6379").replicas(3).build()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn replicas(mut self, replicas: u32) -> Self {
-        self.replicas = replicas.max(1);
-        self
-    }
-
-    /// Builds the tier, inside a Tokio runtime. Connects lazily: Redis need
-    /// not be up yet.
-    pub fn build(self) -> Result<RedisTier, ::redis::RedisError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err((
-                ::redis::ErrorKind::Client,
-                "RedisTier::build must be called inside a Tokio runtime",
-            )
-                .into());
-        }
-        let client = ::redis::Client::open(self.url.as_str())?;
-        let config = ::redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        Ok(RedisTier {
-            inner: Arc::new(TierInner {
-                client,
-                conn,
-                prefix: self.prefix,
-                timeout: self.timeout,
-                lock_ttl: self.lock_ttl,
-                replica: format!("{:032x}", rand::random::<u128>()),
-                gcra: Script::new(GCRA),
-                heartbeat: Script::new(HEARTBEAT),
-                replicas: AtomicU32::new(self.replicas.max(1)),
-                replicas_floor: self.replicas.max(1),
-                unlock: Script::new(UNLOCK),
-                back_off: Script::new(BACK_OFF),
-                health: Mutex::new(Health::default()),
-            }),
-        })
-    }
-}
-
 /// A duration as Redis's `PX`/`PEXPIRE` take it: whole milliseconds, at
 /// least one (zero would be refused), saturating.
 fn millis(d: Duration) -> u64 {
@@ -222,18 +113,6 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl RedisTier {
-    /// Starts a builder for the Redis server at `url`
-    /// (`redis://[:password@]host:port[/db]`).
-    pub fn builder(url: impl Into<String>) -> RedisTierBuilder {
-        RedisTierBuilder {
-            url: url.into(),
-            prefix: "figma-paywall:v1:".to_owned(),
-            timeout: Duration::from_millis(100),
-            lock_ttl: Duration::from_secs(6),
-            replicas: 1,
-        }
-    }
-
     fn key(&self, kind: &str, rest: &str) -> String {
         format!("{}{kind}:{rest}", self.inner.prefix)
     }
@@ -281,6 +160,12 @@ impl RedisTier {
                 Err(Unavailable)
             }
         }
+    }
+
+    /// `1` while this replica may say it is heard from (see
+    /// [`scripts::still_heard`]), else `0`.
+    fn still_heard(&self) -> u8 {
+        u8::from(still_heard(Tier::unreachable_for(self)))
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -401,15 +286,22 @@ impl RedisTier {
         charge: Charge,
     ) -> TierResult<Option<Duration>> {
         let mut conn = self.conn();
-        let name = self.key("budget", "");
-        let script = self.inner.gcra.clone();
+        let (replicas, name) = (self.key("replicas", ""), self.key("budget", ""));
+        let (script, replica) = (self.inner.gcra.clone(), self.inner.replica.clone());
+        let (known, heard) = (self.replicas(), self.still_heard());
         let interval_ms = (60_000 / u64::from(per_minute.max(1))).max(1);
         let wait_ms: i64 = self
             .run("budget", async move {
                 script
+                    .key(replicas)
                     .key(name)
+                    .arg(replica)
+                    .arg(millis(FORGOTTEN_AFTER))
+                    .arg(known)
+                    .arg(heard)
                     .arg(interval_ms)
                     .arg(burst.max(1))
+                    .arg(millis(FRESH_FOR))
                     .arg(u64::try_from(charge.spent_for.as_millis()).unwrap_or(u64::MAX))
                     .arg(u64::try_from(charge.margin.as_millis()).unwrap_or(u64::MAX))
                     .invoke_async(&mut conn)

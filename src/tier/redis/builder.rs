@@ -1,0 +1,211 @@
+//! Building a [`RedisTier`]: where Redis is, how long to wait for it, and
+//! how this replica counts among those sharing the budget.
+
+use std::{
+    fmt,
+    sync::{atomic::AtomicU32, Arc, Mutex},
+    time::Duration,
+};
+
+use ::redis::{aio::ConnectionManager, Script};
+
+use super::{
+    scripts::{self, BACK_OFF, UNLOCK},
+    Health, RedisTier, TierInner,
+};
+
+/// Builds a [`RedisTier`].
+///
+/// ```
+/// use std::time::Duration;
+/// use figma_paywall::redis::RedisTier;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), redis::RedisError> {
+/// let tier = RedisTier::builder("redis://127.0.0.1:6379")
+///     .prefix("my-plugin:")
+///     .timeout(Duration::from_millis(50))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct RedisTierBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+    lock_ttl: Duration,
+    replicas: u32,
+    replica_name: Option<String>,
+}
+
+impl fmt::Debug for RedisTierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("RedisTierBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("lock_ttl", &self.lock_ttl)
+            .field("replicas", &self.replicas)
+            .field("replica_name", &self.replica_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisTierBuilder {
+    /// Prefix of every key and of the pub/sub channel; default
+    /// `figma-paywall:v1:`. Replicas that share answers share a prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long any Redis command may take before the lookup goes on
+    /// without Redis; default 100 ms.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long a replica holds the lock on a cold key while it asks Figma,
+    /// and so the longest other replicas wait for it; default 6 s (the
+    /// client's default timeout plus a second).
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    /// How many replicas share Figma's budget, at least (default 1, at most
+    /// 64).
+    ///
+    /// Every replica tells Redis it is alive every second. While Redis is
+    /// unreachable, a replica keeps to its share of the budget: the budget
+    /// divided by the replicas Redis heard from in the last minute, or by
+    /// this if more. Meanwhile the replicas that reach Redis leave the
+    /// shares of those it has not heard from for 2 s unspent, counting this
+    /// many replicas at least.
+    ///
+    /// - **Set it to the number of replicas you run** where that number is
+    ///   fixed: a replica that starts while Redis is down, or stays cut off
+    ///   from it for more than a minute, then spends no more than its
+    ///   share. The price: with fewer running, the shares of the missing
+    ///   ones stay unspent.
+    /// - **Leave it at 1 where the number changes** (autoscaling): replicas
+    ///   are counted from what Redis hears, and one cut off for more than a
+    ///   minute spends its share on top of the others'.
+    ///
+    pub fn replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas.clamp(1, scripts::MAX_REPLICAS);
+        self
+    }
+
+    /// This replica's name among those sharing the budget; default a random
+    /// one. Redis takes a replica it has not heard from for 2 s for one
+    /// spending its share without Redis, and keeps that share for it until
+    /// it has not been heard from for a minute (and the replicas that
+    /// counted it, which remember a minute of counts in case a Redis
+    /// restart forgets them, have stopped: up to two minutes in all). A
+    /// replica killed and started again under a new name costs the others
+    /// its share for that long. Started again under the same
+    /// name (from a StatefulSet's pod name, or a host and port), it takes
+    /// its own place at once. Names must differ between replicas running at
+    /// the same time: two under one name are counted as one.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use figma_paywall::redis::RedisTier;
+    ///
+    /// let tier = RedisTier::builder("redis://127.0.0.1:6379")
+    ///     .replicas(3)
+    ///     .replica_name(std::env::var("POD_NAME")?)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn replica_name(mut self, name: impl Into<String>) -> Self {
+        self.replica_name = Some(name.into());
+        self
+    }
+
+    /// Builds the tier, inside a Tokio runtime. Connects lazily: Redis need
+    /// not be up yet. Fails on a malformed URL, or an empty
+    /// [`replica_name`](Self::replica_name) or one over 200 bytes.
+    pub fn build(self) -> Result<RedisTier, ::redis::RedisError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err((
+                ::redis::ErrorKind::Client,
+                "RedisTier::build must be called inside a Tokio runtime",
+            )
+                .into());
+        }
+        let replica = match self.replica_name {
+            Some(name) if name.is_empty() || name.len() > 200 => {
+                return Err((
+                    ::redis::ErrorKind::Client,
+                    "the replica's name must be 1 to 200 bytes",
+                )
+                    .into())
+            }
+            Some(name) => name,
+            None => format!("{:032x}", rand::random::<u128>()),
+        };
+        let client = ::redis::Client::open(self.url.as_str())?;
+        let config = ::redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(RedisTier {
+            inner: Arc::new(TierInner {
+                client,
+                conn,
+                prefix: self.prefix,
+                timeout: self.timeout,
+                lock_ttl: self.lock_ttl,
+                replica,
+                gcra: Script::new(&scripts::gcra()),
+                heartbeat: Script::new(&scripts::heartbeat()),
+                replicas: AtomicU32::new(self.replicas.max(1)),
+                replicas_floor: self.replicas.max(1),
+                unlock: Script::new(UNLOCK),
+                back_off: Script::new(BACK_OFF),
+                health: Mutex::new(Health::default()),
+            }),
+        })
+    }
+}
+
+impl RedisTier {
+    /// Starts a builder for the Redis server at `url`
+    /// (`redis://[:password@]host:port[/db]`).
+    pub fn builder(url: impl Into<String>) -> RedisTierBuilder {
+        RedisTierBuilder {
+            url: url.into(),
+            prefix: "figma-paywall:v1:".to_owned(),
+            timeout: Duration::from_millis(100),
+            lock_ttl: Duration::from_secs(6),
+            replicas: 1,
+            replica_name: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_replica_name_must_be_one_to_200_bytes() {
+        let builder = || RedisTier::builder("redis://127.0.0.1:1");
+        for bad in [String::new(), "x".repeat(201)] {
+            let e = builder().replica_name(bad).build().unwrap_err();
+            assert!(e.to_string().contains("1 to 200 bytes"), "{e}");
+        }
+        let tier = builder().replica_name("x".repeat(200)).build().unwrap();
+        assert_eq!(tier.inner.replica.len(), 200);
+        // Unnamed, a random name of its own.
+        assert_ne!(
+            builder().build().unwrap().inner.replica,
+            builder().build().unwrap().inner.replica
+        );
+    }
+}
