@@ -139,19 +139,7 @@ fn main() -> ExitCode {
         for i in order {
             let (name, url, who) = &routes[i];
             let run = wrk::run(&wrk_bin, &load, url, Some(&header), who);
-            println!(
-                "round {} {name:<20} {:>9.0} req/s  p50 {:>7.1} us  p99 {:>8.1} us  CPU {:>5.2} us/request{}",
-                round + 1,
-                run.rps,
-                run.p50_us,
-                run.p99_us,
-                run.cpu_us,
-                if run.errors.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ({})", run.errors)
-                }
-            );
+            println!("{}", run.line(round + 1, name));
             rps[i] = run.rps;
             runs.push((i, run));
         }

@@ -193,20 +193,7 @@ fn main() -> ExitCode {
             }
             let [first, second] = pair.map(|route| {
                 let run = wrk_run(&wrk, &config, addr, ROUTES[route].0, &header);
-                println!(
-                    "round {} {:<12} {:>10.0} req/s  p50 {:>8.1} us  p99 {:>8.1} us  server CPU {:>5.2} us/request{}",
-                    round + 1,
-                    ROUTES[route].0,
-                    run.rps,
-                    run.p50_us,
-                    run.p99_us,
-                    run.cpu_us,
-                    if run.errors.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  ({})", run.errors)
-                    }
-                );
+                println!("{}", run.line(round + 1, ROUTES[route].0));
                 (route, run)
             });
             let (open_run, gated_run) = if first.0 == open {

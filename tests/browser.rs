@@ -8,6 +8,7 @@ mod docs_site;
 
 mod common {
     pub mod chromium;
+    pub mod scratch;
 }
 
 use common::chromium::{click, in_browser, link, text};

@@ -45,6 +45,24 @@ pub struct Run {
     pub errors: String,
 }
 
+impl Run {
+    /// One line of a round: the route's name, then its figures.
+    pub fn line(&self, round: usize, name: &str) -> String {
+        format!(
+            "round {round} {name:<20} {:>10.0} req/s  p50 {:>8.1} us  p99 {:>8.1} us  server CPU {:>5.2} us/request{}",
+            self.rps,
+            self.p50_us,
+            self.p99_us,
+            self.cpu_us,
+            if self.errors.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", self.errors)
+            }
+        )
+    }
+}
+
 /// User plus system CPU time of process `pid` (`"self"` for this one) so
 /// far, in microseconds (from /proc; 0 where there is none).
 pub fn cpu_micros(pid: &str) -> f64 {

@@ -12,6 +12,9 @@ use std::{
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+// `scratch.rs`, which every includer of this file also includes.
+use super::scratch::{free_port, TempDir};
+
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -22,14 +25,6 @@ impl Drop for Driver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn browser(profile: &Path) -> (Driver, Client) {
@@ -112,11 +107,11 @@ pub async fn in_browser<F: std::future::Future<Output = ()>>(
     name: &str,
     test: impl FnOnce(Client) -> F,
 ) {
-    let profile = std::env::temp_dir().join(format!("figma-paywall-{name}-{}", std::process::id()));
-    let (_driver, client) = browser(&profile).await;
+    let profile = TempDir::new(name);
+    let (_driver, client) = browser(profile.path()).await;
     let outcome = tokio::time::timeout(Duration::from_secs(60), test(client.clone())).await;
     let _ = client.close().await;
-    let _ = std::fs::remove_dir_all(&profile);
+    drop(profile);
     outcome.expect("the browser test finished within a minute");
 }
 

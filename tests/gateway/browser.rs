@@ -4,6 +4,7 @@
 
 #[path = "../common/chromium.rs"]
 mod chromium;
+use super::scratch;
 
 use axum::{response::Html, routing::get, Router};
 use fantoccini::Locator;

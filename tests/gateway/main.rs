@@ -5,6 +5,8 @@
 mod browser;
 mod operations;
 mod proxies;
+#[path = "../common/scratch.rs"]
+mod scratch;
 mod site;
 
 use std::{

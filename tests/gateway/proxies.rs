@@ -5,8 +5,8 @@
 //! say they were skipped.
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    net::{SocketAddr, TcpStream},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::{atomic::AtomicUsize, Arc},
     time::{Duration, Instant},
@@ -15,20 +15,23 @@ use std::{
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
-use super::{demo, get, upstream};
+use super::{
+    demo, get,
+    scratch::{free_port, TempDir},
+    upstream,
+};
 
 /// A proxy process, stopped when dropped, and its folder.
 struct Proxy {
     child: Child,
     base: String,
-    dir: PathBuf,
+    _dir: TempDir,
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -45,25 +48,8 @@ fn installed(program: &str) -> bool {
     found
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "figma-paywall-{name}-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("a temporary folder");
-    dir
-}
-
 /// Starts `command` and waits until `port` accepts connections.
-fn start(mut command: Command, port: u16, dir: PathBuf, log: &Path) -> Proxy {
+fn start(mut command: Command, port: u16, dir: TempDir, log: &Path) -> Proxy {
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -82,12 +68,13 @@ fn start(mut command: Command, port: u16, dir: PathBuf, log: &Path) -> Proxy {
     Proxy {
         child,
         base: format!("http://{addr}"),
-        dir,
+        _dir: dir,
     }
 }
 
 fn nginx(gateway: &str, upstream: &str) -> Proxy {
-    let dir = temp_dir("nginx");
+    let scratch = TempDir::new("nginx");
+    let dir = scratch.path().to_owned();
     let port = free_port();
     let d = dir.display();
     let gateway = gateway.trim_start_matches("http://");
@@ -137,11 +124,12 @@ http {{
         .arg("-c")
         .arg(dir.join("nginx.conf"));
     let log = dir.join("error.log");
-    start(command, port, dir, &log)
+    start(command, port, scratch, &log)
 }
 
 fn caddy(gateway: &str, upstream: &str) -> Proxy {
-    let dir = temp_dir("caddy");
+    let scratch = TempDir::new("caddy");
+    let dir = scratch.path().to_owned();
     let port = free_port();
     let gateway = gateway.trim_start_matches("http://");
     let upstream = upstream.trim_start_matches("http://");
@@ -178,7 +166,7 @@ http://127.0.0.1:{port} {{
         .env("XDG_DATA_HOME", &dir)
         .env("XDG_CONFIG_HOME", &dir);
     let log = dir.join("caddy.log");
-    start(command, port, dir, &log)
+    start(command, port, scratch, &log)
 }
 
 /// What every proxy must do with the gateway beside it; `deny` is what a

@@ -12,46 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::scratch::free_port;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_figma-paywall");
-
-/// A folder of the soak's own, removed at the end.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "figma-paywall-{name}-{}-{:x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // SOAK_KEEP=1 keeps the replicas' logs and stores to read.
-        if std::env::var_os("SOAK_KEEP").is_some() {
-            eprintln!("soak: kept {}", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `redis-server` of the soak's own, without persistence: a restart
 /// loses everything it held, as a Redis without AOF does.

@@ -17,6 +17,8 @@
 
 mod check;
 mod infra;
+#[path = "../common/scratch.rs"]
+mod scratch;
 #[path = "../common/tcp_proxy.rs"]
 mod tcp_proxy;
 
@@ -84,7 +86,8 @@ async fn soak() {
         "soak: seed {seed} (SOAK_SEED={seed} replays it), {secs} s at {rps} requests a second"
     );
 
-    let dir = infra::TempDir::new("soak");
+    // SOAK_KEEP=1 keeps the replicas' logs and stores to read.
+    let dir = scratch::TempDir::new("soak").kept_if(std::env::var_os("SOAK_KEEP").is_some());
     let Some(redis) = RedisServer::start(dir.path()) else {
         let _ = writeln!(std::io::stderr(), "SKIPPED soak: redis-server could not be started (install Debian's redis-server; .ci/run does)");
         return;
