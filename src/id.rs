@@ -76,58 +76,69 @@ fn check(what: &'static str, s: &str) -> Result<(), InvalidId> {
     Ok(())
 }
 
-/// A checked ID's digits, held inline: an ID takes no heap, and copying one
-/// (into a cached answer, or from it into a request) touches no shared
-/// counter.
+/// A short string held inline: an ID's digits, or a date of purchase.
+/// Copying one (into a cached answer, or from it into a request) touches
+/// no heap and no shared counter. Compared, hashed and ordered as the text
+/// it holds, as `Borrow<str>` requires.
 #[derive(Clone, Copy)]
-struct Digits {
+pub(crate) struct InlineStr<const N: usize> {
     len: u8,
-    bytes: [u8; MAX_ID_LEN],
+    bytes: [u8; N],
 }
 
-impl Digits {
-    /// `checked` has passed [`check`]: 1 to [`MAX_ID_LEN`] ASCII digits.
-    fn new(checked: &str) -> Self {
-        let mut bytes = [0; MAX_ID_LEN];
-        let len = checked.len().min(MAX_ID_LEN);
-        bytes[..len].copy_from_slice(&checked.as_bytes()[..len]);
-        Self {
-            len: len as u8,
-            bytes,
-        }
+impl<const N: usize> InlineStr<N> {
+    /// `text`, if it fits (at most `N` bytes, and `N` at most 255).
+    pub(crate) fn new(text: &str) -> Option<Self> {
+        let len = u8::try_from(text.len())
+            .ok()
+            .filter(|&l| usize::from(l) <= N)?;
+        let mut bytes = [0; N];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Some(Self { len, bytes })
     }
 
-    fn as_str(&self) -> &str {
-        // Always ASCII digits (see `new`), so this never falls back.
+    pub(crate) fn as_str(&self) -> &str {
+        // Copied whole from a `&str` (see `new`), so this never falls back.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 }
 
-// Compared and hashed as the text they hold, as `Borrow<str>` requires.
-impl PartialEq for Digits {
+impl<const N: usize> PartialEq for InlineStr<N> {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
     }
 }
 
-impl Eq for Digits {}
+impl<const N: usize> Eq for InlineStr<N> {}
 
-impl Hash for Digits {
+impl<const N: usize> Hash for InlineStr<N> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.as_str().hash(state);
     }
 }
 
-impl PartialOrd for Digits {
+impl<const N: usize> PartialOrd for InlineStr<N> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Digits {
+impl<const N: usize> Ord for InlineStr<N> {
     fn cmp(&self, other: &Self) -> Ordering {
         self.as_str().cmp(other.as_str())
     }
+}
+
+/// A checked ID's digits.
+type Digits = InlineStr<MAX_ID_LEN>;
+
+/// The digits of `id`, which has passed [`check`]: 1 to [`MAX_ID_LEN`]
+/// ASCII digits, so they always fit.
+fn digits(checked: &str) -> Digits {
+    Digits::new(checked).unwrap_or(InlineStr {
+        len: 0,
+        bytes: [0; MAX_ID_LEN],
+    })
 }
 
 macro_rules! id_type {
@@ -143,7 +154,7 @@ macro_rules! id_type {
             pub fn new(id: impl AsRef<str>) -> Result<Self, InvalidId> {
                 let id = id.as_ref();
                 check($what, id)?;
-                Ok(Self(Digits::new(id)))
+                Ok(Self(digits(id)))
             }
 
             /// The ID as Figma writes it.
@@ -239,11 +250,11 @@ impl<'de> de::Visitor<'de> for IdVisitor {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Digits, E> {
         check(self.0, v).map_err(E::custom)?;
-        Ok(Digits::new(v))
+        Ok(digits(v))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Digits, E> {
-        Ok(Digits::new(&v.to_string()))
+        Ok(digits(&v.to_string()))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Digits, E> {
@@ -403,6 +414,16 @@ impl fmt::Display for Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_strings_hold_what_fits_whole_and_nothing_longer() {
+        assert_eq!(std::mem::size_of::<UserId>(), 1 + MAX_ID_LEN);
+        let date = InlineStr::<8>::new("2026年1").unwrap();
+        assert_eq!(date.as_str(), "2026年1");
+        assert!(InlineStr::<8>::new("2026年01").is_none());
+        assert_eq!(InlineStr::<8>::new("").unwrap().as_str(), "");
+        assert!(InlineStr::<300>::new(&"1".repeat(256)).is_none());
+    }
 
     #[test]
     fn inline_ids_read_compare_and_hash_as_their_text() {

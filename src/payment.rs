@@ -27,7 +27,7 @@ use std::{borrow::Cow, fmt, ops::Deref, sync::Arc};
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{Resource, ResourceId, ResourceType, UserId};
+use crate::{id::InlineStr, Resource, ResourceId, ResourceType, UserId};
 
 /// A user's payment information for one plugin, widget or Community file,
 /// as `GET /v1/payments` answers it in `meta`.
@@ -113,7 +113,7 @@ const INLINE_DATE: usize = 30;
 
 #[derive(Clone)]
 enum DateText {
-    Inline { len: u8, bytes: [u8; INLINE_DATE] },
+    Inline(InlineStr<INLINE_DATE>),
     Shared(Arc<str>),
 }
 
@@ -121,10 +121,7 @@ impl PurchaseDate {
     /// The date as Figma wrote it.
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // Copied whole from a `&str` (see `From<&str>`), so always UTF-8.
-            DateText::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
+            DateText::Inline(text) => text.as_str(),
             DateText::Shared(text) => text,
         }
     }
@@ -132,15 +129,10 @@ impl PurchaseDate {
 
 impl From<&str> for PurchaseDate {
     fn from(date: &str) -> Self {
-        if date.len() > INLINE_DATE {
-            return Self(DateText::Shared(Arc::from(date)));
-        }
-        let mut bytes = [0; INLINE_DATE];
-        bytes[..date.len()].copy_from_slice(date.as_bytes());
-        Self(DateText::Inline {
-            len: date.len() as u8,
-            bytes,
-        })
+        Self(
+            InlineStr::new(date)
+                .map_or_else(|| DateText::Shared(Arc::from(date)), DateText::Inline),
+        )
     }
 }
 

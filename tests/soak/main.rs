@@ -266,14 +266,16 @@ async fn soak() {
                 ));
             }
         }
+        // "-": restarted too lately to be sampled after its warm-up.
+        let warm = |f: fn(&Usage) -> String| replica.warm.as_ref().map_or("-".into(), f);
         usage.push(format!(
             "{}:rss_kib={}->{},fds={}->{},threads={}->{},restarts={}",
             replica.name,
-            replica.warm.map_or(0, |w| w.rss_kib),
+            warm(|w| w.rss_kib.to_string()),
             now.rss_kib,
-            replica.warm.map_or(0, |w| w.fds),
+            warm(|w| w.fds.to_string()),
             now.fds,
-            replica.warm.map_or(0, |w| w.threads),
+            warm(|w| w.threads.to_string()),
             now.threads,
             replica.restarts
         ));
