@@ -10,6 +10,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::{unix_now, FigmaLogin, FLOW_COOKIE, FLOW_LIFETIME, SCOPE};
 use crate::UserId;
@@ -148,8 +149,7 @@ pub(super) async fn callback(
         )
             .into_response();
     };
-    if state.len() != flow.state.len() || !constant_time_eq(state.as_bytes(), flow.state.as_bytes())
-    {
+    if !bool::from(state.as_bytes().ct_eq(flow.state.as_bytes())) {
         tracing::warn!("sign-in refused: the state does not match (a forged or crossed callback)");
         return (
             jar,
@@ -255,10 +255,6 @@ pub(super) async fn logout(
     }
     let jar = jar.remove(Cookie::build(login.inner.cookie_name.clone()).path("/"));
     (jar, Redirect::to("/")).into_response()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl axum::extract::FromRef<FigmaLogin> for Key {

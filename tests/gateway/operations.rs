@@ -32,7 +32,13 @@ async fn metrics_are_served_in_prometheus_format_to_whoever_has_the_token() {
     auth(&gateway, &[("X-Figma-Payment-Token", &unpaid)]).await;
     let url = format!("{}/_figma_paywall/metrics", gateway.base);
     let client = Client::new();
-    for bearer in [None, Some("wrong-secret-of-some-length")] {
+    // None, another, one of the same length, and the token cut short.
+    for bearer in [
+        None,
+        Some("wrong-secret-of-some-length"),
+        Some("a-scraper-secret-of-32-characterz"),
+        Some("a-scraper-secret-of-32-character"),
+    ] {
         let mut request = client.get(&url);
         if let Some(bearer) = bearer {
             request = request.bearer_auth(bearer);

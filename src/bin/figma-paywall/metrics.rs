@@ -10,6 +10,7 @@ use axum::{
 };
 use figma_paywall::Paywall;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use subtle::ConstantTimeEq;
 
 use crate::config::{Gateway, Secret};
 
@@ -43,7 +44,7 @@ fn scrape(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if !same(sent.as_bytes(), token.0.as_bytes()) {
+    if !bool::from(sent.as_bytes().ct_eq(token.0.as_bytes())) {
         return (
             StatusCode::UNAUTHORIZED,
             "send the metrics token as a bearer token",
@@ -56,9 +57,4 @@ fn scrape(
         handle.render(),
     )
         .into_response()
-}
-
-/// Compares in time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
