@@ -93,6 +93,13 @@ impl RedisTierBuilder {
     ///   are counted from what Redis hears, and one cut off for more than a
     ///   minute spends its share on top of the others'.
     ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use figma_paywall::redis::RedisTier;
+    ///
+    /// let tier = RedisTier::builder("redis://127.0.0.1:6379").replicas(3).build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn replicas(mut self, replicas: u32) -> Self {
         self.replicas = replicas.clamp(1, scripts::MAX_REPLICAS);
         self
@@ -105,10 +112,10 @@ impl RedisTierBuilder {
     /// counted it, which remember a minute of counts in case a Redis
     /// restart forgets them, have stopped: up to two minutes in all). A
     /// replica killed and started again under a new name costs the others
-    /// its share for that long. Started again under the same
-    /// name (from a StatefulSet's pod name, or a host and port), it takes
-    /// its own place at once. Names must differ between replicas running at
-    /// the same time: two under one name are counted as one.
+    /// its share for that long. Started again under the same name (from a
+    /// StatefulSet's pod name, or a host and port), it takes its own place
+    /// at once. Names must differ between replicas running at the same
+    /// time: two under one name are counted as one.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -164,8 +171,9 @@ impl RedisTierBuilder {
                 replica,
                 gcra: Script::new(&scripts::gcra()),
                 heartbeat: Script::new(&scripts::heartbeat()),
-                replicas: AtomicU32::new(self.replicas.max(1)),
-                replicas_floor: self.replicas.max(1),
+                // At least 1, at most 64: see `replicas`.
+                replicas: AtomicU32::new(self.replicas),
+                replicas_floor: self.replicas,
                 unlock: Script::new(UNLOCK),
                 back_off: Script::new(BACK_OFF),
                 health: Mutex::new(Health::default()),

@@ -11,7 +11,6 @@ use std::{
 use futures_util::StreamExt;
 
 use super::{
-    millis,
     scripts::{FORGOTTEN_AFTER, HEARTBEAT_EVERY, MAX_REPLICAS},
     RedisTier,
 };
@@ -35,23 +34,15 @@ impl RedisTier {
                     return;
                 }
                 let mut conn = tier.conn();
-                let script = tier.inner.heartbeat.clone();
-                let (key, replica) = (tier.key("replicas", ""), tier.inner.replica.clone());
-                let (floor, still_heard) = (tier.inner.replicas_floor, tier.still_heard());
+                let floor = tier.inner.replicas_floor;
+                let heartbeat = tier.touch(&tier.inner.heartbeat, floor);
                 let known: TierResult<u32> = tier
-                    .run("heartbeat", async move {
-                        script
-                            .key(key)
-                            .arg(replica)
-                            .arg(millis(FORGOTTEN_AFTER))
-                            .arg(floor)
-                            .arg(still_heard)
-                            .invoke_async(&mut conn)
-                            .await
-                    })
+                    .run("heartbeat", heartbeat.invoke_async(&mut conn))
                     .await;
                 if let Ok(known) = known {
-                    let replicas = heard.add(known).max(floor).min(MAX_REPLICAS);
+                    // Within [floor, MAX_REPLICAS] as the script answers, and
+                    // kept there whatever Redis answers.
+                    let replicas = heard.add(known).clamp(floor, MAX_REPLICAS);
                     tier.inner.replicas.store(replicas, Ordering::Relaxed);
                 }
             }
@@ -119,8 +110,8 @@ impl Heard {
     /// answers. A Redis restart forgets the replicas that have not been
     /// heard from since; this does not, for a minute.
     fn add(&mut self, known: u32) -> u32 {
-        let kept = (FORGOTTEN_AFTER.as_secs() / HEARTBEAT_EVERY.as_secs().max(1)).max(1);
-        if self.0.len() as u64 >= kept {
+        const KEPT: u64 = FORGOTTEN_AFTER.as_secs() / HEARTBEAT_EVERY.as_secs();
+        if self.0.len() as u64 >= KEPT {
             self.0.pop_front();
         }
         self.0.push_back(known);

@@ -49,7 +49,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ::redis::{aio::ConnectionManager, AsyncCommands, Script};
+use ::redis::{aio::ConnectionManager, AsyncCommands, Script, ScriptInvocation};
 
 use self::scripts::{still_heard, FORGOTTEN_AFTER, FRESH_FOR};
 use futures_util::{future::BoxFuture, FutureExt};
@@ -162,10 +162,19 @@ impl RedisTier {
         }
     }
 
-    /// `1` while this replica may say it is heard from (see
-    /// [`scripts::still_heard`]), else `0`.
-    fn still_heard(&self) -> u8 {
-        u8::from(still_heard(Tier::unreachable_for(self)))
+    /// `script` with the keys and arguments every script that takes this
+    /// replica's word starts with (`TOUCH` in [`scripts`]): the replicas'
+    /// set, this replica's name, how long until a silent replica is
+    /// forgotten, the `known` replicas at least, and whether this replica
+    /// may still say it is heard from ([`scripts::still_heard`]).
+    fn touch<'s>(&self, script: &'s Script, known: u32) -> ScriptInvocation<'s> {
+        let mut invocation = script.key(self.key("replicas", ""));
+        invocation
+            .arg(&self.inner.replica)
+            .arg(millis(FORGOTTEN_AFTER))
+            .arg(known)
+            .arg(u8::from(still_heard(Tier::unreachable_for(self))));
+        invocation
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -286,28 +295,15 @@ impl RedisTier {
         charge: Charge,
     ) -> TierResult<Option<Duration>> {
         let mut conn = self.conn();
-        let (replicas, name) = (self.key("replicas", ""), self.key("budget", ""));
-        let (script, replica) = (self.inner.gcra.clone(), self.inner.replica.clone());
-        let (known, heard) = (self.replicas(), self.still_heard());
         let interval_ms = (60_000 / u64::from(per_minute.max(1))).max(1);
-        let wait_ms: i64 = self
-            .run("budget", async move {
-                script
-                    .key(replicas)
-                    .key(name)
-                    .arg(replica)
-                    .arg(millis(FORGOTTEN_AFTER))
-                    .arg(known)
-                    .arg(heard)
-                    .arg(interval_ms)
-                    .arg(burst.max(1))
-                    .arg(millis(FRESH_FOR))
-                    .arg(u64::try_from(charge.spent_for.as_millis()).unwrap_or(u64::MAX))
-                    .arg(u64::try_from(charge.margin.as_millis()).unwrap_or(u64::MAX))
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await?;
+        let mut gcra = self.touch(&self.inner.gcra, self.replicas());
+        gcra.key(self.key("budget", ""))
+            .arg(interval_ms)
+            .arg(burst.max(1))
+            .arg(millis(FRESH_FOR))
+            .arg(u64::try_from(charge.spent_for.as_millis()).unwrap_or(u64::MAX))
+            .arg(u64::try_from(charge.margin.as_millis()).unwrap_or(u64::MAX));
+        let wait_ms: i64 = self.run("budget", gcra.invoke_async(&mut conn)).await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms.unsigned_abs())))
     }
 
