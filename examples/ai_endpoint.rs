@@ -1,5 +1,8 @@
 //! A plugin's backend: `POST /generate` (a stand-in for a costly AI model
-//! call) for buyers only, `GET /health` for everyone.
+//! call) for buyers only, `GET /health` for everyone. It answers plugins
+//! out of the box: a plugin's UI iframe has the origin `null`, so every
+//! answer carries `Access-Control-Allow-Origin: *` (tower-http's
+//! `CorsLayer`, outside the gate so that refusals carry it too).
 //!
 //! ```text
 //! cargo run --example ai_endpoint
@@ -8,22 +11,24 @@
 //! Without `FIGMA_TOKEN` it starts the embedded mock Figma, seeded with demo
 //! buyers and non-buyers, and prints curl commands to try. With
 //! `FIGMA_TOKEN` (and `FIGMA_PLUGIN_ID`) it asks the real Figma
-//! (`FIGMA_API_URL` overrides the base URL). `PORT` overrides 3000.
+//! (`FIGMA_API_URL` overrides the base URL). `PORT` overrides 3000, and
+//! `FIGMA_RATE_LIMIT` (`FIGMA_RATE_BURST`) the budget, on the mock too.
 
 use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, StatusCode},
+    http::{header, HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
 use figma_paywall::{
     mock::MockFigma, PaidAccess, PaymentInformation, PaymentStatus, PaymentsClient, Paywall,
-    RequirePaidLayer, Resource, UserId,
+    RequirePaidLayer, Resource, UserId, PAYMENT_TOKEN_HEADER,
 };
 use serde_json::{json, Value};
+use tower_http::cors::{Any, CorsLayer};
 
 const DEMO_PLUGIN: &str = "1122334455";
 
@@ -67,7 +72,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let token = mock.issue_token_for(&user, &plugin, Duration::from_secs(86_400));
             demo.push((who, token));
         }
-        (mock.client()?, plugin, Some(mock), demo)
+        println!("mock Figma on {}", mock.url());
+        let client = mock.client_builder().rate_limit_from_env()?.build()?;
+        (client, plugin, Some(mock), demo)
     };
 
     // FIGMA_PAYWALL_STORE keeps answers across restarts (feature `store`).
@@ -88,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(move |paywall, headers| stats(paywall, headers, token.clone())),
         );
     }
-    let app = app.with_state(paywall);
+    let app = app.with_state(paywall).layer(cors_for_plugins());
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("ai_endpoint listening on http://{addr}");
@@ -126,8 +133,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The expensive part: only buyers get here.
-async fn generate(payment: PaymentInformation, access: PaidAccess, prompt: String) -> Json<Value> {
+/// CORS for plugins: their UI iframe's origin is `null`, and Figma says
+/// their calls succeed only against `Access-Control-Allow-Origin: *`. Put
+/// outside the gate, so that a non-buyer's plugin can read the 402's
+/// `reason` and open checkout, and scripts can read `Retry-After` on a 429
+/// or 503. The gate lets preflights through; this layer answers them.
+fn cors_for_plugins() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, PAYMENT_TOKEN_HEADER])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600))
+}
+
+/// The expensive part: only buyers get here. The prompt is the body, as
+/// text or as JSON `{"prompt": "..."}`.
+async fn generate(payment: PaymentInformation, access: PaidAccess, body: String) -> Json<Value> {
+    let prompt = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("prompt")?.as_str().map(str::to_owned))
+        .unwrap_or(body);
     Json(json!({
         "result": format!("a picture of {}", prompt.trim()),
         "user_id": payment.user_id,

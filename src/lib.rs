@@ -41,8 +41,8 @@ pub use payment::{PaymentInformation, PaymentStatus, PurchaseDate};
 pub use paywall::{Lookup, Paywall, PaywallBuilder};
 pub use refusal::{Refusal, RefusalReason};
 pub use require_paid::{
-    AccessVia, ClientKeySource, DefaultIdentity, FigmaUserId, ForwardedFor, Identity,
-    IdentityError, IdentitySource, MissingPaywall, Or, PaidAccess, PaymentTokenHeader,
+    is_cors_preflight, AccessVia, ClientKeySource, DefaultIdentity, FigmaUserId, ForwardedFor,
+    Identity, IdentityError, IdentitySource, MissingPaywall, Or, PaidAccess, PaymentTokenHeader,
     PaymentTokenQuery, PeerAddr, RequirePaid, RequirePaidFuture, RequirePaidLayer, UserIdExtension,
     PAYMENT_TOKEN_HEADER, PAYMENT_TOKEN_QUERY,
 };

@@ -8,6 +8,13 @@
 //! body, a dropped connection) and counts the requests it got, so tests can
 //! assert how many calls reached "Figma".
 //!
+//! For tests of plugin code, it also plays the plugin side of Figma over
+//! HTTP, what `figma.payments` does inside Figma: `POST
+//! /plugin/payment-token?user_id=…&plugin_id=…` answers a new plugin payment
+//! token for that user (`getPluginPaymentTokenAsync()`), and `POST
+//! /plugin/checkout?user_id=…&plugin_id=…` records a purchase, as a
+//! completed `initiateCheckoutAsync()` would.
+//!
 //! # Example
 //!
 //! ```
@@ -33,6 +40,7 @@ mod ledger;
 mod limit;
 mod oauth;
 mod payments;
+mod plugin;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -135,6 +143,34 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, MockState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn issue_token(
+        &self,
+        user: &UserId,
+        resource: &Resource,
+        lifetime: Duration,
+    ) -> PluginPaymentToken {
+        let token = format!("ppt_{:032x}", rand::random::<u128>());
+        let mut state = self.lock();
+        let expires_at = later(state.clock.now(), lifetime);
+        state.tokens.insert(
+            token.clone(),
+            TokenGrant {
+                user: user.clone(),
+                resource: resource.clone(),
+                expires_at,
+            },
+        );
+        PluginPaymentToken::new(token).expect("generated tokens are valid")
+    }
+
+    fn set_status(&self, user: &UserId, resource: &Resource, status: PaymentStatus) {
+        let date = purchase_date(&status);
+        self.lock().ledger.insert(
+            (resource.kind().clone(), resource.id().clone(), user.clone()),
+            (status, date),
+        );
     }
 }
 
@@ -248,6 +284,11 @@ impl MockFigma {
             .route("/oauth", get(oauth::authorize))
             .route("/oauth/grant", get(oauth::grant))
             .route("/v1/oauth/token", axum::routing::post(oauth::token))
+            .route(
+                "/plugin/payment-token",
+                axum::routing::post(plugin::payment_token),
+            )
+            .route("/plugin/checkout", axum::routing::post(plugin::checkout))
             .with_state(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let serve = async move {
@@ -296,11 +337,7 @@ impl MockFigma {
 
     /// Records `user`'s status on `resource`, with a purchase date when paid.
     pub fn set_status(&self, user: &UserId, resource: &Resource, status: PaymentStatus) {
-        let date = purchase_date(&status);
-        self.shared.lock().ledger.insert(
-            (resource.kind().clone(), resource.id().clone(), user.clone()),
-            (status, date),
-        );
+        self.shared.set_status(user, resource, status);
     }
 
     /// Issues a plugin payment token naming `user` of `resource`, valid for
@@ -317,18 +354,7 @@ impl MockFigma {
         resource: &Resource,
         lifetime: Duration,
     ) -> PluginPaymentToken {
-        let token = format!("ppt_{:032x}", rand::random::<u128>());
-        let mut state = self.shared.lock();
-        let expires_at = later(state.clock.now(), lifetime);
-        state.tokens.insert(
-            token.clone(),
-            TokenGrant {
-                user: user.clone(),
-                resource: resource.clone(),
-                expires_at,
-            },
-        );
-        PluginPaymentToken::new(token).expect("generated tokens are valid")
+        self.shared.issue_token(user, resource, lifetime)
     }
 
     /// Makes the mock accept `token` as a plugin payment token naming `user`

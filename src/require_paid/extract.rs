@@ -54,3 +54,17 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for PaymentInformation {
         Ok(parts.extensions.get::<Self>().cloned())
     }
 }
+
+/// `Option<PaidAccess>`: `None` where the gate let a request by without a
+/// grant (a CORS preflight, see [`is_cors_preflight`](crate::is_cors_preflight)),
+/// or where there is no gate.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for PaidAccess {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned())
+    }
+}

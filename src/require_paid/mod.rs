@@ -48,5 +48,5 @@ pub use self::{
         PAYMENT_TOKEN_QUERY,
     },
     layer::RequirePaidLayer,
-    service::RequirePaid,
+    service::{is_cors_preflight, RequirePaid},
 };

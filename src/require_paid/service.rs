@@ -98,6 +98,40 @@ impl RequirePaid<()> {
     }
 }
 
+/// Whether `req` is a browser's CORS preflight: an `OPTIONS` request with
+/// `Origin` and `Access-Control-Request-Method`.
+///
+/// [`RequirePaid`] lets preflights through unchecked, since a browser never
+/// sends credentials on one: a [`CorsLayer`] in front of the gate answers
+/// them, or the app's own handler does. A preflight carries no grant, so
+/// handlers that take [`PaymentInformation`](crate::PaymentInformation) or
+/// [`PaidAccess`](crate::PaidAccess) refuse it; a handler for any method
+/// behind the gate can call this to answer preflights itself.
+///
+/// ```
+/// use figma_paywall::is_cors_preflight;
+/// use http::{Method, Request};
+///
+/// let preflight = Request::builder()
+///     .method(Method::OPTIONS)
+///     .header("origin", "null")
+///     .header("access-control-request-method", "POST")
+///     .body(())
+///     .unwrap();
+/// assert!(is_cors_preflight(&preflight));
+/// let options = Request::builder().method(Method::OPTIONS).body(()).unwrap();
+/// assert!(!is_cors_preflight(&options));
+/// ```
+///
+/// [`CorsLayer`]: https://docs.rs/tower-http/latest/tower_http/cors/struct.CorsLayer.html
+pub fn is_cors_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::OPTIONS
+        && req.headers().contains_key(http::header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
 impl<S, I> RequirePaid<S, I> {
     pub(crate) fn new(inner: S, layer: RequirePaidLayer<I>) -> Self {
         Self { inner, layer }
@@ -134,6 +168,13 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        // A browser's CORS preflight never carries the token: refusing it
+        // would block every cross-origin call, buyers' too. It goes on to
+        // whatever answers preflights (a `CorsLayer`, the app's handler),
+        // without a grant, so no handler that needs one runs for it.
+        if is_cors_preflight(&req) {
+            return RequirePaidFuture::admitted(self.inner.call(req));
+        }
         let (parts, body) = req.into_parts();
         let identity = self.layer.identity.identify(&parts);
         // A buyer whose fresh answer is cached: straight to the service

@@ -14,6 +14,7 @@ mod tcp_proxy;
 mod breaker;
 mod budget;
 mod client;
+mod cors;
 mod faults;
 mod login;
 mod properties;
