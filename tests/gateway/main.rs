@@ -3,6 +3,7 @@
 //! `proxies.rs`, behind the real nginx and Caddy.
 
 mod browser;
+mod cors;
 mod operations;
 mod proxies;
 #[path = "../common/scratch.rs"]
@@ -194,6 +195,11 @@ fn a_misconfigured_gateway_stops_at_start_with_the_reason() {
             "not a refusal",
         ),
         (&["--demo", "--bypass", "me"][..], None, "--bypass \"me\""),
+        (
+            &["--demo", "--cors", "docs.example.com"][..],
+            None,
+            "--cors \"docs.example.com\"",
+        ),
         (
             &["--demo", "--paid-lifetime", "ten minutes"][..],
             None,

@@ -1,6 +1,6 @@
 //! The gateway's routes: forward auth at `GET /_figma_paywall/auth`,
 //! `GET /_figma_paywall/health`, and with `--upstream` every other path,
-//! gated and forwarded (`proxy.rs`).
+//! gated and forwarded (`proxy.rs`); `--cors` around them all (`cors.rs`).
 
 use axum::{
     extract::State,
@@ -60,7 +60,20 @@ fn gate(gateway: &Gateway) -> RequirePaidLayer {
         .with_refusal(move |refusal, _parts| with_deny_status(refusal, deny).into_response())
 }
 
+/// The gateway's routes, with `--cors`'s headers on every answer.
 pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
+    let routes = routes(gateway, login);
+    match &gateway.cors {
+        Some(cors) => routes
+            .layer(axum::middleware::map_response(
+                crate::cors::drop_upstream_cors,
+            ))
+            .layer(cors.clone()),
+        None => routes,
+    }
+}
+
+fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     let forward_auth = gate(gateway).with_identity(forwarded_identity);
     let app = Router::new()
         .route(

@@ -109,6 +109,16 @@ pub(crate) struct Args {
     #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_UPSTREAM")]
     upstream: Option<String>,
 
+    /// Answer browsers on other origins (CORS): `*` for a plugin's UI, whose
+    /// origin is `null` (any origin, no cookies), or a comma-separated list
+    /// of site origins such as https://docs.example.com (cookies allowed).
+    /// Preflights are answered here, and every answer carries the headers:
+    /// the upstream's, the refusals and forward auth's. Leave it unset when
+    /// the proxy in front or the upstream does CORS (preflights then go on
+    /// to the upstream).
+    #[arg(long, value_name = "ORIGINS", env = "FIGMA_PAYWALL_CORS")]
+    cors: Option<String>,
+
     /// Gate a website by the visitor signed in with Figma (reverse-proxy
     /// mode): serves /auth/login, /auth/callback and /auth/logout, sends
     /// browsers to sign in, and shows non-buyers the paywall page. Needs
@@ -254,6 +264,8 @@ pub(crate) struct Gateway {
     pub(crate) bypass: Vec<UserId>,
     /// Where requests that pass go, in reverse-proxy mode.
     pub(crate) upstream: Option<Upstream>,
+    /// `--cors`: the headers for browsers on other origins.
+    pub(crate) cors: Option<tower_http::cors::CorsLayer>,
     /// Who may read the metrics.
     pub(crate) metrics_token: Option<Secret>,
     /// `--login`: the site's URL (or `None`: the listening address, with
@@ -291,6 +303,7 @@ impl Gateway {
             return Err("name what buyers must have bought: --plugin ID, --widget ID or --file ID (or FIGMA_PLUGIN_ID, FIGMA_WIDGET_ID, FIGMA_FILE_ID)".to_owned());
         }
         let upstream = args.upstream.as_deref().map(Upstream::new).transpose()?;
+        let cors = args.cors.as_deref().map(crate::cors::layer).transpose()?;
         if args.login && upstream.is_none() {
             return Err(
                 "--login gates a website: give it --upstream (the site's server)".to_owned(),
@@ -360,6 +373,7 @@ impl Gateway {
             allow_trial: !args.no_trial,
             bypass,
             upstream,
+            cors,
             metrics_token: args.metrics_token,
             login: args.login.then(|| {
                 let buy = first.clone();

@@ -12,6 +12,7 @@
 
 mod auth;
 mod config;
+mod cors;
 mod metrics;
 mod proxy;
 mod site;

@@ -12,7 +12,7 @@ use axum::{
     http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
-use figma_paywall::{PaidAccess, PaymentInformation};
+use figma_paywall::{is_cors_preflight, PaidAccess, PaymentInformation};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
@@ -92,9 +92,15 @@ pub(crate) async fn forward(
     State(upstream): State<Upstream>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     info: Option<PaymentInformation>,
-    _access: PaidAccess,
+    access: Option<PaidAccess>,
     mut req: Request,
 ) -> Response {
+    // Only the gate's grant, or a CORS preflight it let by (no --cors: the
+    // upstream answers preflights), goes on.
+    if access.is_none() && !is_cors_preflight(&req) {
+        tracing::error!("a request reached the proxy without the gate's grant");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
     let target = match upstream.target(req.uri()) {
         Ok(target) => target,
         Err(e) => {
