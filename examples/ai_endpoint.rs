@@ -13,6 +13,9 @@
 //! `FIGMA_TOKEN` (and `FIGMA_PLUGIN_ID`) it asks the real Figma
 //! (`FIGMA_API_URL` overrides the base URL). `PORT` overrides 3000, and
 //! `FIGMA_RATE_LIMIT` (`FIGMA_RATE_BURST`) the budget, on the mock too.
+//! `FIGMA_PAYWALL_BYPASS` (user IDs, comma-separated) lets those users in
+//! whatever Figma says: you, the creator, whom Figma answers `UNPAID` for
+//! your own plugin.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -85,9 +88,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stats_token = std::env::var("PAYWALL_STATS_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
+    let bypass = std::env::var("FIGMA_PAYWALL_BYPASS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| UserId::new(id).map_err(|e| format!("FIGMA_PAYWALL_BYPASS {id:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut app = Router::new()
         .route("/generate", post(generate))
-        .layer(RequirePaidLayer::new(&paywall, plugin))
+        .layer(RequirePaidLayer::new(&paywall, plugin).with_bypass(bypass))
         .route("/health", get(|| async { "ok" }));
     if let Some(token) = stats_token.clone() {
         app = app.route(

@@ -1,34 +1,16 @@
 //! The examples as users run them: the binaries `cargo test` builds.
 
+mod common {
+    pub mod example;
+}
+
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-fn example(name: &str) -> PathBuf {
-    // target/debug/deps/examples-… → target/debug/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::example::{example, Killed};
 
 #[test]
 fn check_exits_0_1_2_for_paid_unpaid_and_unknown() {

@@ -101,6 +101,16 @@ pub fn available(test: &str) -> bool {
     false
 }
 
+/// Fails `test`, saying what to install, unless Chromium and chromedriver
+/// are installed.
+#[allow(dead_code)]
+pub fn require(test: &str) {
+    assert!(
+        Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
+        "{test} needs {CHROMIUM} and {CHROMEDRIVER}: install Debian's chromium and chromium-driver (.ci/run does)"
+    );
+}
+
 /// Runs `test` in a fresh headless Chromium with its own profile, then
 /// closes it; fails if `test` takes over a minute.
 pub async fn in_browser<F: std::future::Future<Output = ()>>(

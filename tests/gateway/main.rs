@@ -4,6 +4,9 @@
 
 mod browser;
 mod cors;
+#[allow(dead_code)]
+#[path = "../common/example.rs"]
+mod example;
 mod operations;
 mod proxies;
 #[path = "../common/scratch.rs"]
@@ -11,7 +14,6 @@ mod scratch;
 mod site;
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -67,31 +69,13 @@ fn start(mut command: Command) -> Gateway {
         .stdout(Stdio::piped())
         .spawn()
         .expect("the gateway starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut base = None;
-    let mut tokens = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.expect("a line");
-        if let Some(url) = line.strip_prefix("figma-paywall listening on ") {
-            base = Some(url.to_owned());
-        }
-        if let Some(token) = line
-            .split("X-Figma-Payment-Token: ")
-            .nth(1)
-            .and_then(|rest| rest.split('\'').next())
-        {
-            tokens.push(token.to_owned());
-        }
-        if line.starts_with("# nobody") {
-            break;
-        }
-    }
-    // Keep reading so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let demo = example::Demo::read(&mut child);
     Gateway {
         child,
-        base: base.expect("the gateway says where it listens"),
-        tokens,
+        base: demo
+            .after("figma-paywall listening on ")
+            .expect("the gateway says where it listens"),
+        tokens: demo.tokens,
     }
 }
 

@@ -1,0 +1,286 @@
+//! The plugin side against the real servers: the npm package in `plugin/`
+//! (its own tests, then its built output in node against `ai_endpoint`),
+//! and a page whose origin is `null`, as a plugin's UI iframe has, in
+//! headless Chromium against `ai_endpoint` and the gateway's `--cors '*'`.
+//!
+//! Needs Node and npm (Debian's `nodejs` and `npm`) and Chromium with
+//! ChromeDriver (`chromium`, `chromium-driver`); `.ci/run` installs them,
+//! and without them these tests fail saying so.
+
+mod common {
+    // Shared with the other browser tests, which use more of it.
+    #[allow(dead_code)]
+    pub mod chromium;
+    pub mod example;
+    pub mod scratch;
+}
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::OnceLock,
+};
+
+use common::{
+    chromium::in_browser,
+    example::{AiEndpoint, Demo, Killed},
+};
+use serde_json::{json, Value};
+
+const PLUGIN_ID: &str = "1122334455";
+
+fn plugin_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin")
+}
+
+/// Runs `program args` in `plugin/`; fails with what to install if it is
+/// missing, and with its output if it fails.
+fn run_in_plugin(program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let output = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(plugin_dir())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} ({e}): install Node.js and npm (Debian's nodejs and npm; .ci/run does)")
+        });
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Installs the package's dev dependencies if need be, builds it and runs
+/// its own tests (`npm test`), once for this binary; the output of the
+/// test run.
+fn package_tested() -> &'static str {
+    static TESTED: OnceLock<String> = OnceLock::new();
+    TESTED.get_or_init(|| {
+        let installed = plugin_dir().join("node_modules/.package-lock.json");
+        let lock = plugin_dir().join("package-lock.json");
+        let modified = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+        if modified(&installed) < modified(&lock) {
+            run_in_plugin("npm", &["ci", "--no-audit", "--no-fund"], &[]);
+        }
+        let output = run_in_plugin("npm", &["test"], &[]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    })
+}
+
+#[test]
+fn the_packages_own_tests_pass() {
+    let output = package_tested();
+    // node's test runner: "# pass N" and "# fail 0".
+    let count = |what: &str| {
+        output
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# {what} ")))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no '# {what}' line in:\n{output}"))
+    };
+    assert!(count("pass") >= 10, "{output}");
+    assert_eq!(count("fail"), 0, "{output}");
+}
+
+/// One `paidFetch` of the built helper in node, as `user` with a fake
+/// `figma` whose tokens and checkout are the mock Figma's: what it got.
+fn paid_fetch(server: &AiEndpoint, user: &str, env: &[(&str, &str)]) -> Value {
+    package_tested();
+    let mut all = vec![
+        ("SERVER_URL", server.base.as_str()),
+        ("FIGMA_URL", server.figma.as_str()),
+        ("PLUGIN_ID", PLUGIN_ID),
+        ("USER_ID", user),
+    ];
+    all.extend_from_slice(env);
+    let output = run_in_plugin("node", &["build-test/test/against-server.js"], &all);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn the_helper_lets_a_buyer_in_and_turns_a_402_into_checkout_against_ai_endpoint() {
+    let server = AiEndpoint::start(&[]);
+
+    // A buyer: in, with no checkout.
+    let buyer = paid_fetch(&server, "2001", &[("STATUS", "PAID")]);
+    assert_eq!(buyer["status"], 200, "{buyer}");
+    assert_eq!(buyer["body"]["user_id"], "2001");
+    assert_eq!(buyer["body"]["result"], "a picture of a cat in a hat");
+    assert_eq!(buyer["checkouts"], json!([]));
+
+    // A non-buyer who closes checkout: the 402 back, readable, and
+    // checkout opened exactly once.
+    let closed = paid_fetch(&server, "2003", &[("IN_CHECKOUT", "close")]);
+    assert_eq!(closed["status"], 402, "{closed}");
+    assert_eq!(closed["body"]["reason"], "not_paid");
+    assert_eq!(closed["checkouts"], json!(["PAID_FEATURE"]));
+
+    // checkout: false: the 402, no checkout.
+    let never = paid_fetch(
+        &server,
+        "2003",
+        &[("IN_CHECKOUT", "buy"), ("CHECKOUT", "false")],
+    );
+    assert_eq!(never["status"], 402, "{never}");
+    assert_eq!(never["checkouts"], json!([]));
+
+    // A non-buyer who buys: in, on a second token minted after checkout.
+    let bought = paid_fetch(
+        &server,
+        "2003",
+        &[("IN_CHECKOUT", "buy"), ("CHECKOUT", "TRIAL_ENDED")],
+    );
+    assert_eq!(bought["status"], 200, "{bought}");
+    assert_eq!(bought["body"]["user_id"], "2003");
+    assert_eq!(bought["checkouts"], json!(["TRIAL_ENDED"]));
+    assert_eq!(bought["tokensMinted"], 2);
+}
+
+#[test]
+fn the_helper_waits_out_retry_after_from_ai_endpoint() {
+    // A budget of 40 a minute, one at once: one client may make a quarter
+    // of it, one new lookup every 6 s. A second new token within 6 s is
+    // refused for now (429 too_many_lookups, or 503 rate_limited once the
+    // budget itself is spent), with Retry-After.
+    let server = AiEndpoint::start(&[("FIGMA_RATE_LIMIT", "40"), ("FIGMA_RATE_BURST", "1")]);
+    let first = paid_fetch(&server, "2001", &[("STATUS", "PAID")]);
+    assert_eq!(first["status"], 200, "{first}");
+
+    // Not worth waiting for: the refusal as it came, Retry-After readable.
+    let busy = paid_fetch(&server, "2002", &[("STATUS", "PAID"), ("MAX_WAIT_MS", "0")]);
+    let status = busy["status"].as_u64().unwrap();
+    assert!(status == 429 || status == 503, "{busy}");
+    let reason = busy["body"]["reason"].as_str().unwrap();
+    assert!(
+        ["too_many_lookups", "rate_limited"].contains(&reason),
+        "{busy}"
+    );
+    let retry_after: u64 = busy["retryAfter"].as_str().unwrap().parse().unwrap();
+    assert!((1..=6).contains(&retry_after), "{busy}");
+
+    // Worth waiting for: one wait, then in.
+    let waited = paid_fetch(
+        &server,
+        "2002",
+        &[("STATUS", "PAID"), ("MAX_WAIT_MS", "10000")],
+    );
+    assert_eq!(waited["status"], 200, "{waited}");
+    assert_eq!(waited["body"]["user_id"], "2002");
+    assert_eq!(waited["checkouts"], json!([]));
+}
+
+/// A gateway `--demo --cors '*' --upstream` an upstream that answers
+/// every buyer: its base URL and demo tokens.
+fn gateway_with_cors(upstream: &str) -> (Killed, String, Vec<String>) {
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_figma-paywall"))
+            .args([
+                "--demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--cors",
+                "*",
+                "--upstream",
+                upstream,
+            ])
+            .env_remove("FIGMA_TOKEN")
+            .env_remove("REDIS_URL")
+            .env_remove("FIGMA_PAYWALL_STORE")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the gateway starts"),
+    );
+    let demo = Demo::read(&mut child.0);
+    let base = demo
+        .after("figma-paywall listening on ")
+        .expect("the gateway says where it listens");
+    (child, base, demo.tokens)
+}
+
+/// Serves `app` on a free loopback port: its base URL.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+/// What a plugin's UI does: from a sandboxed iframe (origin `null`),
+/// `fetch(url, {method: 'POST', …})` with the token and a JSON body. The
+/// iframe posts back its origin and what it could read.
+const FROM_NULL_ORIGIN: &str = r#"
+const [url, token, done] = arguments;
+const frame = document.createElement('iframe');
+frame.sandbox = 'allow-scripts';
+frame.srcdoc = `<script>
+  const headers = {'Content-Type': 'application/json'};
+  const token = ${JSON.stringify(token)};
+  if (token) headers['X-Figma-Payment-Token'] = token;
+  fetch(${JSON.stringify(url)}, {method: 'POST', headers, body: JSON.stringify({prompt: 'a cat'})})
+    .then(async (r) => parent.postMessage({origin: self.origin, status: r.status, body: await r.text()}, '*'))
+    .catch((e) => parent.postMessage({origin: self.origin, error: String(e)}, '*'));
+<\/script>`;
+window.addEventListener('message', (event) => { frame.remove(); done(event.data); }, {once: true});
+document.body.appendChild(frame);
+"#;
+
+/// The status curl gets for the same call.
+async fn status_without_a_browser(url: &str, token: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(r#"{"prompt": "a cat"}"#);
+    if let Some(token) = token {
+        req = req.header("x-figma-payment-token", token);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_with_origin_null_gets_what_curl_gets_from_ai_endpoint_and_the_gateway() {
+    common::chromium::require("plugin browser test");
+    let ai = AiEndpoint::start(&[]);
+    let upstream = serve(axum::Router::new().fallback(|| async { "generated upstream" })).await;
+    let (_gateway, gateway, gateway_tokens) = gateway_with_cors(&upstream);
+    let host = serve(axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async {
+            axum::response::Html("<!doctype html><title>plugin host</title><body></body>")
+        }),
+    ))
+    .await;
+
+    let cases = [
+        (format!("{}/generate", ai.base), ai.tokens.clone()),
+        (format!("{gateway}/generate"), gateway_tokens),
+    ];
+    in_browser("plugin-null-origin", |client| async move {
+        client.goto(&format!("{host}/")).await.unwrap();
+        for (url, tokens) in &cases {
+            let [buyer, _, unpaid] = <[String; 3]>::try_from(tokens.clone()).unwrap();
+            for (token, status, reason) in [
+                (Some(buyer.as_str()), 200, None),
+                (Some(unpaid.as_str()), 402, Some("not_paid")),
+                (None, 401, Some("no_identity")),
+            ] {
+                let got = client
+                    .execute_async(FROM_NULL_ORIGIN, vec![json!(url), json!(token)])
+                    .await
+                    .unwrap();
+                assert_eq!(got["origin"], "null", "{got}");
+                assert_eq!(got["status"], status, "{url} {got}");
+                assert_eq!(status_without_a_browser(url, token).await, status);
+                if let Some(reason) = reason {
+                    let body: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+                    assert_eq!(body["reason"], reason, "{url}");
+                }
+            }
+        }
+    })
+    .await;
+}
