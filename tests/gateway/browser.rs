@@ -63,8 +63,18 @@ async fn a_visitor_signs_in_through_the_gateway_and_reads_a_static_page() {
         assert!(shown.contains("Acme Icons is for buyers"), "{shown}");
         assert!(!shown.contains("For buyers only."), "{shown}");
 
-        // They sign out; the page sends them to sign in again.
+        // They sign out: logout sends them home, and home (gated too) on to
+        // sign in. Only once that has settled do they ask for the page, or
+        // the sign-in the logout started could win and bring them home.
         click(&client, "signout").await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while client.current_url().await.unwrap().path() != "/oauth" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sign-out never reached the sign-in page"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         client.goto(&page).await.unwrap();
         on_sign_in_page(client.current_url().await.unwrap());
 
