@@ -8,9 +8,18 @@
 //! minutes. One client replays a forged token and
 //! invents new ones throughout. Halfway through the day the app restarts
 //! (a deploy): `RequirePaid` over the same store file, the naive gate with
-//! an empty cache. Time is a `MockClock` that both gates and the mock read,
-//! so a day takes seconds; requests go in-process (`oneshot`, each with its
+//! an empty cache. Twenty buyers are refunded at random times: how long
+//! each keeps access is measured against the refresh cycle `RequirePaid`
+//! states. Time is a `MockClock` that both gates and the mock read, so a
+//! day takes seconds; requests go in-process (`oneshot`, each with its
 //! client's `ConnectInfo`), lookups over loopback HTTP to the mock.
+//!
+//! **The queue.** A real server holds a lookup up to 2 s for a slot of the
+//! budget; in simulated time a held request would hold the whole day in
+//! real time. So the gate holds nothing, and a request refused for the
+//! budget (`rate_limited`, `too_many_lookups`) with a `Retry-After` the
+//! queue would have waited out (2 s) is sent again that much later, as the
+//! same request: the queue in simulated time.
 //!
 //! The naive gate is `from_fn` with a moka cache and `try_get_with` around
 //! the same client with no budget of its own: answers kept 10 minutes
@@ -57,6 +66,12 @@ const RETRY_EVERY: u64 = 30;
 /// …and gives up on the visit after this many.
 const GIVE_UP_AFTER: u64 = 600;
 
+/// The longest a server's queue holds a lookup for a slot.
+const QUEUE_WAIT: u64 = 2;
+
+/// Buyers refunded during the day.
+const REFUNDS: usize = 20;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Buyer,
@@ -65,6 +80,7 @@ enum Kind {
 }
 
 struct User {
+    id: UserId,
     kind: Kind,
     addr: SocketAddr,
     token: PluginPaymentToken,
@@ -91,12 +107,20 @@ struct Day {
     calls_after_restart: usize,
     /// Buyers' requests refused in the 10 minutes after the restart.
     refused_after_restart: usize,
+    /// For each refunded buyer: how long they kept access after the
+    /// refund (simulated s), and the refresh cycle stated then.
+    refunds: Vec<(u64, u64)>,
+    /// Requests that waited in the (simulated) queue and then got in.
+    queued_in: usize,
     real_time: Duration,
 }
 
 trait Gate {
     fn router(&self) -> Router;
     fn restart(&mut self);
+    /// The longest a refunded buyer may keep access now, as the gate
+    /// states it (simulated s).
+    fn refund_bound(&self) -> u64;
 }
 
 /// `RequirePaid`, with the store (rebuilt over the same file on restart)
@@ -105,19 +129,21 @@ struct Ours {
     client: PaymentsClient,
     store: Option<std::path::PathBuf>,
     router: Router,
+    paywall: Paywall,
 }
 
 impl Ours {
     fn new(client: PaymentsClient, store: Option<std::path::PathBuf>) -> Self {
-        let router = Self::build(&client, store.as_deref());
+        let (router, paywall) = Self::build(&client, store.as_deref());
         Self {
             client,
             store,
             router,
+            paywall,
         }
     }
 
-    fn build(client: &PaymentsClient, store: Option<&std::path::Path>) -> Router {
+    fn build(client: &PaymentsClient, store: Option<&std::path::Path>) -> (Router, Paywall) {
         let mut builder = Paywall::builder(client.clone());
         if let Some(store) = store {
             // A lookup of the old paywall still under way may hold the file
@@ -135,7 +161,9 @@ impl Ours {
                 }
             };
         }
-        bare_router().layer(RequirePaidLayer::new(&builder.build(), plugin()))
+        let paywall = builder.build();
+        let router = bare_router().layer(RequirePaidLayer::new(&paywall, plugin()));
+        (router, paywall)
     }
 }
 
@@ -147,7 +175,18 @@ impl Gate for Ours {
     fn restart(&mut self) {
         // Drop the old paywall (and its hold on the file) first.
         self.router = bare_router();
-        self.router = Self::build(&self.client, self.store.as_deref());
+        self.paywall = Paywall::new(self.client.clone());
+        (self.router, self.paywall) = Self::build(&self.client, self.store.as_deref());
+    }
+
+    fn refund_bound(&self) -> u64 {
+        // The PAID lifetime, or the refresh cycle if longer (capped at an
+        // hour past the lifetime).
+        let lifetime = 600;
+        self.paywall
+            .stats()
+            .refresh_cycle_secs
+            .clamp(lifetime, lifetime + 3600)
     }
 }
 
@@ -239,6 +278,10 @@ impl Gate for Naive {
     fn restart(&mut self) {
         self.router = Self::build(&self.figma, &self.clock);
     }
+
+    fn refund_bound(&self) -> u64 {
+        600
+    }
 }
 
 fn request(token: &str, addr: SocketAddr) -> http::Request<Body> {
@@ -247,7 +290,8 @@ fn request(token: &str, addr: SocketAddr) -> http::Request<Body> {
     req
 }
 
-async fn status(router: &Router, token: &str, addr: SocketAddr) -> (u16, String) {
+/// The status, the refusal's reason, and its `Retry-After` in seconds.
+async fn status(router: &Router, token: &str, addr: SocketAddr) -> (u16, String, Option<u64>) {
     let response: Response = router
         .clone()
         .oneshot(request(token, addr))
@@ -258,7 +302,12 @@ async fn status(router: &Router, token: &str, addr: SocketAddr) -> (u16, String)
         .extensions()
         .get::<figma_paywall::RefusalReason>()
         .map_or_else(|| code.to_string(), |r| r.as_str().to_owned());
-    (code, reason)
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (code, reason, retry_after)
 }
 
 /// A mock Figma that keeps Figma's budget, reading `clock`, with `users`
@@ -306,6 +355,7 @@ fn world(clock: &MockClock, users: usize, seed: u64) -> (MockFigma, Vec<User>) {
                 40_000,
             ));
             User {
+                id,
                 kind,
                 addr,
                 token,
@@ -326,7 +376,7 @@ fn day_secs() -> u64 {
 
 /// The gate's client: `budget` lookups a minute, and no queue for the
 /// budget (in a day of simulated time a lookup that waited for a slot would
-/// wait in real time; a refused buyer retries instead).
+/// wait in real time: the day's loop queues instead).
 fn client(figma: &MockFigma, clock: &MockClock, budget: u32) -> PaymentsClient {
     figma
         .client_builder()
@@ -355,19 +405,37 @@ async fn run_day(
     let mut restarted_at = now(&clock);
     let flooder = SocketAddr::from(([192, 0, 2, 66], 50_000));
     let day = day_secs();
-    // Pending requests: (second, user, a first visit?, the visit's start).
-    let mut pending: Vec<(u64, usize, bool, u64)> = people
+    // Pending requests: (second, user, a first visit?, the visit's start,
+    // waiting in the queue?).
+    let mut pending: Vec<(u64, usize, bool, u64, bool)> = people
         .iter()
         .enumerate()
         .flat_map(|(u, p)| {
             p.visits
                 .iter()
                 .enumerate()
-                .map(move |(i, &s)| (s, u, i == 0, s))
+                .map(move |(i, &s)| (s, u, i == 0, s, false))
         })
         .collect();
     let mut result = Day::default();
     let mut rng = Rng::new(11);
+    // Refunds: buyers, at random times; (second, user) in order.
+    let mut refunds: Vec<(u64, usize)> = {
+        let buyers: Vec<usize> = (0..people.len())
+            .filter(|&u| people[u].kind == Kind::Buyer)
+            .collect();
+        let mut picked = Vec::new();
+        while picked.len() < REFUNDS.min(buyers.len()) {
+            let u = buyers[rng.below(buyers.len())];
+            if !picked.iter().any(|&(_, v)| v == u) {
+                picked.push((rng.below(day as usize) as u64, u));
+            }
+        }
+        picked.sort_unstable();
+        picked
+    };
+    // Refunded: when, the bound the gate stated then, and their last 200.
+    let mut refunded: BTreeMap<usize, (u64, u64, Option<u64>)> = BTreeMap::new();
     let mut invented = 0u64;
     for second in 0..day {
         if second == day / 2 {
@@ -375,6 +443,11 @@ async fn run_day(
             restarted_at = now(&clock);
         }
         clock.advance(Duration::from_secs(1));
+        while refunds.first().is_some_and(|&(at, _)| at <= second) {
+            let (_, u) = refunds.remove(0);
+            figma.set_status(&people[u].id, &plugin(), PaymentStatus::Unpaid);
+            refunded.insert(u, (second, gate.refund_bound(), None));
+        }
         let router = gate.router();
         // The flood: two requests a second, a replay or a new invention.
         for _ in 0..if flood { 2 } else { 0 } {
@@ -387,7 +460,7 @@ async fn run_day(
             status(&router, &token, flooder).await;
             result.flood_requests += 1;
         }
-        let mut due: Vec<(u64, usize, bool, u64)> = Vec::new();
+        let mut due: Vec<(u64, usize, bool, u64, bool)> = Vec::new();
         pending.retain(|v| {
             if v.0 <= second {
                 due.push(*v);
@@ -396,11 +469,30 @@ async fn run_day(
                 true
             }
         });
-        for (_, u, first, started) in due {
+        for (_, u, first, started, queued) in due {
             let person = &people[u];
-            let (code, reason) = status(&router, person.token.expose_secret(), person.addr).await;
+            let (code, reason, retry_after) =
+                status(&router, person.token.expose_secret(), person.addr).await;
+            if let Some((_, _, last_in)) = refunded.get_mut(&u) {
+                // No longer a buyer: only how long they kept access counts.
+                if code == 200 {
+                    *last_in = Some(second);
+                }
+                continue;
+            }
             if person.kind == Kind::NonBuyer {
                 continue;
+            }
+            // Refused for the budget, for no longer than a queue waits:
+            // the same request, that much later.
+            let budget = reason == "rate_limited" || reason == "too_many_lookups";
+            if budget && !queued && retry_after.is_some_and(|s| s <= QUEUE_WAIT) {
+                let at = second + retry_after.unwrap_or(1).max(1);
+                pending.push((at, u, first, started, true));
+                continue;
+            }
+            if code == 200 && queued {
+                result.queued_in += 1;
             }
             *result.buyers.entry(reason.clone()).or_default() += 1;
             if code != 200 && (day / 2..day / 2 + 600).contains(&second) {
@@ -413,10 +505,14 @@ async fn run_day(
                 (_, true) if second - started >= GIVE_UP_AFTER => result.never_in += 1,
                 (_, false) if second - started >= GIVE_UP_AFTER => result.gave_up += 1,
                 // Refused: try again in 30 s.
-                _ => pending.push((second + RETRY_EVERY, u, first, started)),
+                _ => pending.push((second + RETRY_EVERY, u, first, started, false)),
             }
         }
     }
+    result.refunds = refunded
+        .values()
+        .map(|&(at, bound, last_in)| (last_in.map_or(0, |last| last - at), bound))
+        .collect();
     // First visits still refused when the day ended.
     result.never_in += pending.iter().filter(|v| v.2).count();
     result.figma_calls = figma.payment_requests();
@@ -481,8 +577,9 @@ fn main() {
         Box::new(Naive::new(figma, clock.clone()))
     }));
     println!();
-    println!("| gate | calls to Figma | of them for forged tokens | Figma's 429s | 429s right after a 429 | buyers' lookups 5 min before / after the restart | buyers refused in the 10 min after the restart | buyers' requests by outcome | a new buyer let in after (simulated s): p50 / p99 / max | new buyers who gave up (10 min) | returning buyers' visits given up |");
-    println!("|---|---:|---:|---:|---:|---|---:|---|---|---:|---:|");
+    let day_slots = day_secs() / 60 * u64::from(FIGMA_PER_MINUTE);
+    println!("| gate | calls to Figma (of the day's {day_slots} slots) | of them for forged tokens | Figma's 429s | 429s right after a 429 | buyers' lookups 5 min before / after the restart | buyers refused in the 10 min after the restart | buyers' requests by outcome | of them `rate_limited` | a new buyer let in after (simulated s): p50 / p99 / max | new buyers who gave up (10 min) | returning buyers' visits given up | refunds: longest access after one / the bound stated (s) |");
+    println!("|---|---:|---:|---:|---:|---|---:|---|---:|---|---:|---:|---|");
     for (name, mut day) in [
         ("RequirePaid", with_flood),
         ("RequirePaid, no flood (control)", without),
@@ -495,9 +592,18 @@ fn main() {
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
+        let requests: usize = day.buyers.values().sum();
+        let rate_limited = day.buyers.get("rate_limited").copied().unwrap_or(0);
+        let over = day
+            .refunds
+            .iter()
+            .filter(|(kept, bound)| kept > bound)
+            .count();
+        let longest = day.refunds.iter().max_by_key(|(kept, _)| *kept);
         println!(
-            "| {name} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} ({:.0} %) | {} | {} | {} | {} / {} | {} | {}; {} waited in the queue, then in | {:.1} % | {} | {} | {} | {} |",
             day.figma_calls,
+            day.figma_calls as f64 * 100.0 / day_slots.max(1) as f64,
             day.flood_calls,
             day.rate_limited,
             day.rate_limited_in_a_row,
@@ -505,6 +611,8 @@ fn main() {
             day.calls_after_restart,
             day.refused_after_restart,
             outcomes.join(", "),
+            day.queued_in,
+            rate_limited as f64 * 100.0 / requests.max(1) as f64,
             match day.waits.last() {
                 Some(max) => format!(
                     "{} / {} / {max}",
@@ -514,7 +622,15 @@ fn main() {
                 None => "nobody let in".to_owned(),
             },
             day.never_in,
-            day.gave_up
+            day.gave_up,
+            match longest {
+                Some((kept, bound)) => format!(
+                    "{kept} / {bound}; {} of {} past their bound",
+                    over,
+                    day.refunds.len()
+                ),
+                None => "none".to_owned(),
+            },
         );
     }
 }

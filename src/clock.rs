@@ -123,17 +123,6 @@ impl MockClock {
     }
 }
 
-/// The rate budget (governor) reads the same clock.
-impl governor::clock::Clock for Clock {
-    type Instant = Instant;
-
-    fn now(&self) -> Instant {
-        Clock::now(self)
-    }
-}
-
-impl governor::clock::ReasonablyRealtime for Clock {}
-
 #[cfg(test)]
 mod tests {
     use super::*;

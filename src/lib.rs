@@ -5,7 +5,8 @@
 
 // The core: private modules, their types flat at the root. See
 // ARCHITECTURE.md for the request's path through them and who may import
-// whom (require_paid -> paywall -> client, tier, stats -> the vocabulary).
+// whom (require_paid -> paywall -> client -> admission -> tier -> the vocabulary).
+mod admission;
 mod caller;
 mod client;
 mod clock;

@@ -23,7 +23,13 @@ impl Paywall {
     /// - gauges `figma_paywall_cached_answers`,
     ///   `figma_paywall_lookups_in_flight`,
     ///   `figma_paywall_backing_off_seconds`,
-    ///   `figma_paywall_budget_per_minute`, `figma_paywall_figma_failing`.
+    ///   `figma_paywall_budget_per_minute`, `figma_paywall_figma_failing`;
+    /// - the capacity report: gauges `figma_paywall_active_buyers` and
+    ///   `figma_paywall_refresh_cycle_seconds`, and the counters
+    ///   `figma_paywall_budget_slots_total{lane, outcome}` (`lane`:
+    ///   `refresh`, `new_caller`, `refresh_ahead`, `suspect`; `outcome`:
+    ///   `used` or `refused`), `figma_paywall_budget_slots_idle_total` and
+    ///   `figma_paywall_unverified_served_total`.
     ///
     /// Recorded as they happen: the histogram
     /// `figma_paywall_upstream_latency_seconds{endpoint}`, and the counters
@@ -61,5 +67,15 @@ impl Paywall {
             .set(s.backing_off_secs.unwrap_or(0) as f64);
         ::metrics::gauge!("figma_paywall_budget_per_minute").set(f64::from(s.budget_per_minute));
         ::metrics::gauge!("figma_paywall_figma_failing").set(f64::from(u8::from(s.figma_failing)));
+        ::metrics::gauge!("figma_paywall_active_buyers").set(s.active_buyers as f64);
+        ::metrics::gauge!("figma_paywall_refresh_cycle_seconds").set(s.refresh_cycle_secs as f64);
+        for (outcome, by_lane) in [("used", &s.slots_used), ("refused", &s.slots_refused)] {
+            for (lane, n) in by_lane {
+                ::metrics::counter!("figma_paywall_budget_slots_total", "lane" => *lane, "outcome" => outcome)
+                    .absolute(*n);
+            }
+        }
+        ::metrics::counter!("figma_paywall_budget_slots_idle_total").absolute(s.slots_idle);
+        ::metrics::counter!("figma_paywall_unverified_served_total").absolute(s.unverified_served);
     }
 }

@@ -35,6 +35,7 @@ pub(crate) struct Counters {
     pub(crate) stale_served: Counter,
     pub(crate) refusals_remembered: Counter,
     pub(crate) refreshes: Counter,
+    pub(crate) unverified_served: Counter,
     pub(crate) granted: Counter,
     refused: [Counter; RefusalReason::ALL.len()],
 }
@@ -124,6 +125,27 @@ pub struct PaywallStats {
     pub granted: u64,
     /// Requests refused by the gates, by reason.
     pub refused: BTreeMap<&'static str, u64>,
+    /// PAID/TRIAL answers past their lifetime that let their buyer in
+    /// while a refresh waited for a slot, within the refresh cycle (see
+    /// [`PaywallBuilder::max_unverified`](crate::PaywallBuilder::max_unverified)).
+    pub unverified_served: u64,
+    /// Buyers (PAID or TRIAL) let in within the last 30 minutes: whose
+    /// answers the budget must keep asking about.
+    pub active_buyers: usize,
+    /// How long the budget takes to ask Figma again about every active
+    /// buyer, refreshes coming first: active buyers divided by the budget.
+    /// Past an answer's lifetime, a refunded buyer keeps access up to this
+    /// long (capped by `max_unverified`).
+    pub refresh_cycle_secs: u64,
+    /// Slots of Figma's budget taken since the start, by lane: `refresh`
+    /// (a known buyer's answer, past its lifetime), `new_caller`,
+    /// `refresh_ahead`, `suspect`.
+    pub slots_used: BTreeMap<&'static str, u64>,
+    /// Lookups that found no slot in their lane, by lane.
+    pub slots_refused: BTreeMap<&'static str, u64>,
+    /// Slots the configured budget offered since the start that nobody
+    /// took.
+    pub slots_idle: u64,
 }
 
 #[cfg(test)]

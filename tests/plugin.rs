@@ -142,11 +142,10 @@ fn the_helper_lets_a_buyer_in_and_turns_a_402_into_checkout_against_ai_endpoint(
 
 #[test]
 fn the_helper_waits_out_retry_after_from_ai_endpoint() {
-    // A budget of 40 a minute, one at once: one client may make a quarter
-    // of it, one new lookup every 6 s. A second new token within 6 s is
-    // refused for now (429 too_many_lookups, or 503 rate_limited once the
-    // budget itself is spent), with Retry-After.
-    let server = AiEndpoint::start(&[("FIGMA_RATE_LIMIT", "40"), ("FIGMA_RATE_BURST", "1")]);
+    // A budget of 20 a minute, one at once: a slot every 3 s. A second
+    // new token within 3 s waits longer than a caller may (2 s) and is
+    // refused for now (503 rate_limited), with Retry-After.
+    let server = AiEndpoint::start(&[("FIGMA_RATE_LIMIT", "20"), ("FIGMA_RATE_BURST", "1")]);
     let first = paid_fetch(&server, "2001", &[("STATUS", "PAID")]);
     assert_eq!(first["status"], 200, "{first}");
 

@@ -10,8 +10,13 @@ use std::{
 use tokio::sync::Semaphore;
 use url::Url;
 
-use super::{budget::Budget, Inner, PaymentsClient, DEFAULT_BASE_URL};
-use crate::{clock::Clock, error::ConfigError, AccessToken};
+use super::{Inner, PaymentsClient, DEFAULT_BASE_URL};
+use crate::{
+    admission::{Admission, Rate},
+    clock::Clock,
+    error::ConfigError,
+    AccessToken,
+};
 
 /// Builds a [`PaymentsClient`]; see its docs for the defaults.
 ///
@@ -187,9 +192,11 @@ impl PaymentsClientBuilder {
                 payments_url,
                 me_url,
                 timeout: self.timeout,
-                budget: Budget::new(
-                    per_minute,
-                    burst,
+                admission: Admission::new(
+                    Rate {
+                        per_minute: per_minute.get(),
+                        burst: burst.get(),
+                    },
                     self.max_waiting,
                     self.max_wait,
                     self.clock.clone(),

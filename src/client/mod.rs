@@ -24,7 +24,6 @@
 
 mod answer;
 mod breaker;
-mod budget;
 mod builder;
 mod health;
 mod question;
@@ -49,15 +48,11 @@ use self::{
         error_message, header_string, parse_payments_answer, parse_retry_after, ClassifyName,
     },
     breaker::{Breaker, Pass},
-    budget::Budget,
     health::HealthCheck,
 };
-pub(crate) use self::{
-    budget::{spent_share, Limiter, Wait},
-    health::Health,
-    question::Question,
-};
+pub(crate) use self::{health::Health, question::Question};
 use crate::{
+    admission::{Admission, Ask},
     clock::Clock,
     error::{ConfigError, Error, RateLimit, ThrottleReason},
     AccessToken, PaymentInformation, PluginPaymentToken, Resource, UserId,
@@ -96,7 +91,8 @@ struct Inner {
     payments_url: Url,
     me_url: Url,
     timeout: Duration,
-    budget: Budget,
+    /// Every decision to spend a slot of the budget (`src/admission/`).
+    admission: Admission,
     breaker: Breaker,
     health: HealthCheck,
     calls: AtomicU64,
@@ -147,7 +143,7 @@ impl PaymentsClient {
         &self,
         token: &PluginPaymentToken,
     ) -> Result<PaymentInformation, Error> {
-        self.ask(&Question::Token(token.clone()), Wait::ForSlot)
+        self.ask_within_budget(&Question::Token(token.clone()))
             .await
     }
 
@@ -158,20 +154,26 @@ impl PaymentsClient {
         user: &UserId,
         resource: &Resource,
     ) -> Result<PaymentInformation, Error> {
-        self.ask(
-            &Question::User(user.clone(), resource.clone()),
-            Wait::ForSlot,
-        )
-        .await
+        self.ask_within_budget(&Question::User(user.clone(), resource.clone()))
+            .await
     }
 
-    /// Asks `GET /v1/payments` within the rate budget, unless the circuit
-    /// breaker says Figma is failing.
-    pub(crate) async fn ask(
-        &self,
-        question: &Question,
-        wait: Wait,
-    ) -> Result<PaymentInformation, Error> {
+    /// Asks within the budget, waiting for a slot as a caller would.
+    async fn ask_within_budget(&self, question: &Question) -> Result<PaymentInformation, Error> {
+        if let Some(retry_after) = self.figma_failing_for().filter(|d| !d.is_zero()) {
+            return Err(Error::Throttled {
+                retry_after,
+                reason: ThrottleReason::FigmaFailing,
+            });
+        }
+        self.inner.admission.admit(Ask::DIRECT, None).await?;
+        self.ask(question).await
+    }
+
+    /// Asks `GET /v1/payments` with a slot of the budget already taken
+    /// ([`Admission::admit`]), unless the circuit breaker says Figma is
+    /// failing.
+    pub(crate) async fn ask(&self, question: &Question) -> Result<PaymentInformation, Error> {
         let url = question.url(&self.inner.payments_url)?;
         let inner = &self.inner;
         let failing = |retry_after| Error::Throttled {
@@ -182,7 +184,6 @@ impl PaymentsClient {
             .breaker
             .pass(inner.clock.now(), inner.timeout)
             .map_err(failing)?;
-        inner.budget.acquire(wait).await?;
         // The breaker may have opened while this lookup waited for a slot.
         if pass == Pass::Call {
             if let Some(retry_after) = self.figma_failing_for() {
@@ -235,7 +236,7 @@ impl PaymentsClient {
     /// How long Figma asked this client to stop calling, if it did (a 429
     /// whose `Retry-After` has not passed).
     pub fn backing_off_for(&self) -> Option<Duration> {
-        self.inner.budget.backing_off_for()
+        self.inner.admission.backing_off_for()
     }
 
     /// The time this client reads (real, unless a test gave it a mock clock).
@@ -243,21 +244,15 @@ impl PaymentsClient {
         &self.inner.clock
     }
 
-    /// The budget: calls a minute, burst, and the longest wait for a slot.
-    pub(crate) fn budget_settings(&self) -> (u32, u32, Duration) {
-        let b = &self.inner.budget;
-        let rate = b.rate();
-        (rate.per_minute, rate.burst, b.max_wait)
+    /// Every decision to spend a slot of the budget, which every clone of
+    /// this client and every paywall built on it share.
+    pub(crate) fn admission(&self) -> &Admission {
+        &self.inner.admission
     }
 
     /// The creator's access token.
     pub(crate) fn access_token(&self) -> &AccessToken {
         &self.inner.token
-    }
-
-    /// The budget configured.
-    pub(crate) fn configured_rate(&self) -> budget::Rate {
-        self.inner.budget.configured()
     }
 
     /// The payment-lookup budget in force: lookups a minute, and bursts.
@@ -266,16 +261,16 @@ impl PaymentsClient {
     /// 429: 90 % of the Tier 3 limit the 429 names for the token's plan and
     /// seat.
     pub fn rate_limit(&self) -> (u32, u32) {
-        let rate = self.inner.budget.rate();
+        let rate = self.inner.admission.rate();
         (rate.per_minute, rate.burst)
     }
 
     /// Whether our own budget running out should be logged now (at most
     /// once a minute), and the budget in force and configured.
     pub(crate) fn budget_exhausted(&self) -> Option<(u32, u32)> {
-        let b = &self.inner.budget;
-        b.warn_exhausted()
-            .then(|| (b.rate().per_minute, b.configured().per_minute))
+        let a = &self.inner.admission;
+        a.warn_exhausted()
+            .then(|| (a.rate().per_minute, a.configured().per_minute))
     }
 
     /// The client's upstream timeout (the longest a lookup waits for Figma).
@@ -306,15 +301,14 @@ impl PaymentsClient {
             }
         }
         if let Err(Error::RateLimited(limit)) = &result {
-            let budget = &self.inner.budget;
-            budget.back_off(limit.back_off());
-            let (rate, published) = budget.after_429(limit);
+            let admission = &self.inner.admission;
+            let (rate, published) = admission.after_429(limit);
             tracing::warn!(
                 plan_tier = limit.plan_tier.as_deref().unwrap_or("unknown"),
                 rate_limit_type = limit.rate_limit_type.as_deref().unwrap_or("unknown"),
                 tier3_limit_per_minute = published,
                 retry_after_secs = limit.retry_after.map(|d| d.as_secs()),
-                configured_per_minute = budget.configured().per_minute,
+                configured_per_minute = admission.configured().per_minute,
                 now_per_minute = rate.per_minute,
                 "Figma answered 429: this token's payment lookups are rate-limited. {}; lowered the budget to {} a minute for 30 minutes. Set FIGMA_RATE_LIMIT to your plan's Tier 3 limit (https://developers.figma.com/docs/rest-api/rate-limits)",
                 match published {

@@ -10,7 +10,6 @@ use moka::sync::Cache;
 use super::{
     entry::Entry,
     entry::{EntryExpiry, Lifetimes},
-    fair::FairShare,
     flight::Flights,
     index::UserIndex,
     key::{CacheKey, KeyHasher},
@@ -111,20 +110,62 @@ impl PaywallBuilder {
         self
     }
 
-    /// How many cold lookups of plugin payment tokens one client may make
-    /// a minute (default a quarter of the client's budget, at least 1). A
-    /// client whose token Figma refused in the last hour may make one every
-    /// 10 minutes, whatever its share. Refreshes of known buyers and user
-    /// IDs the app authenticated are never held back. Clients are told
-    /// apart by the layer's [`with_client_key`](crate::RequirePaidLayer::with_client_key)
-    /// (the connection's address by default).
+    /// How long past its lifetime a `PAID` or `TRIAL` answer may keep
+    /// letting its buyer in while its refresh waits for a slot of the
+    /// budget (default 1 hour; `FIGMA_PAYWALL_MAX_UNVERIFIED`). It does so
+    /// only as long as the budget needs to ask Figma again about every
+    /// active buyer (the refresh cycle: active buyers divided by the budget,
+    /// [`PaywallStats::refresh_cycle_secs`](crate::PaywallStats::refresh_cycle_secs)),
+    /// and never past this. Zero turns it off: an expired answer then waits
+    /// for its lookup.
+    ///
+    /// # Warning
+    ///
+    /// A refunded buyer keeps access up to the longer of the lifetime and
+    /// the cycle, capped by this. The cycle depends on the number of real
+    /// active buyers and the budget alone, never on what anyone sends.
+    pub fn max_unverified(mut self, cap: Duration) -> Self {
+        self.lifetimes.max_unverified = cap;
+        self
+    }
+
+    /// Reads [`max_unverified`](Self::max_unverified) from
+    /// `FIGMA_PAYWALL_MAX_UNVERIFIED` (such as `30m`, `1h`, `0s`) where it
+    /// is set.
+    ///
+    /// # Errors
+    ///
+    /// When it is set but not a duration.
+    pub fn max_unverified_from_env(self) -> Result<Self, ConfigError> {
+        let Some(value) = std::env::var("FIGMA_PAYWALL_MAX_UNVERIFIED")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        else {
+            return Ok(self);
+        };
+        let cap = parse_duration(value.trim()).ok_or_else(|| ConfigError::InvalidVariable {
+            name: "FIGMA_PAYWALL_MAX_UNVERIFIED",
+            reason: format!("is {value:?}, not a duration such as 30m, 1h or 90s"),
+        })?;
+        Ok(self.max_unverified(cap))
+    }
+
+    /// A floor under the share of cold lookups of plugin payment tokens
+    /// one client gets a minute. A client may use what other clients leave
+    /// of the budget (max-min: a lone client, or everyone behind a proxy
+    /// that is not configured, may use all of it); while n clients ask, a
+    /// flood gets about 1/n. A client whose tokens Figma mostly refused
+    /// waits for slots no one else wants. Refreshes of known buyers come
+    /// first whatever the shares. Clients are told apart by the layer's
+    /// [`with_client_key`](crate::RequirePaidLayer::with_client_key) (the
+    /// connection's address by default).
     ///
     /// ```
     /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient};
     /// let client = PaymentsClient::builder(AccessToken::new("figd_example")?)
     ///     .rate_limit(100, 10)
     ///     .build()?;
-    /// // An office of buyers behind one address may need more than 25.
+    /// // An office of buyers behind one address: at least 40 a minute.
     /// let paywall = Paywall::builder(client).client_share(40).build();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -273,8 +314,9 @@ impl PaywallBuilder {
                 }
             })
             .build_with_hasher(KeyHasher::default());
-        let budget = self.client.configured_rate();
-        let fair = FairShare::new(budget.per_minute, budget.burst, self.client_share, &clock);
+        if let Some(floor) = self.client_share {
+            self.client.admission().set_client_floor(floor);
+        }
         let keyring = self
             .keyring
             .unwrap_or_else(|| Keyring::from_access_token(self.client.access_token()));
@@ -289,14 +331,13 @@ impl PaywallBuilder {
             refused: Refused::default(),
             index,
             verdicts: Default::default(),
-            fair,
             lifetimes: self.lifetimes,
             generation: AtomicU64::new(0),
             epoch: std::sync::atomic::AtomicU32::new(0),
-            unshared: Default::default(),
             demoted_ms: AtomicU64::new(0),
             pat_alarm: Default::default(),
             stats: Counters::default(),
+            started: clock.now(),
             clock,
         });
         for tier in &inner.tiers {
@@ -307,6 +348,35 @@ impl PaywallBuilder {
     }
 }
 
+/// A duration as people write it: `90s`, `30m`, `1h`, `1h30m`; a bare
+/// number is seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().ok()?;
+        number.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return None,
+        };
+        total = total.checked_add(Duration::from_secs(n.checked_mul(unit)?))?;
+    }
+    number.is_empty().then_some(total)
+}
+
 /// A setting's error, naming the variable it came from.
 fn named(name: &'static str, error: ConfigError) -> ConfigError {
     match error {
@@ -315,5 +385,21 @@ fn named(name: &'static str, error: ConfigError) -> ConfigError {
             reason: format!("is not usable: {reason}"),
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        for bad in ["", "1x", "m", "1h3", "-5m", "99999999999999999999h"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
     }
 }

@@ -4,7 +4,10 @@
 use std::{
     collections::HashSet,
     fmt,
-    sync::{atomic::AtomicBool, Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -36,6 +39,9 @@ pub(crate) struct Entry {
     pub(crate) epoch: u32,
     /// Set by the first hit past the refresh point, so one refresh starts.
     pub(crate) refreshing: AtomicBool,
+    /// The minute (of the paywall's life) its buyer was last counted as
+    /// active, plus one; 0 never.
+    pub(crate) counted_in: AtomicU32,
 }
 
 /// What Figma said of a resource: a million buyers of one plugin share
@@ -66,7 +72,19 @@ impl Entry {
             fetched_at,
             epoch,
             refreshing: AtomicBool::new(false),
+            counted_in: AtomicU32::new(0),
         })
+    }
+
+    /// Whether this answer lets a buyer in (PAID or TRIAL).
+    pub(crate) fn grants(&self) -> bool {
+        matches!(self.status(), PaymentStatus::Paid | PaymentStatus::Trial)
+    }
+
+    /// Marks its buyer counted in `minute`: whether they were not yet.
+    pub(crate) fn count_in(&self, minute: u32) -> bool {
+        let mark = minute.saturating_add(1);
+        self.counted_in.swap(mark, Ordering::Relaxed) != mark
     }
 
     /// The resource the answer is about.
@@ -162,6 +180,9 @@ pub(crate) struct Lifetimes {
     pub(crate) trial: Duration,
     pub(crate) unpaid: Duration,
     pub(crate) stale_grace: Duration,
+    /// The longest a PAID/TRIAL answer past its lifetime lets its buyer in
+    /// while its refresh waits (within the refresh cycle).
+    pub(crate) max_unverified: Duration,
 }
 
 impl Default for Lifetimes {
@@ -171,6 +192,7 @@ impl Default for Lifetimes {
             trial: Duration::from_secs(2 * 60),
             unpaid: Duration::from_secs(5),
             stale_grace: Duration::from_secs(60 * 60),
+            max_unverified: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -197,6 +219,30 @@ impl Lifetimes {
             .saturating_add(self.grace_for(status))
     }
 
+    /// How long an answer is held in the process: as long as it is kept,
+    /// or used unverified, whichever is longer.
+    fn hold_for(&self, status: &PaymentStatus) -> Duration {
+        let unverified = match status {
+            PaymentStatus::Paid | PaymentStatus::Trial => self.max_unverified,
+            _ => Duration::ZERO,
+        };
+        self.keep_for(status)
+            .max(self.fresh_for(status).saturating_add(unverified))
+    }
+
+    /// Until when a PAID/TRIAL answer past its lifetime may keep letting
+    /// its buyer in while its refresh waits: the refresh cycle `cycle`
+    /// from when Figma gave it (never less than its lifetime), capped by
+    /// `max_unverified`. `None` for every other answer.
+    pub(crate) fn unverified_until(&self, entry: &Entry, cycle: Duration) -> Option<Instant> {
+        if !matches!(entry.status(), PaymentStatus::Paid | PaymentStatus::Trial) {
+            return None;
+        }
+        let fresh_for = self.fresh_for(entry.status());
+        let cap = fresh_for.saturating_add(self.max_unverified);
+        Some(later(entry.fetched_at, cycle.max(fresh_for).min(cap)))
+    }
+
     /// The longest any answer is kept.
     pub(crate) fn longest_keep(&self) -> Duration {
         self.keep_for(&PaymentStatus::Paid)
@@ -215,10 +261,18 @@ impl Lifetimes {
         )
     }
 
-    /// The end of the fresh lifetime plus the stale grace: when the entry
-    /// is dropped, counted from when Figma answered, not from insertion.
-    pub(crate) fn expires_at(&self, entry: &Entry) -> Instant {
+    /// The end of the fresh lifetime plus the stale grace: until when the
+    /// answer may stand in while Figma fails, counted from when Figma
+    /// answered.
+    pub(crate) fn stale_until(&self, entry: &Entry) -> Instant {
         later(entry.fetched_at, self.keep_for(entry.status()))
+    }
+
+    /// When the entry is dropped: past its stale grace and the most it may
+    /// be used unverified, counted from when Figma answered, not from
+    /// insertion.
+    pub(crate) fn expires_at(&self, entry: &Entry) -> Instant {
+        later(entry.fetched_at, self.hold_for(entry.status()))
     }
 }
 
@@ -271,6 +325,7 @@ mod tests {
             trial: Duration::from_secs(5),
             unpaid: Duration::from_secs(1),
             stale_grace: Duration::from_secs(100),
+            max_unverified: Duration::from_secs(100),
         };
         assert_eq!(l.grace_for(&PaymentStatus::Paid), Duration::from_secs(100));
         assert_eq!(l.grace_for(&PaymentStatus::Trial), Duration::from_secs(100));

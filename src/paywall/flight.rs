@@ -15,7 +15,8 @@ use futures_util::{
 
 use super::{entry::Entry, key::CacheKey, Paywall};
 use crate::{
-    client::{Question, Wait},
+    admission::{Ask, Need},
+    client::Question,
     Error,
 };
 
@@ -33,10 +34,6 @@ impl Flights {
 
     pub(super) fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub(super) fn contains(&self, key: &CacheKey) -> bool {
-        self.lock().contains_key(key)
     }
 }
 
@@ -61,7 +58,7 @@ impl Paywall {
         key: CacheKey,
         seen: Option<Instant>,
         question: Question,
-        wait: Wait,
+        ask: Ask,
     ) -> Flight {
         let mut flights = self.inner.flights.lock();
         if let Some(flight) = flights.get(&key) {
@@ -71,7 +68,7 @@ impl Paywall {
         let task = tokio::spawn(async move {
             // Leaves the map however the lookup ends, panics included.
             let _landed = Landed(&this, key);
-            this.fetch_and_store(key, seen, question, wait).await
+            this.fetch_and_store(key, seen, question, ask).await
         });
         let flight = async move {
             task.await.unwrap_or_else(|e| {
@@ -86,12 +83,23 @@ impl Paywall {
         flight
     }
 
+    /// Tells admission what Figma said of a client's cold lookup: its
+    /// suspicion comes from these.
+    fn answered_cold(&self, ask: Ask, refused: bool) {
+        if let Need::Cold {
+            client: Some(client),
+        } = ask.need
+        {
+            self.inner.client.admission().answered(&client, refused);
+        }
+    }
+
     async fn fetch_and_store(
         &self,
         key: CacheKey,
         seen: Option<Instant>,
         question: Question,
-        wait: Wait,
+        ask: Ask,
     ) -> SharedResult {
         let inner = &self.inner;
         if let Some(entry) = inner.cache.get(&key) {
@@ -109,10 +117,10 @@ impl Paywall {
         let epoch = inner.epoch();
         // The client's own timeouts bound the request; this bounds the
         // whole lookup (budget wait, a tier's lock included) whatever happens.
-        let deadline = inner.lookup_deadline();
+        let deadline = inner.lookup_deadline(ask.patience);
         let result = match tokio::time::timeout(
             deadline,
-            inner.fetch(key.store_key(), &question, wait, generation),
+            inner.fetch(key.store_key(), &question, ask, generation),
         )
         .await
         {
@@ -125,10 +133,16 @@ impl Paywall {
             "asked Figma"
         );
         let (info, fetched_at) = match result {
-            Ok(answer) => answer,
+            Ok(answer) => {
+                self.answered_cold(ask, false);
+                answer
+            }
             Err(error) => {
                 let error = Arc::new(error);
                 self.remember_refusal(key, &question, &error).await;
+                if inner.refused.contains(&key) {
+                    self.answered_cold(ask, true);
+                }
                 return Err(error);
             }
         };

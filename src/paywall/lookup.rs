@@ -10,7 +10,9 @@ use std::{
 
 use super::{entry::Entry, key::CacheKey, Paywall};
 use crate::{
-    client::{Question, Wait},
+    admission::{Ask, Need, Patience},
+    client::Question,
+    error::ThrottleReason,
     ClientKey, Error, PaymentInformation, PaymentStatus, PluginPaymentToken, Resource, UserId,
 };
 
@@ -22,8 +24,11 @@ pub struct Lookup {
     at: Instant,
     /// Whether the answer came from the cache.
     pub from_cache: bool,
-    /// Whether the answer is past its lifetime, served because Figma could
-    /// not be asked (only ever `PAID` or `TRIAL`).
+    /// Whether the answer is past its lifetime (only ever `PAID` or
+    /// `TRIAL`): served because Figma could not be asked (within
+    /// [`stale_grace`](crate::PaywallBuilder::stale_grace)), or while its
+    /// refresh waits for a slot of the budget (within the refresh cycle,
+    /// [`max_unverified`](crate::PaywallBuilder::max_unverified)).
     pub stale: bool,
 }
 
@@ -126,9 +131,15 @@ impl Paywall {
             return Err(Some(entry));
         }
         inner.stats.hits.add();
+        self.count_buyer(&entry, now);
         if now >= lifetimes.refresh_at(&entry) && !entry.refreshing.swap(true, Ordering::AcqRel) {
             inner.stats.refreshes.add();
-            drop(self.flight(key, Some(entry.fetched_at), question(), Wait::No));
+            let ask = Ask {
+                need: Need::RefreshAhead,
+                patience: Patience::None,
+                renews: Some(entry.fetched_at),
+            };
+            drop(self.flight(key, Some(entry.fetched_at), question(), ask));
         }
         Ok(Lookup {
             entry,
@@ -138,8 +149,19 @@ impl Paywall {
         })
     }
 
+    /// Counts the buyer of a PAID/TRIAL answer as active, once a minute at
+    /// most: a load and a compare on the hit path.
+    fn count_buyer(&self, entry: &Entry, now: Instant) {
+        let inner = &self.inner;
+        let minute = now.saturating_duration_since(inner.started).as_secs() / 60;
+        if entry.grants() && entry.count_in(u32::try_from(minute).unwrap_or(u32::MAX)) {
+            inner.client.admission().buyer_seen(&entry.user);
+        }
+    }
+
     /// A lookup: the hit path, else a miss (wait for the shared flight, or
-    /// a stale answer when Figma fails).
+    /// let a buyer in on an answer whose refresh waits for a slot, or a
+    /// stale answer when Figma fails).
     /// `client` is `Some` for token lookups: who asks, for the fair share.
     async fn lookup(
         &self,
@@ -156,47 +178,83 @@ impl Paywall {
         };
         let now = inner.clock.now();
         stats.misses.add();
-        // Who asks, for the fair share: learnt only when it matters.
-        let mut client = client.map(|f| Who::Unasked(Some(f)));
-        if let Some(who) = &mut client {
+        // A token Figma refused lately is refused again from memory: it
+        // costs nothing, and renews nothing (no suspicion, no share).
+        if client.is_some() {
             if let Some(refusal) = self.remembered_refusal(&key) {
-                self.suspect(who.key());
                 return Err(refusal);
             }
         }
         // Only PAID and TRIAL answers may stand in once expired; a refusing
         // answer moka has not dropped yet is as good as none, and so is one
         // past its keep time by this paywall's clock.
-        let cached = cached.filter(|e| {
-            now < lifetimes.expires_at(e) && lifetimes.grace_for(e.status()) > Duration::ZERO
-        });
-        // A cold token lookup that no flight will answer spends the client's
-        // share; a known buyer's renewal and a user ID spend none.
-        if let (Some(who), None) = (&mut client, &cached) {
-            if !self.inner.flights.contains(&key) {
-                self.admit_cold(who.key()).map_err(Arc::new)?;
+        let cached = cached.filter(|e| now < lifetimes.expires_at(e) && e.grants());
+        // Past its lifetime, a buyer's answer keeps letting them in while
+        // its refresh waits in the refresh lane, for as long as the budget
+        // needs to ask about every active buyer again (capped).
+        if let Some(entry) = &cached {
+            if let Some(until) = self.unverified_until(entry, now) {
+                stats.unverified_served.add();
+                self.count_buyer(entry, now);
+                // Its refresh waits for a spare slot until the answer is
+                // half a cycle old, then comes ahead of new callers.
+                let cycle = inner.client.admission().refresh_cycle();
+                let age = now.saturating_duration_since(entry.fetched_at);
+                let need = if age >= cycle / 2 {
+                    Need::Refresh
+                } else {
+                    Need::RefreshAhead
+                };
+                let ask = Ask {
+                    need,
+                    patience: Patience::Background,
+                    renews: Some(entry.fetched_at),
+                };
+                drop(self.flight(key, Some(entry.fetched_at), question(), ask));
+                tracing::trace!(
+                    left_secs = until.saturating_duration_since(now).as_secs(),
+                    "a buyer let in while their answer's refresh waits"
+                );
+                return Ok(Lookup {
+                    entry: entry.clone(),
+                    at: now,
+                    from_cache: true,
+                    stale: true,
+                });
             }
         }
-        // A stale answer stands in only when Figma fails, never because our
-        // own budget is spent (anyone can spend it): so wait for a slot even
+        // A known buyer's refresh, or a first lookup (of a token: within
+        // the client's share of new callers, asked only now). A stale
+        // answer stands in only when Figma fails, never because our own
+        // budget is spent (anyone can spend it): so wait for a slot even
         // with one to fall back on. While the breaker is open or Figma asks
         // to back off, the flight fails at once instead.
-        let flight = self.flight(
-            key,
-            cached.as_ref().map(|e| e.fetched_at),
-            question(),
-            Wait::ForSlot,
-        );
-        let result = flight.await;
-        if let (Err(_), Some(Who::Asked(Some(asker)))) = (&result, &client) {
-            // Figma refused the token this client brought.
-            if self.inner.refused.contains(&key) {
-                self.suspect(Some(asker));
-            }
-        }
+        let need = match &cached {
+            Some(_) => Need::Refresh,
+            None => Need::Cold {
+                client: client.and_then(|who| who()),
+            },
+        };
+        let ask = Ask {
+            need,
+            patience: Patience::Caller,
+            renews: cached.as_ref().map(|e| e.fetched_at),
+        };
+        let flight = self.flight(key, cached.as_ref().map(|e| e.fetched_at), question(), ask);
+        // A caller waits no longer than a lookup of its own would, even on a
+        // refresh that waits in the background.
+        let result =
+            match tokio::time::timeout(inner.lookup_deadline(Patience::Caller), flight).await {
+                Ok(result) => result,
+                Err(_) => Err(Arc::new(Error::Throttled {
+                    retry_after: inner.client.admission().max_wait(),
+                    reason: ThrottleReason::BudgetExhausted,
+                })),
+            };
         match (result, cached) {
             (Ok(entry), _) => {
                 let at = inner.clock.now();
+                self.count_buyer(&entry, at);
                 Ok(Lookup {
                     // A stored answer in its grace, when Figma failed.
                     stale: at >= lifetimes.fresh_until(&entry),
@@ -220,8 +278,10 @@ impl Paywall {
                 })
             }
             // Only PAID and TRIAL entries outlive their freshness, and only
-            // Figma's own failure lets them stand in.
-            (Err(error), Some(entry)) if error.is_figma_failure() => {
+            // Figma's own failure lets them stand in, within their grace.
+            (Err(error), Some(entry))
+                if error.is_figma_failure() && now < lifetimes.stale_until(&entry) =>
+            {
                 stats.stale_served.add();
                 tracing::debug!(error = %error, age_secs = now.saturating_duration_since(entry.fetched_at).as_secs(), "Figma could not answer; serving a stale PAID/TRIAL answer");
                 Ok(Lookup {
@@ -234,23 +294,36 @@ impl Paywall {
             (Err(error), _) => Err(error),
         }
     }
-}
 
-/// The client of a token lookup: not asked yet, or asked (and perhaps not
-/// known).
-enum Who<F> {
-    Unasked(Option<F>),
-    Asked(Option<ClientKey>),
-}
-
-impl<F: FnOnce() -> Option<ClientKey>> Who<F> {
-    fn key(&mut self) -> Option<&ClientKey> {
-        if let Self::Unasked(f) = self {
-            *self = Self::Asked(f.take().and_then(|f| f()));
+    /// Until when `entry`, past its lifetime, may still let its buyer in
+    /// while its refresh waits: within the refresh cycle the budget
+    /// achieves, capped by `max_unverified`. `None` when it may not (it is
+    /// fresh, from before invalidations may have been missed, or past that).
+    fn unverified_until(&self, entry: &Entry, now: Instant) -> Option<Instant> {
+        let inner = &self.inner;
+        if now < inner.lifetimes.fresh_until(entry) || entry.epoch != inner.epoch() {
+            return None;
         }
-        match self {
-            Self::Asked(key) => key.as_ref(),
-            Self::Unasked(_) => None,
+        let admission = inner.client.admission();
+        let cycle = admission.refresh_cycle();
+        let fresh_for = inner.lifetimes.fresh_for(entry.status());
+        if cycle > fresh_for && admission.warn_cycle() {
+            let per_minute = admission.rate().per_minute;
+            let active = admission.active_buyers();
+            let needed = (active as f64 * 60.0 / fresh_for.as_secs_f64().max(1.0)).ceil() as u64;
+            tracing::warn!(
+                active_buyers = active,
+                budget_per_minute = per_minute,
+                refresh_cycle_secs = cycle.as_secs(),
+                "your budget of {per_minute} a minute re-asks each of {active} active buyers every {} minutes, longer than an answer's lifetime of {} minutes: a refunded buyer keeps access that long (at most FIGMA_PAYWALL_MAX_UNVERIFIED). FIGMA_RATE_LIMIT={needed} would make it {} (Tier 3 allows 50, 100 or 150 on Dev and Full seats)",
+                cycle.as_secs().div_ceil(60),
+                fresh_for.as_secs().div_ceil(60),
+                fresh_for.as_secs().div_ceil(60),
+            );
         }
+        inner
+            .lifetimes
+            .unverified_until(entry, cycle)
+            .filter(|&until| now < until)
     }
 }

@@ -31,7 +31,6 @@
 mod builder;
 mod credentials;
 mod entry;
-mod fair;
 mod flight;
 mod index;
 mod key;
@@ -39,7 +38,6 @@ mod lookup;
 mod messages;
 mod refused;
 mod tiered;
-mod unshared;
 
 use std::{
     fmt,
@@ -53,12 +51,12 @@ pub use self::{builder::PaywallBuilder, lookup::Lookup};
 use self::{
     credentials::PatAlarm,
     entry::{Entry, Lifetimes, REFRESH_AT},
-    fair::FairShare,
     flight::Flights,
     key::{CacheKey, KeyHasher},
     refused::Refused,
 };
 use crate::{
+    admission::{Lane, Patience, BACKGROUND_PATIENCE},
     client::Question,
     clock::Clock,
     error::{ceil_secs, ConfigError},
@@ -106,14 +104,10 @@ struct Inner {
     index: Arc<index::UserIndex>,
     /// What cached answers say of which resource, shared.
     verdicts: entry::Verdicts,
-    /// Each client's share of cold lookups.
-    fair: FairShare,
     lifetimes: Lifetimes,
     /// Bumped by every invalidation: a lookup that started before one does
     /// not cache what it got.
     generation: std::sync::atomic::AtomicU64,
-    /// This replica's share of the budget while Redis is unreachable.
-    unshared: unshared::Unshared,
     /// Bumped when invalidations may have been lost: an answer cached
     /// before (another epoch) is no longer fresh.
     epoch: std::sync::atomic::AtomicU32,
@@ -123,6 +117,8 @@ struct Inner {
     pat_alarm: PatAlarm,
     stats: Counters,
     clock: Clock,
+    /// When the paywall started, by its clock.
+    started: std::time::Instant,
 }
 
 impl fmt::Debug for Paywall {
@@ -150,9 +146,10 @@ impl Paywall {
     /// A paywall configured from the environment: the client of
     /// [`PaymentsClient::from_env`] (`FIGMA_TOKEN`, `FIGMA_API_URL`,
     /// `FIGMA_RATE_LIMIT`, `FIGMA_RATE_BURST`), the store on local disk at
-    /// `FIGMA_PAYWALL_STORE` (feature `store`), and the key that seals
+    /// `FIGMA_PAYWALL_STORE` (feature `store`), the key that seals
     /// stored answers from `FIGMA_PAYWALL_KEY` and
-    /// `FIGMA_PAYWALL_KEY_PREVIOUS`.
+    /// `FIGMA_PAYWALL_KEY_PREVIOUS`, and the cap on answers used past their
+    /// lifetime from `FIGMA_PAYWALL_MAX_UNVERIFIED`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self::builder_from_env()?.build())
     }
@@ -160,7 +157,9 @@ impl Paywall {
     /// Like [`from_env`](Self::from_env), but returns the builder so more
     /// can be set.
     pub fn builder_from_env() -> Result<PaywallBuilder, ConfigError> {
-        Self::builder(PaymentsClient::from_env()?).store_from_env()
+        Self::builder(PaymentsClient::from_env()?)
+            .store_from_env()?
+            .max_unverified_from_env()
     }
 
     /// The process-wide paywall that [`RequirePaid::plugin`](crate::RequirePaid::plugin)
@@ -216,6 +215,14 @@ impl Paywall {
     /// A snapshot of what the paywall has done since it started.
     pub fn stats(&self) -> PaywallStats {
         let s = &self.inner.stats;
+        let admission = self.inner.client.admission();
+        let lanes = admission.lane_counts();
+        let by_lane = |counts: [u64; 4]| {
+            Lane::ALL
+                .iter()
+                .map(|lane| (lane.as_str(), counts[lane.index()]))
+                .collect()
+        };
         let (calls, latency) = self.inner.client.upstream_calls();
         PaywallStats {
             cache_hits: s.hits.get(),
@@ -238,6 +245,12 @@ impl Paywall {
             budget_per_minute: self.inner.client.rate_limit().0,
             granted: s.granted.get(),
             refused: s.refused_by_reason(),
+            unverified_served: s.unverified_served.get(),
+            active_buyers: admission.active_buyers(),
+            refresh_cycle_secs: ceil_secs(admission.refresh_cycle()),
+            slots_used: by_lane(lanes.used),
+            slots_refused: by_lane(lanes.refused),
+            slots_idle: admission.idle_slots(),
         }
     }
 
@@ -329,10 +342,15 @@ impl Inner {
         }
     }
 
-    /// The most one lookup may take: waiting for a budget slot (and for
-    /// another replica's lock), then Figma's timeout, and a second more.
-    fn lookup_deadline(&self) -> Duration {
-        let (_, _, max_wait) = self.client.budget_settings();
+    /// The most one lookup may take: waiting for a budget slot as long as
+    /// `patience` allows (and for another replica's lock), then Figma's
+    /// timeout, and a second more.
+    fn lookup_deadline(&self, patience: Patience) -> Duration {
+        let max_wait = match patience {
+            Patience::None => Duration::ZERO,
+            Patience::Caller => self.client.admission().max_wait(),
+            Patience::Background => BACKGROUND_PATIENCE,
+        };
         let mut deadline = max_wait + self.client.timeout() + Duration::from_secs(1);
         // A tier shared by replicas adds its lock and its shared budget.
         if let Some(tier) = self.tiers.iter().find(|t| !t.lock_ttl().is_zero()) {

@@ -16,11 +16,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::{future::BoxFuture, FutureExt};
+
 use super::{Inner, REFRESH_AT};
 use crate::{
-    client::{Question, Wait},
+    admission::{Ask, SharedBudget},
+    client::Question,
     error::{Error, ThrottleReason},
-    tier::{Opened, Refused, StoreKey, Stored, Tier, Unavailable, UNREACHABLE},
+    tier::{Charge, Opened, Refused, StoreKey, Stored, Tier, TierResult, Unavailable},
     PaymentInformation,
 };
 
@@ -73,11 +76,11 @@ impl Inner {
         &self,
         key: StoreKey,
         question: &Question,
-        wait: Wait,
+        ask: Ask,
         generation: u64,
     ) -> Fetched {
         if self.tiers.is_empty() {
-            return self.ask_figma(question, wait).await;
+            return self.ask_figma(question, ask, None).await;
         }
         let shared = self.tiers.iter().position(|t| !t.lock_ttl().is_zero());
         let mut fallback = Fallback::default();
@@ -112,7 +115,7 @@ impl Inner {
                 }
                 match tier.lock(key).await {
                     Ok(true) => {
-                        let result = self.ask_shared(tier, question, wait).await;
+                        let result = self.ask_shared(tier, question, ask).await;
                         self.write_through(key, &result, generation, true).await;
                         tier.unlock(key).await;
                         return self.or_fallback(result, fallback);
@@ -130,11 +133,8 @@ impl Inner {
         // No lock: Redis is out of reach, or the holder is gone. A shared
         // budget is still kept to (or this replica's share of it).
         let result = match shared {
-            Some(i) => {
-                self.ask_shared(self.tiers[i].as_ref(), question, wait)
-                    .await
-            }
-            None => self.ask_figma(question, wait).await,
+            Some(i) => self.ask_shared(self.tiers[i].as_ref(), question, ask).await,
+            None => self.ask_figma(question, ask, None).await,
         };
         self.write_through(key, &result, generation, !shared_down)
             .await;
@@ -277,62 +277,9 @@ impl Inner {
     }
 
     /// Asks Figma within the back-off and budget the tier shares.
-    async fn ask_shared(&self, tier: &dyn Tier, question: &Question, wait: Wait) -> Fetched {
-        // Spend no shared slot while this replica knows Figma is failing.
-        if let Some(retry_after) = self.client.figma_failing_for().filter(|d| !d.is_zero()) {
-            return Err(Error::Throttled {
-                retry_after,
-                reason: ThrottleReason::FigmaFailing,
-            });
-        }
-        let (per_minute, burst, max_wait) = self.client.budget_settings();
-        let give_up_at = Instant::now() + max_wait;
-        loop {
-            // Asked again after every wait: another replica may have been
-            // told to back off meanwhile.
-            if let Ok(Some((left, message))) = tier.backing_off_for().await {
-                if let Some(retry_after) = self.open_back_off(left, &message, tier.name()) {
-                    return Err(Error::Throttled {
-                        retry_after,
-                        reason: ThrottleReason::BackingOff,
-                    });
-                }
-            }
-            let charge = self.unshared.to_charge(per_minute, &self.clock);
-            match tier.take_slot(per_minute, burst, charge).await {
-                Ok(slot) => {
-                    self.unshared.reached();
-                    let Some(retry_after) = slot else { break };
-                    if wait == Wait::No || Instant::now() + retry_after > give_up_at {
-                        return Err(Error::Throttled {
-                            retry_after,
-                            reason: ThrottleReason::BudgetExhausted,
-                        });
-                    }
-                    tokio::time::sleep(retry_after).await;
-                }
-                // The shared budget is out of reach: this replica's share.
-                Err(Unavailable) if tier.unreachable_for() >= UNREACHABLE => {
-                    self.unshared
-                        .slot(per_minute, tier.replicas(), wait, give_up_at, &self.clock)
-                        .await?;
-                    break;
-                }
-                // One command failed (Redis slow, or just gone): the shared
-                // budget again, shortly, rather than a share while the other
-                // replicas still spend the whole budget through Redis.
-                Err(Unavailable) => {
-                    if wait == Wait::No || Instant::now() + POLL > give_up_at {
-                        return Err(Error::Throttled {
-                            retry_after: UNREACHABLE,
-                            reason: ThrottleReason::BudgetExhausted,
-                        });
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-            }
-        }
-        let result = self.ask_figma(question, Wait::Taken).await;
+    async fn ask_shared(&self, tier: &dyn Tier, question: &Question, ask: Ask) -> Fetched {
+        let shared = TierBudget { inner: self, tier };
+        let result = self.ask_figma(question, ask, Some(&shared)).await;
         if let Err(Error::RateLimited(limit)) = &result {
             let delay = limit.back_off();
             tier.back_off(delay, self.seal_back_off(delay)).await;
@@ -340,9 +287,60 @@ impl Inner {
         result
     }
 
-    async fn ask_figma(&self, question: &Question, wait: Wait) -> Fetched {
-        let info = self.client.ask(question, wait).await?;
+    /// Asks Figma once admission gives a slot (of the budget `shared` by
+    /// replicas, if there is one).
+    async fn ask_figma(
+        &self,
+        question: &Question,
+        ask: Ask,
+        shared: Option<&dyn SharedBudget>,
+    ) -> Fetched {
+        // Spend no slot while this replica knows Figma is failing (but for
+        // the breaker's probe, when one is due).
+        if let Some(retry_after) = self.client.figma_failing_for().filter(|d| !d.is_zero()) {
+            return Err(Error::Throttled {
+                retry_after,
+                reason: ThrottleReason::FigmaFailing,
+            });
+        }
+        self.client.admission().admit(ask, shared).await?;
+        let info = self.client.ask(question).await?;
         Ok((info, self.clock.now()))
+    }
+}
+
+/// The budget a tier shares, as admission asks for it: the engine opens
+/// the sealed back-off the tier holds.
+struct TierBudget<'a> {
+    inner: &'a Inner,
+    tier: &'a dyn Tier,
+}
+
+impl SharedBudget for TierBudget<'_> {
+    fn backing_off_for(&self) -> BoxFuture<'_, Option<Duration>> {
+        async move {
+            let (left, message) = self.tier.backing_off_for().await.ok()??;
+            self.inner.open_back_off(left, &message, self.tier.name())
+        }
+        .boxed()
+    }
+
+    fn take(
+        &self,
+        per_minute: u32,
+        burst: u32,
+        reserve: Duration,
+        charge: Charge,
+    ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
+        self.tier.take_slot(per_minute, burst, reserve, charge)
+    }
+
+    fn unreachable_for(&self) -> Duration {
+        self.tier.unreachable_for()
+    }
+
+    fn replicas(&self) -> u32 {
+        self.tier.replicas()
     }
 }
 

@@ -18,8 +18,10 @@
 pub struct PaidAccess {
     /// Why the caller was let through.
     pub via: AccessVia,
-    /// The answer was past its lifetime, served because Figma could not be
-    /// asked (see [`PaywallBuilder::stale_grace`](crate::PaywallBuilder::stale_grace)).
+    /// The answer was past its lifetime: served because Figma could not be
+    /// asked (see [`PaywallBuilder::stale_grace`](crate::PaywallBuilder::stale_grace)),
+    /// or while its refresh waits for a slot of the budget (see
+    /// [`PaywallBuilder::max_unverified`](crate::PaywallBuilder::max_unverified)).
     pub stale: bool,
     /// The answer came from the cache.
     pub from_cache: bool,

@@ -172,16 +172,19 @@ pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
         future::ready(()).boxed()
     }
 
-    /// Takes a slot of a budget shared by replicas: `None` when taken, else
-    /// how long until one is free. First the budget is charged with what
-    /// replicas may have spent while it was out of reach ([`Charge`]).
+    /// Takes a slot of a budget shared by replicas, if the budget keeps
+    /// `reserve` after it (a lane's reserve: the time it must hold unspent
+    /// beyond the call): `None` when taken, else how long until one is
+    /// free. First the budget is charged with what replicas may have spent
+    /// while it was out of reach ([`Charge`]).
     fn take_slot(
         &self,
         per_minute: u32,
         burst: u32,
+        reserve: Duration,
         charge: Charge,
     ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
-        let _ = (per_minute, burst, charge);
+        let _ = (per_minute, burst, reserve, charge);
         future::ready(Ok(None)).boxed()
     }
 

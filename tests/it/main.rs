@@ -16,6 +16,7 @@ mod budget;
 mod client;
 mod cors;
 mod faults;
+mod lanes;
 mod login;
 mod properties;
 mod redis;

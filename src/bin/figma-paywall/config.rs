@@ -168,6 +168,14 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_STALE_GRACE", value_parser = duration, default_value = "1h")]
     stale_grace: Duration,
 
+    /// The longest a PAID or TRIAL answer past its lifetime lets its buyer
+    /// in while its refresh waits for a slot: only while the budget is too
+    /// small to ask about every active buyer within the lifetime, and then
+    /// for the refresh cycle it achieves (see the metrics), never past this
+    /// (0s turns it off). A refunded buyer keeps access that long.
+    #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_MAX_UNVERIFIED", value_parser = duration, default_value = "1h")]
+    max_unverified: Duration,
+
     /// With REDIS_URL: how many replicas share Figma's budget, at least.
     /// While Redis is unreachable each keeps to its share (the budget
     /// divided by the replicas Redis heard from in the last minute, or by
@@ -347,6 +355,7 @@ impl Gateway {
             .trial_lifetime(args.trial_lifetime)
             .unpaid_lifetime(args.unpaid_lifetime)
             .stale_grace(args.stale_grace)
+            .max_unverified(args.max_unverified)
             .store_from_env()
             .map_err(|e| e.to_string())?;
         if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {

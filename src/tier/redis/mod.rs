@@ -292,6 +292,7 @@ impl RedisTier {
         &self,
         per_minute: u32,
         burst: u32,
+        reserve: Duration,
         charge: Charge,
     ) -> TierResult<Option<Duration>> {
         let mut conn = self.conn();
@@ -302,7 +303,8 @@ impl RedisTier {
             .arg(burst.max(1))
             .arg(millis(FRESH_FOR))
             .arg(u64::try_from(charge.spent_for.as_millis()).unwrap_or(u64::MAX))
-            .arg(u64::try_from(charge.margin.as_millis()).unwrap_or(u64::MAX));
+            .arg(u64::try_from(charge.margin.as_millis()).unwrap_or(u64::MAX))
+            .arg(u64::try_from(reserve.as_millis()).unwrap_or(u64::MAX));
         let wait_ms: i64 = self.run("budget", gcra.invoke_async(&mut conn)).await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms.unsigned_abs())))
     }
@@ -422,9 +424,11 @@ impl Tier for RedisTier {
         &self,
         per_minute: u32,
         burst: u32,
+        reserve: Duration,
         charge: Charge,
     ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
-        self.take_shared_slot(per_minute, burst, charge).boxed()
+        self.take_shared_slot(per_minute, burst, reserve, charge)
+            .boxed()
     }
 
     fn replicas(&self) -> u32 {

@@ -44,6 +44,12 @@ local known = math.min(math.max(redis.call('ZCARD', KEYS[1]), tonumber(ARGV[3]) 
 ///   share then) are charged first, then **`ARGV[9]` ms more** (calls the
 ///   shares' phases may add): the budget is left no fuller than it was when
 ///   Redis went out of reach, and spent if it was spent then.
+/// - **`ARGV[10]` ms of reserve** (a lane's): the call may go only while
+///   the budget keeps that much unspent after it, so that a call in a
+///   lower lane never takes the slot a higher one wants. The state never
+///   falls behind now, so a reserve of more than the whole budget (a
+///   suspect's, which waits for a budget unused for a minute) is never
+///   met here: through Redis a suspect has its trickle alone.
 ///
 /// [`UNREACHABLE`]: crate::tier::UNREACHABLE
 pub(super) fn gcra() -> String {
@@ -62,7 +68,7 @@ tat = math.min(tat, now_ms + tolerance + interval * known)
 local charged = math.max(tat, now_ms - charge) + charge
 charged = math.max(charged, now_ms) + margin
 tat = math.max(tat, math.min(charged, spent), now_ms)
-local allow_at = tat - tolerance
+local allow_at = tat - tolerance + (tonumber(ARGV[10]) or 0)
 if now_ms < allow_at then
   redis.call('SET', KEYS[2], tat)
   return allow_at - now_ms

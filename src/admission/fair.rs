@@ -1,0 +1,417 @@
+//! The new-caller lane shared among clients, and suspects.
+//!
+//! **Max-min shares.** A cold lookup of a plugin payment token (a miss
+//! that needs a call, for a caller nobody has vouched for) counts against
+//! its client for a minute. A client may make another while it has made
+//! fewer than its max-min share of the budget among the clients that made
+//! one in the last minute: the share a client gets is what the others
+//! leave, split evenly among those who want more (water-filling). A lone
+//! client, or every user behind a proxy that is not configured, may use
+//! the whole budget; a flood gets at most 1/n of it while n clients ask.
+//! [`PaywallBuilder::client_share`](crate::PaywallBuilder::client_share)
+//! sets a floor under every client's share.
+//!
+//! **Suspects.** What Figma said of a client's cold lookups lately (its
+//! counts halve every 30 minutes) gives the share of them it refused.
+//! That share of the client's cold lookups waits for slots no one else
+//! wants (a budget left unused for a minute); the rest go in the new
+//! callers' lane. A client Figma refused twice and never answered is all
+//! suspect (but for one lookup every 10 minutes in the new callers' lane);
+//! an address where honest users and an attacker meet is demoted in
+//! proportion to the attacker's part of its traffic, never locked out.
+//! Suspicion comes from the traffic, never from one request, fades unless
+//! the refusals go on (each costs the attacker a lookup at Figma), and
+//! replaying a token Figma refused costs nothing and renews nothing (the
+//! engine answers it from memory without asking here).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use moka::sync::Cache;
+
+use super::Lane;
+use crate::{
+    clock::{later, Clock},
+    error::{Error, ThrottleReason},
+    ClientKey,
+};
+
+/// How long a cold lookup counts against its client.
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// How long a client's record is kept without news.
+const SUSPECT_FOR: Duration = Duration::from_secs(60 * 60);
+
+/// The counts of a client's answers halve this often.
+const HALF_LIFE: Duration = Duration::from_secs(30 * 60);
+
+/// How often a suspect gets a lookup in the new callers' lane.
+const TRICKLE_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// How many refusals, decayed, make any suspicion: two within about 12
+/// minutes, three within an hour.
+const SUSPECT_AFTER: f64 = 1.5;
+
+/// Past this many clients in a minute (a botnet), shares are an even
+/// split, without the water-filling.
+const WATER_FILL_UP_TO: usize = 1024;
+
+/// How often the whole table forgets clients it has not heard from.
+const TIDY_EVERY: u64 = 256;
+
+/// What a cold lookup may take: its lane, and what let it in there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Grant {
+    pub(super) lane: Lane,
+    via: Via,
+}
+
+/// What let a cold lookup in its lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The client's share (nothing Figma refused lately).
+    Share,
+    /// The share of its lookups Figma did not refuse.
+    Credit,
+    /// A suspect's one lookup in 10 minutes.
+    Trickle,
+    /// A suspect's wait for idle slots.
+    Idle,
+}
+
+pub(super) struct Clients {
+    /// Cold lookups in the last minute, by client.
+    recent: Mutex<HashMap<ClientKey, VecDeque<Instant>>>,
+    /// What Figma said of each client's cold lookups in the last hour.
+    records: Cache<ClientKey, Arc<Mutex<Record>>>,
+    /// A floor under each client's share, a minute (0: none).
+    floor: AtomicU32,
+    asked: AtomicU64,
+    clock: Clock,
+}
+
+#[derive(Debug)]
+struct Record {
+    /// When the counts were last brought up to date.
+    at: Instant,
+    /// Cold lookups Figma answered or refused, decayed.
+    cold: f64,
+    /// Of them, refused.
+    refused: f64,
+    /// Lookups owed to the new callers' lane: each cold lookup adds the
+    /// share Figma did not refuse.
+    credit: f64,
+    /// When it last had (or, all suspect, started waiting for) its trickle.
+    trickle_at: Option<Instant>,
+}
+
+impl Record {
+    fn new(now: Instant) -> Self {
+        Self {
+            at: now,
+            cold: 0.0,
+            refused: 0.0,
+            credit: 0.0,
+            trickle_at: None,
+        }
+    }
+
+    /// Brings the counts to `now`: they halve every [`HALF_LIFE`].
+    fn decay(&mut self, now: Instant) {
+        let halves = now.saturating_duration_since(self.at).as_secs_f64() / HALF_LIFE.as_secs_f64();
+        if halves > 0.0 {
+            let keep = 0.5f64.powf(halves);
+            self.cold *= keep;
+            self.refused *= keep;
+            self.at = now;
+        }
+    }
+
+    /// The share of its cold lookups Figma refused, once there is a
+    /// pattern (two refusals at least).
+    fn refused_share(&self) -> f64 {
+        if self.refused < SUSPECT_AFTER || self.cold <= 0.0 {
+            return 0.0;
+        }
+        (self.refused / self.cold).clamp(0.0, 1.0)
+    }
+}
+
+impl Clients {
+    pub(super) fn new(clock: &Clock) -> Self {
+        Self {
+            recent: Mutex::default(),
+            records: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(SUSPECT_FOR)
+                .build(),
+            floor: AtomicU32::new(0),
+            asked: AtomicU64::new(0),
+            clock: clock.clone(),
+        }
+    }
+
+    pub(super) fn set_floor(&self, per_minute: u32) {
+        self.floor.store(per_minute, Ordering::Relaxed);
+    }
+
+    /// The lane of `client`'s cold lookup in a budget of `per_minute`, or
+    /// how long it must wait for its share. Nothing is spent until the
+    /// lookup gets its slot ([`took`](Self::took)).
+    pub(super) fn lane(&self, client: &ClientKey, per_minute: u32) -> Result<Grant, Error> {
+        let now = self.clock.now();
+        let mut via = Via::Share;
+        if let Some(record) = self.records.get(client) {
+            let mut record = record.lock().unwrap_or_else(|e| e.into_inner());
+            record.decay(now);
+            let share = record.refused_share();
+            if share > 0.0 {
+                // Each attempt earns the share Figma did not refuse.
+                record.credit = (record.credit + 1.0 - share).min(1.0);
+                if record.credit >= 1.0 - 1e-9 {
+                    via = Via::Credit;
+                } else if record
+                    .trickle_at
+                    .is_none_or(|at| now.saturating_duration_since(at) >= TRICKLE_EVERY)
+                {
+                    via = Via::Trickle;
+                } else {
+                    return Ok(Grant {
+                        lane: Lane::Suspect,
+                        via: Via::Idle,
+                    });
+                }
+            }
+        }
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if self
+            .asked
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(TIDY_EVERY)
+        {
+            recent.retain(|_, times| {
+                forget_old(times, now);
+                !times.is_empty()
+            });
+        }
+        let mine = recent.entry(*client).or_default();
+        forget_old(mine, now);
+        let used = mine.len();
+        let oldest = mine.front().copied();
+        let others: Vec<usize> = recent
+            .iter()
+            .filter(|(key, _)| *key != client)
+            .map(|(_, times)| times.iter().filter(|&&t| within(t, now)).count())
+            .filter(|&n| n > 0)
+            .collect();
+        let share = max_min_share(f64::from(per_minute), &others)
+            .max(f64::from(self.floor.load(Ordering::Relaxed)));
+        if (used as f64) < share {
+            return Ok(Grant {
+                lane: Lane::NewCaller,
+                via,
+            });
+        }
+        let free_at = oldest.map_or(now, |t| later(t, WINDOW));
+        Err(Error::Throttled {
+            retry_after: free_at
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1)),
+            reason: ThrottleReason::ClientShare,
+        })
+    }
+
+    /// `client`'s cold lookup got its slot: it counts against its share,
+    /// and spends what let it in the new callers' lane.
+    pub(super) fn took(&self, client: &ClientKey, grant: Grant) {
+        let now = self.clock.now();
+        if grant.lane == Lane::NewCaller {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent.entry(*client).or_default().push_back(now);
+        }
+        if matches!(grant.via, Via::Credit | Via::Trickle) {
+            if let Some(record) = self.records.get(client) {
+                let mut record = record.lock().unwrap_or_else(|e| e.into_inner());
+                match grant.via {
+                    Via::Credit => record.credit -= 1.0,
+                    _ => record.trickle_at = Some(now),
+                }
+            }
+        }
+    }
+
+    /// What Figma said of a cold lookup `client` made: refused its token,
+    /// or answered.
+    pub(super) fn answered(&self, client: &ClientKey, refused: bool) {
+        let now = self.clock.now();
+        let record = self
+            .records
+            .get_with(*client, || Arc::new(Mutex::new(Record::new(now))));
+        let mut record = record.lock().unwrap_or_else(|e| e.into_inner());
+        record.decay(now);
+        let was = record.refused_share() >= 1.0 - 1e-9;
+        record.cold += 1.0;
+        record.refused += f64::from(u8::from(refused));
+        if record.refused_share() >= 1.0 - 1e-9 && !was {
+            // All suspect: its trickle starts now (the lookups it made were
+            // its due).
+            record.trickle_at = Some(now);
+            tracing::debug!(
+                refused = record.refused,
+                "a client is a suspect: Figma refused every token it brought lately"
+            );
+        }
+    }
+
+    /// The share of `client`'s cold lookups Figma refused lately.
+    #[cfg(test)]
+    fn refused_share(&self, client: &ClientKey) -> f64 {
+        self.records.get(client).map_or(0.0, |r| {
+            let mut r = r.lock().unwrap();
+            r.decay(self.clock.now());
+            r.refused_share()
+        })
+    }
+}
+
+fn within(t: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(t) < WINDOW
+}
+
+fn forget_old(times: &mut VecDeque<Instant>, now: Instant) {
+    while times.front().is_some_and(|&t| !within(t, now)) {
+        times.pop_front();
+    }
+}
+
+/// The share of `budget` one more client gets, max-min fair, beside
+/// clients that used `others`: what they leave, split evenly among those
+/// who want more than an even split (water-filling).
+fn max_min_share(budget: f64, others: &[usize]) -> f64 {
+    if others.len() > WATER_FILL_UP_TO {
+        return budget / (others.len() + 1) as f64;
+    }
+    let mut used: Vec<usize> = others.to_vec();
+    used.sort_unstable();
+    let mut left = budget;
+    let mut wanting = used.len() + 1;
+    for u in used {
+        let level = left / wanting as f64;
+        if (u as f64) >= level {
+            break;
+        }
+        left -= u as f64;
+        wanting -= 1;
+    }
+    left / wanting as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::MockClock;
+
+    #[test]
+    fn a_share_is_what_the_others_leave() {
+        assert_eq!(max_min_share(10.0, &[]), 10.0);
+        assert_eq!(max_min_share(10.0, &[1, 1]), 8.0);
+        assert_eq!(max_min_share(10.0, &[8, 1]), 4.5);
+        assert_eq!(max_min_share(12.0, &[9, 9, 9]), 3.0);
+        let botnet = vec![1; 2000];
+        assert!((max_min_share(2001.0, &botnet) - 1.0).abs() < 1e-9);
+    }
+
+    /// The lane of a cold lookup that gets its slot.
+    fn take(clients: &Clients, client: &ClientKey, per_minute: u32) -> Result<Lane, Error> {
+        let grant = clients.lane(client, per_minute)?;
+        clients.took(client, grant);
+        Ok(grant.lane)
+    }
+
+    #[test]
+    fn a_lone_client_may_use_the_whole_budget_and_a_flood_its_share() {
+        let clock = MockClock::new();
+        let clients = Clients::new(&clock.clock());
+        let (flood, buyer) = (
+            ClientKey::from_bytes("flood"),
+            ClientKey::from_bytes("buyer"),
+        );
+        // Alone: all 10 of a budget of 10, then the budget's own limit.
+        for _ in 0..10 {
+            assert_eq!(take(&clients, &flood, 10).unwrap(), Lane::NewCaller);
+        }
+        let Err(Error::Throttled { reason, .. }) = take(&clients, &flood, 10) else {
+            panic!("an eleventh cold lookup in a minute");
+        };
+        assert_eq!(reason, ThrottleReason::ClientShare);
+        // Another client is never held back by the first's use.
+        assert_eq!(take(&clients, &buyer, 10).unwrap(), Lane::NewCaller);
+        // A minute on, the flood gets what the buyer leaves: 9, not 10.
+        clock.advance(WINDOW);
+        assert_eq!(take(&clients, &buyer, 10).unwrap(), Lane::NewCaller);
+        for _ in 0..9 {
+            assert_eq!(take(&clients, &flood, 10).unwrap(), Lane::NewCaller);
+        }
+        assert!(take(&clients, &flood, 10).is_err());
+        // A floor under every share.
+        clients.set_floor(12);
+        assert!(take(&clients, &flood, 10).is_ok());
+        // A lookup that found no slot spends nothing of the share.
+        clients.set_floor(0);
+        let retrying = ClientKey::from_bytes("retrying");
+        for _ in 0..20 {
+            assert_eq!(clients.lane(&retrying, 10).unwrap().lane, Lane::NewCaller);
+        }
+    }
+
+    #[test]
+    fn suspicion_follows_the_share_refused_and_never_locks_out() {
+        let clock = MockClock::new();
+        let clients = Clients::new(&clock.clock());
+        // One forged token is no pattern.
+        let office = ClientKey::from_bytes("office");
+        clients.answered(&office, true);
+        assert_eq!(clients.refused_share(&office), 0.0);
+        assert_eq!(take(&clients, &office, 10).unwrap(), Lane::NewCaller);
+
+        // Refused twice, never answered: all suspect, but for a lookup in
+        // the new callers' lane every 10 minutes.
+        let attacker = ClientKey::from_bytes("attacker");
+        clients.answered(&attacker, true);
+        clients.answered(&attacker, true);
+        assert_eq!(clients.refused_share(&attacker), 1.0);
+        for _ in 0..5 {
+            assert_eq!(take(&clients, &attacker, 10).unwrap(), Lane::Suspect);
+        }
+        clock.advance(TRICKLE_EVERY);
+        assert_eq!(take(&clients, &attacker, 10).unwrap(), Lane::NewCaller);
+        assert_eq!(take(&clients, &attacker, 10).unwrap(), Lane::Suspect);
+
+        // An address where honest users meet an attacker: half refused, so
+        // half its cold lookups go on (and its trickle), the rest wait for
+        // idle slots.
+        let proxy = ClientKey::from_bytes("proxy");
+        for refused in [true, false, true, false] {
+            clients.answered(&proxy, refused);
+        }
+        assert!((clients.refused_share(&proxy) - 0.5).abs() < 1e-9);
+        let lanes: Vec<Lane> = (0..6)
+            .map(|_| take(&clients, &proxy, 100).unwrap())
+            .collect();
+        let new_callers = lanes.iter().filter(|&&l| l == Lane::NewCaller).count();
+        assert_eq!(new_callers, 3 + 1, "{lanes:?}");
+
+        // Suspicion fades unless the refusals go on.
+        clock.advance(HALF_LIFE * 2);
+        clients.answered(&attacker, false);
+        assert!(clients.refused_share(&attacker) < 0.5);
+        clock.advance(HALF_LIFE * 6);
+        assert_eq!(clients.refused_share(&attacker), 0.0);
+    }
+}

@@ -1,0 +1,343 @@
+//! Admission: the one owner of "may we spend a slot of Figma's budget
+//! now?".
+//!
+//! Every call to `GET /v1/payments` spends a slot of one budget, the
+//! creator's token's at Figma, shared by every gate and every replica. The
+//! engine asks [`Admission::admit`] once before each call, saying what the
+//! call is for ([`Need`]) and how long its caller can wait
+//! ([`Patience`]); the answer is a slot in a [`Lane`], or why not and for
+//! how long.
+//!
+//! One file a concern: `rate.rs` is the budget in this process (a GCRA on
+//! the paywall's clock, Figma's 429 back-off, the budget lowered after a
+//! 429); `shared.rs` the budget replicas share through Redis (the
+//! [`SharedBudget`] the engine implements over its tier) and this
+//! replica's share of it while Redis is out of reach; `fair.rs` the new
+//! callers' lane shared among clients, and suspects; `report.rs` what it
+//! did, the active buyers and the refresh cycle the budget achieves.
+//!
+//! # Lanes
+//!
+//! Strict priority, kept by reserves: a call in a lane may only take a
+//! slot that leaves the budget more than the lanes above it need, so that
+//! whatever the lanes below spend, a slot comes to the lanes above first.
+//!
+//! | lane | what | must leave in the budget |
+//! |---|---|---|
+//! | [`Lane::Refresh`] | a known buyer's (PAID/TRIAL) answer is past its lifetime, and they wait on it | nothing |
+//! | [`Lane::NewCaller`] | a first lookup; tokens shared max-min among clients | a quarter of a slot |
+//! | [`Lane::RefreshAhead`] | an active buyer's answer renewed before it is needed | a slot |
+//! | [`Lane::Suspect`] | a client Figma mostly refused | the whole budget, unused for a minute |
+//!
+//! Cold lookups, and so forged tokens, can never take the slot a due
+//! refresh wants; a suspect only gets slots no one else wants, plus one
+//! every 10 minutes in the new callers' lane.
+
+mod fair;
+mod rate;
+mod report;
+mod shared;
+
+use std::time::{Duration, Instant};
+
+use self::{fair::Clients, rate::LocalBudget, report::Report, shared::Unshared};
+pub(crate) use self::{rate::Rate, report::LaneCounts, shared::SharedBudget};
+use crate::{
+    clock::{later, Clock},
+    error::{Error, RateLimit, ThrottleReason},
+    ClientKey, UserId,
+};
+
+/// How long a refresh that no caller waits on may wait for a slot in its
+/// lane (its buyer is let in on the answer it renews meanwhile).
+pub(crate) const BACKGROUND_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Refreshes of active buyers' answers get one slot in this many on
+/// average (the refresh cycle counts on it); new callers the rest.
+const REFRESH_SHARE_INVERSE: u32 = 2;
+
+/// A lane of the budget; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// A known buyer's answer is past its lifetime and they wait on it.
+    Refresh,
+    /// A first lookup of a new caller.
+    NewCaller,
+    /// An active buyer's answer, renewed before it is needed.
+    RefreshAhead,
+    /// A lookup of a client Figma mostly refused.
+    Suspect,
+}
+
+impl Lane {
+    pub(crate) const ALL: [Self; 4] = [
+        Self::Refresh,
+        Self::NewCaller,
+        Self::RefreshAhead,
+        Self::Suspect,
+    ];
+
+    /// Its name in stats and metrics.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Refresh => "refresh",
+            Self::NewCaller => "new_caller",
+            Self::RefreshAhead => "refresh_ahead",
+            Self::Suspect => "suspect",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// How much of `rate`'s budget, in calls, a call in this lane must
+    /// leave: more than the budget holds means time it must have stood
+    /// unused.
+    fn reserve(self, rate: Rate) -> f64 {
+        match self {
+            Self::Refresh => 0.0,
+            Self::NewCaller => 0.25,
+            Self::RefreshAhead => 1.0,
+            // The budget whole, and unused for a minute more.
+            Self::Suspect => f64::from(rate.burst.max(1) - 1) + f64::from(rate.per_minute),
+        }
+    }
+
+    /// Why a call in this lane found no slot: the budget is spent, or (a
+    /// suspect) this client's lookups wait for idle slots.
+    fn throttle_reason(self) -> ThrottleReason {
+        match self {
+            Self::Suspect => ThrottleReason::ClientShare,
+            _ => ThrottleReason::BudgetExhausted,
+        }
+    }
+}
+
+/// What a call to Figma is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// A known buyer's answer, past its lifetime.
+    Refresh,
+    /// A first lookup: of a token, from `client` when the gate knows it;
+    /// of a user ID the app authenticated, or through the client directly.
+    Cold { client: Option<ClientKey> },
+    /// An answer renewed before it is needed.
+    RefreshAhead,
+}
+
+/// How long the call's caller can wait for a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Patience {
+    /// Not at all: a slot now, or nothing.
+    None,
+    /// A caller's request waits, within the queue's bounds
+    /// ([`PaymentsClientBuilder::queue`](crate::PaymentsClientBuilder::queue)).
+    Caller,
+    /// No request waits on it: up to [`BACKGROUND_PATIENCE`], outside the
+    /// queue.
+    Background,
+}
+
+/// What a lookup asks [`Admission::admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ask {
+    pub(crate) need: Need,
+    pub(crate) patience: Patience,
+    /// For a refresh, when Figma gave the answer it renews: the oldest
+    /// answers are renewed first.
+    pub(crate) renews: Option<Instant>,
+}
+
+impl Ask {
+    /// A call through the client itself, outside any paywall: nothing
+    /// orders it among other calls, so it may take any slot.
+    pub(crate) const DIRECT: Self = Self {
+        need: Need::Refresh,
+        patience: Patience::Caller,
+        renews: None,
+    };
+}
+
+/// Every decision to spend a slot of Figma's budget; see the
+/// [module docs](self). One per client, shared by its clones and every
+/// paywall built on it.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    local: LocalBudget,
+    clients: Clients,
+    unshared: Unshared,
+    report: Report,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clients")
+    }
+}
+
+impl std::fmt::Debug for Unshared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unshared")
+    }
+}
+
+impl Admission {
+    /// A budget of `rate`; at most `max_waiting` callers wait for a slot,
+    /// each at most `max_wait`.
+    pub(crate) fn new(rate: Rate, max_waiting: usize, max_wait: Duration, clock: Clock) -> Self {
+        Self {
+            local: LocalBudget::new(rate, max_waiting, max_wait, clock.clone()),
+            clients: Clients::new(&clock),
+            unshared: Unshared::default(),
+            report: Report::new(&clock),
+            clock,
+        }
+    }
+
+    /// May a call for `ask` go now? A slot in its lane, taken, or why not
+    /// and for how long. With `shared`, the slot comes from the budget
+    /// replicas share.
+    pub(crate) async fn admit(
+        &self,
+        ask: Ask,
+        shared: Option<&dyn SharedBudget>,
+    ) -> Result<Lane, Error> {
+        self.local.check_backoff()?;
+        let rate = self.local.rate();
+        let mut cold = None;
+        let lane = match ask.need {
+            Need::Refresh => Lane::Refresh,
+            Need::RefreshAhead => Lane::RefreshAhead,
+            Need::Cold { client: None } => Lane::NewCaller,
+            Need::Cold {
+                client: Some(client),
+            } => match self.clients.lane(&client, rate.per_minute) {
+                Ok(grant) => {
+                    cold = Some((client, grant));
+                    grant.lane
+                }
+                Err(e) => {
+                    self.report.counted(Lane::NewCaller, false);
+                    return Err(e);
+                }
+            },
+        };
+        let patience = match ask.patience {
+            Patience::None => Duration::ZERO,
+            Patience::Caller => self.local.max_wait,
+            Patience::Background => BACKGROUND_PATIENCE,
+        };
+        let result = match shared {
+            Some(shared) => {
+                let give_up_at = later(Instant::now(), patience);
+                let pair = (rate.per_minute, rate.burst);
+                shared::shared_slot(shared, &self.unshared, pair, lane, give_up_at, &self.clock)
+                    .await
+                    // This replica may have heard of a 429 meanwhile.
+                    .and_then(|()| self.local.check_backoff())
+            }
+            None => {
+                let queued = ask.patience == Patience::Caller;
+                let order = ask.renews.unwrap_or_else(|| self.clock.now());
+                self.local.acquire(lane, order, patience, queued).await
+            }
+        };
+        self.report.counted(lane, result.is_ok());
+        if let (Ok(()), Some((client, grant))) = (&result, cold) {
+            self.clients.took(&client, grant);
+        }
+        result.map(|()| lane)
+    }
+
+    /// What Figma said of a cold lookup `client` made: it refused the
+    /// token, or it answered. Suspicion comes from these.
+    pub(crate) fn answered(&self, client: &ClientKey, refused: bool) {
+        self.clients.answered(client, refused);
+    }
+
+    /// A buyer (PAID or TRIAL) was let in: they are active.
+    pub(crate) fn buyer_seen(&self, user: &UserId) {
+        self.report.buyer_seen(user);
+    }
+
+    /// How many buyers were let in within [`ACTIVE_WINDOW`].
+    pub(crate) fn active_buyers(&self) -> usize {
+        self.report.active_buyers()
+    }
+
+    /// The refresh cycle: how long the budget takes to ask Figma again
+    /// about every active buyer with half its slots, the other half left
+    /// to new callers. Past an answer's lifetime, its buyer is let in on it
+    /// for up to this long while its refresh waits; a refresh whose answer
+    /// is half this old comes ahead of new callers. It depends on the
+    /// active buyers and the budget alone, never on what anyone sends.
+    pub(crate) fn refresh_cycle(&self) -> Duration {
+        let per_minute = self.local.rate().per_minute.max(1);
+        let active = u32::try_from(self.active_buyers()).unwrap_or(u32::MAX);
+        (Duration::from_secs(60) * REFRESH_SHARE_INVERSE)
+            .saturating_mul(active)
+            .checked_div(per_minute)
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Slots used and refused, by lane, since the start.
+    pub(crate) fn lane_counts(&self) -> LaneCounts {
+        self.report.lane_counts()
+    }
+
+    /// Whether the cycle being longer than `lifetime` should be logged now
+    /// (every few minutes at most).
+    pub(crate) fn warn_cycle(&self) -> bool {
+        self.report.warn_cycle()
+    }
+
+    /// Slots the budget offered since the start but nobody took.
+    pub(crate) fn idle_slots(&self) -> u64 {
+        let used: u64 = self.lane_counts().used.iter().sum();
+        let per_minute = u64::from(self.local.configured().per_minute);
+        let minutes = self.report.elapsed().as_secs_f64() / 60.0;
+        ((minutes * per_minute as f64) as u64).saturating_sub(used)
+    }
+
+    /// The budget in force: the configured one, or lower after a 429.
+    pub(crate) fn rate(&self) -> Rate {
+        self.local.rate()
+    }
+
+    /// The budget configured.
+    pub(crate) fn configured(&self) -> Rate {
+        self.local.configured()
+    }
+
+    /// The longest a caller waits for a slot.
+    pub(crate) fn max_wait(&self) -> Duration {
+        self.local.max_wait
+    }
+
+    /// A floor under every client's share of the new callers' lane, a
+    /// minute.
+    pub(crate) fn set_client_floor(&self, per_minute: u32) {
+        self.clients.set_floor(per_minute);
+    }
+
+    /// Figma answered 429: stop every call for `limit`'s back-off and lower
+    /// the budget; returns the budget now in force and the Tier 3 limit the
+    /// 429 names, if it names one.
+    pub(crate) fn after_429(&self, limit: &RateLimit) -> (Rate, Option<u32>) {
+        self.local.back_off(limit.back_off());
+        self.local.after_429(limit)
+    }
+
+    /// How long Figma's last 429 still asks us to wait, if at all.
+    pub(crate) fn backing_off_for(&self) -> Option<Duration> {
+        self.local.backing_off_for()
+    }
+
+    /// Whether our own budget running out should be logged now (at most
+    /// once a minute).
+    pub(crate) fn warn_exhausted(&self) -> bool {
+        self.local.warn_exhausted()
+    }
+}
