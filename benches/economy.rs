@@ -7,8 +7,8 @@
 //! who is refused retries every 30 s and gives up on the visit after 10
 //! minutes. One client replays a forged token and
 //! invents new ones throughout. Halfway through the day the app restarts
-//! (a deploy): `RequirePaid` over the same store file, the naive gate with
-//! an empty cache. Twenty buyers are refunded at random times: how long
+//! (a deploy, which takes a minute): `RequirePaid` over the same store
+//! file, the naive gate with an empty cache. Twenty buyers are refunded at random times: how long
 //! each keeps access is measured against the refresh cycle `RequirePaid`
 //! states. Time is a `MockClock` that both gates and the mock read, so a
 //! day takes seconds; requests go in-process (`oneshot`, each with its
@@ -108,7 +108,7 @@ struct Day {
     /// Buyers' requests refused in the 10 minutes after the restart.
     refused_after_restart: usize,
     /// For each refunded buyer: how long they kept access after the
-    /// refund (simulated s), and the refresh cycle stated then.
+    /// refund (simulated s), and the bound the gate stated at that time.
     refunds: Vec<(u64, u64)>,
     /// Requests that waited in the (simulated) queue and then got in.
     queued_in: usize,
@@ -121,6 +121,8 @@ trait Gate {
     /// The longest a refunded buyer may keep access now, as the gate
     /// states it (simulated s).
     fn refund_bound(&self) -> u64;
+    /// Whether lookups it started (in the background) are still under way.
+    fn busy(&self) -> bool;
 }
 
 /// `RequirePaid`, with the store (rebuilt over the same file on restart)
@@ -177,6 +179,10 @@ impl Gate for Ours {
         self.router = bare_router();
         self.paywall = Paywall::new(self.client.clone());
         (self.router, self.paywall) = Self::build(&self.client, self.store.as_deref());
+    }
+
+    fn busy(&self) -> bool {
+        self.paywall.stats().lookups_in_flight > 0
     }
 
     fn refund_bound(&self) -> u64 {
@@ -281,6 +287,10 @@ impl Gate for Naive {
 
     fn refund_bound(&self) -> u64 {
         600
+    }
+
+    fn busy(&self) -> bool {
+        false
     }
 }
 
@@ -434,11 +444,16 @@ async fn run_day(
         picked.sort_unstable();
         picked
     };
-    // Refunded: when, the bound the gate stated then, and their last 200.
-    let mut refunded: BTreeMap<usize, (u64, u64, Option<u64>)> = BTreeMap::new();
+    // Refunded: when; the longest they kept access, and the bound the
+    // gate stated when they last had it.
+    let mut refunded: BTreeMap<usize, (u64, u64, u64)> = BTreeMap::new();
     let mut invented = 0u64;
     for second in 0..day {
         if second == day / 2 {
+            // A deploy takes a minute: what the old process still had
+            // under way (lookups waiting for a slot) ends with it.
+            clock.advance(Duration::from_secs(61));
+            tokio::time::sleep(Duration::from_millis(100)).await;
             gate.restart();
             restarted_at = now(&clock);
         }
@@ -446,7 +461,13 @@ async fn run_day(
         while refunds.first().is_some_and(|&(at, _)| at <= second) {
             let (_, u) = refunds.remove(0);
             figma.set_status(&people[u].id, &plugin(), PaymentStatus::Unpaid);
-            refunded.insert(u, (second, gate.refund_bound(), None));
+            refunded.insert(u, (second, 0, gate.refund_bound()));
+        }
+        // Lookups started in the background (refreshes) land within the
+        // second they started in, as they would in real time.
+        let settle = Instant::now();
+        while gate.busy() && settle.elapsed() < Duration::from_millis(200) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let router = gate.router();
         // The flood: two requests a second, a replay or a new invention.
@@ -473,10 +494,12 @@ async fn run_day(
             let person = &people[u];
             let (code, reason, retry_after) =
                 status(&router, person.token.expose_secret(), person.addr).await;
-            if let Some((_, _, last_in)) = refunded.get_mut(&u) {
-                // No longer a buyer: only how long they kept access counts.
+            if let Some((at, kept, bound)) = refunded.get_mut(&u) {
+                // No longer a buyer: only how long they kept access counts,
+                // against the bound the gate states when they have it.
                 if code == 200 {
-                    *last_in = Some(second);
+                    *kept = second - *at;
+                    *bound = gate.refund_bound();
                 }
                 continue;
             }
@@ -511,7 +534,7 @@ async fn run_day(
     }
     result.refunds = refunded
         .values()
-        .map(|&(at, bound, last_in)| (last_in.map_or(0, |last| last - at), bound))
+        .map(|&(_, kept, bound)| (kept, bound))
         .collect();
     // First visits still refused when the day ended.
     result.never_in += pending.iter().filter(|v| v.2).count();

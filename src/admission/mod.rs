@@ -48,10 +48,6 @@ use crate::{
     ClientKey, UserId,
 };
 
-/// How long a refresh that no caller waits on may wait for a slot in its
-/// lane (its buyer is let in on the answer it renews meanwhile).
-pub(crate) const BACKGROUND_PATIENCE: Duration = Duration::from_secs(60);
-
 /// Refreshes of active buyers' answers get one slot in this many on
 /// average (the refresh cycle counts on it); new callers the rest.
 const REFRESH_SHARE_INVERSE: u32 = 2;
@@ -134,8 +130,9 @@ pub(crate) enum Patience {
     /// A caller's request waits, within the queue's bounds
     /// ([`PaymentsClientBuilder::queue`](crate::PaymentsClientBuilder::queue)).
     Caller,
-    /// No request waits on it: up to [`BACKGROUND_PATIENCE`], outside the
-    /// queue.
+    /// No request waits on it: a slot now, or it is tried again at its
+    /// buyer's next visit (it never camps on the budget, ahead of the
+    /// callers who do wait).
     Background,
 }
 
@@ -225,9 +222,8 @@ impl Admission {
             },
         };
         let patience = match ask.patience {
-            Patience::None => Duration::ZERO,
+            Patience::None | Patience::Background => Duration::ZERO,
             Patience::Caller => self.local.max_wait,
-            Patience::Background => BACKGROUND_PATIENCE,
         };
         let result = match shared {
             Some(shared) => {

@@ -3,10 +3,10 @@
 //! 429.
 
 use std::{
-    collections::BTreeSet,
+    collections::BTreeMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
-        Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -86,11 +86,6 @@ impl Gcra {
         }
     }
 
-    /// Gives back the slot just taken.
-    fn untake(&mut self) {
-        self.tat = self.tat.and_then(|tat| tat.checked_sub(self.interval));
-    }
-
     /// Takes a slot if the budget keeps `reserve` intervals after it, or
     /// says how long until it does.
     pub(super) fn take(&mut self, now: Instant, reserve: f64) -> Result<(), Duration> {
@@ -119,8 +114,10 @@ pub(super) struct LocalBudget {
     configured: Rate,
     current: Mutex<Current>,
     /// The lookups waiting for a slot, in the order they get one: by lane,
-    /// then oldest first.
-    queue: Mutex<BTreeSet<Place>>,
+    /// then oldest first. A slot that comes free goes to the first of them
+    /// at once, whoever notices it (it is taken on their behalf), so that
+    /// no slot waits for its waiter to look.
+    queue: Mutex<BTreeMap<Place, Arc<AtomicBool>>>,
     arrivals: AtomicU64,
     waiting: Semaphore,
     pub(super) max_wait: Duration,
@@ -135,12 +132,22 @@ pub(super) struct LocalBudget {
 type Place = (usize, Instant, u64);
 
 /// Leaves the queue however the wait ends, cancellation included.
-struct InQueue<'a>(&'a LocalBudget, Place);
+struct InQueue<'a> {
+    budget: &'a LocalBudget,
+    place: Place,
+    /// Set when a slot was taken on its behalf.
+    granted: Arc<AtomicBool>,
+}
 
 impl Drop for InQueue<'_> {
     fn drop(&mut self) {
-        self.0.queue().remove(&self.1);
+        self.budget.queue().remove(&self.place);
     }
+}
+
+/// The lane of a place in the queue.
+fn lane_of(place: &Place) -> Lane {
+    Lane::ALL[place.0]
 }
 
 #[derive(Debug)]
@@ -259,8 +266,29 @@ impl LocalBudget {
         true
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, BTreeSet<Place>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, BTreeMap<Place, Arc<AtomicBool>>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the slots that are free for the lookups waiting ahead of
+    /// `place`, in order, on their behalf; whether any still waits ahead.
+    fn serve_ahead(&self, current: &mut Current, place: &Place, now: Instant) -> bool {
+        let mut queue = self.queue();
+        while let Some((first, granted)) = queue.first_key_value() {
+            if first >= place {
+                return false;
+            }
+            if current
+                .gcra
+                .take(now, lane_of(first).reserve(current.rate))
+                .is_err()
+            {
+                return true;
+            }
+            granted.store(true, Ordering::Release);
+            queue.pop_first();
+        }
+        false
     }
 
     /// Takes a slot for `lane`, waiting up to `patience` for one (within
@@ -282,7 +310,7 @@ impl LocalBudget {
             order,
             self.arrivals.fetch_add(1, Ordering::Relaxed),
         );
-        let mut in_queue = None;
+        let mut in_queue: Option<InQueue<'_>> = None;
         // Held until the wait ends: a place in the bounded queue.
         let mut _waiting = None;
         loop {
@@ -290,16 +318,26 @@ impl LocalBudget {
             // waits ahead) not before the next look.
             let (wait, known) = {
                 let mut current = self.current();
-                let reserve = lane.reserve(current.rate);
-                let ahead = self.queue().first().is_some_and(|first| *first < place);
-                match current.gcra.take(self.clock.now(), reserve) {
-                    Ok(()) if !ahead => return Ok(()),
-                    Ok(()) => {
-                        // Put back: the slot is for whoever waits ahead.
-                        current.gcra.untake();
-                        (POLL, false)
+                let now = self.clock.now();
+                if in_queue
+                    .as_ref()
+                    .is_some_and(|q| q.granted.load(Ordering::Acquire))
+                {
+                    return Ok(());
+                }
+                let ahead = self.serve_ahead(&mut current, &place, now);
+                if ahead {
+                    (POLL, false)
+                } else {
+                    let reserve = lane.reserve(current.rate);
+                    match current.gcra.take(now, reserve) {
+                        Ok(()) => {
+                            // Leaves the queue, if it was in it.
+                            drop(in_queue.take());
+                            return Ok(());
+                        }
+                        Err(wait) => (wait.max(Duration::from_millis(1)), true),
                     }
-                    Err(wait) => (wait.max(Duration::from_millis(1)), true),
                 }
             };
             let throttled = |reason| Error::Throttled {
@@ -320,8 +358,13 @@ impl LocalBudget {
                     #[cfg(feature = "metrics")]
                     ::metrics::counter!("figma_paywall_budget_waits_total").increment(1);
                 }
-                self.queue().insert(place);
-                in_queue = Some(InQueue(self, place));
+                let granted = Arc::new(AtomicBool::new(false));
+                self.queue().insert(place, granted.clone());
+                in_queue = Some(InQueue {
+                    budget: self,
+                    place,
+                    granted,
+                });
             }
             tokio::time::sleep(wait.min(POLL)).await;
             // A 429 may have come in while this lookup waited.

@@ -21,6 +21,9 @@ pub(crate) const ACTIVE_WINDOW: Duration = Duration::from_secs(30 * 60);
 /// The most active buyers counted one by one (past it, the oldest go).
 const MAX_ACTIVE: usize = 1_000_000;
 
+/// How often the active buyers are counted again.
+const COUNT_EVERY: Duration = Duration::from_secs(1);
+
 /// How often the refresh cycle being too long is logged.
 const WARN_EVERY: Duration = Duration::from_secs(5 * 60);
 
@@ -30,6 +33,8 @@ pub(super) struct Report {
     refused: [AtomicU64; 4],
     /// Buyers let in, and when last.
     active: Mutex<HashMap<UserId, Instant>>,
+    /// Their number, counted at most once a second: (when, how many).
+    counted: Mutex<Option<(Instant, usize)>>,
     started: Instant,
     warned_at: Mutex<Option<Instant>>,
     clock: Clock,
@@ -48,6 +53,7 @@ impl Report {
             used: Default::default(),
             refused: Default::default(),
             active: Mutex::default(),
+            counted: Mutex::new(None),
             started: clock.now(),
             warned_at: Mutex::new(None),
             clock: clock.clone(),
@@ -83,10 +89,19 @@ impl Report {
         active.insert(user.clone(), now);
     }
 
+    /// How many buyers are active: counted at most once a second, as every
+    /// lookup of an expired answer asks.
     pub(super) fn active_buyers(&self) -> usize {
         let now = self.clock.now();
+        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, n)) = *counted {
+            if now.saturating_duration_since(at) < COUNT_EVERY {
+                return n;
+            }
+        }
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
         forget_inactive(&mut active, now);
+        *counted = Some((now, active.len()));
         active.len()
     }
 
@@ -121,9 +136,14 @@ mod tests {
         // One buyer with many tokens is one buyer.
         report.buyer_seen(&user(3));
         assert_eq!(report.active_buyers(), 10);
+        // Counted again a second later at most.
+        report.buyer_seen(&user(11));
+        assert_eq!(report.active_buyers(), 10);
+        clock.advance(COUNT_EVERY);
+        assert_eq!(report.active_buyers(), 11);
         clock.advance(ACTIVE_WINDOW / 2);
         report.buyer_seen(&user(3));
-        clock.advance(ACTIVE_WINDOW / 2);
+        clock.advance(ACTIVE_WINDOW / 2 - COUNT_EVERY);
         assert_eq!(report.active_buyers(), 1);
         report.counted(Lane::Refresh, true);
         report.counted(Lane::Suspect, false);

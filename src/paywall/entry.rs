@@ -84,7 +84,9 @@ impl Entry {
     /// Marks its buyer counted in `minute`: whether they were not yet.
     pub(crate) fn count_in(&self, minute: u32) -> bool {
         let mark = minute.saturating_add(1);
-        self.counted_in.swap(mark, Ordering::Relaxed) != mark
+        // A read on the hit path; a write once a minute.
+        self.counted_in.load(Ordering::Relaxed) != mark
+            && self.counted_in.swap(mark, Ordering::Relaxed) != mark
     }
 
     /// The resource the answer is about.

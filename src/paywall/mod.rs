@@ -56,7 +56,7 @@ use self::{
     refused::Refused,
 };
 use crate::{
-    admission::{Lane, Patience, BACKGROUND_PATIENCE},
+    admission::{Lane, Patience},
     client::Question,
     clock::Clock,
     error::{ceil_secs, ConfigError},
@@ -347,9 +347,8 @@ impl Inner {
     /// timeout, and a second more.
     fn lookup_deadline(&self, patience: Patience) -> Duration {
         let max_wait = match patience {
-            Patience::None => Duration::ZERO,
+            Patience::None | Patience::Background => Duration::ZERO,
             Patience::Caller => self.client.admission().max_wait(),
-            Patience::Background => BACKGROUND_PATIENCE,
         };
         let mut deadline = max_wait + self.client.timeout() + Duration::from_secs(1);
         // A tier shared by replicas adds its lock and its shared budget.

@@ -175,11 +175,13 @@ impl<I> RequirePaidLayer<I> {
     }
 
     /// Tells clients apart by `source` instead of [`PeerAddr`], for the fair
-    /// share of Figma's budget: a client's cold lookups of plugin payment
-    /// tokens (misses that need a call) are limited to its share of the
-    /// budget ([`PaywallBuilder::client_share`](crate::PaywallBuilder::client_share)),
-    /// and refused with `429 too_many_lookups` past it, so that one client
-    /// flooding forged tokens cannot spend the budget that buyers need.
+    /// share of Figma's budget: while several clients make cold lookups of
+    /// plugin payment tokens (misses that need a call), each gets its
+    /// max-min share of the budget ([`PaywallBuilder::client_share`](crate::PaywallBuilder::client_share))
+    /// and is refused with `429 too_many_lookups` past it, and a client
+    /// whose tokens Figma mostly refused waits for idle slots, so that one
+    /// client flooding forged tokens cannot spend the budget that buyers
+    /// need. A lone client may use the whole budget.
     ///
     /// Behind a proxy, use [`ForwardedFor`](crate::ForwardedFor) with the
     /// proxy's addresses: a client can write any `X-Forwarded-For` it likes.

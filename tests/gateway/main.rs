@@ -180,6 +180,11 @@ fn a_misconfigured_gateway_stops_at_start_with_the_reason() {
         ),
         (&["--demo", "--bypass", "me"][..], None, "--bypass \"me\""),
         (
+            &["--demo", "--max-unverified", "an hour"][..],
+            None,
+            "not a duration",
+        ),
+        (
             &["--demo", "--cors", "docs.example.com"][..],
             None,
             "--cors \"docs.example.com\"",

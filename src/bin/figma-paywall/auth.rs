@@ -173,6 +173,8 @@ async fn health(State(paywall): State<Paywall>) -> Response {
         "backing_off_secs": stats.backing_off_secs,
         "budget_per_minute": stats.budget_per_minute,
         "cached_entries": stats.cached_entries,
+        "active_buyers": stats.active_buyers,
+        "refresh_cycle_secs": stats.refresh_cycle_secs,
     });
     (status, Json(body)).into_response()
 }
