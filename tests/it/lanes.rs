@@ -42,8 +42,15 @@ fn new_buyer(figma: &MockFigma, id: u32) -> String {
 #[tokio::test]
 async fn a_lone_client_gets_new_tokens_in_on_the_default_budget_and_never_a_share_refusal() {
     let figma = MockFigma::start().await.unwrap();
-    // The default budget: 9 a minute, 3 at once; a caller waits up to 2 s.
-    let client = figma.client_builder().rate_limit(9, 3).build().unwrap();
+    // The default budget: 9 a minute, 3 at once. A caller may wait 5 s
+    // for a slot here (2 s by default), so that a slow machine cannot make
+    // the third buyer's 1.7 s wait too long.
+    let client = figma
+        .client_builder()
+        .rate_limit(9, 3)
+        .queue(256, Duration::from_secs(5))
+        .build()
+        .unwrap();
     let paywall = Paywall::new(client);
     let base = serve_with_peers(echo_app().layer(RequirePaidLayer::new(&paywall, plugin()))).await;
     let http = reqwest::Client::new();
