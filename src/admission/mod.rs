@@ -125,15 +125,13 @@ pub(crate) enum Need {
 /// How long the call's caller can wait for a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Patience {
-    /// Not at all: a slot now, or nothing.
+    /// Not at all: a slot now, or nothing. A refresh no request waits on
+    /// asks this way, and again at its buyer's next visit: it never camps
+    /// on the budget ahead of the callers who do wait.
     None,
     /// A caller's request waits, within the queue's bounds
     /// ([`PaymentsClientBuilder::queue`](crate::PaymentsClientBuilder::queue)).
     Caller,
-    /// No request waits on it: a slot now, or it is tried again at its
-    /// buyer's next visit (it never camps on the budget, ahead of the
-    /// callers who do wait).
-    Background,
 }
 
 /// What a lookup asks [`Admission::admit`].
@@ -222,7 +220,7 @@ impl Admission {
             },
         };
         let patience = match ask.patience {
-            Patience::None | Patience::Background => Duration::ZERO,
+            Patience::None => Duration::ZERO,
             Patience::Caller => self.local.max_wait,
         };
         let result = match shared {

@@ -207,7 +207,7 @@ impl Paywall {
                 };
                 let ask = Ask {
                     need,
-                    patience: Patience::Background,
+                    patience: Patience::None,
                     renews: Some(entry.fetched_at),
                 };
                 drop(self.flight(key, Some(entry.fetched_at), question(), ask));

@@ -347,7 +347,7 @@ impl Inner {
     /// timeout, and a second more.
     fn lookup_deadline(&self, patience: Patience) -> Duration {
         let max_wait = match patience {
-            Patience::None | Patience::Background => Duration::ZERO,
+            Patience::None => Duration::ZERO,
             Patience::Caller => self.client.admission().max_wait(),
         };
         let mut deadline = max_wait + self.client.timeout() + Duration::from_secs(1);
