@@ -26,7 +26,7 @@
 //! |---|---|---|
 //! | [`Lane::Refresh`] | a known buyer's (PAID/TRIAL) answer is past its lifetime, and they wait on it | nothing |
 //! | [`Lane::NewCaller`] | a first lookup; tokens shared max-min among clients | a quarter of a slot |
-//! | [`Lane::RefreshAhead`] | an active buyer's answer renewed before it is needed | a slot |
+//! | [`Lane::RefreshAhead`] | an active buyer's answer renewed before it is needed, in slots no one wants (`paywall/ahead.rs`) | the whole budget, unused for a slot more |
 //! | [`Lane::Suspect`] | a client Figma mostly refused | the whole budget, unused for a minute |
 //!
 //! Cold lookups, and so forged tokens, can never take the slot a due
@@ -41,7 +41,11 @@ mod shared;
 use std::time::{Duration, Instant};
 
 use self::{fair::Clients, rate::LocalBudget, report::Report, shared::Unshared};
-pub(crate) use self::{rate::Rate, report::LaneCounts, shared::SharedBudget};
+pub(crate) use self::{
+    rate::Rate,
+    report::{LaneCounts, ACTIVE_WINDOW},
+    shared::SharedBudget,
+};
 use crate::{
     clock::{later, Clock},
     error::{Error, RateLimit, ThrottleReason},
@@ -94,7 +98,7 @@ impl Lane {
         match self {
             Self::Refresh => 0.0,
             Self::NewCaller => 0.25,
-            Self::RefreshAhead => 1.0,
+            Self::RefreshAhead => f64::from(rate.burst.max(1)),
             // The budget whole, and unused for a minute more.
             Self::Suspect => f64::from(rate.burst.max(1) - 1) + f64::from(rate.per_minute),
         }

@@ -451,8 +451,9 @@ mod tests {
         // A known buyer's refresh takes the last slot.
         take(&budget, Lane::Refresh).await.unwrap();
         assert!(take(&budget, Lane::Refresh).await.is_err());
-        // Refresh-ahead needs a slot more than it takes.
-        clock.advance(Duration::from_secs(1));
+        // Refresh-ahead needs the budget whole (3 s on), and unused for a
+        // slot more.
+        clock.advance(Duration::from_secs(3));
         assert!(take(&budget, Lane::RefreshAhead).await.is_err());
         clock.advance(Duration::from_secs(1));
         take(&budget, Lane::RefreshAhead).await.unwrap();

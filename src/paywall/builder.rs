@@ -328,6 +328,7 @@ impl PaywallBuilder {
             keyring,
             seal_warned_at: std::sync::Mutex::new(None),
             flights: Flights::default(),
+            ahead: Default::default(),
             refused: Refused::default(),
             index,
             verdicts: Default::default(),

@@ -35,6 +35,11 @@ impl Flights {
     pub(super) fn len(&self) -> usize {
         self.lock().len()
     }
+
+    /// The keys under way.
+    pub(super) fn keys(&self) -> std::collections::HashSet<CacheKey> {
+        self.lock().keys().copied().collect()
+    }
 }
 
 /// Removes a finished flight from the map when dropped.

@@ -124,6 +124,7 @@ impl Paywall {
         let inner = &self.inner;
         let lifetimes = &inner.lifetimes;
         let now = inner.clock.now();
+        self.refresh_ahead(now);
         let Some(entry) = inner.cache.get(&key) else {
             return Err(None);
         };
@@ -131,7 +132,7 @@ impl Paywall {
             return Err(Some(entry));
         }
         inner.stats.hits.add();
-        self.count_buyer(&entry, now);
+        self.count_buyer(key, &entry, question, now);
         if now >= lifetimes.refresh_at(&entry) && !entry.refreshing.swap(true, Ordering::AcqRel) {
             inner.stats.refreshes.add();
             let ask = Ask {
@@ -149,13 +150,21 @@ impl Paywall {
         })
     }
 
-    /// Counts the buyer of a PAID/TRIAL answer as active, once a minute at
-    /// most: a load and a compare on the hit path.
-    fn count_buyer(&self, entry: &Entry, now: Instant) {
+    /// Counts the buyer of a PAID/TRIAL answer as active, and notes their
+    /// answer for refresh-ahead, once a minute at most: a load and a
+    /// compare on the hit path.
+    fn count_buyer(
+        &self,
+        key: CacheKey,
+        entry: &Entry,
+        question: &impl Fn() -> Question,
+        now: Instant,
+    ) {
         let inner = &self.inner;
         let minute = now.saturating_duration_since(inner.started).as_secs() / 60;
         if entry.grants() && entry.count_in(u32::try_from(minute).unwrap_or(u32::MAX)) {
             inner.client.admission().buyer_seen(&entry.user);
+            inner.ahead.note(key, question, now);
         }
     }
 
@@ -195,7 +204,7 @@ impl Paywall {
         if let Some(entry) = &cached {
             if let Some(until) = self.unverified_until(entry, now) {
                 stats.unverified_served.add();
-                self.count_buyer(entry, now);
+                self.count_buyer(key, entry, &question, now);
                 // Its refresh waits for a spare slot until the answer is
                 // half a cycle old, then comes ahead of new callers.
                 let cycle = inner.client.admission().refresh_cycle();
@@ -254,7 +263,7 @@ impl Paywall {
         match (result, cached) {
             (Ok(entry), _) => {
                 let at = inner.clock.now();
-                self.count_buyer(&entry, at);
+                self.count_buyer(key, &entry, &question, at);
                 Ok(Lookup {
                     // A stored answer in its grace, when Figma failed.
                     stale: at >= lifetimes.fresh_until(&entry),

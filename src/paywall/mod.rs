@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ahead;
 mod builder;
 mod credentials;
 mod entry;
@@ -98,6 +99,8 @@ struct Inner {
     /// When an answer with a broken seal was last logged.
     seal_warned_at: std::sync::Mutex<Option<std::time::Instant>>,
     flights: Flights,
+    /// Active buyers' answers, renewed in idle slots.
+    ahead: ahead::Ahead,
     /// Tokens Figma refused lately.
     refused: Refused,
     /// Which cached answers are about which user.

@@ -126,9 +126,11 @@ async fn a_refunded_buyer_cannot_keep_access_by_spending_the_budget() {
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     set(&figma, "1", &plugin(), PaymentStatus::Paid);
     assert_eq!(call(&app, as_user("1")).await.status, 200);
-    // Refunded. The PAID answer expires (10 min) but is within its grace.
+    // Refunded. The PAID answer expires (10 min) but is within its grace;
+    // the buyer has been away for longer than an active buyer (so no
+    // refresh-ahead renews their answer in an idle slot).
     set(&figma, "1", &plugin(), PaymentStatus::Unpaid);
-    clock.advance(Duration::from_secs(11 * 60));
+    clock.advance(Duration::from_secs(31 * 60));
     // Junk spends what the lanes of new callers may take of the budget (it
     // refilled while the clock moved): two slots, then it is refused...
     let mut junk = Vec::new();
@@ -187,7 +189,10 @@ async fn a_minute_long_outage_refuses_no_warm_paying_user_and_costs_figma_little
         assert!(replies.iter().all(|r| r.status == 200));
         clock.advance(Duration::from_secs(6));
     }
-    assert_eq!(figma.payment_requests(), USERS);
+    // Every user asked about once, and the first answers past their
+    // refresh point renewed in idle slots (one a slot at most).
+    let warm = figma.payment_requests();
+    assert!((USERS..=USERS + GROUPS).contains(&warm), "{warm} lookups");
 
     // A minute of outage of all of Figma, every user asking twice a second.
     figma.set_steady_fault(Some(Fault::Status(500)));
@@ -205,7 +210,7 @@ async fn a_minute_long_outage_refuses_no_warm_paying_user_and_costs_figma_little
         rounds_open += usize::from(paywall.stats().figma_failing);
         clock.advance(Duration::from_millis(500));
     }
-    let outage_calls = figma.payment_requests() - USERS;
+    let outage_calls = figma.payment_requests() - warm;
     println!(
         "{requests} requests, {stale} stale, {outage_calls} lookups and {} GET /v1/me in the outage, breaker open {rounds_open} of 120 rounds",
         figma.me_requests()

@@ -39,6 +39,26 @@ fn new_buyer(figma: &MockFigma, id: u32) -> String {
         .to_owned()
 }
 
+/// A gated app on a budget of 6 a minute, one at once (a slot every
+/// 10 s), no waiting for a slot, PAID answers living a minute, on a mock
+/// clock.
+fn a_slot_every_10_s() -> (MockFigma, MockClock, Paywall, axum::Router) {
+    let figma = mock_elsewhere();
+    let clock = MockClock::new();
+    let client = figma
+        .client_builder()
+        .clock(&clock)
+        .rate_limit(6, 1)
+        .queue(0, Duration::ZERO)
+        .build()
+        .unwrap();
+    let paywall = Paywall::builder(client)
+        .paid_lifetime(Duration::from_secs(60))
+        .build();
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    (figma, clock, paywall, app)
+}
+
 #[tokio::test]
 async fn a_lone_client_gets_new_tokens_in_on_the_default_budget_and_never_a_share_refusal() {
     let figma = MockFigma::start().await.unwrap();
@@ -149,22 +169,9 @@ async fn behind_an_untrusted_proxy_buyers_get_in_beside_forged_and_unpaid_tokens
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buyer_is_let_in_while_the_refresh_waits_and_a_refund_applies_within_the_stated_cycle() {
-    let figma = mock_elsewhere();
-    let clock = MockClock::new();
-    // 6 a minute, one at once: a slot every 10 s. 12 active buyers take
-    // 4 minutes to ask about again with half the budget, past their
-    // 1-minute lifetime.
-    let client = figma
-        .client_builder()
-        .clock(&clock)
-        .rate_limit(6, 1)
-        .queue(0, Duration::ZERO)
-        .build()
-        .unwrap();
-    let paywall = Paywall::builder(client)
-        .paid_lifetime(Duration::from_secs(60))
-        .build();
-    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    // 12 active buyers take 4 minutes to ask about again with half the
+    // budget, past their 1-minute lifetime.
+    let (figma, clock, paywall, app) = a_slot_every_10_s();
     let flooder = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 9]))
         .build()
@@ -227,4 +234,49 @@ async fn a_buyer_is_let_in_while_the_refresh_waits_and_a_refund_applies_within_t
         kept <= cycle + Duration::from_secs(10),
         "a refunded buyer kept access {kept:?}, past the stated cycle {cycle:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_buyers_answer_is_renewed_in_idle_slots_while_they_are_away() {
+    // Refresh-ahead takes a slot only after the budget stood whole for a
+    // slot more.
+    let (figma, clock, paywall, app) = a_slot_every_10_s();
+    let (here, away) = ("201", "202");
+    for id in [here, away] {
+        set(&figma, id, &plugin(), PaymentStatus::Paid);
+    }
+    let asked_about = |id: &str| {
+        figma
+            .received_queries()
+            .iter()
+            .filter(|q| q.iter().any(|(k, v)| k == "user_id" && v == id))
+            .count()
+    };
+    assert_eq!(call(&app, as_user(here)).await.status, 200);
+    clock.advance(Duration::from_secs(15));
+    assert_eq!(call(&app, as_user(away)).await.status, 200);
+    // One buyer comes back every 5 s; the other is away for 85 s, past
+    // their answer's lifetime.
+    for _ in 0..17 {
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(call(&app, as_user(here)).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(
+        asked_about(away),
+        2,
+        "the away buyer's answer was not renewed in an idle slot"
+    );
+    let stats = paywall.stats();
+    assert!(
+        stats.slots_used["refresh_ahead"] >= 2,
+        "{:?}",
+        stats.slots_used
+    );
+    assert_eq!(stats.slots_refused["new_caller"], 0);
+    // Back, they are let in on an answer the budget renewed, not one past
+    // its lifetime.
+    assert_eq!(call(&app, as_user(away)).await.status, 200);
+    assert_eq!(paywall.stats().unverified_served, 0);
+    assert_eq!(asked_about(away), 2);
 }

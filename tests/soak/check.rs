@@ -80,6 +80,12 @@ struct State {
     back_offs_checked: usize,
     back_offs_unchecked: usize,
     budget_max_window: usize,
+    /// The refresh cycle each replica last stated (its health), and the
+    /// longest any stated during the run.
+    stated_cycle: HashMap<String, Duration>,
+    longest_cycle: Duration,
+    /// Buyers let in on an answer past its lifetime, within the cycle.
+    let_in_unverified: usize,
     /// Each fault injected: when, and what.
     timeline: Vec<(Instant, &'static str)>,
 }
@@ -117,6 +123,21 @@ impl Checker {
             .entry(user.to_owned())
             .or_default()
             .push((Instant::now(), paid || trial, life));
+    }
+
+    /// `replica` states a refresh cycle of `cycle` (its health says so).
+    pub fn stated_cycle(&self, replica: &str, cycle: Duration) {
+        let mut s = self.state();
+        s.longest_cycle = s.longest_cycle.max(cycle);
+        s.stated_cycle.insert(replica.to_owned(), cycle);
+    }
+
+    /// How long past Figma's answer a buyer may be let in on it while its
+    /// refresh waits, by `cycle`: its lifetime, or the cycle if longer,
+    /// capped at the lifetime plus `max_unverified` (the gateway's default
+    /// of an hour).
+    fn unverified_window(life: Duration, cycle: Duration) -> Duration {
+        life.max(cycle.min(life + Duration::from_secs(3600)))
     }
 
     /// A fault was injected, for the timeline a failure prints.
@@ -234,12 +255,29 @@ impl Checker {
             } else {
                 self.life.paid
             };
+            let stated = s.stated_cycle.get(&o.replica).copied().unwrap_or_default();
             if let Some(&fetched) = s.held.get(&(o.replica.clone(), user.to_owned())) {
                 let slack = Duration::from_millis(500);
                 if o.sent + slack < fetched + life {
                     s.violations.push(format!(
                         "{name}: refused ({status} {reason}) with a fresh answer (Figma gave it at {})",
                         self.at(fetched)
+                    ));
+                } else if reason == "rate_limited"
+                    && o.sent + slack < fetched + Self::unverified_window(life, stated)
+                    && !s
+                        .redis_faults
+                        .iter()
+                        .any(|(_, to)| to.is_none_or(|to| to + Duration::from_secs(3) >= fetched))
+                {
+                    // Past its lifetime but within the cycle the replica
+                    // states, a known buyer's answer lets them in while its
+                    // refresh waits for a slot (unless Redis failed since:
+                    // invalidations may have been missed, so it may not).
+                    s.violations.push(format!(
+                        "{name}: refused rate_limited while its answer (Figma gave it at {}) was within the refresh cycle of {:?} the replica states",
+                        self.at(fetched),
+                        stated
                     ));
                 } else if o.sent + slack < fetched + life + self.life.grace
                     && reason == "figma_unavailable"
@@ -284,6 +322,14 @@ impl Checker {
             .entry((replica.to_owned(), user.to_owned()))
             .or_insert(fetched);
         *held = (*held).max(fetched);
+        let life = if caller == Kind::Trial {
+            self.life.trial
+        } else {
+            self.life.paid
+        };
+        if Duration::from_secs(age) > life {
+            s.let_in_unverified += 1;
+        }
         let history = s.history.get(user).map(Vec::as_slice).unwrap_or_default();
         if let Err(why) = self.may_be_let_in(s, history, sent, answered) {
             s.violations
@@ -293,8 +339,9 @@ impl Checker {
 
     /// Whether a user with this history may be let in by a request sent at
     /// `sent` and answered at `answered`: PAID or TRIAL at some point of
-    /// it, or within an answer's lifetime of having stopped being so (plus
-    /// its grace, if Figma failed meanwhile).
+    /// it, or within an answer's lifetime of having stopped being so, or
+    /// the refresh cycle a replica stated if longer (plus the grace, if
+    /// Figma failed meanwhile).
     fn may_be_let_in(
         &self,
         s: &State,
@@ -322,6 +369,7 @@ impl Checker {
             return Err("Figma never said PAID or TRIAL for this user".to_owned());
         };
         let (refunded, life) = (stopped[1].0, stopped[0].2);
+        let life = Self::unverified_window(life, s.longest_cycle);
         let slack = Duration::from_secs(1);
         if sent <= refunded + life + slack {
             return Ok(());
@@ -411,13 +459,15 @@ impl Checker {
     pub fn summary(&self) -> String {
         let s = self.state();
         format!(
-            "statuses={:?} refusals={:?} buyers_refused={:?} lost={:?} slowest={:.2}s budget_max_minute={} back_offs_checked={} back_offs_unchecked={} violations={}",
+            "statuses={:?} refusals={:?} buyers_refused={:?} lost={:?} slowest={:.2}s budget_max_minute={} longest_cycle={}s let_in_unverified={} back_offs_checked={} back_offs_unchecked={} violations={}",
             s.statuses,
             s.refusals,
             s.buyers_refused,
             s.lost,
             s.slowest.as_secs_f64(),
             s.budget_max_window,
+            s.longest_cycle.as_secs(),
+            s.let_in_unverified,
             s.back_offs_checked,
             s.back_offs_unchecked,
             s.violations.len()

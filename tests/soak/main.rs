@@ -222,6 +222,17 @@ async fn soak() {
                 (RATE.0 + RATE.1) as usize,
             );
             sample_usage(&replicas);
+            for (base, name) in bases.iter().zip(&names) {
+                let base = base.lock().unwrap().clone();
+                if let Some(base) = base {
+                    tokio::spawn(read_cycle(
+                        http.clone(),
+                        base,
+                        name.clone(),
+                        checker.clone(),
+                    ));
+                }
+            }
         }
     }
     // After a violation the faults stop too: the run has its answer.
@@ -455,6 +466,22 @@ fn short(e: &reqwest::Error) -> &'static str {
 }
 
 /// Samples each replica's use once its process has run 5 s (warm-up).
+/// Reads the refresh cycle a replica states, for the checker.
+async fn read_cycle(http: reqwest::Client, base: String, name: String, checker: Arc<Checker>) {
+    let health = async {
+        let answer = http
+            .get(format!("{base}/_figma_paywall/health"))
+            .send()
+            .await
+            .ok()?;
+        answer.json::<serde_json::Value>().await.ok()
+    };
+    // A replica being restarted is read next time.
+    if let Some(secs) = health.await.and_then(|h| h["refresh_cycle_secs"].as_u64()) {
+        checker.stated_cycle(&name, Duration::from_secs(secs));
+    }
+}
+
 fn sample_usage(replicas: &[Arc<Mutex<Replica>>]) {
     for replica in replicas {
         // One being restarted is sampled next time.
