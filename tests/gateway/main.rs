@@ -7,6 +7,7 @@ mod cors;
 #[allow(dead_code)]
 #[path = "../common/example.rs"]
 mod example;
+mod hardening;
 mod operations;
 mod proxies;
 #[path = "../common/scratch.rs"]
@@ -238,6 +239,9 @@ async fn upstream(calls: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Stri
             Json(serde_json::json!({
                 "user": header("x-figma-user-id"),
                 "status": header("x-figma-payment-status"),
+                "resource": header("x-figma-resource-id"),
+                "resource_type": header("x-figma-resource-type"),
+                "answer_age": header("x-figma-answer-age"),
                 "custom": header("x-custom"),
                 "forwarded_for": header("x-forwarded-for"),
                 "forwarded_host": header("x-forwarded-host"),

@@ -100,8 +100,13 @@ http {{
             auth_request /_figma_paywall/auth;
             auth_request_set $figma_user $upstream_http_x_figma_user_id;
             auth_request_set $figma_status $upstream_http_x_figma_payment_status;
+            auth_request_set $figma_resource $upstream_http_x_figma_resource_id;
+            auth_request_set $figma_type $upstream_http_x_figma_resource_type;
             proxy_set_header X-Figma-User-Id $figma_user;
             proxy_set_header X-Figma-Payment-Status $figma_status;
+            proxy_set_header X-Figma-Resource-Id $figma_resource;
+            proxy_set_header X-Figma-Resource-Type $figma_type;
+            proxy_set_header X-Figma-Answer-Age "";
             proxy_pass http://{upstream};
         }}
         location = /_figma_paywall/auth {{
@@ -147,6 +152,7 @@ http://127.0.0.1:{port} {{
         request_header -X-Figma-Payment-Status
         request_header -X-Figma-Resource-Id
         request_header -X-Figma-Resource-Type
+        request_header -X-Figma-Answer-Age
         forward_auth {gateway} {{
             uri /_figma_paywall/auth
             copy_headers X-Figma-User-Id X-Figma-Payment-Status X-Figma-Resource-Id X-Figma-Resource-Type
@@ -183,6 +189,10 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
         &[
             ("X-Figma-Payment-Token", buyer),
             ("X-Figma-User-Id", "9999"),
+            ("X-Figma-Payment-Status", "TRIAL"),
+            ("X-Figma-Resource-Id", "1"),
+            ("X-Figma-Resource-Type", "WIDGET"),
+            ("X-Figma-Answer-Age", "0"),
         ],
     )
     .await;
@@ -190,6 +200,9 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
     let seen: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(seen["user"], "2001");
     assert_eq!(seen["status"], "PAID");
+    assert_eq!(seen["resource"], "1122334455");
+    assert_eq!(seen["resource_type"], "PLUGIN");
+    assert_eq!(seen["answer_age"], Value::Null);
 
     // The token in the page's query passes too (the original URI).
     let (status, _, body) = get(&format!("{page}?plugin_payment_token={buyer}"), &[]).await;

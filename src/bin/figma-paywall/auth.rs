@@ -4,7 +4,7 @@
 
 use axum::{
     extract::State,
-    http::{request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode},
+    http::{request::Parts, HeaderMap, HeaderName, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
@@ -16,20 +16,11 @@ use figma_paywall::{
 };
 use serde_json::json;
 
-use crate::{config::Gateway, site::Page};
-
-/// The headers that name the buyer on a 200.
-pub(crate) const USER_ID: HeaderName = HeaderName::from_static("x-figma-user-id");
-pub(crate) const PAYMENT_STATUS: HeaderName = HeaderName::from_static("x-figma-payment-status");
-pub(crate) const RESOURCE_ID: HeaderName = HeaderName::from_static("x-figma-resource-id");
-pub(crate) const RESOURCE_TYPE: HeaderName = HeaderName::from_static("x-figma-resource-type");
-/// On forward auth's 200: how many seconds ago Figma gave the answer that
-/// let the caller in.
-pub(crate) const ANSWER_AGE: HeaderName = HeaderName::from_static("x-figma-answer-age");
-
-/// Every header that names the caller to what is behind the gateway.
-pub(crate) const IDENTITY_HEADERS: [HeaderName; 4] =
-    [USER_ID, PAYMENT_STATUS, RESOURCE_ID, RESOURCE_TYPE];
+use crate::{
+    config::Gateway,
+    forwarded::{identity_headers, ANSWER_AGE},
+    site::Page,
+};
 
 /// Where proxies put the URI of the request they ask about: nginx's
 /// `auth_request` (with `proxy_set_header X-Original-URI $request_uri`),
@@ -53,10 +44,8 @@ fn gate(gateway: &Gateway) -> RequirePaidLayer {
     RequirePaidLayer::any_of(&gateway.paywall, gateway.resources.iter().cloned())
         .with_trial(gateway.allow_trial)
         .with_bypass(gateway.bypass.iter().cloned())
-        // A proxy on this host says who the client is.
-        .with_client_key(ForwardedFor::trusting(
-            ["127.0.0.0/8", "::1/128"].map(|net| net.parse().expect("a network")),
-        ))
+        // The proxies in front (--trusted-proxies) say who the client is.
+        .with_client_key(ForwardedFor::trusting(gateway.trusted.0.iter().copied()))
         .with_refusal(move |refusal, _parts| with_deny_status(refusal, deny).into_response())
 }
 
@@ -104,20 +93,6 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
                 .fallback_service(proxy.layer(gate).with_state(upstream.clone()))
                 // The signed-in visitor, for the gate.
                 .layer(login.layer())
-        }
-    }
-}
-
-/// Names the caller in `headers`.
-pub(crate) fn identity_headers(info: &PaymentInformation, headers: &mut HeaderMap) {
-    for (name, value) in [
-        (USER_ID, info.user_id.as_str()),
-        (PAYMENT_STATUS, info.payment_status.as_str()),
-        (RESOURCE_ID, info.resource_id.as_str()),
-        (RESOURCE_TYPE, info.resource_type.as_str()),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
         }
     }
 }

@@ -10,7 +10,7 @@ use figma_paywall::{
 };
 use http::StatusCode;
 
-use crate::{proxy::Upstream, site::Page};
+use crate::{forwarded::TrustedProxies, proxy::Upstream, site::Page};
 
 /// The demo's plugin, when `--demo` names none.
 const DEMO_PLUGIN: &str = "1122334455";
@@ -108,6 +108,24 @@ pub(crate) struct Args {
     /// with the buyer named in the X-Figma-* headers.
     #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_UPSTREAM")]
     upstream: Option<String>,
+
+    /// How long the upstream may take to start its answer before the caller
+    /// gets 504 (reverse-proxy mode).
+    #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_UPSTREAM_TIMEOUT", value_parser = duration, default_value = "60s")]
+    upstream_timeout: Duration,
+
+    /// The proxies in front whose X-Forwarded-For says who the client is
+    /// (and, in reverse-proxy mode, whose X-Forwarded-Proto/-Host and
+    /// Forwarded go on): comma-separated networks, such as your load
+    /// balancer's subnet 10.0.0.0/8. Anyone else's are ignored.
+    #[arg(
+        long,
+        value_name = "NETWORKS",
+        env = "FIGMA_PAYWALL_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128"
+    )]
+    trusted_proxies: Vec<String>,
 
     /// Answer browsers on other origins (CORS): `*` for a plugin's UI, whose
     /// origin is `null` (any origin, no cookies), or a comma-separated list
@@ -274,6 +292,8 @@ pub(crate) struct Gateway {
     pub(crate) upstream: Option<Upstream>,
     /// `--cors`: the headers for browsers on other origins.
     pub(crate) cors: Option<tower_http::cors::CorsLayer>,
+    /// `--trusted-proxies`.
+    pub(crate) trusted: TrustedProxies,
     /// Who may read the metrics.
     pub(crate) metrics_token: Option<Secret>,
     /// `--login`: the site's URL (or `None`: the listening address, with
@@ -310,7 +330,22 @@ impl Gateway {
         if resources.is_empty() && !args.demo {
             return Err("name what buyers must have bought: --plugin ID, --widget ID or --file ID (or FIGMA_PLUGIN_ID, FIGMA_WIDGET_ID, FIGMA_FILE_ID)".to_owned());
         }
-        let upstream = args.upstream.as_deref().map(Upstream::new).transpose()?;
+        let trusted = TrustedProxies(
+            args.trusted_proxies
+                .iter()
+                .map(|net| {
+                    let net = net.trim();
+                    net.parse()
+                        .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| format!("--trusted-proxies {net:?}: give networks such as 10.0.0.0/8 or addresses such as 10.1.2.3, comma-separated"))
+                })
+                .collect::<Result<_, _>>()?,
+        );
+        let upstream = args
+            .upstream
+            .as_deref()
+            .map(|url| Upstream::new(url, trusted.clone(), args.upstream_timeout))
+            .transpose()?;
         let cors = args.cors.as_deref().map(crate::cors::layer).transpose()?;
         if args.login && upstream.is_none() {
             return Err(
@@ -383,6 +418,7 @@ impl Gateway {
             bypass,
             upstream,
             cors,
+            trusted,
             metrics_token: args.metrics_token,
             login: args.login.then(|| {
                 let buy = first.clone();

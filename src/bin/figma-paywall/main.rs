@@ -13,6 +13,7 @@
 mod auth;
 mod config;
 mod cors;
+mod forwarded;
 mod metrics;
 mod proxy;
 mod site;

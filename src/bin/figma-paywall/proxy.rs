@@ -1,15 +1,14 @@
 //! The reverse proxy (`--upstream`): a request that passes the gate goes on
-//! to the upstream, bodies streamed both ways, with hop-by-hop headers
-//! dropped (RFC 9110 §7.6.1), `X-Forwarded-For/-Proto/-Host` set, and the
-//! caller's identity in the `X-Figma-*` headers, which are always removed
-//! from what the client sent first.
+//! to the upstream, bodies streamed both ways, with its headers as
+//! `forwarded.rs` makes them (the caller's identity in the `X-Figma-*`
+//! headers, never the client's own), within `--upstream-timeout`.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request, State},
-    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri},
+    http::{StatusCode, Uri},
     response::{IntoResponse, Response},
 };
 use figma_paywall::{is_cors_preflight, PaidAccess, PaymentInformation};
@@ -18,18 +17,28 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-use crate::auth::{identity_headers, IDENTITY_HEADERS};
+use crate::forwarded::{
+    climbs, drop_hop_by_hop, identity_headers, private_answer, request_headers, TrustedProxies,
+};
 
 /// The upstream, and the client that streams to it.
 #[derive(Clone)]
 pub(crate) struct Upstream {
     base: Uri,
     client: Client<HttpConnector, Body>,
+    trusted: TrustedProxies,
+    timeout: Duration,
 }
 
 impl Upstream {
-    /// `url` must be `http://host[:port][/path]`.
-    pub(crate) fn new(url: &str) -> Result<Self, String> {
+    /// `url` must be `http://host[:port][/path]`; `trusted` are the proxies
+    /// whose forwarding headers go on; the upstream has `timeout` to start
+    /// its answer.
+    pub(crate) fn new(
+        url: &str,
+        trusted: TrustedProxies,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let base: Uri = url
             .parse()
             .map_err(|e| format!("--upstream {url:?} is not a URL: {e}"))?;
@@ -44,6 +53,8 @@ impl Upstream {
         Ok(Self {
             base,
             client: Client::builder(TokioExecutor::new()).build(connector),
+            trusted,
+            timeout,
         })
     }
 
@@ -60,33 +71,6 @@ impl Upstream {
     }
 }
 
-/// The headers that concern one connection only, never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-];
-
-/// Drops hop-by-hop headers, and those the `Connection` header names.
-fn drop_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in HOP_BY_HOP.iter().chain(&named) {
-        headers.remove(name);
-    }
-    headers.remove(header::TRANSFER_ENCODING);
-}
-
 /// A request that passed the gate, on its way to the upstream.
 pub(crate) async fn forward(
     State(upstream): State<Upstream>,
@@ -101,6 +85,13 @@ pub(crate) async fn forward(
         tracing::error!("a request reached the proxy without the gate's grant");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
+    if climbs(req.uri()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the path has a . or .. segment: ask for the resource by its own path",
+        )
+            .into_response();
+    }
     let target = match upstream.target(req.uri()) {
         Ok(target) => target,
         Err(e) => {
@@ -109,36 +100,33 @@ pub(crate) async fn forward(
         }
     };
     let headers = req.headers_mut();
-    drop_hop_by_hop(headers);
     // Whatever the client claims, the upstream hears only the gate.
-    for name in IDENTITY_HEADERS {
-        headers.remove(name);
-    }
+    request_headers(headers, peer.ip(), &upstream.trusted);
     if let Some(info) = &info {
         identity_headers(info, headers);
     }
-    let host = headers.remove(header::HOST);
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Some(host) = host {
-        headers.insert("x-forwarded-host", host);
-    }
     *req.uri_mut() = target;
-    match upstream.client.request(req).await {
-        Ok(response) => {
+    match tokio::time::timeout(upstream.timeout, upstream.client.request(req)).await {
+        Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             drop_hop_by_hop(&mut parts.headers);
+            private_answer(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "the upstream did not answer");
             (StatusCode::BAD_GATEWAY, "the upstream did not answer").into_response()
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = upstream.timeout.as_secs_f64(),
+                "the upstream did not answer in time"
+            );
+            (
+                StatusCode::GATEWAY_TIMEOUT,
+                "the upstream did not answer in time",
+            )
+                .into_response()
         }
     }
 }

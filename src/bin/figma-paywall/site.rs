@@ -39,7 +39,11 @@ pub(crate) fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, page: 
     if !wants_html(parts) {
         return refusal.into_response();
     }
-    let here = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    // A path, never a network-path reference (`//evil.example/x` would
+    // send the visitor to another site).
+    let asked = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let here = format!("/{}", asked.trim_start_matches(['/', '\\']));
+    let here = here.as_str();
     let product = esc(&page.product);
     match refusal.reason {
         RefusalReason::NoIdentity | RefusalReason::InvalidIdentity => {

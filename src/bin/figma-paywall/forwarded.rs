@@ -1,0 +1,297 @@
+//! What the upstream hears of a request, in reverse-proxy mode: the
+//! request's path as it came (never one that climbs out of the upstream's
+//! prefix), no hop-by-hop header (RFC 9110 §7.6.1), the forwarding headers
+//! as the gateway or a proxy it trusts says (never as the client says), and
+//! the caller's identity as the gate found it. And what a shared cache in
+//! front may keep of the answer: nothing.
+
+use std::net::IpAddr;
+
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
+use figma_paywall::PaymentInformation;
+use ipnet::IpNet;
+
+/// The headers that name the buyer on a 200.
+pub(crate) const USER_ID: HeaderName = HeaderName::from_static("x-figma-user-id");
+pub(crate) const PAYMENT_STATUS: HeaderName = HeaderName::from_static("x-figma-payment-status");
+pub(crate) const RESOURCE_ID: HeaderName = HeaderName::from_static("x-figma-resource-id");
+pub(crate) const RESOURCE_TYPE: HeaderName = HeaderName::from_static("x-figma-resource-type");
+/// On forward auth's 200: how many seconds ago Figma gave the answer that
+/// let the caller in.
+pub(crate) const ANSWER_AGE: HeaderName = HeaderName::from_static("x-figma-answer-age");
+
+/// Every header that names the caller to what is behind the gateway.
+pub(crate) const IDENTITY_HEADERS: [HeaderName; 4] =
+    [USER_ID, PAYMENT_STATUS, RESOURCE_ID, RESOURCE_TYPE];
+
+/// Names the caller in `headers`.
+pub(crate) fn identity_headers(info: &PaymentInformation, headers: &mut HeaderMap) {
+    for (name, value) in [
+        (USER_ID, info.user_id.as_str()),
+        (PAYMENT_STATUS, info.payment_status.as_str()),
+        (RESOURCE_ID, info.resource_id.as_str()),
+        (RESOURCE_TYPE, info.resource_type.as_str()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// The headers that concern one connection only, never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The forwarding headers: set by the gateway, or passed on from a proxy it
+/// trusts.
+const FORWARDING: [HeaderName; 5] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    header::FORWARDED,
+    X_REAL_IP,
+];
+
+/// Drops hop-by-hop headers, and those the `Connection` header names.
+pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// Whether `name` is one the gateway speaks for (the identity, the answer's
+/// age, the forwarding headers), spelt in any way a server behind may read
+/// as it: CGI and WSGI servers fold `_` into `-`.
+fn spoofs(name: &HeaderName) -> bool {
+    let folded = name.as_str().replace('_', "-");
+    folded.starts_with("x-figma-")
+        || IDENTITY_HEADERS
+            .iter()
+            .chain([&ANSWER_AGE])
+            .chain(&FORWARDING)
+            .any(|ours| ours.as_str() == folded)
+}
+
+/// The proxies whose forwarding headers are passed on.
+#[derive(Clone, Debug)]
+pub(crate) struct TrustedProxies(pub(crate) Vec<IpNet>);
+
+impl TrustedProxies {
+    pub(crate) fn trusts(&self, ip: &IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(ip))
+    }
+}
+
+/// The request's headers as the upstream hears them: the client's own
+/// claims dropped, the forwarding headers set for `peer` (the address the
+/// connection came from), passed on only from a proxy in `trusted`.
+pub(crate) fn request_headers(headers: &mut HeaderMap, peer: IpAddr, trusted: &TrustedProxies) {
+    // Read before hop-by-hop headers go: `Connection: host` must not drop
+    // the host the upstream is told of.
+    let host = headers.get(header::HOST).cloned();
+    let from_proxy = trusted.trusts(&peer);
+    let said: Vec<(HeaderName, HeaderValue)> = if from_proxy {
+        FORWARDING
+            .iter()
+            .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    drop_hop_by_hop(headers);
+    headers.remove(header::HOST);
+    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| spoofs(n)).cloned().collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    for (name, value) in said {
+        headers.insert(name, value);
+    }
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {peer}"),
+        None => peer.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers
+        .entry(X_FORWARDED_PROTO)
+        .or_insert(HeaderValue::from_static("http"));
+    if let Some(host) = host {
+        headers.entry(X_FORWARDED_HOST).or_insert(host);
+    }
+}
+
+/// Whether `uri`'s path climbs (a `.` or `..` segment, percent-encoded or
+/// not): refused, so that `--upstream http://host/app` never serves
+/// `/app/../admin`.
+pub(crate) fn climbs(uri: &Uri) -> bool {
+    uri.path().split(['/', '\\']).any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+/// A gated answer is for its caller alone: `Cache-Control: private` unless
+/// the upstream already keeps it out of shared caches (`private`,
+/// `no-store`); `public` and `s-maxage` dropped.
+pub(crate) fn private_answer(headers: &mut HeaderMap) {
+    let directives: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let name = |d: &str| {
+        d.split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    if directives
+        .iter()
+        .any(|d| matches!(name(d).as_str(), "private" | "no-store"))
+    {
+        return;
+    }
+    let kept = directives
+        .iter()
+        .filter(|d| !matches!(name(d).as_str(), "public" | "s-maxage"));
+    let value = std::iter::once("private")
+        .chain(kept.map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn loopback() -> TrustedProxies {
+        TrustedProxies(vec!["127.0.0.0/8".parse().unwrap()])
+    }
+
+    #[test]
+    fn a_client_cannot_speak_for_the_gateway_in_any_spelling() {
+        let mut h = headers(&[
+            ("host", "app.example"),
+            ("connection", "host, x-forwarded-host"),
+            ("x_figma_user_id", "90003"),
+            ("X_Figma_Payment_Status", "PAID"),
+            ("x-figma-resource-id", "1"),
+            ("x-figma-answer-age", "0"),
+            ("x-forwarded-host", "evil.example"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("accept", "text/html"),
+        ]);
+        request_headers(&mut h, "203.0.113.7".parse().unwrap(), &loopback());
+        let mut left: Vec<String> = h
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "accept: text/html",
+                "x-forwarded-for: 203.0.113.7",
+                "x-forwarded-host: app.example",
+                "x-forwarded-proto: http",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_trusted_proxy_s_forwarding_headers_go_on() {
+        let mut h = headers(&[
+            ("host", "gateway:8080"),
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "docs.example.com"),
+            ("x-figma-user-id", "5"),
+        ]);
+        request_headers(&mut h, "127.0.0.1".parse().unwrap(), &loopback());
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "docs.example.com");
+        assert!(h.get("x-figma-user-id").is_none());
+    }
+
+    #[test]
+    fn paths_that_climb_are_found_however_spelt() {
+        for path in [
+            "/../admin",
+            "/a/./b",
+            "/%2e%2e/admin",
+            "/%2E./x",
+            "/a/..",
+            "/a\\..\\b",
+        ] {
+            assert!(climbs(&path.parse().unwrap()), "{path}");
+        }
+        for path in ["/", "/a/b.c", "/...", "/a..b/", "/.well-known/x"] {
+            assert!(!climbs(&path.parse().unwrap()), "{path}");
+        }
+    }
+
+    #[test]
+    fn gated_answers_stay_out_of_shared_caches() {
+        for (upstream, sent) in [
+            (None, "private"),
+            (Some("public, max-age=600"), "private, max-age=600"),
+            (Some("s-maxage=60, max-age=5"), "private, max-age=5"),
+            (Some("no-store"), "no-store"),
+            (Some("private, max-age=60"), "private, max-age=60"),
+        ] {
+            let mut h = HeaderMap::new();
+            if let Some(value) = upstream {
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+            }
+            private_answer(&mut h);
+            assert_eq!(h[header::CACHE_CONTROL], sent, "{upstream:?}");
+        }
+    }
+}

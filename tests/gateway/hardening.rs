@@ -1,0 +1,169 @@
+//! What the attack review of the reverse proxy found, over loopback with
+//! the binary: a client cannot speak for the gateway (identity and
+//! forwarding headers, in any spelling a server behind may fold), a path
+//! cannot climb out of the upstream's prefix, gated answers stay out of
+//! shared caches, and a hung upstream costs the caller `--upstream-timeout`.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use reqwest::Client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+/// An upstream that says what it received: every header, and the path; and
+/// `/slow`, which answers after 30 s.
+async fn telling_upstream() -> String {
+    use axum::{extract::Request, routing::get, Json, Router};
+    let app = Router::new()
+        .route(
+            "/app/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .fallback(|req: Request| async move {
+            let headers: serde_json::Map<String, serde_json::Value> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").into()))
+                .collect();
+            Json(serde_json::json!({ "path": req.uri().path(), "headers": headers }))
+        });
+    serve(app).await
+}
+
+/// What the upstream heard of a GET `path` with `headers`, and the answer's
+/// headers.
+async fn heard(base: &str, path: &str, headers: &[(&str, &str)]) -> (serde_json::Value, HeaderMap) {
+    let mut request = Client::new().get(format!("{base}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    (response.json().await.unwrap(), headers)
+}
+
+/// The status line of a request written as is (no client tidies its path).
+async fn raw_status(base: &str, path: &str, token: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Figma-Payment-Token: {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_client_cannot_speak_for_the_gateway_nor_climb_out_of_the_upstream() {
+    let upstream = telling_upstream().await;
+    let app = format!("{upstream}/app");
+    // The client here is on loopback: trust only another network's proxies.
+    let gateway = demo(&["--upstream", &app, "--trusted-proxies", "10.0.0.0/8"]);
+    let buyer = gateway.tokens[0].clone();
+    let (seen, answer) = heard(
+        &gateway.base,
+        "/docs",
+        &[
+            ("X-Figma-Payment-Token", &buyer),
+            ("X_Figma_User_Id", "90003"),
+            ("X_Figma_Payment_Status", "PAID"),
+            ("X-Figma-Resource-Id", "1"),
+            ("X-Figma-Answer-Age", "0"),
+            ("Connection", "host, x-custom"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("Forwarded", "for=198.51.100.9;host=evil.example"),
+            ("X-Real-IP", "198.51.100.9"),
+            ("X_Forwarded_For", "198.51.100.9"),
+        ],
+    )
+    .await;
+    assert_eq!(seen["path"], "/app/docs");
+    let headers = seen["headers"].as_object().unwrap();
+    let folded: Vec<&str> = headers
+        .keys()
+        .map(String::as_str)
+        .filter(|n| n.contains('_'))
+        .collect();
+    assert!(
+        folded.is_empty(),
+        "the upstream heard the client's {folded:?}"
+    );
+    assert_eq!(headers["x-figma-user-id"], "2001");
+    assert_eq!(headers["x-figma-payment-status"], "PAID");
+    assert_eq!(headers["x-figma-resource-id"], "1122334455");
+    assert!(!headers.contains_key("x-figma-answer-age"));
+    assert!(!headers.contains_key("forwarded"));
+    assert!(!headers.contains_key("x-real-ip"));
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    let base_host = gateway.base.trim_start_matches("http://");
+    assert_eq!(headers["x-forwarded-host"], base_host);
+    // A buyer's answer is theirs alone.
+    assert_eq!(answer["cache-control"], "private");
+
+    // Paths that climb, however spelt, never reach the upstream.
+    for path in ["/../admin/secret", "/docs/%2e%2e/%2E%2E/admin", "/a/./b"] {
+        let status = raw_status(&gateway.base, path, &buyer).await;
+        assert!(status.contains(" 400 "), "{path}: {status}");
+    }
+    assert!(raw_status(&gateway.base, "/docs/a..b", &buyer)
+        .await
+        .contains(" 200 "));
+
+    // A hung upstream: 504 after --upstream-timeout.
+    let impatient = demo(&["--upstream", &app, "--upstream-timeout", "1s"]);
+    let started = Instant::now();
+    let response = Client::new()
+        .get(format!("{}/slow", impatient.base))
+        .header("X-Figma-Payment-Token", &impatient.tokens[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test]
+async fn only_the_proxies_it_trusts_say_who_the_client_is() {
+    let upstream = telling_upstream().await;
+    let forwarded = [
+        ("X-Forwarded-For", "198.51.100.9"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "docs.example.com"),
+    ];
+    // Loopback is trusted by default: a proxy on this host.
+    let gateway = demo(&["--upstream", &upstream]);
+    let token = gateway.tokens[0].clone();
+    let with_token = [&[("X-Figma-Payment-Token", token.as_str())][..], &forwarded].concat();
+    let (seen, _) = heard(&gateway.base, "/", &with_token).await;
+    assert_eq!(
+        seen["headers"]["x-forwarded-for"],
+        "198.51.100.9, 127.0.0.1"
+    );
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(seen["headers"]["x-forwarded-host"], "docs.example.com");
+    // Trusting only the load balancer's network, a caller on loopback is
+    // the client itself.
+    let gateway = demo(&["--upstream", &upstream, "--trusted-proxies", "10.0.0.0/8"]);
+    let token = gateway.tokens[0].clone();
+    let with_token = [&[("X-Figma-Payment-Token", token.as_str())][..], &forwarded].concat();
+    let (seen, _) = heard(&gateway.base, "/", &with_token).await;
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    assert_ne!(seen["headers"]["x-forwarded-host"], "docs.example.com");
+    // A network that is not one stops the gateway at start.
+    let output = command(&["--demo", "--trusted-proxies", "10.0.0.0/33"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--trusted-proxies"));
+}
