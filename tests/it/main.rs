@@ -11,6 +11,9 @@ mod common;
 #[path = "../common/tcp_proxy.rs"]
 mod tcp_proxy;
 
+#[path = "../common/scratch.rs"]
+mod scratch;
+
 mod breaker;
 mod budget;
 mod client;
@@ -21,5 +24,6 @@ mod login;
 mod properties;
 mod redis;
 mod redis_budget;
+mod redis_tls;
 mod require_paid;
 mod store;

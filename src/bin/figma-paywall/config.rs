@@ -402,6 +402,13 @@ impl Gateway {
             {
                 tier = tier.replica_name(name);
             }
+            if let Some(path) = std::env::var_os("FIGMA_PAYWALL_REDIS_CA").filter(|p| !p.is_empty())
+            {
+                let pem = std::fs::read(&path).map_err(|e| {
+                    format!("FIGMA_PAYWALL_REDIS_CA {}: {e} (give the PEM file of the certificate authority that signed your Redis server's certificate)", path.to_string_lossy())
+                })?;
+                tier = tier.root_certificate(pem);
+            }
             let tier = tier
                 .build()
                 .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;

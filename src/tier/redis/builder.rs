@@ -36,6 +36,8 @@ pub struct RedisTierBuilder {
     lock_ttl: Duration,
     replicas: u32,
     replica_name: Option<String>,
+    /// The certificate authority to trust for `rediss://`, in PEM.
+    root_certificate: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisTierBuilder {
@@ -47,11 +49,35 @@ impl fmt::Debug for RedisTierBuilder {
             .field("lock_ttl", &self.lock_ttl)
             .field("replicas", &self.replicas)
             .field("replica_name", &self.replica_name)
+            .field("root_certificate", &self.root_certificate.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl RedisTierBuilder {
+    /// For a `rediss://` URL, trust the certificate authority in `pem`
+    /// instead of the public ones (a Redis you run with your own
+    /// certificates). Managed Redis (Upstash, ElastiCache with in-transit
+    /// encryption, Azure Cache, Memorystore) has certificates the public
+    /// authorities sign: give it nothing. The gateway reads it from the file
+    /// `FIGMA_PAYWALL_REDIS_CA` names.
+    ///
+    /// ```no_run
+    /// use figma_paywall::redis::RedisTier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?;
+    /// let tier = RedisTier::builder("rediss://:password@redis.internal:6380")
+    ///     .root_certificate(ca)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate = Some(pem.into());
+        self
+    }
+
     /// Prefix of every key and of the pub/sub channel; default
     /// `figma-paywall:v1:`. Replicas that share answers share a prefix.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -154,7 +180,16 @@ impl RedisTierBuilder {
             Some(name) => name,
             None => format!("{:032x}", rand::random::<u128>()),
         };
-        let client = ::redis::Client::open(self.url.as_str())?;
+        let client = match self.root_certificate {
+            None => ::redis::Client::open(self.url.as_str())?,
+            Some(pem) => ::redis::Client::build_with_tls(
+                self.url.as_str(),
+                ::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )?,
+        };
         let config = ::redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
@@ -184,7 +219,7 @@ impl RedisTierBuilder {
 
 impl RedisTier {
     /// Starts a builder for the Redis server at `url`
-    /// (`redis://[:password@]host:port[/db]`).
+    /// (`redis://[:password@]host:port[/db]`, or `rediss://` for TLS).
     pub fn builder(url: impl Into<String>) -> RedisTierBuilder {
         RedisTierBuilder {
             url: url.into(),
@@ -193,6 +228,7 @@ impl RedisTier {
             lock_ttl: Duration::from_secs(6),
             replicas: 1,
             replica_name: None,
+            root_certificate: None,
         }
     }
 }
