@@ -1,7 +1,7 @@
 //! The docs site in a real browser: headless Chromium driven over WebDriver
 //! (chromedriver) against the mock Figma. `.ci/run` installs Debian's
-//! `chromium` and `chromium-driver`; without them the test says it was
-//! skipped, and why.
+//! `chromium` and `chromium-driver`; without them the test fails, saying
+//! what to install.
 
 #[path = "../examples/docs_site.rs"]
 mod docs_site;
@@ -24,9 +24,7 @@ async fn docs_send_to_sign_in(client: &Client, base: &str, figma: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_read_docs_sign_out_and_hit_the_paywall() {
-    if !common::chromium::available("browser test") {
-        return;
-    }
+    common::chromium::require("browser test");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (app, mock) = docs_site::demo_site(&base).await.unwrap();

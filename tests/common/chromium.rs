@@ -1,7 +1,7 @@
 //! Headless Chromium driven over WebDriver (chromedriver), for the tests
 //! that go through a site as a visitor would: `tests/browser.rs` and the
 //! gateway's `--login` test. `.ci/run` installs Debian's `chromium` and
-//! `chromium-driver`; without them, `available` says why the test skips.
+//! `chromium-driver`; without them, `require` fails the test, saying what to install.
 
 use std::{
     path::Path,
@@ -86,24 +86,8 @@ pub async fn text(client: &Client) -> String {
         .unwrap()
 }
 
-/// Whether Chromium and chromedriver are installed; if not, says on stderr
-/// that `test` skipped.
-pub fn available(test: &str) -> bool {
-    if Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists() {
-        return true;
-    }
-    use std::io::Write;
-    // Straight to stderr, past the harness's output capture.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {CHROMIUM} or {CHROMEDRIVER} is missing (install Debian's chromium and chromium-driver; .ci/run does)"
-    );
-    false
-}
-
 /// Fails `test`, saying what to install, unless Chromium and chromedriver
 /// are installed.
-#[allow(dead_code)]
 pub fn require(test: &str) {
     assert!(
         Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),

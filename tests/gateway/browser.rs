@@ -29,9 +29,7 @@ async fn static_site() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_signs_in_through_the_gateway_and_reads_a_static_page() {
-    if !chromium::available("gateway browser test") {
-        return;
-    }
+    chromium::require("gateway browser test");
     let site = static_site().await;
     let gateway = demo(&[
         "--upstream",

@@ -185,12 +185,6 @@ impl CapturedLogs {
     }
 }
 
-/// Says that a test was skipped, and why, where the test harness does not
-/// swallow it (straight to the process's stderr, past output capture).
-pub fn skipped(why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
-}
-
 /// Waits until `done` holds (work under way elsewhere: a background
 /// refresh, a lookup whose callers left, a message over Redis), polling
 /// every 10 ms; panics with `what` after 5 s.

@@ -1,6 +1,6 @@
-//! The shared Redis tier, against a real Redis server at `REDIS_URL`
-//! (`.ci/run` starts one). Without `REDIS_URL` these tests say they were
-//! skipped.
+//! The shared Redis tier, against a real Redis server at `REDIS_URL`, or
+//! on 127.0.0.1:6379 (`.ci/run` starts one). Without one these tests fail,
+//! saying what to start.
 #![cfg(feature = "redis")]
 
 use std::time::{Duration, Instant};
@@ -13,10 +13,18 @@ use figma_paywall::{
     PaymentStatus, Paywall, RequirePaidLayer,
 };
 
-pub(crate) fn redis_url() -> Option<String> {
-    let url = std::env::var("REDIS_URL").ok();
-    if url.is_none() {
-        skipped("Redis test: REDIS_URL is not set (start a Redis server and export REDIS_URL=redis://127.0.0.1:6379; .ci/run does)");
+/// The Redis server the tests share: `REDIS_URL`, or the one on this
+/// machine's standard port. A test fails, saying what to start, when there
+/// is none: it never passes without having run.
+pub(crate) fn redis_url() -> String {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let client = ::redis::Client::open(url.as_str())
+        .unwrap_or_else(|e| panic!("REDIS_URL={url:?} is not a Redis URL: {e}"));
+    let reached = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .and_then(|mut c| ::redis::cmd("PING").query::<String>(&mut c));
+    if let Err(e) = reached {
+        panic!("no Redis server at {url} ({e}): start one (Debian: apt-get install redis-server; redis-server --daemonize yes) or export REDIS_URL; .ci/run does");
     }
     url
 }
@@ -61,7 +69,7 @@ fn replicas(figma: &MockFigma, url: &str, prefix: &str, n: usize) -> Vec<Replica
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_replicas_make_one_call_for_a_cold_user() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let figma = MockFigma::start().await.unwrap();
     figma.set_latency(Duration::from_millis(100));
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
@@ -77,7 +85,7 @@ async fn four_replicas_make_one_call_for_a_cold_user() {
 
 #[tokio::test]
 async fn a_429_on_one_replica_stops_the_others() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let figma = MockFigma::start().await.unwrap();
     let replicas = replicas(&figma, &url, &prefix(), 3);
     figma.push_fault(Fault::RateLimited { retry_after: 5 });
@@ -101,7 +109,7 @@ async fn a_429_on_one_replica_stops_the_others() {
 
 #[tokio::test]
 async fn invalidation_on_one_replica_drops_the_answer_on_all() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let figma = MockFigma::start().await.unwrap();
     let prefix = prefix();
     let replicas = replicas(&figma, &url, &prefix, 4);
@@ -136,7 +144,7 @@ async fn invalidation_on_one_replica_drops_the_answer_on_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_refuses_no_known_buyer_and_it_is_used_again_when_back() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let target = url
         .trim_start_matches("redis://")
         .split('/')
@@ -210,7 +218,7 @@ async fn redis_going_away_refuses_no_known_buyer_and_it_is_used_again_when_back(
 
 #[tokio::test]
 async fn an_answer_near_its_end_is_refreshed_and_stands_in_when_figma_fails() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let figma = MockFigma::start().await.unwrap();
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     let prefix = prefix();
@@ -251,7 +259,7 @@ fn replica_with_key(figma: &MockFigma, url: &str, prefix: &str, key: &str) -> Ro
 
 #[tokio::test]
 async fn answers_in_redis_without_a_valid_seal_are_refused() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     const KEY: &str = "the replicas' shared secret, 32+ bytes";
     let figma = MockFigma::start().await.unwrap();
     let prefix = prefix();
@@ -336,7 +344,7 @@ async fn wait_until_listening(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_offs_and_invalidations_in_redis_count_only_when_sealed_and_recent() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let figma = MockFigma::start().await.unwrap();
     let prefix = prefix();
     let clock = MockClock::new();
