@@ -167,3 +167,105 @@ async fn only_the_proxies_it_trusts_say_who_the_client_is() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--trusted-proxies"));
 }
+
+/// Whether the server closes `stream` (EOF or reset) within `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let until = Instant::now() + within;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {} // an answer: read on
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_and_cannot_take_every_place() {
+    let gateway = demo(&["--header-timeout", "1s", "--max-connections", "4"]);
+    let addr = gateway.base.trim_start_matches("http://").to_owned();
+    // Headers trickling in, never finished: closed at the deadline.
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    trickle
+        .write_all(b"GET /_figma_paywall/health HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut trickle, Duration::from_secs(15)).await,
+        "a request trickling its headers was kept open"
+    );
+    // A keep-alive connection left idle after its answer: closed too.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /_figma_paywall/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(15)).await,
+        "an idle keep-alive connection was kept open"
+    );
+    // Every place taken by connections that send nothing: a buyer's request
+    // still gets its answer once they are closed.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let answer = Client::new()
+        .get(format!("{}/_figma_paywall/auth", gateway.base))
+        .header("X-Figma-Payment-Token", &gateway.tokens[0])
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("answered once the silent connections were closed");
+    assert_eq!(answer.status(), StatusCode::OK);
+    // The silent ones were closed.
+    for stream in &mut silent[..4] {
+        assert!(closed_within(stream, Duration::from_secs(15)).await);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeout() {
+    // An upstream that holds a request for 30 s, and says when it has one.
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let told = arrived.clone();
+    let upstream = serve(axum::Router::new().fallback(move || {
+        let told = told.clone();
+        async move {
+            told.notify_one();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "late"
+        }
+    }))
+    .await;
+    let mut gateway = demo(&["--upstream", &upstream, "--shutdown-timeout", "1s"]);
+    let buyer = gateway.tokens[0].clone();
+    let slow = tokio::spawn(
+        Client::new()
+            .get(format!("{}/slow", gateway.base))
+            .header("X-Figma-Payment-Token", buyer)
+            .timeout(Duration::from_secs(60))
+            .send(),
+    );
+    tokio::time::timeout(Duration::from_secs(20), arrived.notified())
+        .await
+        .expect("the request reached the upstream");
+    let pid = gateway.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let started = Instant::now();
+    let mut exit = None;
+    while exit.is_none() && started.elapsed() < Duration::from_secs(20) {
+        exit = gateway.child.try_wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(exit
+        .expect("the gateway exits after its shutdown timeout, not the upstream's 30 s")
+        .success());
+    // The held request got no answer from a gateway that is gone.
+    assert!(slow.await.unwrap().is_err());
+}

@@ -79,18 +79,24 @@ async fn metrics_are_served_in_prometheus_format_to_whoever_has_the_token() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
-/// A slow upstream: it answers after `delay`.
-async fn slow_upstream(delay: Duration) -> String {
-    let app = axum::Router::new().fallback(move || async move {
-        tokio::time::sleep(delay).await;
-        "slow but there"
+/// A slow upstream: it answers after `delay`, and tells `arrived` when a
+/// request reaches it.
+async fn slow_upstream(delay: Duration, arrived: std::sync::Arc<tokio::sync::Notify>) -> String {
+    let app = axum::Router::new().fallback(move || {
+        let arrived = arrived.clone();
+        async move {
+            arrived.notify_one();
+            tokio::time::sleep(delay).await;
+            "slow but there"
+        }
     });
     serve(app).await
 }
 
 #[tokio::test]
 async fn sigterm_finishes_the_requests_in_flight_and_logs_are_json_lines() {
-    let upstream = slow_upstream(Duration::from_millis(800)).await;
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let upstream = slow_upstream(Duration::from_millis(800), arrived.clone()).await;
     let mut command = demo_command(&["--upstream", &upstream, "--log-format", "json"]);
     command.env("RUST_LOG", "info").stderr(Stdio::piped());
     let mut gateway = start(command);
@@ -111,7 +117,9 @@ async fn sigterm_finishes_the_requests_in_flight_and_logs_are_json_lines() {
             .timeout(Duration::from_secs(10))
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(20), arrived.notified())
+        .await
+        .expect("the request reached the upstream");
     let pid = gateway.child.id().to_string();
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -228,6 +228,27 @@ pub(crate) struct Args {
         default_value = "text"
     )]
     pub(crate) log_format: LogFormat,
+
+    /// The most connections served at once; past it new ones wait in the
+    /// kernel's queue. Keep it under the process's open-file limit
+    /// (`ulimit -n`), with room for Redis, the store and the upstream.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "FIGMA_PAYWALL_MAX_CONNECTIONS",
+        default_value_t = 768
+    )]
+    max_connections: usize,
+
+    /// How long a client has to send a request's headers, and how long a
+    /// keep-alive connection may sit idle, before it is closed.
+    #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_HEADER_TIMEOUT", value_parser = duration, default_value = "10s")]
+    header_timeout: Duration,
+
+    /// On SIGTERM, how long the requests in flight have to finish before
+    /// the gateway exits anyway.
+    #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_SHUTDOWN_TIMEOUT", value_parser = duration, default_value = "20s")]
+    shutdown_timeout: Duration,
 }
 
 /// The format of the gateway's log lines.
@@ -283,6 +304,8 @@ fn deny_status(value: &str) -> Result<u16, String> {
 /// A configured gateway, ready to serve.
 pub(crate) struct Gateway {
     pub(crate) listen: SocketAddr,
+    /// `--max-connections`, `--header-timeout`, `--shutdown-timeout`.
+    pub(crate) limits: crate::serve::Limits,
     pub(crate) paywall: Paywall,
     pub(crate) resources: Vec<Resource>,
     pub(crate) deny_status: StatusCode,
@@ -415,8 +438,16 @@ impl Gateway {
             builder = builder.redis(tier);
         }
         let first = resources[0].clone();
+        if args.max_connections == 0 {
+            return Err("--max-connections must be at least 1".to_owned());
+        }
         Ok(Self {
             listen: args.listen,
+            limits: crate::serve::Limits {
+                max_connections: args.max_connections,
+                header_timeout: args.header_timeout,
+                shutdown_timeout: args.shutdown_timeout,
+            },
             paywall: builder.build(),
             resources,
             deny_status: StatusCode::from_u16(args.deny_status)

@@ -16,9 +16,10 @@ mod cors;
 mod forwarded;
 mod metrics;
 mod proxy;
+mod serve;
 mod site;
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::Parser;
 
@@ -60,15 +61,15 @@ async fn main() -> ExitCode {
         }
     };
     gateway.print_demo(addr);
-    let app = auth::router(&gateway, login).into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await
-    {
-        eprintln!("figma-paywall: the server stopped: {e}");
-        return ExitCode::FAILURE;
+    let app = auth::router(&gateway, login);
+    if serve::serve(listener, app, gateway.limits, shutdown()).await {
+        tracing::info!("stopped: every request in flight was answered");
+    } else {
+        tracing::warn!(
+            shutdown_timeout_secs = gateway.limits.shutdown_timeout.as_secs_f64(),
+            "stopped with requests still in flight: they took longer than --shutdown-timeout"
+        );
     }
-    tracing::info!("stopped: every request in flight was answered");
     ExitCode::SUCCESS
 }
 
