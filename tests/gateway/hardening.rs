@@ -269,3 +269,77 @@ async fn sigterm_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeou
     // The held request got no answer from a gateway that is gone.
     assert!(slow.await.unwrap().is_err());
 }
+
+/// An upstream that switches to the `echo` protocol on `/ws`, then sends
+/// back what it reads.
+async fn echo_upstream() -> String {
+    use axum::{body::Body, extract::Request, response::Response};
+    let app = axum::Router::new().fallback(|mut req: Request| async move {
+        let switched = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(io) = switched.await {
+                let mut io = hyper_util::rt::TokioIo::new(io);
+                let mut buf = [0u8; 64];
+                while let Ok(n @ 1..) = io.read(&mut buf).await {
+                    if io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Response::builder()
+            .status(101)
+            .header("upgrade", "echo")
+            .header("connection", "upgrade")
+            .body(Body::empty())
+            .unwrap()
+    });
+    serve(app).await
+}
+
+/// Asks `base` to switch to `echo` with `token`: the answer's head, and the
+/// connection.
+async fn ask_upgrade(base: &str, token: &str) -> (String, tokio::net::TcpStream) {
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nX-Figma-Payment-Token: {token}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("an answer")
+            .unwrap();
+        if read == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    (String::from_utf8_lossy(&head).into_owned(), stream)
+}
+
+#[tokio::test]
+async fn a_buyer_s_websocket_goes_through_and_a_non_buyer_s_does_not() {
+    let upstream = echo_upstream().await;
+    let gateway = demo(&["--upstream", &upstream]);
+    let (head, mut stream) = ask_upgrade(&gateway.base, &gateway.tokens[0]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head}"
+    );
+    stream.write_all(b"hello").await.unwrap();
+    let mut echoed = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echoed))
+        .await
+        .expect("the upstream's echo")
+        .unwrap();
+    assert_eq!(&echoed, b"hello");
+    // A non-buyer is refused before anything switches.
+    let (head, _) = ask_upgrade(&gateway.base, &gateway.tokens[2]).await;
+    assert!(head.starts_with("HTTP/1.1 402"), "{head}");
+}

@@ -8,13 +8,13 @@ use std::{net::SocketAddr, time::Duration};
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request, State},
-    http::{StatusCode, Uri},
+    http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
 use figma_paywall::{is_cors_preflight, PaidAccess, PaymentInformation};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
+    rt::{TokioExecutor, TokioIo},
 };
 
 use crate::forwarded::{
@@ -71,6 +71,35 @@ impl Upstream {
     }
 }
 
+/// The protocol a request asks to switch to (`Connection: upgrade` and
+/// `Upgrade: websocket`), if it asks.
+fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Copies bytes both ways between the client's upgraded connection and the
+/// upstream's, until either closes.
+async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!(error = %e, "an upgrade did not complete");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "an upgraded connection ended");
+    }
+}
+
 /// A request that passed the gate, on its way to the upstream.
 pub(crate) async fn forward(
     State(upstream): State<Upstream>,
@@ -99,17 +128,37 @@ pub(crate) async fn forward(
             return StatusCode::BAD_GATEWAY.into_response();
         }
     };
+    // A WebSocket (or any `Upgrade`): the protocol asked for goes on, and
+    // once the upstream switches, bytes flow both ways.
+    let upgrade = upgrade_asked(req.headers());
+    let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let headers = req.headers_mut();
     // Whatever the client claims, the upstream hears only the gate.
     request_headers(headers, peer.ip(), &upstream.trusted);
     if let Some(info) = &info {
         identity_headers(info, headers);
     }
+    if let Some(protocol) = &upgrade {
+        headers.insert(header::UPGRADE, protocol.clone());
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     *req.uri_mut() = target;
     match tokio::time::timeout(upstream.timeout, upstream.client.request(req)).await {
-        Ok(Ok(response)) => {
+        Ok(Ok(mut response)) => {
+            let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            let switched_to = response.headers().get(header::UPGRADE).cloned();
+            if let (true, Some(client_side)) = (switched, client_side) {
+                let upstream_side = hyper::upgrade::on(&mut response);
+                tokio::spawn(splice(client_side, upstream_side));
+            }
             let (mut parts, body) = response.into_parts();
             drop_hop_by_hop(&mut parts.headers);
+            if let (true, Some(protocol)) = (switched, switched_to) {
+                parts.headers.insert(header::UPGRADE, protocol);
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            }
             private_answer(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
