@@ -110,6 +110,42 @@ struct Config {
     http: reqwest::Client,
     /// The states of flows already come back: a flow is accepted once.
     used_flows: moka::sync::Cache<String, ()>,
+    /// Token exchanges at Figma, at most so many a minute.
+    exchanges: Exchanges,
+}
+
+/// The budget of token exchanges with the app's client credentials: a
+/// GCRA of `per_minute`, in bursts of a third of it (at least 5).
+#[derive(Debug)]
+struct Exchanges {
+    interval: Duration,
+    burst: u32,
+    /// When the budget would be whole again.
+    tat: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Exchanges {
+    fn new(per_minute: u32) -> Self {
+        let per_minute = per_minute.max(1);
+        Self {
+            interval: Duration::from_secs(60) / per_minute,
+            burst: (per_minute / 3).max(5),
+            tat: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Takes one, or says how long until one is free.
+    fn take(&self) -> Result<(), Duration> {
+        let now = std::time::Instant::now();
+        let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
+        let from = tat.map_or(now, |t| t.max(now));
+        let allowed = self.interval * (self.burst - 1);
+        if from.saturating_duration_since(now) > allowed {
+            return Err(from.saturating_duration_since(now) - allowed);
+        }
+        *tat = Some(from + self.interval);
+        Ok(())
+    }
 }
 
 impl fmt::Debug for FigmaLogin {
@@ -147,6 +183,7 @@ pub struct LoginBuilder {
     cookie_name: String,
     session_lifetime: Duration,
     session_version: u32,
+    sign_ins_per_minute: u32,
 }
 
 impl fmt::Debug for LoginBuilder {
@@ -216,6 +253,24 @@ impl LoginBuilder {
         self
     }
 
+    /// The most sign-ins a minute this replica completes (default 30, in
+    /// bursts of a third of it, at least 5). Each spends a token exchange
+    /// at Figma with your app's client credentials, which anyone can start
+    /// by following the sign-in link; past it, a sign-in is refused with
+    /// 429 and `Retry-After` before Figma is asked.
+    ///
+    /// ```
+    /// # use figma_paywall::login::FigmaLogin;
+    /// let login = FigmaLogin::builder("client-id", "client-secret", "https://docs.example.com")
+    ///     .sign_ins_per_minute(120) // a busy site
+    ///     .build()?;
+    /// # Ok::<(), figma_paywall::login::LoginConfigError>(())
+    /// ```
+    pub fn sign_ins_per_minute(mut self, per_minute: u32) -> Self {
+        self.sign_ins_per_minute = per_minute;
+        self
+    }
+
     /// Builds the login.
     pub fn build(self) -> Result<FigmaLogin, LoginConfigError> {
         let parse = |what: &'static str, url: &str| {
@@ -268,6 +323,7 @@ impl LoginBuilder {
                     .max_capacity(100_000)
                     .time_to_live(FLOW_LIFETIME)
                     .build(),
+                exchanges: Exchanges::new(self.sign_ins_per_minute),
             }),
         })
     }
@@ -292,13 +348,15 @@ impl FigmaLogin {
             cookie_name: "figma_session".to_owned(),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             session_version: 0,
+            sign_ins_per_minute: 30,
         }
     }
 
     /// A login configured from the environment: `FIGMA_CLIENT_ID` and
     /// `FIGMA_CLIENT_SECRET` (required), `FIGMA_OAUTH_URL` (the authorize
     /// page), `FIGMA_API_URL` (the token exchange's base URL),
-    /// `FIGMA_SESSION_KEY` (64+ bytes, base64) and `FIGMA_SESSION_VERSION`
+    /// `FIGMA_SESSION_KEY` (64+ bytes, base64), `FIGMA_SIGN_INS_PER_MINUTE`
+    /// and `FIGMA_SESSION_VERSION`
     /// (see [`LoginBuilder::session_version`]) where set.
     pub fn from_env(site_url: impl Into<String>) -> Result<Self, LoginConfigError> {
         let var = |name: &'static str| {
@@ -331,6 +389,17 @@ impl FigmaLogin {
                         reason: "must be a whole number from 0 to 4294967295",
                     })?;
             builder = builder.session_version(version);
+        }
+        if let Ok(per_minute) = var("FIGMA_SIGN_INS_PER_MINUTE") {
+            let per_minute =
+                per_minute
+                    .trim()
+                    .parse()
+                    .map_err(|_| LoginConfigError::InvalidVariable {
+                        name: "FIGMA_SIGN_INS_PER_MINUTE",
+                        reason: "must be a whole number from 1 to 4294967295",
+                    })?;
+            builder = builder.sign_ins_per_minute(per_minute);
         }
         builder.build()
     }

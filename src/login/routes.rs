@@ -177,6 +177,24 @@ pub(super) async fn callback(
         )
             .into_response();
     }
+    // Each exchange spends the app's client credentials at Figma, and
+    // anyone can start one: at most so many a minute.
+    if let Err(wait) = c.exchanges.take() {
+        let secs = wait.as_secs() + 1;
+        tracing::warn!(
+            retry_after_secs = secs,
+            "sign-in refused: too many sign-ins this minute (LoginBuilder::sign_ins_per_minute)"
+        );
+        let mut response = failed(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many people are signing in right now; try again in {secs} seconds."),
+            &login,
+        );
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, secs.into());
+        return (jar, response).into_response();
+    }
     c.used_flows.insert(flow.state.clone(), ());
     let answer = c
         .http
@@ -250,6 +268,19 @@ pub(super) async fn logout(
     headers: http::HeaderMap,
     jar: PrivateCookieJar,
 ) -> Response {
+    // Another site's form cannot sign the visitor out (CSRF): browsers say
+    // where a POST comes from.
+    let site = login.inner.callback_url.origin().ascii_serialization();
+    let from_elsewhere = headers
+        .get(http::header::ORIGIN)
+        .is_some_and(|origin| origin.as_bytes() != site.as_bytes())
+        || headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site");
+    if from_elsewhere {
+        tracing::debug!("sign-out refused: posted from another site");
+        return (StatusCode::FORBIDDEN, "Sign out from the site itself.").into_response();
+    }
     if let Some(session) = login.session(&headers) {
         login.inner.sessions.end(&session);
     }

@@ -406,3 +406,75 @@ async fn a_captured_flow_cookie_is_good_for_one_callback() {
         "each forged code cost an exchange"
     );
 }
+
+#[tokio::test]
+async fn anonymous_sign_ins_cannot_spend_token_exchanges_without_bound() {
+    let site = start_site().await;
+    // An attacker's loop: start a sign-in, come back with a made-up code
+    // and the flow's own state.
+    let (mut refused, mut retry_after) = (0, None);
+    for _ in 0..40 {
+        let (flow, authorize) = site.begin("/").await;
+        let state: String = authorize
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let mut callback = Url::parse(&format!("{}/auth/callback", site.base)).unwrap();
+        callback
+            .query_pairs_mut()
+            .append_pair("code", "made-up")
+            .append_pair("state", &state);
+        let response = site.callback(&callback, &flow).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+            retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+        }
+    }
+    // The default budget, 30 a minute in bursts of 10: the rest refused
+    // before Figma hears of them, with when to come back.
+    let exchanges = site.mock.token_exchanges();
+    assert!(
+        (10..=12).contains(&exchanges),
+        "{exchanges} token exchanges"
+    );
+    assert_eq!(refused, 40 - exchanges);
+    assert!(retry_after.is_some());
+}
+
+#[tokio::test]
+async fn another_site_cannot_sign_a_visitor_out() {
+    let site = start_site().await;
+    let session = site.sign_in("2001").await;
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let response = site
+            .http
+            .post(format!("{}/auth/logout", site.base))
+            .header(header::COOKIE, &session)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{name}");
+        assert_eq!(site.docs(Some(&session), "text/html").await.status(), 200);
+    }
+    // From the site itself, it signs out.
+    let response = site
+        .http
+        .post(format!("{}/auth/logout", site.base))
+        .header(header::COOKIE, &session)
+        .header("origin", &site.base)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        site.docs(Some(&session), "text/html").await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
