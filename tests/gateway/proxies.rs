@@ -99,6 +99,9 @@ http {{
         listen 127.0.0.1:{port};
         location / {{
             auth_request /_figma_paywall/auth;
+            auth_request_set $figma_refusal $upstream_http_x_figma_refusal_status;
+            auth_request_set $figma_retry_after $upstream_http_retry_after;
+            error_page 403 = @figma_refused;
             auth_request_set $figma_user $upstream_http_x_figma_user_id;
             auth_request_set $figma_status $upstream_http_x_figma_payment_status;
             auth_request_set $figma_resource $upstream_http_x_figma_resource_id;
@@ -109,6 +112,13 @@ http {{
             proxy_set_header X-Figma-Resource-Type $figma_type;
             proxy_set_header X-Figma-Answer-Age "";
             proxy_pass http://{upstream};
+        }}
+        location @figma_refused {{
+            add_header Retry-After $figma_retry_after always;
+            if ($figma_refusal = 402) {{ return 402; }}
+            if ($figma_refusal = 429) {{ return 429; }}
+            if ($figma_refusal = 503) {{ return 503; }}
+            return 403;
         }}
         location = /_figma_paywall/auth {{
             internal;
@@ -375,10 +385,36 @@ async fn behind_nginx_auth_request() {
     require("nginx", "apt-get install nginx");
     let calls = Arc::new(AtomicUsize::new(0));
     let upstream = upstream(calls.clone()).await;
-    // nginx passes only 401 and 403 on.
-    let gateway = demo(&["--deny-status", "403"]);
+    // nginx passes only 401 and 403 on: every other refusal comes as 403,
+    // and nginx answers it with the status the gateway names.
+    let gateway = demo(&["--refusals-as", "403"]);
     let proxy = nginx(&gateway.base, &upstream);
-    check_proxy(&proxy, &gateway.tokens, &calls, StatusCode::FORBIDDEN).await;
+    check_proxy(
+        &proxy,
+        &gateway.tokens,
+        &calls,
+        StatusCode::PAYMENT_REQUIRED,
+    )
+    .await;
+
+    // Our own budget spent: 503 with Retry-After, not nginx's 500.
+    let mut command = super::demo_command(&["--refusals-as", "403"]);
+    command
+        .env("FIGMA_RATE_LIMIT", "1")
+        .env("FIGMA_RATE_BURST", "1");
+    let tight = super::start(command);
+    let proxy = nginx(&tight.base, &upstream);
+    let page = format!("{}/docs/page", proxy.base);
+    let (status, _, _) = get(&page, &[("X-Figma-Payment-Token", &tight.tokens[0])]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, headers, _) = get(&page, &[("X-Figma-Payment-Token", &tight.tokens[1])]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = headers[reqwest::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
 }
 
 #[tokio::test]

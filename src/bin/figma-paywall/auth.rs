@@ -38,6 +38,24 @@ fn with_deny_status(mut refusal: Refusal, deny: StatusCode) -> Refusal {
     refusal
 }
 
+/// The real status of a forward-auth refusal, for a proxy that passes
+/// only some on.
+const REFUSAL_STATUS: HeaderName = HeaderName::from_static("x-figma-refusal-status");
+
+/// A forward-auth refusal: its status in `X-Figma-Refusal-Status`, and
+/// answered as `refusals_as` unless it is a 401 (`--refusals-as`).
+fn forward_auth_refusal(refusal: Refusal, refusals_as: Option<StatusCode>) -> Response {
+    let status = refusal.status;
+    let mut response = refusal.into_response();
+    response
+        .headers_mut()
+        .insert(REFUSAL_STATUS, status.as_u16().into());
+    if let Some(to) = refusals_as.filter(|_| status != StatusCode::UNAUTHORIZED) {
+        *response.status_mut() = to;
+    }
+    response
+}
+
 /// The gate, as the flags configure it.
 fn gate(gateway: &Gateway) -> RequirePaidLayer {
     let deny = gateway.deny_status;
@@ -63,7 +81,12 @@ pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Ro
 }
 
 fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
-    let forward_auth = gate(gateway).with_identity(forwarded_identity);
+    let (deny, refusals_as) = (gateway.deny_status, gateway.refusals_as);
+    let forward_auth = gate(gateway)
+        .with_identity(forwarded_identity)
+        .with_refusal(move |refusal, _parts| {
+            forward_auth_refusal(with_deny_status(refusal, deny), refusals_as)
+        });
     // Any method: Envoy, Traefik and nginx ask with the request's own.
     let app = Router::new()
         .route(

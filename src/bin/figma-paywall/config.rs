@@ -85,6 +85,13 @@ pub(crate) struct Args {
     )]
     deny_status: u16,
 
+    /// Forward auth answers every refusal but 401 with this status, the
+    /// real one in X-Figma-Refusal-Status (Retry-After kept): nginx's
+    /// auth_request passes only 401 and 403 on and turns a 429 or 503 into
+    /// a 500. Behind nginx use 403, with the README's `@figma_refused`.
+    #[arg(long, value_name = "CODE", env = "FIGMA_PAYWALL_REFUSALS_AS", value_parser = deny_status)]
+    refusals_as: Option<u16>,
+
     /// Let users in a free trial (TRIAL) pass: the default.
     #[arg(long, overrides_with = "no_trial")]
     allow_trial: bool,
@@ -309,6 +316,8 @@ pub(crate) struct Gateway {
     pub(crate) paywall: Paywall,
     pub(crate) resources: Vec<Resource>,
     pub(crate) deny_status: StatusCode,
+    /// `--refusals-as`.
+    pub(crate) refusals_as: Option<StatusCode>,
     pub(crate) allow_trial: bool,
     pub(crate) bypass: Vec<UserId>,
     /// Where requests that pass go, in reverse-proxy mode.
@@ -398,7 +407,12 @@ impl Gateway {
                 resources.push(Resource::plugin(DEMO_PLUGIN).map_err(|e| e.to_string())?);
             }
             let (mock, tokens) = demo_figma(&resources[0]).await?;
-            let client = mock.client().map_err(|e| e.to_string())?;
+            // FIGMA_RATE_LIMIT tries a small budget on the mock too.
+            let client = mock
+                .client_builder()
+                .rate_limit_from_env()
+                .and_then(|b| b.build())
+                .map_err(|e| e.to_string())?;
             (client, Some((mock, tokens)))
         } else {
             if !token_set {
@@ -452,6 +466,11 @@ impl Gateway {
             resources,
             deny_status: StatusCode::from_u16(args.deny_status)
                 .map_err(|e| format!("--deny-status: {e}"))?,
+            refusals_as: args
+                .refusals_as
+                .map(StatusCode::from_u16)
+                .transpose()
+                .map_err(|e| format!("--refusals-as: {e}"))?,
             allow_trial: !args.no_trial,
             bypass,
             upstream,
