@@ -74,8 +74,8 @@ pub(crate) struct Args {
     )]
     listen: SocketAddr,
 
-    /// The status answered to callers who have not paid. Behind nginx use
-    /// 403: its auth_request passes only 401 and 403 on.
+    /// The status answered to callers who have not paid (behind nginx, see
+    /// --refusals-as).
     #[arg(
         long,
         value_name = "CODE",
