@@ -330,6 +330,10 @@ impl PaywallBuilder {
             flights: Flights::default(),
             ahead: Default::default(),
             refused: Refused::default(),
+            forgotten: super::forgotten::Forgotten::new(
+                self.lifetimes.longest_keep(),
+                super::messages::MESSAGE_WINDOW,
+            ),
             index,
             verdicts: Default::default(),
             lifetimes: self.lifetimes,

@@ -20,7 +20,7 @@ use crate::{
 
 /// How far from this replica's clock an invalidation's time may be: a
 /// message older than this is a replay, and is ignored.
-const MESSAGE_WINDOW: Duration = Duration::from_secs(60);
+pub(super) const MESSAGE_WINDOW: Duration = Duration::from_secs(60);
 
 impl Inner {
     /// The back-off `delay` from now, sealed for every replica.
@@ -100,6 +100,11 @@ impl Invalidations for Inner {
     fn heard<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, ()> {
         async move {
             if let Some(what) = self.open_invalidation(message) {
+                // Sealed and recent, but heard before: a replay.
+                if !self.forgotten.first_hearing(message) {
+                    tracing::debug!("ignored an invalidation heard before (a replay)");
+                    return;
+                }
                 self.forget(&what).await;
             }
         }

@@ -33,6 +33,7 @@ mod builder;
 mod credentials;
 mod entry;
 mod flight;
+mod forgotten;
 mod index;
 mod key;
 mod lookup;
@@ -103,6 +104,8 @@ struct Inner {
     ahead: ahead::Ahead,
     /// Tokens Figma refused lately.
     refused: Refused,
+    /// What this replica forgot lately, and the sealed messages it heard.
+    forgotten: forgotten::Forgotten,
     /// Which cached answers are about which user.
     index: Arc<index::UserIndex>,
     /// What cached answers say of which resource, shared.
@@ -322,6 +325,7 @@ impl Inner {
     /// they get.
     pub(super) async fn forget(&self, what: &Invalidation) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.forgotten.record(what, self.clock.unix_ms());
         match what {
             Invalidation::All => {
                 self.cache.invalidate_all();

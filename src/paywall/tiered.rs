@@ -166,6 +166,15 @@ impl Inner {
                 return Ok(None);
             }
         };
+        // From before this replica forgot it: put back by someone who can
+        // write to the tier, or written by a lookup an invalidation overtook.
+        if self.forgotten.covers(key, &stored) {
+            tracing::debug!(
+                tier = tier.name(),
+                "ignored a stored answer from before an invalidation"
+            );
+            return Ok(None);
+        }
         let age = self.age(&stored);
         let fresh = self.lifetimes.fresh_for(&stored.info.payment_status);
         // A local tier's answer from before invalidations may have been

@@ -494,3 +494,107 @@ async fn back_offs_and_invalidations_in_redis_count_only_when_sealed_and_recent(
         "a replayed invalidation was applied"
     );
 }
+
+/// The next message a pub/sub listener hears, within 5 s.
+async fn next_message(
+    heard: &mut (impl futures_util::Stream<Item = ::redis::Msg> + Unpin),
+) -> Vec<u8> {
+    tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(heard))
+        .await
+        .unwrap()
+        .unwrap()
+        .get_payload_bytes()
+        .to_vec()
+}
+
+/// Polls `replica` for `id` until it answers `status` (an invalidation
+/// from another replica has arrived).
+async fn until_status(replica: &Replica, id: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(&replica.app, as_user(id)).await.status != status {
+        assert!(Instant::now() < deadline, "user {id} never got {status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_answer_put_back_or_an_invalidation_replayed_at_once_changes_nothing() {
+    let url = redis_url();
+    let figma = MockFigma::start().await.unwrap();
+    let prefix = prefix();
+    let mut redis = connect(&url).await;
+    let replicas = replicas(&figma, &url, &prefix, 2);
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let channel = format!("{prefix}invalidate:");
+    wait_until_listening(&mut redis, &channel, 2).await;
+    let mut listener = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    listener.subscribe(&channel).await.unwrap();
+    let mut heard = listener.into_on_message();
+    // A buyer's answer, sealed in Redis; someone who can write to Redis
+    // (but has no key) copies it.
+    set(&figma, "41", &plugin(), PaymentStatus::Paid);
+    assert_eq!(call(&a.app, as_user("41")).await.status, 200);
+    let names: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}a:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 1);
+    let copied: Vec<u8> = ::redis::cmd("GET")
+        .arg(&names[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // Refunded: the app invalidates, and puts nothing back.
+    set(&figma, "41", &plugin(), PaymentStatus::Unpaid);
+    a.paywall.invalidate_user(&user("41")).await;
+    next_message(&mut heard).await;
+    until_status(b, "41", 402).await;
+    // The copy put back: still sealed by the app's key, and refused.
+    let () = ::redis::cmd("SET")
+        .arg(&names[0])
+        .arg(copied)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let reply = call(&a.app, as_user("41")).await;
+    assert_eq!(
+        reply.status, 402,
+        "an answer put back after its invalidation let a refunded buyer in"
+    );
+
+    // Bought again; the invalidation that says so, replayed at once (well
+    // within its minute), is applied only the first time.
+    set(&figma, "41", &plugin(), PaymentStatus::Paid);
+    a.paywall.invalidate_user(&user("41")).await;
+    let replayed = next_message(&mut heard).await;
+    until_status(b, "41", 200).await;
+    set(&figma, "43", &plugin(), PaymentStatus::Paid);
+    assert_eq!(call(&b.app, as_user("43")).await.status, 200);
+    let () = ::redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(replayed)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // A marker after it: once b has applied it, b has read the replay.
+    let calls = figma.payment_requests();
+    a.paywall.invalidate_user(&user("43")).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while figma.payment_requests() == calls {
+        assert!(Instant::now() < deadline, "the marker was not applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(call(&b.app, as_user("43")).await.status, 200);
+    }
+    let misses = b.paywall.stats().cache_misses;
+    assert_eq!(call(&b.app, as_user("41")).await.status, 200);
+    assert_eq!(
+        b.paywall.stats().cache_misses,
+        misses,
+        "a replayed invalidation was applied"
+    );
+}
