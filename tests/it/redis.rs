@@ -470,21 +470,17 @@ async fn back_offs_and_invalidations_in_redis_count_only_when_sealed_and_recent(
     wait_until_listening(&mut redis, &channel, 5).await;
     assert_eq!(call(&ours.app, as_user("9")).await.status, 200);
     clock.advance(Duration::from_secs(120));
-    let calls = figma.payment_requests();
     let replayed = messages.pop().unwrap();
-    let () = ::redis::cmd("PUBLISH")
-        .arg(&channel)
-        .arg(replayed)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    marker.paywall.invalidate_user(&user("9")).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while figma.payment_requests() == calls {
-        assert!(Instant::now() < deadline, "the marker was not applied");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(call(&ours.app, as_user("9")).await.status, 200);
-    }
+    replay_then_marker(
+        &mut redis,
+        &channel,
+        replayed,
+        &marker.paywall,
+        &ours,
+        &figma,
+        "9",
+    )
+    .await;
     // Still in this replica's own cache (Redis would hide a drop).
     let misses = ours.paywall.stats().cache_misses;
     assert_eq!(call(&ours.app, as_user("5")).await.status, 200);
@@ -493,6 +489,34 @@ async fn back_offs_and_invalidations_in_redis_count_only_when_sealed_and_recent(
         misses,
         "a replayed invalidation was applied"
     );
+}
+
+/// Publishes `message` as it is (a replay), then has `marker` invalidate
+/// PAID user `id`, and waits until `watched` has applied the marker (it
+/// asks Figma about `id` again): by then it has read the replay too.
+async fn replay_then_marker(
+    redis: &mut ::redis::aio::MultiplexedConnection,
+    channel: &str,
+    message: Vec<u8>,
+    marker: &Paywall,
+    watched: &Replica,
+    figma: &MockFigma,
+    id: &str,
+) {
+    let calls = figma.payment_requests();
+    let () = ::redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(message)
+        .query_async(redis)
+        .await
+        .unwrap();
+    marker.invalidate_user(&user(id)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while figma.payment_requests() == calls {
+        assert!(Instant::now() < deadline, "the marker was not applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(call(&watched.app, as_user(id)).await.status, 200);
+    }
 }
 
 /// The next message a pub/sub listener hears, within 5 s.
@@ -575,21 +599,7 @@ async fn a_deleted_answer_put_back_or_an_invalidation_replayed_at_once_changes_n
     until_status(b, "41", 200).await;
     set(&figma, "43", &plugin(), PaymentStatus::Paid);
     assert_eq!(call(&b.app, as_user("43")).await.status, 200);
-    let () = ::redis::cmd("PUBLISH")
-        .arg(&channel)
-        .arg(replayed)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    // A marker after it: once b has applied it, b has read the replay.
-    let calls = figma.payment_requests();
-    a.paywall.invalidate_user(&user("43")).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while figma.payment_requests() == calls {
-        assert!(Instant::now() < deadline, "the marker was not applied");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(call(&b.app, as_user("43")).await.status, 200);
-    }
+    replay_then_marker(&mut redis, &channel, replayed, &a.paywall, b, &figma, "43").await;
     let misses = b.paywall.stats().cache_misses;
     assert_eq!(call(&b.app, as_user("41")).await.status, 200);
     assert_eq!(
