@@ -109,6 +109,15 @@ async fn a_client_cannot_speak_for_the_gateway_nor_climb_out_of_the_upstream() {
     assert_eq!(headers["x-forwarded-host"], base_host);
     // A buyer's answer is theirs alone.
     assert_eq!(answer["cache-control"], "private");
+    let vary: Vec<&str> = answer
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        vary.contains(&"x-figma-payment-token") && vary.contains(&"cookie"),
+        "{vary:?}"
+    );
 
     // Paths that climb, however spelt, never reach the upstream.
     for path in ["/../admin/secret", "/docs/%2e%2e/%2E%2E/admin", "/a/./b"] {
@@ -130,6 +139,9 @@ async fn a_client_cannot_speak_for_the_gateway_nor_climb_out_of_the_upstream() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(started.elapsed() < Duration::from_secs(20));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["reason"], "upstream_timeout");
+    assert_eq!(body["error"], true);
 }
 
 #[tokio::test]

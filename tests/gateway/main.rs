@@ -326,3 +326,35 @@ async fn as_a_reverse_proxy_it_forwards_buyers_with_their_identity_and_nobody_el
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
 }
+
+#[test]
+fn check_says_what_is_wrong_and_exits_1_or_0() {
+    let output = command(&["--demo", "--check"]).output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("ok   FIGMA_TOKEN: Figma accepts it"),
+        "{said}"
+    );
+    assert!(said.contains("ok   Redis: none"), "{said}");
+    // A Redis that is not there.
+    let output = command(&["--demo", "--check"])
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAIL Redis at REDIS_URL"), "{said}");
+    // A configuration that does not start.
+    let output = command(&["--check"]).output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.starts_with("FAIL name what buyers must have bought"),
+        "{said}"
+    );
+    // --version names the release.
+    let output = command(&["--version"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout)
+        .starts_with(&format!("figma-paywall {}", env!("CARGO_PKG_VERSION"))));
+}

@@ -12,6 +12,32 @@ use http::StatusCode;
 
 use crate::{forwarded::TrustedProxies, proxy::Upstream, site::Page};
 
+/// `--help`'s examples, one a deployment.
+const EXAMPLES: &str = "Examples:
+  # Try it on the embedded mock Figma: prints tokens and curl commands
+  figma-paywall --demo
+
+  # Forward auth beside nginx (auth_request), Caddy, Traefik or Envoy
+  FIGMA_TOKEN=figd_... figma-paywall --plugin 1122334455 --refusals-as 403
+
+  # In front of any backend: gate every request, pass buyers on
+  FIGMA_TOKEN=figd_... figma-paywall --plugin 1122334455 --upstream http://127.0.0.1:3000
+
+  # A plugin's backend called from its UI (origin null): answer CORS too
+  FIGMA_TOKEN=figd_... figma-paywall --plugin 1122334455 --upstream http://127.0.0.1:3000 --cors '*'
+
+  # A website for buyers of a Community file, with Sign in with Figma
+  FIGMA_TOKEN=figd_... FIGMA_CLIENT_ID=... FIGMA_CLIENT_SECRET=... FIGMA_SESSION_KEY=... \\
+    figma-paywall --file 1234567890 --login --site-url https://docs.example.com --upstream http://127.0.0.1:8000
+
+  # Replicas behind a load balancer on 10.0.0.0/8, sharing a managed Redis
+  FIGMA_TOKEN=figd_... REDIS_URL=rediss://:password@redis.example.com:6380 \\
+    figma-paywall --plugin 1122334455 --replicas 3 --trusted-proxies 10.0.0.0/8 --upstream http://app:3000
+
+  # Check a deployment's configuration before starting it
+  figma-paywall --plugin 1122334455 --check
+";
+
 /// The demo's plugin, when `--demo` names none.
 const DEMO_PLUGIN: &str = "1122334455";
 
@@ -34,8 +60,14 @@ const DEMO_PLUGIN: &str = "1122334455";
 /// FIGMA_PAYWALL_KEY seals what is stored. Try it without any of that:
 /// `figma-paywall --demo`.
 #[derive(Debug, Parser)]
-#[command(name = "figma-paywall", version, verbatim_doc_comment)]
+#[command(name = "figma-paywall", version, verbatim_doc_comment, after_help = EXAMPLES)]
 pub(crate) struct Args {
+    /// Check the configuration and what it names (FIGMA_TOKEN with Figma,
+    /// the budget, Redis, the store), print each, and exit: 0 when all is
+    /// well, 1 otherwise. Serves nothing.
+    #[arg(long)]
+    pub(crate) check: bool,
+
     /// A plugin whose buyers pass (the `id` in its manifest.json). Repeat, or
     /// separate with commas, for several: buying any one of them passes.
     #[arg(
@@ -124,9 +156,10 @@ pub(crate) struct Args {
     /// The proxies in front whose X-Forwarded-For says who the client is
     /// (and, in reverse-proxy mode, whose X-Forwarded-Proto/-Host and
     /// Forwarded go on): comma-separated networks, such as your load
-    /// balancer's subnet 10.0.0.0/8. Anyone else's are ignored.
+    /// balancer's subnet 10.0.0.0/8; repeatable. Anyone else's are ignored.
     #[arg(
         long,
+        visible_alias = "trusted-proxy",
         value_name = "NETWORKS",
         env = "FIGMA_PAYWALL_TRUSTED_PROXIES",
         value_delimiter = ',',
@@ -326,6 +359,8 @@ pub(crate) struct Gateway {
     pub(crate) cors: Option<tower_http::cors::CorsLayer>,
     /// `--trusted-proxies`.
     pub(crate) trusted: TrustedProxies,
+    /// The Redis tier, with `REDIS_URL`.
+    pub(crate) redis: Option<figma_paywall::redis::RedisTier>,
     /// Who may read the metrics.
     pub(crate) metrics_token: Option<Secret>,
     /// `--login`: the site's URL (or `None`: the listening address, with
@@ -430,6 +465,7 @@ impl Gateway {
             .max_unverified(args.max_unverified)
             .store_from_env()
             .map_err(|e| e.to_string())?;
+        let mut redis = None;
         if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
             let mut tier = figma_paywall::redis::RedisTier::builder(url).replicas(args.replicas);
             if let Some(name) = args
@@ -449,6 +485,7 @@ impl Gateway {
             let tier = tier
                 .build()
                 .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
+            redis = Some(tier.clone());
             builder = builder.redis(tier);
         }
         let first = resources[0].clone();
@@ -476,6 +513,7 @@ impl Gateway {
             upstream,
             cors,
             trusted,
+            redis,
             metrics_token: args.metrics_token,
             login: args.login.then(|| {
                 let buy = first.clone();
@@ -528,6 +566,43 @@ impl Gateway {
     }
 
     /// With `--demo`: the demo's tokens, and commands to try.
+    /// `--check`: what the configuration names, checked, a line each.
+    /// Whether all is well.
+    pub(crate) async fn check(&self) -> bool {
+        let mut ok = true;
+        let mut say = |good: bool, what: String| {
+            println!("{} {what}", if good { "ok  " } else { "FAIL" });
+            ok &= good;
+        };
+        let names: Vec<String> = self.resources.iter().map(ToString::to_string).collect();
+        say(true, format!("gates: {}", names.join(", ")));
+        match self.paywall.client().verify_credentials().await {
+            Ok(me) => say(
+                true,
+                format!("FIGMA_TOKEN: Figma accepts it (the creator {})", me.handle),
+            ),
+            Err(e) => say(false, format!("FIGMA_TOKEN: {e}")),
+        }
+        let per_minute = self.paywall.stats().budget_per_minute;
+        say(true, format!("budget: {per_minute} lookups a minute (FIGMA_RATE_LIMIT: Figma allows 10 on View and Collab seats, 50 to 150 on Dev and Full seats)"));
+        match &self.redis {
+            None => say(true, "Redis: none (REDIS_URL is not set): replicas do not share answers or the budget".to_owned()),
+            Some(tier) => match tier.ping(Duration::from_secs(3)).await {
+                Ok(()) => say(true, "Redis: it answers at REDIS_URL".to_owned()),
+                Err(e) => say(false, format!("Redis at REDIS_URL: {e} (is it running, is the password right, and for rediss:// is FIGMA_PAYWALL_REDIS_CA needed?)")),
+            },
+        }
+        match std::env::var_os("FIGMA_PAYWALL_STORE").filter(|p| !p.is_empty()) {
+            None => say(
+                true,
+                "store: none (FIGMA_PAYWALL_STORE is not set): answers do not outlive the process"
+                    .to_owned(),
+            ),
+            Some(path) => say(true, format!("store: {} opened", path.to_string_lossy())),
+        }
+        ok
+    }
+
     pub(crate) fn print_demo(&self, addr: SocketAddr) {
         let Some((_, tokens)) = &self.demo else {
             return;

@@ -190,6 +190,31 @@ pub(crate) fn private_answer(headers: &mut HeaderMap) {
     }
 }
 
+/// What identifies the caller, for `Vary` on a gated answer: a cache that
+/// keeps it (the browser's) keeps it per token and per session.
+const VARY_ON: [&str; 2] = ["x-figma-payment-token", "cookie"];
+
+/// Adds what identifies the caller to the answer's `Vary`, unless it
+/// varies on everything already.
+pub(crate) fn vary_on_caller(headers: &mut HeaderMap) {
+    let said: Vec<String> = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if said.iter().any(|v| v == "*") {
+        return;
+    }
+    for name in VARY_ON {
+        if !said.iter().any(|v| v == name) {
+            headers.append(header::VARY, HeaderValue::from_static(name));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +300,21 @@ mod tests {
         for path in ["/", "/a/b.c", "/...", "/a..b/", "/.well-known/x"] {
             assert!(!climbs(&path.parse().unwrap()), "{path}");
         }
+    }
+
+    #[test]
+    fn gated_answers_vary_on_the_caller() {
+        let mut h = headers(&[("vary", "Accept-Encoding, Cookie")]);
+        vary_on_caller(&mut h);
+        let vary: Vec<&str> = h
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(vary, ["Accept-Encoding, Cookie", "x-figma-payment-token"]);
+        let mut h = headers(&[("vary", "*")]);
+        vary_on_caller(&mut h);
+        assert_eq!(h.get_all("vary").iter().count(), 1);
     }
 
     #[test]

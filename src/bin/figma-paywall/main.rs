@@ -37,13 +37,25 @@ async fn main() -> ExitCode {
         config::LogFormat::Text => logs.init(),
         config::LogFormat::Json => logs.json().flatten_event(true).init(),
     }
+    let check = args.check;
     let gateway = match config::Gateway::start(args).await {
         Ok(gateway) => gateway,
+        Err(why) if check => {
+            println!("FAIL {why}");
+            return ExitCode::FAILURE;
+        }
         Err(why) => {
             eprintln!("figma-paywall: {why}");
             return ExitCode::from(2);
         }
     };
+    if check {
+        return if gateway.check().await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let listener = match tokio::net::TcpListener::bind(gateway.listen).await {
         Ok(listener) => listener,
         Err(e) => {

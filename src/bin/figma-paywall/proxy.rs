@@ -18,7 +18,8 @@ use hyper_util::{
 };
 
 use crate::forwarded::{
-    climbs, drop_hop_by_hop, identity_headers, private_answer, request_headers, TrustedProxies,
+    climbs, drop_hop_by_hop, identity_headers, private_answer, request_headers, vary_on_caller,
+    TrustedProxies,
 };
 
 /// The upstream, and the client that streams to it.
@@ -71,6 +72,17 @@ impl Upstream {
     }
 }
 
+/// The gateway's own failure, in Figma's error envelope as every refusal.
+fn envelope(status: StatusCode, reason: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "error": true,
+        "status": status.as_u16(),
+        "message": message,
+        "reason": reason,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
 /// The protocol a request asks to switch to (`Connection: upgrade` and
 /// `Upgrade: websocket`), if it asks.
 fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -115,17 +127,21 @@ pub(crate) async fn forward(
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     if climbs(req.uri()) {
-        return (
+        return envelope(
             StatusCode::BAD_REQUEST,
+            "invalid_path",
             "the path has a . or .. segment: ask for the resource by its own path",
-        )
-            .into_response();
+        );
     }
     let target = match upstream.target(req.uri()) {
         Ok(target) => target,
         Err(e) => {
             tracing::warn!(error = %e, "could not build the upstream URI");
-            return StatusCode::BAD_GATEWAY.into_response();
+            return envelope(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "the path cannot be joined to the upstream's URL",
+            );
         }
     };
     // A WebSocket (or any `Upgrade`): the protocol asked for goes on, and
@@ -160,22 +176,30 @@ pub(crate) async fn forward(
                     .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             }
             private_answer(&mut parts.headers);
+            vary_on_caller(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "the upstream did not answer");
-            (StatusCode::BAD_GATEWAY, "the upstream did not answer").into_response()
+            envelope(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                "the upstream did not answer; try again later",
+            )
         }
         Err(_) => {
             tracing::warn!(
                 timeout_secs = upstream.timeout.as_secs_f64(),
                 "the upstream did not answer in time"
             );
-            (
+            envelope(
                 StatusCode::GATEWAY_TIMEOUT,
-                "the upstream did not answer in time",
+                "upstream_timeout",
+                &format!(
+                    "the upstream did not answer within {} s; try again later",
+                    upstream.timeout.as_secs_f64()
+                ),
             )
-                .into_response()
         }
     }
 }

@@ -113,6 +113,30 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl RedisTier {
+    /// Asks the server for a `PONG` within `within`: whether Redis answers
+    /// at this URL, with its password and (for `rediss://`) its
+    /// certificate. The gateway's `--check` uses it; the paywall never
+    /// needs to (it treats Redis being away as it comes).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use figma_paywall::redis::RedisTier;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let tier = RedisTier::builder("redis://127.0.0.1:6379").build()?;
+    /// tier.ping(Duration::from_secs(2)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn ping(&self, within: Duration) -> Result<(), ::redis::RedisError> {
+        let mut conn = self.conn();
+        let ping = ::redis::cmd("PING");
+        let pong = ping.query_async::<String>(&mut conn);
+        match tokio::time::timeout(within, pong).await {
+            Ok(answer) => answer.map(drop),
+            Err(_) => Err((::redis::ErrorKind::Io, "Redis did not answer in time").into()),
+        }
+    }
+
     fn key(&self, kind: &str, rest: &str) -> String {
         format!("{}{kind}:{rest}", self.inner.prefix)
     }
