@@ -163,6 +163,27 @@ impl Breaker {
         }
     }
 
+    /// Another replica found Figma failing: open until `until` (at most
+    /// the longest cool-down from `now`), as if this replica had found it.
+    pub(super) fn open_until(&self, until: Instant, now: Instant) {
+        let until = until.min(later(now, MAX_COOL_DOWN));
+        let mut state = self.lock();
+        match &mut state.open {
+            Some(open) => open.until = open.until.max(until),
+            None => {
+                tracing::warn!(
+                    for_secs = until.saturating_duration_since(now).as_secs(),
+                    "another replica found Figma failing: no lookup goes to Figma until then; stale PAID/TRIAL answers stand in meanwhile"
+                );
+                state.open = Some(Open {
+                    until,
+                    cool_down: COOL_DOWN,
+                    probing_since: None,
+                });
+            }
+        }
+    }
+
     /// How long until the open breaker lets a probe through (zero when one
     /// may go now), or `None` while it is closed.
     pub(super) fn open_for(&self, now: Instant) -> Option<Duration> {

@@ -206,6 +206,15 @@ impl PaymentsClient {
         result
     }
 
+    /// Another replica found Figma failing for `left` more: this client's
+    /// breaker opens too (for 30 s at most).
+    pub(crate) fn hear_figma_failing(&self, left: Duration) {
+        let now = self.inner.clock.now();
+        self.inner
+            .breaker
+            .open_until(crate::clock::later(now, left), now);
+    }
+
     /// How long until the circuit breaker lets a probe through to Figma
     /// (zero when one may go now), or `None` while Figma answers.
     pub(crate) fn figma_failing_for(&self) -> Option<Duration> {

@@ -340,6 +340,7 @@ impl PaywallBuilder {
             generation: AtomicU64::new(0),
             epoch: std::sync::atomic::AtomicU32::new(0),
             demoted_ms: AtomicU64::new(0),
+            told_failing_until: AtomicU64::new(0),
             pat_alarm: Default::default(),
             stats: Counters::default(),
             started: clock.now(),

@@ -143,6 +143,11 @@ impl Paywall {
                 answer
             }
             Err(error) => {
+                if error.is_figma_failure() {
+                    // The breaker may have just opened: the other replicas
+                    // should stop asking too.
+                    inner.tell_figma_failing().await;
+                }
                 let error = Arc::new(error);
                 self.remember_refusal(key, &question, &error).await;
                 if inner.refused.contains(&key) {

@@ -1,6 +1,6 @@
 //! What replicas tell each other through a shared tier, sealed like the
 //! answers (see `tier/seal.rs`): the 429 back-off every replica keeps to,
-//! and invalidations. Whoever can write to Redis but lacks the app's key
+//! invalidations, and that Figma is failing (every replica's breaker opens). Whoever can write to Redis but lacks the app's key
 //! can neither stop every replica's lookups with a back-off of their own,
 //! nor empty every replica's cache with invalidations; an old message
 //! replayed is refused too.
@@ -86,6 +86,60 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// This replica's breaker is open: tell the others, once an opening,
+    /// so that they stop asking Figma too.
+    pub(super) async fn tell_figma_failing(&self) {
+        if self.tiers.is_empty() {
+            return;
+        }
+        let Some(left) = self.client.figma_failing_for() else {
+            return;
+        };
+        let until = self.clock.unix_ms().saturating_add(millis(left));
+        // An opening already told (by this replica or heard from another).
+        let told = self
+            .told_failing_until
+            .load(std::sync::atomic::Ordering::Acquire);
+        if until <= told.saturating_add(1_000) {
+            return;
+        }
+        self.told_failing_until
+            .fetch_max(until, std::sync::atomic::Ordering::AcqRel);
+        let message = self
+            .keyring
+            .seal_message(Message::FigmaFailing, &encode_message(until, b""));
+        for tier in &self.tiers {
+            tier.announce(&message).await;
+        }
+    }
+
+    /// Another replica says Figma is failing until a time: if sealed, new
+    /// and at most the longest cool-down away, this replica's breaker opens
+    /// too. Whether `message` was one.
+    fn heard_figma_failing(&self, message: &[u8]) -> bool {
+        let Some((until, _)) = self
+            .keyring
+            .open_message(Message::FigmaFailing, message)
+            .and_then(decode_message)
+        else {
+            return false;
+        };
+        let now = self.clock.unix_ms();
+        let left = Duration::from_millis(until.saturating_sub(now));
+        if left.is_zero() || left > MESSAGE_WINDOW || !self.forgotten.first_hearing(message) {
+            tracing::debug!(
+                "ignored a \"Figma is failing\" that is past, too far ahead, or heard before"
+            );
+            return true;
+        }
+        self.told_failing_until
+            .fetch_max(until, std::sync::atomic::Ordering::AcqRel);
+        self.client.hear_figma_failing(left);
+        true
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -99,6 +153,9 @@ impl Invalidations for Inner {
 
     fn heard<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, ()> {
         async move {
+            if self.heard_figma_failing(message) {
+                return;
+            }
             if let Some(what) = self.open_invalidation(message) {
                 // Sealed and recent, but heard before: a replay.
                 if !self.forgotten.first_hearing(message) {

@@ -106,6 +106,8 @@ struct Inner {
     refused: Refused,
     /// What this replica forgot lately, and the sealed messages it heard.
     forgotten: forgotten::Forgotten,
+    /// Until when (Unix ms) replicas were last told that Figma is failing.
+    told_failing_until: std::sync::atomic::AtomicU64,
     /// Which cached answers are about which user.
     index: Arc<index::UserIndex>,
     /// What cached answers say of which resource, shared.

@@ -132,6 +132,12 @@ pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
     /// answers until they expire).
     fn invalidate<'a>(&'a self, what: &'a Invalidation, message: &'a [u8]) -> BoxFuture<'a, ()>;
 
+    /// Tells every replica `message` (sealed), for a tier that replicas
+    /// share; a local tier has no one to tell.
+    fn announce<'a>(&'a self, _message: &'a [u8]) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
     /// Hands `engine` every invalidation message another replica sends
     /// (the engine opens it), until the engine is dropped. A tier local to
     /// one process hears none.

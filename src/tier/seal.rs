@@ -37,6 +37,8 @@ pub(crate) enum Message {
     BackOff,
     /// An invalidation every replica applies.
     Invalidation,
+    /// Figma is failing: every replica's circuit breaker opens until then.
+    FigmaFailing,
 }
 
 impl Message {
@@ -44,6 +46,7 @@ impl Message {
         match self {
             Self::BackOff => b"back-off",
             Self::Invalidation => b"invalidation",
+            Self::FigmaFailing => b"figma-failing",
         }
     }
 }

@@ -608,3 +608,36 @@ async fn a_deleted_answer_put_back_or_an_invalidation_replayed_at_once_changes_n
         "a replayed invalidation was applied"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_finds_figma_failing_stops_the_others_asking() {
+    let url = redis_url();
+    let figma = MockFigma::start().await.unwrap();
+    let prefix = prefix();
+    let mut redis = connect(&url).await;
+    let replicas = replicas(&figma, &url, &prefix, 2);
+    let (a, b) = (&replicas[0], &replicas[1]);
+    wait_until_listening(&mut redis, &format!("{prefix}invalidate:"), 2).await;
+    // Figma fails; replica a's lookups find it (GET /v1/me fails too).
+    figma.set_steady_fault(Some(Fault::Status(500)));
+    for id in 60..70 {
+        let reply = call(&a.app, as_user(&id.to_string())).await;
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        if a.paywall.stats().figma_failing {
+            break;
+        }
+    }
+    assert!(a.paywall.stats().figma_failing, "a's breaker never opened");
+    // b hears it, and asks Figma nothing.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.paywall.stats().figma_failing {
+        assert!(Instant::now() < deadline, "b never heard that Figma fails");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (lookups, me) = (figma.payment_requests(), figma.me_requests());
+    let reply = call(&b.app, as_user("70")).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.body["reason"], "figma_unavailable");
+    assert_eq!(figma.payment_requests(), lookups, "b asked Figma anyway");
+    assert_eq!(figma.me_requests(), me);
+}

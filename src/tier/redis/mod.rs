@@ -419,6 +419,20 @@ impl Tier for RedisTier {
         .boxed()
     }
 
+    fn announce<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, ()> {
+        async move {
+            let mut conn = self.conn();
+            let channel = self.channel();
+            let message = message.to_vec();
+            let _ = self
+                .run("announce", async move {
+                    conn.publish::<_, _, ()>(channel, message).await
+                })
+                .await;
+        }
+        .boxed()
+    }
+
     fn listen(&self, engine: Weak<dyn Invalidations>) {
         self.spawn_heartbeat(engine.clone());
         self.spawn_listener(engine);
