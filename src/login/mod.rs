@@ -32,6 +32,8 @@
 mod layer;
 mod routes;
 mod session;
+#[cfg(feature = "redis")]
+mod shared;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -41,7 +43,7 @@ use base64::Engine;
 use url::Url;
 
 pub use self::layer::{SignedIn, SignedInLayer};
-use self::session::{Session, Sessions};
+use self::session::{Session, Sessions, SignOut};
 use crate::UserId;
 
 /// Figma's authorization page.
@@ -106,7 +108,10 @@ struct Config {
     cookie_name: String,
     secure: bool,
     session_lifetime: Duration,
-    sessions: Sessions,
+    sessions: Arc<Sessions>,
+    /// Sign-outs told to and heard from other replicas (`redis`).
+    #[cfg(feature = "redis")]
+    shared: Option<Arc<shared::SharedSignOuts>>,
     http: reqwest::Client,
     /// The states of flows already come back: a flow is accepted once.
     used_flows: moka::sync::Cache<String, ()>,
@@ -184,6 +189,8 @@ pub struct LoginBuilder {
     session_lifetime: Duration,
     session_version: u32,
     sign_ins_per_minute: u32,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis::RedisTier>,
 }
 
 impl fmt::Debug for LoginBuilder {
@@ -271,6 +278,30 @@ impl LoginBuilder {
         self
     }
 
+    /// Replicas sharing `tier` tell each other of sign-outs (a logout,
+    /// [`sign_out_user`](FigmaLogin::sign_out_user),
+    /// [`sign_out_everyone`](FigmaLogin::sign_out_everyone)), sealed under
+    /// the session key they share ([`key`](Self::key)), so that a session
+    /// ended on one replica signs in on none. Without it, each replica ends
+    /// sessions for itself. Feature `redis`.
+    ///
+    /// ```no_run
+    /// # use figma_paywall::{login::FigmaLogin, redis::RedisTier};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let tier = RedisTier::builder(std::env::var("REDIS_URL")?).build()?;
+    /// let login = FigmaLogin::builder("client-id", "client-secret", "https://docs.example.com")
+    ///     .key(&std::fs::read("/run/secrets/session-key")?)?
+    ///     .redis(tier)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, tier: crate::redis::RedisTier) -> Self {
+        self.redis = Some(tier);
+        self
+    }
+
     /// Builds the login.
     pub fn build(self) -> Result<FigmaLogin, LoginConfigError> {
         let parse = |what: &'static str, url: &str| {
@@ -305,8 +336,16 @@ impl LoginBuilder {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(LoginConfigError::HttpClient)?;
+        let key = self.key.unwrap_or_else(Key::generate);
+        let sessions = Arc::new(Sessions::new(self.session_version, self.session_lifetime));
+        #[cfg(feature = "redis")]
+        let shared = self
+            .redis
+            .map(|tier| shared::SharedSignOuts::start(tier, key.signing(), sessions.clone()));
         Ok(FigmaLogin {
             inner: Arc::new(Config {
+                #[cfg(feature = "redis")]
+                shared,
                 secure: callback_url.scheme() == "https",
                 client_id: self.client_id,
                 client_secret: self.client_secret,
@@ -314,10 +353,10 @@ impl LoginBuilder {
                 token_url,
                 callback_url,
                 prefix,
-                key: self.key.unwrap_or_else(Key::generate),
+                key,
                 cookie_name: self.cookie_name,
                 session_lifetime: self.session_lifetime,
-                sessions: Sessions::new(self.session_version, self.session_lifetime),
+                sessions,
                 http,
                 used_flows: moka::sync::Cache::builder()
                     .max_capacity(100_000)
@@ -349,6 +388,8 @@ impl FigmaLogin {
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             session_version: 0,
             sign_ins_per_minute: 30,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
@@ -359,6 +400,20 @@ impl FigmaLogin {
     /// and `FIGMA_SESSION_VERSION`
     /// (see [`LoginBuilder::session_version`]) where set.
     pub fn from_env(site_url: impl Into<String>) -> Result<Self, LoginConfigError> {
+        Self::builder_from_env(site_url)?.build()
+    }
+
+    /// [`from_env`](Self::from_env)'s builder, to set more on (such as
+    /// [`LoginBuilder::redis`]) before building.
+    ///
+    /// ```no_run
+    /// # use figma_paywall::login::FigmaLogin;
+    /// let login = FigmaLogin::builder_from_env("https://docs.example.com")?
+    ///     .sign_ins_per_minute(120)
+    ///     .build()?;
+    /// # Ok::<(), figma_paywall::login::LoginConfigError>(())
+    /// ```
+    pub fn builder_from_env(site_url: impl Into<String>) -> Result<LoginBuilder, LoginConfigError> {
         let var = |name: &'static str| {
             std::env::var(name).map_err(|_| LoginConfigError::MissingVariable(name))
         };
@@ -401,7 +456,7 @@ impl FigmaLogin {
                     })?;
             builder = builder.sign_ins_per_minute(per_minute);
         }
-        builder.build()
+        Ok(builder)
     }
 
     /// The sign-in routes: `{prefix}/login`, `{prefix}/callback` and
@@ -433,19 +488,33 @@ impl FigmaLogin {
         format!("{}?{}", url.path(), url.query().unwrap_or_default())
     }
 
-    /// Signs `user` out of every session they started until now, on this
-    /// replica: for a refund, a ban, or "sign out everywhere" in your
-    /// account page. Other replicas keep their sessions until they expire;
-    /// to end every session on every replica, raise
-    /// [`session_version`](LoginBuilder::session_version) or change the key.
+    /// Signs `user` out of every session they started until now: for a
+    /// refund, a ban, or "sign out everywhere" in your account page. On
+    /// every replica that shares a Redis tier
+    /// ([`LoginBuilder::redis`]); without one, on this replica only (other
+    /// replicas keep their sessions until they expire, or until you raise
+    /// [`session_version`](LoginBuilder::session_version) or change the
+    /// key).
     pub fn sign_out_user(&self, user: &UserId) {
-        self.inner.sessions.sign_out_user(user);
+        let out = self.inner.sessions.sign_out_user(user);
+        self.tell(&out);
     }
 
-    /// Signs everybody out of every session started until now, on this
-    /// replica (see [`sign_out_user`](Self::sign_out_user) for all replicas).
+    /// Signs everybody out of every session started until now (on every
+    /// replica as [`sign_out_user`](Self::sign_out_user) says).
     pub fn sign_out_everyone(&self) {
-        self.inner.sessions.sign_out_everyone();
+        let out = self.inner.sessions.sign_out_everyone();
+        self.tell(&out);
+    }
+
+    /// Tells the other replicas of a sign-out, if they share a tier.
+    fn tell(&self, out: &SignOut) {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            shared.tell(out);
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = out;
     }
 
     /// The session of a request's cookies, if it still signs its user in.

@@ -281,8 +281,11 @@ pub(super) async fn logout(
         tracing::debug!("sign-out refused: posted from another site");
         return (StatusCode::FORBIDDEN, "Sign out from the site itself.").into_response();
     }
-    if let Some(session) = login.session(&headers) {
-        login.inner.sessions.end(&session);
+    if let Some(out) = login
+        .session(&headers)
+        .and_then(|session| login.inner.sessions.end(&session))
+    {
+        login.tell(&out);
     }
     let jar = jar.remove(Cookie::build(login.inner.cookie_name.clone()).path("/"));
     (jar, Redirect::to("/")).into_response()

@@ -39,6 +39,17 @@ pub(super) struct Session {
     version: u32,
 }
 
+/// A sign-out, as replicas tell each other of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SignOut {
+    /// One session (a logout), by its ID, issued then (Unix ms).
+    Session { id: u128, issued_at: u64 },
+    /// Every session of a user issued until `at` (Unix ms).
+    User { user: UserId, at: u64 },
+    /// Every session issued until `at` (Unix ms).
+    Everyone { at: u64 },
+}
+
 /// The sessions a process has ended, and the version in force.
 pub(super) struct Sessions {
     version: u32,
@@ -118,21 +129,46 @@ impl Sessions {
                 .is_none_or(|at| session.issued_at > at)
     }
 
-    /// Ends `session` (a logout).
-    pub(super) fn end(&self, session: &Session) {
-        if let Ok(id) = u128::from_str_radix(&session.id, 16) {
-            self.ended.insert(id, session.issued_at);
-        }
+    /// Ends `session` (a logout): what ended, to tell other replicas.
+    pub(super) fn end(&self, session: &Session) -> Option<SignOut> {
+        let id = u128::from_str_radix(&session.id, 16).ok()?;
+        let out = SignOut::Session {
+            id,
+            issued_at: session.issued_at,
+        };
+        self.apply(&out);
+        Some(out)
     }
 
     /// Ends every session of `user` issued until now.
-    pub(super) fn sign_out_user(&self, user: &UserId) {
-        self.users_out.insert(user.clone(), unix_ms());
+    pub(super) fn sign_out_user(&self, user: &UserId) -> SignOut {
+        let out = SignOut::User {
+            user: user.clone(),
+            at: unix_ms(),
+        };
+        self.apply(&out);
+        out
     }
 
     /// Ends every session issued until now.
-    pub(super) fn sign_out_everyone(&self) {
-        self.all_out_at.fetch_max(unix_ms(), Ordering::AcqRel);
+    pub(super) fn sign_out_everyone(&self) -> SignOut {
+        let out = SignOut::Everyone { at: unix_ms() };
+        self.apply(&out);
+        out
+    }
+
+    /// Applies a sign-out, this replica's or another's.
+    pub(super) fn apply(&self, out: &SignOut) {
+        match out {
+            SignOut::Session { id, issued_at } => self.ended.insert(*id, *issued_at),
+            SignOut::User { user, at } => {
+                let at = self.users_out.get(user).map_or(*at, |known| known.max(*at));
+                self.users_out.insert(user.clone(), at);
+            }
+            SignOut::Everyone { at } => {
+                self.all_out_at.fetch_max(*at, Ordering::AcqRel);
+            }
+        }
     }
 }
 

@@ -478,3 +478,110 @@ async fn another_site_cannot_sign_a_visitor_out() {
         StatusCode::SEE_OTHER
     );
 }
+
+/// Two replicas of the docs site, sharing the session key and a Redis tier.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_out_on_one_replica_signs_out_on_every_replica() {
+    use crate::redis::{prefix, redis_url, wait_until_listening};
+    use figma_paywall::{
+        login::FigmaLogin,
+        mock::{MOCK_CLIENT_ID, MOCK_CLIENT_SECRET},
+        redis::RedisTier,
+        PaymentStatus, Paywall, Resource, UserId,
+    };
+    let url = redis_url();
+    let prefix = prefix();
+    let mock = MockFigma::start().await.unwrap();
+    let file = Resource::community_file(docs_site::DEMO_FILE).unwrap();
+    let plugin = Resource::plugin(docs_site::DEMO_PLUGIN).unwrap();
+    for id in ["2001", "2004"] {
+        let user = UserId::new(id).unwrap();
+        mock.add_user(&user, "a buyer");
+        mock.set_status(&user, &file, PaymentStatus::Paid);
+    }
+    let key = [7u8; 64];
+    let mut bases = Vec::new();
+    let mut logins = Vec::new();
+    for _ in 0..2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let tier = RedisTier::builder(url.as_str())
+            .prefix(&prefix)
+            .build()
+            .unwrap();
+        let login = FigmaLogin::builder(MOCK_CLIENT_ID, MOCK_CLIENT_SECRET, &base)
+            .authorize_url(format!("{}/oauth", mock.url()))
+            .api_url(mock.url())
+            .key(&key)
+            .unwrap()
+            .redis(tier)
+            .build()
+            .unwrap();
+        let app = docs_site::site(
+            Paywall::new(mock.client().unwrap()),
+            login.clone(),
+            [file.clone(), plugin.clone()],
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        bases.push(base);
+        logins.push(login);
+    }
+    let mut redis = crate::redis::connect(&url).await;
+    wait_until_listening(&mut redis, &format!("{prefix}signout:"), 2).await;
+    let http = Client::builder().redirect(Policy::none()).build().unwrap();
+    let a = Site {
+        base: bases[0].clone(),
+        mock,
+        http: http.clone(),
+    };
+    // Signed in on one replica: the session reads on the other (one key).
+    let docs_on_b = |cookie: String| {
+        let http = http.clone();
+        let url = format!("{}/docs/intro", bases[1]);
+        async move {
+            http.get(url)
+                .header(header::ACCEPT, "text/html")
+                .header(header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let until_signed_out = |cookie: String| {
+        let docs_on_b = &docs_on_b;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while docs_on_b(cookie.clone()).await == StatusCode::OK {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the sign-out never reached the other replica"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert_eq!(docs_on_b(cookie).await, StatusCode::SEE_OTHER);
+        }
+    };
+    let session = a.sign_in("2001").await;
+    assert_eq!(docs_on_b(session.clone()).await, StatusCode::OK);
+    // A logout on the first ends the session on the second.
+    let logout = a
+        .http
+        .post(format!("{}/auth/logout", a.base))
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    until_signed_out(session).await;
+    // So does sign_out_user, and sign_out_everyone.
+    let session = a.sign_in("2004").await;
+    let other = a.sign_in("2001").await;
+    assert_eq!(docs_on_b(session.clone()).await, StatusCode::OK);
+    logins[0].sign_out_user(&UserId::new("2004").unwrap());
+    until_signed_out(session).await;
+    assert_eq!(docs_on_b(other.clone()).await, StatusCode::OK);
+    logins[0].sign_out_everyone();
+    until_signed_out(other).await;
+}

@@ -321,7 +321,7 @@ fn replica_on(figma: &MockFigma, url: &str, prefix: &str, clock: &MockClock) -> 
     Replica { paywall, app }
 }
 
-async fn wait_until_listening(
+pub(crate) async fn wait_until_listening(
     redis: &mut ::redis::aio::MultiplexedConnection,
     channel: &str,
     n: usize,

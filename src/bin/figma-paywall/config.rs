@@ -5,41 +5,11 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 use figma_paywall::{
-    mock::MockFigma, Error, PaymentStatus, PaymentsClient, Paywall, PluginPaymentToken, Resource,
-    UserId,
+    mock::MockFigma, Error, PaymentsClient, Paywall, PluginPaymentToken, Resource, UserId,
 };
 use http::StatusCode;
 
 use crate::{forwarded::TrustedProxies, proxy::Upstream, site::Page};
-
-/// `--help`'s examples, one a deployment.
-const EXAMPLES: &str = "Examples:
-  # Try it on the embedded mock Figma: prints tokens and curl commands
-  figma-paywall --demo
-
-  # Forward auth beside nginx (auth_request), Caddy, Traefik or Envoy
-  FIGMA_TOKEN=figd_... figma-paywall --plugin 1122334455 --refusals-as 403
-
-  # In front of any backend: gate every request, pass buyers on
-  FIGMA_TOKEN=figd_... figma-paywall --plugin 1122334455 --upstream http://127.0.0.1:3000
-
-  # A plugin's backend called from its UI (origin null): answer CORS too
-  FIGMA_TOKEN=figd_... figma-paywall --plugin 1122334455 --upstream http://127.0.0.1:3000 --cors '*'
-
-  # A website for buyers of a Community file, with Sign in with Figma
-  FIGMA_TOKEN=figd_... FIGMA_CLIENT_ID=... FIGMA_CLIENT_SECRET=... FIGMA_SESSION_KEY=... \\
-    figma-paywall --file 1234567890 --login --site-url https://docs.example.com --upstream http://127.0.0.1:8000
-
-  # Replicas behind a load balancer on 10.0.0.0/8, sharing a managed Redis
-  FIGMA_TOKEN=figd_... REDIS_URL=rediss://:password@redis.example.com:6380 \\
-    figma-paywall --plugin 1122334455 --replicas 3 --trusted-proxies 10.0.0.0/8 --upstream http://app:3000
-
-  # Check a deployment's configuration before starting it
-  figma-paywall --plugin 1122334455 --check
-";
-
-/// The demo's plugin, when `--demo` names none.
-const DEMO_PLUGIN: &str = "1122334455";
 
 /// Serve paid Figma plugins, widgets and Community files only to buyers.
 ///
@@ -60,7 +30,7 @@ const DEMO_PLUGIN: &str = "1122334455";
 /// FIGMA_PAYWALL_KEY seals what is stored. Try it without any of that:
 /// `figma-paywall --demo`.
 #[derive(Debug, Parser)]
-#[command(name = "figma-paywall", version, verbatim_doc_comment, after_help = EXAMPLES)]
+#[command(name = "figma-paywall", version, verbatim_doc_comment, after_help = crate::help::EXAMPLES)]
 pub(crate) struct Args {
     /// Check the configuration and what it names (FIGMA_TOKEN with Figma,
     /// the budget, Redis, the store), print each, and exit: 0 when all is
@@ -367,7 +337,7 @@ pub(crate) struct Gateway {
     /// `--demo`), and the paywall page.
     login: Option<(Option<String>, Page)>,
     /// The mock Figma of `--demo`, and the demo's tokens.
-    demo: Option<(MockFigma, Vec<(&'static str, PluginPaymentToken)>)>,
+    pub(crate) demo: Option<(MockFigma, Vec<(&'static str, PluginPaymentToken)>)>,
 }
 
 impl Gateway {
@@ -439,9 +409,10 @@ impl Gateway {
                 return Err("--demo runs on the embedded mock Figma, but FIGMA_TOKEN is set: unset it, or drop --demo to ask the real Figma".to_owned());
             }
             if resources.is_empty() {
-                resources.push(Resource::plugin(DEMO_PLUGIN).map_err(|e| e.to_string())?);
+                resources
+                    .push(Resource::plugin(crate::demo::DEMO_PLUGIN).map_err(|e| e.to_string())?);
             }
-            let (mock, tokens) = demo_figma(&resources[0]).await?;
+            let (mock, tokens) = crate::demo::demo_figma(&resources[0]).await?;
             // FIGMA_RATE_LIMIT tries a small budget on the mock too.
             let client = mock
                 .client_builder()
@@ -557,90 +528,19 @@ impl Gateway {
                 )
                 .authorize_url(format!("{}/oauth", mock.url()))
                 .api_url(mock.url())
-                .build()
             }
-            None => figma_paywall::login::FigmaLogin::from_env(site),
+            None => figma_paywall::login::FigmaLogin::builder_from_env(site)
+                .map_err(|e| format!("--login: {e}"))?,
+        };
+        // Replicas sharing Redis share sign-outs too.
+        let login = match &self.redis {
+            Some(tier) => login.redis(tier.clone()),
+            None => login,
         }
+        .build()
         .map_err(|e| format!("--login: {e}"))?;
         Ok(Some((login, page.clone())))
     }
-
-    /// With `--demo`: the demo's tokens, and commands to try.
-    /// `--check`: what the configuration names, checked, a line each.
-    /// Whether all is well.
-    pub(crate) async fn check(&self) -> bool {
-        let mut ok = true;
-        let mut say = |good: bool, what: String| {
-            println!("{} {what}", if good { "ok  " } else { "FAIL" });
-            ok &= good;
-        };
-        let names: Vec<String> = self.resources.iter().map(ToString::to_string).collect();
-        say(true, format!("gates: {}", names.join(", ")));
-        match self.paywall.client().verify_credentials().await {
-            Ok(me) => say(
-                true,
-                format!("FIGMA_TOKEN: Figma accepts it (the creator {})", me.handle),
-            ),
-            Err(e) => say(false, format!("FIGMA_TOKEN: {e}")),
-        }
-        let per_minute = self.paywall.stats().budget_per_minute;
-        say(true, format!("budget: {per_minute} lookups a minute (FIGMA_RATE_LIMIT: Figma allows 10 on View and Collab seats, 50 to 150 on Dev and Full seats)"));
-        match &self.redis {
-            None => say(true, "Redis: none (REDIS_URL is not set): replicas do not share answers or the budget".to_owned()),
-            Some(tier) => match tier.ping(Duration::from_secs(3)).await {
-                Ok(()) => say(true, "Redis: it answers at REDIS_URL".to_owned()),
-                Err(e) => say(false, format!("Redis at REDIS_URL: {e} (is it running, is the password right, and for rediss:// is FIGMA_PAYWALL_REDIS_CA needed?)")),
-            },
-        }
-        match std::env::var_os("FIGMA_PAYWALL_STORE").filter(|p| !p.is_empty()) {
-            None => say(
-                true,
-                "store: none (FIGMA_PAYWALL_STORE is not set): answers do not outlive the process"
-                    .to_owned(),
-            ),
-            Some(path) => say(true, format!("store: {} opened", path.to_string_lossy())),
-        }
-        ok
-    }
-
-    pub(crate) fn print_demo(&self, addr: SocketAddr) {
-        let Some((_, tokens)) = &self.demo else {
-            return;
-        };
-        println!("\nRunning on the embedded mock Figma (--demo). Try:\n");
-        for (who, token) in tokens {
-            println!("# {who}");
-            println!(
-                "curl -i http://{addr}/_figma_paywall/auth -H 'X-Figma-Payment-Token: {}'\n",
-                token.expose_secret()
-            );
-        }
-        println!("# nobody\ncurl -i http://{addr}/_figma_paywall/auth\n");
-    }
-}
-
-/// The mock Figma of `--demo`: a buyer, a user in a trial and a user who
-/// has not paid, with day-long tokens.
-async fn demo_figma(
-    resource: &Resource,
-) -> Result<(MockFigma, Vec<(&'static str, PluginPaymentToken)>), String> {
-    let mock = MockFigma::start()
-        .await
-        .map_err(|e| format!("could not start the mock Figma: {e}"))?;
-    let mut tokens = Vec::new();
-    for (id, who, status) in [
-        ("2001", "a buyer", PaymentStatus::Paid),
-        ("2002", "a user in a trial", PaymentStatus::Trial),
-        ("2003", "a user who has not paid", PaymentStatus::Unpaid),
-    ] {
-        let user = UserId::new(id).map_err(|e| e.to_string())?;
-        mock.set_status(&user, resource, status);
-        tokens.push((
-            who,
-            mock.issue_token_for(&user, resource, Duration::from_secs(86_400)),
-        ));
-    }
-    Ok((mock, tokens))
 }
 
 /// The replica's default name: the host's name and the address it listens

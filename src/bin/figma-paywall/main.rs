@@ -11,9 +11,12 @@
 //! [`RequirePaidLayer`]: figma_paywall::RequirePaidLayer
 
 mod auth;
+mod check;
 mod config;
 mod cors;
+mod demo;
 mod forwarded;
+mod help;
 mod metrics;
 mod proxy;
 mod serve;
@@ -72,7 +75,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    gateway.print_demo(addr);
+    if let Some((_, tokens)) = &gateway.demo {
+        demo::print(tokens, addr);
+    }
     let app = auth::router(&gateway, login);
     if serve::serve(listener, app, gateway.limits, shutdown()).await {
         tracing::info!("stopped: every request in flight was answered");

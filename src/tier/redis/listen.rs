@@ -52,6 +52,12 @@ impl RedisTier {
     /// Listens for invalidations from other replicas until the paywall is
     /// dropped, reconnecting when Redis goes away.
     pub(super) fn spawn_listener(&self, engine: Weak<dyn Invalidations>) {
+        self.listen_on(self.channel(), engine);
+    }
+
+    /// Listens on `channel` for what `engine` hears, until it is dropped,
+    /// reconnecting when Redis goes away.
+    pub(crate) fn listen_on(&self, channel: String, engine: Weak<dyn Invalidations>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("no Tokio runtime while building the Paywall: invalidations from other replicas will not be heard");
             return;
@@ -65,7 +71,7 @@ impl RedisTier {
                 }
                 let subscribed = async {
                     let mut pubsub = tier.inner.client.get_async_pubsub().await?;
-                    pubsub.subscribe(tier.channel()).await?;
+                    pubsub.subscribe(&channel).await?;
                     Ok::<_, ::redis::RedisError>(pubsub)
                 };
                 if let Ok(Ok(pubsub)) =

@@ -150,7 +150,23 @@ impl RedisTier {
     }
 
     fn channel(&self) -> String {
-        self.key("invalidate", "")
+        self.channel_of("invalidate")
+    }
+
+    /// The pub/sub channel of `what` replicas tell each other, under the
+    /// tier's prefix.
+    pub(crate) fn channel_of(&self, what: &str) -> String {
+        self.key(what, "")
+    }
+
+    /// Publishes `message` on `channel`, within the tier's timeout.
+    pub(crate) async fn publish_on(&self, channel: String, message: Vec<u8>) {
+        let mut conn = self.conn();
+        let _ = self
+            .run("publish", async move {
+                conn.publish::<_, _, ()>(channel, message).await
+            })
+            .await;
     }
 
     /// Runs a Redis command with the tier's timeout; logs failures (at most
@@ -420,17 +436,7 @@ impl Tier for RedisTier {
     }
 
     fn announce<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, ()> {
-        async move {
-            let mut conn = self.conn();
-            let channel = self.channel();
-            let message = message.to_vec();
-            let _ = self
-                .run("announce", async move {
-                    conn.publish::<_, _, ()>(channel, message).await
-                })
-                .await;
-        }
-        .boxed()
+        self.publish_on(self.channel(), message.to_vec()).boxed()
     }
 
     fn listen(&self, engine: Weak<dyn Invalidations>) {
