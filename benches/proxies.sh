@@ -6,14 +6,16 @@
 # after the first request):
 #   direct          the upstream itself
 #   nginx           nginx proxy_pass, no gate
+#   bare            examples/bare_proxy.rs: axum + hyper-util, no gate (the target)
 #   gateway         figma-paywall --upstream (gate and proxy)
 #   nginx+auth      nginx auth_request to the gateway's forward auth, then proxy_pass
 #
-#   cargo build --release --features gateway --bin figma-paywall
-#   benches/proxies.sh [target/release/figma-paywall]
+#   cargo build --release --features gateway --bin figma-paywall --example bare_proxy
+#   benches/proxies.sh [target/release/figma-paywall [target/release/examples/bare_proxy]]
 # Needs nginx and wrk (Debian: apt-get install nginx wrk).
 set -euo pipefail
 bin=${1:-target/release/figma-paywall}
+bare_bin=${2:-$(dirname "$bin")/examples/bare_proxy}
 rounds=${ROUNDS:-3}
 dir=$(mktemp -d)
 pids=()
@@ -23,7 +25,10 @@ cleanup() {
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-up=$(free_port); proxy=$(free_port); authed=$(free_port); gw=$(free_port)
+up=$(free_port); proxy=$(free_port); authed=$(free_port); gw=$(free_port); bare=$(free_port)
+
+"$bare_bin" "127.0.0.1:$bare" "http://127.0.0.1:$up" &
+pids+=($!)
 
 "$bin" --demo --listen "127.0.0.1:$gw" --upstream "http://127.0.0.1:$up" --deny-status 403 >"$dir/gateway.out" 2>/dev/null &
 pids+=($!)
@@ -78,11 +83,12 @@ done
 for _ in $(seq "$rounds"); do
   run direct "http://127.0.0.1:$up/"
   run nginx "http://127.0.0.1:$proxy/"
+  run bare "http://127.0.0.1:$bare/"
   run gateway "http://127.0.0.1:$gw/"
   run nginx+auth "http://127.0.0.1:$authed/"
 done
 echo "| setup | req/s (each round) | p50 | p99 |"
 echo "|---|---|---|---|"
-for name in direct nginx gateway nginx+auth; do
+for name in direct nginx bare gateway nginx+auth; do
   echo "| $name | ${rps[$name]}| ${p50[$name]}| ${p99[$name]}|"
 done

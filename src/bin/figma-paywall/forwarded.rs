@@ -84,13 +84,26 @@ pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap) {
 /// age, the forwarding headers), spelt in any way a server behind may read
 /// as it: CGI and WSGI servers fold `_` into `-`.
 fn spoofs(name: &HeaderName) -> bool {
-    let folded = name.as_str().replace('_', "-");
-    folded.starts_with("x-figma-")
+    // Header names are lower case; `_` reads as `-`. No allocation: this
+    // runs for every header of every request.
+    let same = |ours: &str| {
+        let (a, b) = (name.as_str().as_bytes(), ours.as_bytes());
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(&x, &y)| x == y || (x == b'_' && y == b'-'))
+    };
+    let prefix = name.as_str().as_bytes().get(..8).is_some_and(|p| {
+        p.iter()
+            .zip(b"x-figma-")
+            .all(|(&x, &y)| x == y || (x == b'_' && y == b'-'))
+    });
+    prefix
         || IDENTITY_HEADERS
             .iter()
             .chain([&ANSWER_AGE])
             .chain(&FORWARDING)
-            .any(|ours| ours.as_str() == folded)
+            .any(|ours| same(ours.as_str()))
 }
 
 /// The proxies whose forwarding headers are passed on.
@@ -157,6 +170,10 @@ pub(crate) fn climbs(uri: &Uri) -> bool {
 /// the upstream already keeps it out of shared caches (`private`,
 /// `no-store`); `public` and `s-maxage` dropped.
 pub(crate) fn private_answer(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+        return;
+    }
     let directives: Vec<String> = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -197,6 +214,12 @@ const VARY_ON: [&str; 2] = ["x-figma-payment-token", "cookie"];
 /// Adds what identifies the caller to the answer's `Vary`, unless it
 /// varies on everything already.
 pub(crate) fn vary_on_caller(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::VARY) {
+        for name in VARY_ON {
+            headers.append(header::VARY, HeaderValue::from_static(name));
+        }
+        return;
+    }
     let said: Vec<String> = headers
         .get_all(header::VARY)
         .iter()
