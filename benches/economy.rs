@@ -14,12 +14,13 @@
 //! day takes seconds; requests go in-process (`oneshot`, each with its
 //! client's `ConnectInfo`), lookups over loopback HTTP to the mock.
 //!
-//! **The queue.** A real server holds a lookup up to 2 s for a slot of the
-//! budget; in simulated time a held request would hold the whole day in
-//! real time. So the gate holds nothing, and a request refused for the
-//! budget (`rate_limited`, `too_many_lookups`) with a `Retry-After` the
-//! queue would have waited out (2 s) is sent again that much later, as the
-//! same request: the queue in simulated time.
+//! **The queue.** A real server holds a lookup for a slot of the budget
+//! (by default one slot and a second: 7 s at 10 a minute); in simulated
+//! time a held request would hold the whole day in real time. So the gate
+//! holds nothing, and a request refused for the budget (`rate_limited`,
+//! `too_many_lookups`) with a `Retry-After` the queue would have waited out
+//! is sent again that much later, as the same request: the queue in
+//! simulated time.
 //!
 //! The naive gate is `from_fn` with a moka cache and `try_get_with` around
 //! the same client with no budget of its own: answers kept 10 minutes
@@ -66,8 +67,9 @@ const RETRY_EVERY: u64 = 30;
 /// …and gives up on the visit after this many.
 const GIVE_UP_AFTER: u64 = 600;
 
-/// The longest a server's queue holds a lookup for a slot.
-const QUEUE_WAIT: u64 = 2;
+/// The longest a server's queue holds a lookup for a slot: the default at
+/// 10 a minute (`PaymentsClientBuilder::queue`).
+const QUEUE_WAIT: u64 = 7;
 
 /// Buyers refunded during the day.
 const REFUNDS: usize = 20;
