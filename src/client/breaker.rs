@@ -163,10 +163,11 @@ impl Breaker {
         }
     }
 
-    /// Another replica found Figma failing: open until `until` (at most
-    /// the longest cool-down from `now`), as if this replica had found it.
+    /// Another replica found Figma failing: open until `until`, but for
+    /// one cool-down at most, after which this replica probes for itself
+    /// (the other's probe may find Figma back before its own opening ends).
     pub(super) fn open_until(&self, until: Instant, now: Instant) {
-        let until = until.min(later(now, MAX_COOL_DOWN));
+        let until = until.min(later(now, COOL_DOWN));
         let mut state = self.lock();
         match &mut state.open {
             Some(open) => open.until = open.until.max(until),

@@ -207,7 +207,7 @@ impl PaymentsClient {
     }
 
     /// Another replica found Figma failing for `left` more: this client's
-    /// breaker opens too (for 30 s at most).
+    /// breaker opens too (for one cool-down, 5 s, at most; then it probes).
     pub(crate) fn hear_figma_failing(&self, left: Duration) {
         let now = self.inner.clock.now();
         self.inner
