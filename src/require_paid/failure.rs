@@ -5,7 +5,7 @@
 
 use http::StatusCode;
 
-use super::gate::Mode;
+use super::identity::Mode;
 use crate::{Error, Paywall, Refusal, RefusalReason, ThrottleReason};
 
 /// Maps a lookup error to what the caller is told. Only the creator's

@@ -1,14 +1,14 @@
 //! What a gated request goes through: identity, lookup, checks, verdict.
 
-use std::{collections::HashSet, sync::Arc, time::Instant};
+use std::{collections::HashSet, fmt, sync::Arc, time::Instant};
 
 use axum::response::{IntoResponse, Response};
 use http::{request::Parts, Request, StatusCode};
 use tracing::{field::Empty, Instrument};
 
 use super::{
-    caller::ClientKeys, failure::refusal_for, layer::RefusalHandler, AccessVia, Identity,
-    IdentityError, PaidAccess,
+    caller::ClientKeys, failure::refusal_for, identity::Mode, AccessVia, Identity, IdentityError,
+    PaidAccess,
 };
 use crate::{
     Error, Lookup, PaymentInformation, PaymentStatus, Paywall, PluginPaymentToken, Refusal,
@@ -27,22 +27,6 @@ pub(crate) struct Gate {
     pub(super) refusal: Option<RefusalHandler>,
     /// Who the client is, for the fair share of cold lookups.
     pub(super) client_key: ClientKeys,
-}
-
-/// How the caller identified itself.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Mode {
-    Token,
-    User,
-}
-
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Token => "token",
-            Self::User => "user",
-        }
-    }
 }
 
 pub(super) struct Granted {
@@ -348,4 +332,17 @@ fn unreachable_refusal() -> Result<Granted, Refusal> {
         RefusalReason::NotPaid,
         "payment required",
     ))
+}
+
+/// A replacement for the refusal response; see
+/// [`RequirePaidLayer::with_refusal`].
+#[derive(Clone)]
+pub(crate) struct RefusalHandler(pub(crate) Arc<RespondFn>);
+
+type RespondFn = dyn Fn(Refusal, &Parts) -> Response + Send + Sync;
+
+impl fmt::Debug for RefusalHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefusalHandler(..)")
+    }
 }

@@ -262,6 +262,22 @@ fn token_identity(value: &str) -> Result<Identity, IdentityError> {
         .map_err(|e| IdentityError::malformed(e.to_string()))
 }
 
+/// How the caller identified itself.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Mode {
+    Token,
+    User,
+}
+
+impl Mode {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::User => "user",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

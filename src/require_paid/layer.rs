@@ -7,8 +7,9 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 use super::{
-    caller::ClientKeys, gate::Gate, ClientKeySource, DefaultIdentity, IdentitySource, PeerAddr,
-    RequirePaid,
+    caller::ClientKeys,
+    gate::{Gate, RefusalHandler},
+    ClientKeySource, DefaultIdentity, IdentitySource, PeerAddr, RequirePaid,
 };
 use crate::{Paywall, Refusal, Resource, UserId};
 
@@ -201,18 +202,5 @@ impl<I> RequirePaidLayer<I> {
     /// The paywall (cache and client) this layer asks.
     pub fn paywall(&self) -> &Paywall {
         &self.gate.paywall
-    }
-}
-
-/// A replacement for the refusal response; see
-/// [`RequirePaidLayer::with_refusal`].
-#[derive(Clone)]
-pub(crate) struct RefusalHandler(pub(crate) Arc<RespondFn>);
-
-type RespondFn = dyn Fn(Refusal, &Parts) -> Response + Send + Sync;
-
-impl fmt::Debug for RefusalHandler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RefusalHandler(..)")
     }
 }
