@@ -187,10 +187,10 @@ impl CapturedLogs {
 
 /// Waits until `done` holds (work under way elsewhere: a background
 /// refresh, a lookup whose callers left, a message over Redis), polling
-/// every 10 ms; panics with `what` after 5 s.
-pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+/// every 10 ms; panics with `what` after 5 s. `done` may ask over HTTP.
+pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !done() {
+    while !done().await {
         assert!(
             std::time::Instant::now() < deadline,
             "still not true after 5 s: {what}"

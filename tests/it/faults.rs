@@ -178,7 +178,7 @@ async fn callers_who_leave_do_not_cancel_the_lookup_for_others() {
     figma.set_latency(Duration::from_millis(200));
     let gone = tokio::time::timeout(Duration::from_millis(20), call(&app, as_user("6"))).await;
     assert!(gone.is_err());
-    eventually("the abandoned lookup landed", || {
+    eventually("the abandoned lookup landed", async || {
         paywall.stats().lookups_in_flight == 0
     })
     .await;
@@ -397,7 +397,7 @@ async fn a_slow_check_of_the_access_token_is_shared_and_stalls_nobody() {
         let app = app.clone();
         async move { call(&app, with_token("ppt_forged")).await.status }
     });
-    eventually("the check of the access token began", || {
+    eventually("the check of the access token began", async || {
         figma.me_requests() == 1
     })
     .await;

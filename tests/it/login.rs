@@ -552,14 +552,10 @@ async fn a_sign_out_on_one_replica_signs_out_on_every_replica() {
     let until_signed_out = |cookie: String| {
         let docs_on_b = &docs_on_b;
         async move {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while docs_on_b(cookie.clone()).await == StatusCode::OK {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the sign-out never reached the other replica"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+            crate::common::eventually("the sign-out reached the other replica", async || {
+                docs_on_b(cookie.clone()).await != StatusCode::OK
+            })
+            .await;
             assert_eq!(docs_on_b(cookie).await, StatusCode::SEE_OTHER);
         }
     };

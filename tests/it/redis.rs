@@ -511,12 +511,14 @@ async fn replay_then_marker(
         .await
         .unwrap();
     marker.invalidate_user(&user(id)).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while figma.payment_requests() == calls {
-        assert!(Instant::now() < deadline, "the marker was not applied");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    eventually("the marker was applied", async || {
+        if figma.payment_requests() != calls {
+            return true;
+        }
         assert_eq!(call(&watched.app, as_user(id)).await.status, 200);
-    }
+        false
+    })
+    .await;
 }
 
 /// The next message a pub/sub listener hears, within 5 s.
@@ -534,11 +536,10 @@ async fn next_message(
 /// Polls `replica` for `id` until it answers `status` (an invalidation
 /// from another replica has arrived).
 async fn until_status(replica: &Replica, id: &str, status: u16) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while call(&replica.app, as_user(id)).await.status != status {
-        assert!(Instant::now() < deadline, "user {id} never got {status}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(&format!("user {id} got {status}"), async || {
+        call(&replica.app, as_user(id)).await.status == status
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -629,11 +630,10 @@ async fn a_replica_that_finds_figma_failing_stops_the_others_asking() {
     }
     assert!(a.paywall.stats().figma_failing, "a's breaker never opened");
     // b hears it, and asks Figma nothing.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !b.paywall.stats().figma_failing {
-        assert!(Instant::now() < deadline, "b never heard that Figma fails");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("b heard that Figma fails", async || {
+        b.paywall.stats().figma_failing
+    })
+    .await;
     let (lookups, me) = (figma.payment_requests(), figma.me_requests());
     let reply = call(&b.app, as_user("70")).await;
     assert_eq!(reply.status, 503, "{}", reply.body);

@@ -257,7 +257,7 @@ async fn a_paid_answer_is_refreshed_before_it_expires() {
     let reply = call(&app, as_user("5")).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body["from_cache"], true);
-    eventually("the refresh reached Figma and landed", || {
+    eventually("the refresh reached Figma and landed", async || {
         figma.payment_requests() == 2 && paywall.stats().lookups_in_flight == 0
     })
     .await;
@@ -482,7 +482,10 @@ async fn a_lookup_under_way_during_an_invalidation_is_not_cached() {
         let app = app.clone();
         async move { call(&app, as_user("5")).await.status }
     });
-    eventually("the lookup reached Figma", || figma.payment_requests() == 1).await;
+    eventually("the lookup reached Figma", async || {
+        figma.payment_requests() == 1
+    })
+    .await;
     // The checkout completes while Figma is still answering the old question.
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     paywall.invalidate_user(&user("5")).await;
