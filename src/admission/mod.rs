@@ -40,6 +40,8 @@ mod shared;
 
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "login")]
+pub(crate) use self::rate::Gcra;
 use self::{fair::Clients, rate::LocalBudget, report::Report, shared::Unshared};
 pub(crate) use self::{
     rate::Rate,

@@ -48,7 +48,7 @@ impl Rate {
 /// whole again ("theoretical arrival time"); a call may go while the budget
 /// keeps more than its lane's reserve, and moves `tat` one interval on.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Gcra {
+pub(crate) struct Gcra {
     interval: Duration,
     burst: u32,
     /// `None`: never spent.
@@ -56,7 +56,7 @@ pub(super) struct Gcra {
 }
 
 impl Gcra {
-    pub(super) fn new(rate: Rate) -> Self {
+    pub(crate) fn new(rate: Rate) -> Self {
         Self {
             interval: rate.interval(),
             burst: rate.burst.max(1),
@@ -88,7 +88,7 @@ impl Gcra {
 
     /// Takes a slot if the budget keeps `reserve` intervals after it, or
     /// says how long until it does.
-    pub(super) fn take(&mut self, now: Instant, reserve: f64) -> Result<(), Duration> {
+    pub(crate) fn take(&mut self, now: Instant, reserve: f64) -> Result<(), Duration> {
         if let Some(ready) = self.ready_at(reserve) {
             if now < ready {
                 return Err(ready - now);

@@ -119,37 +119,26 @@ struct Config {
     exchanges: Exchanges,
 }
 
-/// The budget of token exchanges with the app's client credentials: a
-/// GCRA of `per_minute`, in bursts of a third of it (at least 5).
+/// The budget of token exchanges with the app's client credentials: the
+/// admission's GCRA, `per_minute` in bursts of a third of it (at least 5).
 #[derive(Debug)]
-struct Exchanges {
-    interval: Duration,
-    burst: u32,
-    /// When the budget would be whole again.
-    tat: std::sync::Mutex<Option<std::time::Instant>>,
-}
+struct Exchanges(std::sync::Mutex<crate::admission::Gcra>);
 
 impl Exchanges {
     fn new(per_minute: u32) -> Self {
         let per_minute = per_minute.max(1);
-        Self {
-            interval: Duration::from_secs(60) / per_minute,
-            burst: (per_minute / 3).max(5),
-            tat: std::sync::Mutex::new(None),
-        }
+        Self(std::sync::Mutex::new(crate::admission::Gcra::new(
+            crate::admission::Rate {
+                per_minute,
+                burst: (per_minute / 3).max(5),
+            },
+        )))
     }
 
     /// Takes one, or says how long until one is free.
     fn take(&self) -> Result<(), Duration> {
-        let now = std::time::Instant::now();
-        let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
-        let from = tat.map_or(now, |t| t.max(now));
-        let allowed = self.interval * (self.burst - 1);
-        if from.saturating_duration_since(now) > allowed {
-            return Err(from.saturating_duration_since(now) - allowed);
-        }
-        *tat = Some(from + self.interval);
-        Ok(())
+        let mut gcra = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        gcra.take(std::time::Instant::now(), 0.0)
     }
 }
 
