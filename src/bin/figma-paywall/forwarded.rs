@@ -160,10 +160,23 @@ pub(crate) fn request_headers(headers: &mut HeaderMap, peer: IpAddr, trusted: &T
 /// not): refused, so that `--upstream http://host/app` never serves
 /// `/app/../admin`.
 pub(crate) fn climbs(uri: &Uri) -> bool {
-    uri.path().split(['/', '\\']).any(|segment| {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    })
+    uri.path().split(['/', '\\']).any(is_dot_segment)
+}
+
+/// Whether `segment` is `.` or `..`, each dot spelt `.` or `%2e` in either
+/// case. No allocation: this runs for every segment of every request.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    matches!(dots, 1 | 2)
 }
 
 /// A gated answer is for its caller alone: `Cache-Control: private` unless
