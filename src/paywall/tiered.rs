@@ -104,17 +104,20 @@ impl Inner {
             let deadline = Instant::now() + tier.lock_ttl();
             loop {
                 match self.read(tier, key).await {
-                    Ok(Some(Found::Fresh(stored))) => {
-                        self.stats.tier_hits.add();
-                        self.copy(self.tiers_before(i), key, &stored).await;
-                        return Ok(self.answer(stored));
-                    }
+                    Ok(Some(Found::Fresh(stored))) => return self.shared_hit(i, key, stored).await,
                     Ok(Some(found)) => fallback.offer(found),
                     Ok(None) => {}
                     Err(Unavailable) => break,
                 }
                 match tier.lock(key).await {
                     Ok(true) => {
+                        // The holder before us may have written its answer
+                        // and let go between our read and our lock: look
+                        // once more before asking Figma.
+                        if let Ok(Some(Found::Fresh(stored))) = self.read(tier, key).await {
+                            tier.unlock(key).await;
+                            return self.shared_hit(i, key, stored).await;
+                        }
                         let result = self.ask_shared(tier, question, ask).await;
                         self.write_through(key, &result, generation, true).await;
                         tier.unlock(key).await;
@@ -139,6 +142,14 @@ impl Inner {
         self.write_through(key, &result, generation, !shared_down)
             .await;
         self.or_fallback(result, fallback)
+    }
+
+    /// A fresh answer the shared tier `i` held: copied into the tiers
+    /// before it, and used.
+    async fn shared_hit(&self, i: usize, key: StoreKey, stored: Stored) -> Fetched {
+        self.stats.tier_hits.add();
+        self.copy(self.tiers_before(i), key, &stored).await;
+        Ok(self.answer(stored))
     }
 
     /// What `tier` holds for `key`, opened and judged by its age.
