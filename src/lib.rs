@@ -1,4 +1,4 @@
-#![doc = include_str!("../README.md")]
+#![doc = include_str!("docs.md")]
 #![warn(missing_docs, rust_2018_idioms)]
 #![deny(unsafe_code, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -51,3 +51,29 @@ pub use secret::{
     AccessToken, InvalidToken, PluginPaymentToken, MAX_ACCESS_TOKEN_LEN, MAX_PAYMENT_TOKEN_LEN,
 };
 pub use stats::PaywallStats;
+
+/// The README, BENCHMARKS.md and the guide in `docs/`: each of their Rust examples runs
+/// as a doctest (`tests/docs.rs` checks the other code blocks).
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../BENCHMARKS.md")]
+    struct Benchmarks;
+    #[doc = include_str!("../docs/benchmarks-history.md")]
+    struct BenchmarksHistory;
+    #[doc = include_str!("../docs/budget.md")]
+    struct Budget;
+    #[doc = include_str!("../docs/examples.md")]
+    struct Examples;
+    #[doc = include_str!("../docs/gateway.md")]
+    struct Gateway;
+    #[doc = include_str!("../docs/operations.md")]
+    struct Operations;
+    #[doc = include_str!("../docs/plugin.md")]
+    struct Plugin;
+    #[doc = include_str!("../docs/replicas.md")]
+    struct Replicas;
+    #[doc = include_str!("../docs/security.md")]
+    struct Security;
+}

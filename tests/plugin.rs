@@ -3,6 +3,9 @@
 //! and a page whose origin is `null`, as a plugin's UI iframe has, in
 //! headless Chromium against `ai_endpoint` and the gateway's `--cors '*'`.
 //!
+//! The TypeScript and JavaScript the README and `docs/` show are
+//! type-checked against the package, and parsed by node.
+//!
 //! Needs Node and npm (Debian's `nodejs` and `npm`) and Chromium with
 //! ChromeDriver (`chromium`, `chromium-driver`); `.ci/run` installs them,
 //! and without them these tests fail saying so.
@@ -12,6 +15,7 @@ mod common {
     #[allow(dead_code)]
     pub mod chromium;
     pub mod example;
+    pub mod fenced;
     pub mod scratch;
 }
 
@@ -284,4 +288,75 @@ async fn a_page_with_origin_null_gets_what_curl_gets_from_ai_endpoint_and_the_ga
         }
     })
     .await;
+}
+
+/// The pages whose TypeScript and JavaScript blocks are checked here.
+const PAGES: [&str; 3] = ["README.md", "docs/plugin.md", "docs/gateway.md"];
+
+#[test]
+fn the_typescript_and_javascript_the_docs_show_type_check_against_the_package() {
+    package_tested();
+    let dir = plugin_dir().join("build-docs");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for page in PAGES {
+        for block in common::fenced::blocks(page) {
+            let name = format!("{}-{}", page.replace(['/', '.'], "_"), block.line);
+            match block.info.as_str() {
+                // A plugin's code: the imports first, the rest in a
+                // function, with the package's own sources in place of the
+                // published package.
+                "ts" => {
+                    let (imports, body): (Vec<&str>, Vec<&str>) =
+                        block.text.lines().partition(|l| l.starts_with("import "));
+                    let source = format!(
+                        "{}\ndeclare const prompt: string\nexport async function example(): Promise<void> {{\n{}\n}}\n",
+                        imports
+                            .join("\n")
+                            .replace("'figma-paywall-plugin/ui'", "'../src/ui'")
+                            .replace("'figma-paywall-plugin'", "'../src/index'"),
+                        body.join("\n")
+                    );
+                    std::fs::write(dir.join(format!("{name}.ts")), source).unwrap();
+                    files.push(format!("{name}.ts"));
+                }
+                // A backend's code (a Worker's handler): node parses it.
+                "js" => {
+                    let file = dir.join(format!("{name}.mjs"));
+                    let source = format!(
+                        "export async function handler(request) {{\n{}}}\n",
+                        block.text
+                    );
+                    std::fs::write(&file, source).unwrap();
+                    run_in_plugin("node", &["--check", file.to_str().unwrap()], &[]);
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        files.len() >= 2,
+        "the README and docs/plugin.md show paidFetch"
+    );
+    let tsconfig = json!({
+        "extends": "../tsconfig.base.json",
+        "compilerOptions": {
+            "noEmit": true,
+            "declaration": false,
+            "lib": ["ES2017"],
+            "types": ["@figma/plugin-typings"]
+        },
+        "files": files,
+    });
+    std::fs::write(dir.join("tsconfig.json"), tsconfig.to_string()).unwrap();
+    run_in_plugin(
+        "node",
+        &[
+            "node_modules/typescript/bin/tsc",
+            "-p",
+            "build-docs/tsconfig.json",
+        ],
+        &[],
+    );
 }

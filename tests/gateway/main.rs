@@ -7,6 +7,8 @@ mod cors;
 #[allow(dead_code)]
 #[path = "../common/example.rs"]
 mod example;
+#[path = "../common/fenced.rs"]
+mod fenced;
 mod hardening;
 mod operations;
 mod proxies;

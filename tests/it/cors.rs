@@ -16,7 +16,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::common::*;
 
-/// The layer the README and `ai_endpoint` put in front of the gate.
+/// The layer `docs/plugin.md` and `ai_endpoint` put in front of the gate.
 fn cors_for_plugins() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)

@@ -90,7 +90,7 @@ pub(crate) struct Args {
     /// Forward auth answers every refusal but 401 with this status, the
     /// real one in X-Figma-Refusal-Status (Retry-After kept): nginx's
     /// auth_request passes only 401 and 403 on and turns a 429 or 503 into
-    /// a 500. Behind nginx use 403, with the README's `@figma_refused`.
+    /// a 500. Behind nginx use 403, with `docs/gateway.md`'s `@figma_refused`.
     #[arg(long, value_name = "CODE", env = "FIGMA_PAYWALL_REFUSALS_AS", value_parser = deny_status)]
     refusals_as: Option<u16>,
 
