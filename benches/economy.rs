@@ -19,8 +19,11 @@
 //! time a held request would hold the whole day in real time. So the gate
 //! holds nothing, and a request refused for the budget (`rate_limited`,
 //! `too_many_lookups`) with a `Retry-After` the queue would have waited out
-//! is sent again that much later, as the same request: the queue in
-//! simulated time.
+//! is sent again that much later, as the same request, and again while its
+//! waits add up to no more than the queue's: the queue in simulated time.
+//! (A real queue hands a freed slot to the first waiter of the highest
+//! lane; here the request sent again competes with those arriving in the
+//! same second, which come first.)
 //!
 //! The naive gate is `from_fn` with a moka cache and `try_get_with` around
 //! the same client with no budget of its own: answers kept 10 minutes
@@ -114,6 +117,9 @@ struct Day {
     refunds: Vec<(u64, u64)>,
     /// Requests that waited in the (simulated) queue and then got in.
     queued_in: usize,
+    /// Buyers' requests refused `rate_limited` on a first visit (the rest
+    /// are returning buyers').
+    rate_limited_new: usize,
     real_time: Duration,
 }
 
@@ -418,15 +424,15 @@ async fn run_day(
     let flooder = SocketAddr::from(([192, 0, 2, 66], 50_000));
     let day = day_secs();
     // Pending requests: (second, user, a first visit?, the visit's start,
-    // waiting in the queue?).
-    let mut pending: Vec<(u64, usize, bool, u64, bool)> = people
+    // since when it waits in the queue).
+    let mut pending: Vec<(u64, usize, bool, u64, Option<u64>)> = people
         .iter()
         .enumerate()
         .flat_map(|(u, p)| {
             p.visits
                 .iter()
                 .enumerate()
-                .map(move |(i, &s)| (s, u, i == 0, s, false))
+                .map(move |(i, &s)| (s, u, i == 0, s, None))
         })
         .collect();
     let mut result = Day::default();
@@ -483,7 +489,7 @@ async fn run_day(
             status(&router, &token, flooder).await;
             result.flood_requests += 1;
         }
-        let mut due: Vec<(u64, usize, bool, u64, bool)> = Vec::new();
+        let mut due: Vec<(u64, usize, bool, u64, Option<u64>)> = Vec::new();
         pending.retain(|v| {
             if v.0 <= second {
                 due.push(*v);
@@ -508,18 +514,22 @@ async fn run_day(
             if person.kind == Kind::NonBuyer {
                 continue;
             }
-            // Refused for the budget, for no longer than a queue waits:
-            // the same request, that much later.
+            // Refused for the budget, for no longer than a queue still
+            // waits: the same request, that much later.
             let budget = reason == "rate_limited" || reason == "too_many_lookups";
-            if budget && !queued && retry_after.is_some_and(|s| s <= QUEUE_WAIT) {
+            let waited = queued.map_or(0, |since| second - since);
+            if budget && retry_after.is_some_and(|s| waited + s.max(1) <= QUEUE_WAIT) {
                 let at = second + retry_after.unwrap_or(1).max(1);
-                pending.push((at, u, first, started, true));
+                pending.push((at, u, first, started, Some(queued.unwrap_or(second))));
                 continue;
             }
-            if code == 200 && queued {
+            if code == 200 && queued.is_some() {
                 result.queued_in += 1;
             }
             *result.buyers.entry(reason.clone()).or_default() += 1;
+            if first && reason == "rate_limited" {
+                result.rate_limited_new += 1;
+            }
             if code != 200 && (day / 2..day / 2 + 600).contains(&second) {
                 result.refused_after_restart += 1;
             }
@@ -530,7 +540,7 @@ async fn run_day(
                 (_, true) if second - started >= GIVE_UP_AFTER => result.never_in += 1,
                 (_, false) if second - started >= GIVE_UP_AFTER => result.gave_up += 1,
                 // Refused: try again in 30 s.
-                _ => pending.push((second + RETRY_EVERY, u, first, started, false)),
+                _ => pending.push((second + RETRY_EVERY, u, first, started, None)),
             }
         }
     }
@@ -619,6 +629,10 @@ fn main() {
             .collect();
         let requests: usize = day.buyers.values().sum();
         let rate_limited = day.buyers.get("rate_limited").copied().unwrap_or(0);
+        eprintln!(
+            "{name}: of {rate_limited} buyers' requests refused rate_limited, {} on a first visit",
+            day.rate_limited_new
+        );
         let over = day
             .refunds
             .iter()

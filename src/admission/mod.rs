@@ -58,6 +58,13 @@ use crate::{
 /// average (the refresh cycle counts on it); new callers the rest.
 const REFRESH_SHARE_INVERSE: u32 = 2;
 
+/// A let-in buyer's refresh comes ahead of new callers once their answer
+/// is this share of the refresh cycle old. At a half, such refreshes could
+/// take the whole budget (one a buyer every half cycle, where the cycle
+/// counts on half the budget); at one, a flood of new callers holds them
+/// off until their buyers are refused.
+pub(crate) const REFRESH_FIRST_AT: f32 = 0.75;
+
 /// A lane of the budget; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lane {
@@ -271,7 +278,7 @@ impl Admission {
     /// about every active buyer with half its slots, the other half left
     /// to new callers. Past an answer's lifetime, its buyer is let in on it
     /// for up to this long while its refresh waits; a refresh whose answer
-    /// is half this old comes ahead of new callers. It depends on the
+    /// is three quarters this old comes ahead of new callers. It depends on the
     /// active buyers and the budget alone, never on what anyone sends.
     pub(crate) fn refresh_cycle(&self) -> Duration {
         let per_minute = self.local.rate().per_minute.max(1);

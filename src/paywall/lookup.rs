@@ -10,7 +10,7 @@ use std::{
 
 use super::{entry::Entry, key::CacheKey, Paywall};
 use crate::{
-    admission::{Ask, Need, Patience},
+    admission::{Ask, Need, Patience, REFRESH_FIRST_AT},
     client::Question,
     error::ThrottleReason,
     ClientKey, Error, PaymentInformation, PaymentStatus, PluginPaymentToken, Resource, UserId,
@@ -206,10 +206,10 @@ impl Paywall {
                 stats.unverified_served.add();
                 self.count_buyer(key, entry, &question, now);
                 // Its refresh waits for a spare slot until the answer is
-                // half a cycle old, then comes ahead of new callers.
+                // old enough to come ahead of new callers.
                 let cycle = inner.client.admission().refresh_cycle();
                 let age = now.saturating_duration_since(entry.fetched_at);
-                let need = if age >= cycle / 2 {
+                let need = if age >= cycle.mul_f32(REFRESH_FIRST_AT) {
                     Need::Refresh
                 } else {
                     Need::RefreshAhead
