@@ -220,8 +220,11 @@ impl Paywall {
         }
     }
 
-    /// A snapshot of what the paywall has done since it started.
+    /// A snapshot of what the paywall has done since it started. The
+    /// cache's pending upkeep (expiry, invalidation, counting) is done
+    /// first, so that `cached_entries` counts what was just cached.
     pub fn stats(&self) -> PaywallStats {
+        self.inner.cache.run_pending_tasks();
         let s = &self.inner.stats;
         let admission = self.inner.client.admission();
         let lanes = admission.lane_counts();
@@ -260,11 +263,6 @@ impl Paywall {
             slots_refused: by_lane(lanes.refused),
             slots_idle: admission.idle_slots(),
         }
-    }
-
-    /// Runs moka's pending maintenance (expiry, invalidation); useful in tests.
-    pub async fn run_pending_tasks(&self) {
-        self.inner.cache.run_pending_tasks();
     }
 
     /// A paywall whose client reaches nothing (a closed loopback port): a

@@ -456,6 +456,8 @@ async fn stats_count_hits_misses_and_refusals() {
     assert_eq!(stats.granted, 3);
     assert_eq!(stats.refused["not_paid"], 1);
     assert_eq!(stats.refused["no_identity"], 1);
+    // Both answers, counted at once (not after the cache's upkeep).
+    assert_eq!(stats.cached_entries, 2);
 }
 
 #[test]
