@@ -97,7 +97,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut app = Router::new()
         .route("/generate", post(generate))
-        .layer(RequirePaidLayer::new(&paywall, plugin).with_bypass(bypass))
+        // On the routes above only: any other path is a 404, not a 401.
+        .route_layer(RequirePaidLayer::new(&paywall, plugin).with_bypass(bypass))
         .route("/health", get(|| async { "ok" }));
     if let Some(token) = stats_token.clone() {
         app = app.route(

@@ -111,10 +111,12 @@ pub fn site(paywall: Paywall, login: FigmaLogin, resources: [Resource; 2]) -> Ro
     let [file, _] = &resources;
     let buy = file.clone();
     let to_login = login.clone();
-    let docs = Router::new().route("/docs/{*page}", get(doc_page)).layer(
-        RequirePaidLayer::any_of(&paywall, resources.clone())
-            .with_refusal(move |refusal, parts| refuse(refusal, parts, &to_login, &buy)),
-    );
+    let docs = Router::new()
+        .route("/docs/{*page}", get(doc_page))
+        .route_layer(
+            RequirePaidLayer::any_of(&paywall, resources.clone())
+                .with_refusal(move |refusal, parts| refuse(refusal, parts, &to_login, &buy)),
+        );
     Router::new()
         .route("/", get(home))
         .with_state(paywall)

@@ -88,6 +88,15 @@ async fn ai_endpoint_prints_curl_commands_that_give_200_402_and_401() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    // Only its routes are gated: any other path is not found, whoever asks.
+    for path in ["/", "/nothing-here"] {
+        let page = http
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 404, "{path}");
+    }
     let stats_url = format!("http://127.0.0.1:{port}/paywall/stats");
     for wrong in [None, Some("Bearer guess"), Some("stats-secret")] {
         let mut req = http.get(&stats_url);

@@ -154,7 +154,7 @@ impl Gate {
                 Err(Refusal::new(
                     StatusCode::UNAUTHORIZED,
                     RefusalReason::NoIdentity,
-                    "who is asking? Send the plugin payment token from figma.payments.getPluginPaymentTokenAsync() in the X-Figma-Payment-Token header, or sign in",
+                    "who is asking? A plugin sends its payment token (figma.payments.getPluginPaymentTokenAsync()) in the X-Figma-Payment-Token header; a website signs its visitor in with Figma first",
                 ))
             }
             Some(Identity::PaymentToken(token)) => {
