@@ -31,6 +31,8 @@ struct Gateway {
     base: String,
     /// The demo's tokens: a buyer, a user in a trial, a non-buyer.
     tokens: Vec<String>,
+    /// What it printed, down to its last command to try.
+    printed: Vec<String>,
 }
 
 impl Drop for Gateway {
@@ -79,6 +81,7 @@ fn start(mut command: Command) -> Gateway {
             .after("figma-paywall listening on ")
             .expect("the gateway says where it listens"),
         tokens: demo.tokens,
+        printed: demo.lines,
     }
 }
 

@@ -73,6 +73,20 @@ async fn sign_in(http: &Client, base: &str, user: &str) -> String {
     cookie(&back, "figma_session")
 }
 
+/// The page a browser signed in with `session` gets for `page`, which
+/// must be the paywall's (402).
+async fn paywall_page(http: &Client, page: &str, session: &str) -> String {
+    let response = http
+        .get(page)
+        .header(COOKIE, session)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    response.text().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_website_signs_visitors_in_and_shows_non_buyers_the_paywall() {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -103,15 +117,7 @@ async fn a_website_signs_visitors_in_and_shows_non_buyers_the_paywall() {
 
     // Someone who has not bought it gets the paywall page.
     let other = sign_in(&http, &gateway.base, "2003").await;
-    let response = http
-        .get(&page)
-        .header(COOKIE, &other)
-        .header(ACCEPT, "text/html")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
-    let html = response.text().await.unwrap();
+    let html = paywall_page(&http, &page, &other).await;
     for part in [
         "Acme &lt;Icons&gt; is for buyers",
         "Buy on Figma Community",
@@ -149,10 +155,44 @@ async fn a_website_signs_visitors_in_and_shows_non_buyers_the_paywall() {
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
 }
 
+#[tokio::test]
+async fn the_demo_of_a_website_brings_a_site_and_says_whom_to_sign_in_as() {
+    let gateway = demo(&["--login"]);
+    let printed = gateway.printed.join("\n");
+    for line in [
+        format!("Open {}/ in a browser", gateway.base),
+        "a buyer (user 2001)".to_owned(),
+        "a user who has not paid (user 2003)".to_owned(),
+    ] {
+        assert!(printed.contains(&line), "no {line:?} in:\n{printed}");
+    }
+    let http = Client::builder().redirect(Policy::none()).build().unwrap();
+    let page = format!("{}/docs/intro", gateway.base);
+
+    // The buyer reaches the demo's own site, which names them.
+    let buyer = sign_in(&http, &gateway.base, "2001").await;
+    let response = http.get(&page).header(COOKIE, &buyer).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("<b id=\"user\">2001</b> (PAID)"), "{html}");
+
+    // Someone who has not bought it sees the paywall, with the account
+    // they signed in with, and a heading that reads as a sentence.
+    let other = sign_in(&http, &gateway.base, "2003").await;
+    let html = paywall_page(&http, &page, &other).await;
+    for part in [
+        "<h1>This plugin is for buyers</h1>",
+        "as user <b id=\"account\">2003</b>",
+        "another Figma account",
+    ] {
+        assert!(html.contains(part), "no {part:?} in {html}");
+    }
+}
+
 #[test]
 fn login_needs_an_upstream_and_outside_the_demo_its_settings() {
     for (args, says) in [
-        (&["--demo", "--login"][..], "--upstream"),
+        (&["--login", "--plugin", "1"][..], "--upstream"),
         (
             &[
                 "--login",

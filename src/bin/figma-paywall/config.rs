@@ -378,8 +378,12 @@ impl Gateway {
                 })
                 .collect::<Result<_, _>>()?,
         );
-        let upstream = args
-            .upstream
+        // The demo of a website brings a site of its own to stand behind.
+        let upstream = match (&args.upstream, args.demo && args.login) {
+            (None, true) => Some(crate::demo::site().await?),
+            (url, _) => url.clone(),
+        };
+        let upstream = upstream
             .as_deref()
             .map(|url| Upstream::new(url, trusted.clone(), args.upstream_timeout))
             .transpose()?;
@@ -513,22 +517,13 @@ impl Gateway {
         };
         let site = site_url.clone().unwrap_or_else(|| format!("http://{addr}"));
         let login = match &self.demo {
-            Some((mock, _)) => {
-                for (id, name) in [
-                    ("2001", "a buyer"),
-                    ("2002", "a user in a trial"),
-                    ("2003", "a user who has not paid"),
-                ] {
-                    mock.add_user(&UserId::new(id).map_err(|e| e.to_string())?, name);
-                }
-                figma_paywall::login::FigmaLogin::builder(
-                    figma_paywall::mock::MOCK_CLIENT_ID,
-                    figma_paywall::mock::MOCK_CLIENT_SECRET,
-                    site,
-                )
-                .authorize_url(format!("{}/oauth", mock.url()))
-                .api_url(mock.url())
-            }
+            Some((mock, _)) => figma_paywall::login::FigmaLogin::builder(
+                figma_paywall::mock::MOCK_CLIENT_ID,
+                figma_paywall::mock::MOCK_CLIENT_SECRET,
+                site,
+            )
+            .authorize_url(format!("{}/oauth", mock.url()))
+            .api_url(mock.url()),
             None => figma_paywall::login::FigmaLogin::builder_from_env(site)
                 .map_err(|e| format!("--login: {e}"))?,
         };

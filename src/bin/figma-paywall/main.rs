@@ -76,7 +76,7 @@ async fn main() -> ExitCode {
         }
     };
     if let Some((_, tokens)) = &gateway.demo {
-        demo::print(tokens, addr);
+        demo::print(tokens, addr, login.is_some());
     }
     let app = auth::router(&gateway, login);
     if serve::serve(listener, app, gateway.limits, shutdown()).await {

@@ -7,7 +7,7 @@ use axum::{
     http::{header, request::Parts},
     response::{Html, IntoResponse, Redirect, Response},
 };
-use figma_paywall::{login::FigmaLogin, Refusal, RefusalReason, Resource};
+use figma_paywall::{login::FigmaLogin, FigmaUserId, Refusal, RefusalReason, Resource};
 
 /// What the paywall page shows.
 #[derive(Clone)]
@@ -24,8 +24,16 @@ fn wants_html(parts: &Parts) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
+/// `text` with its first letter a capital, to open a sentence.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
+}
+
 /// Escapes text for HTML.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -52,13 +60,21 @@ pub(crate) fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, page: 
         RefusalReason::NotPaid => (
             refusal.status,
             Html(format!(
-                "{HEAD}<title>{product}: for buyers</title>\
-                 <h1>{product} is for buyers</h1>\
-                 <p>You are signed in with Figma, but Figma says you have not bought {product} yet.</p>\
+                "{HEAD}<title>{title}: for buyers</title>\
+                 <h1>{title} is for buyers</h1>\
+                 <p>You are signed in with Figma{account}, but Figma says you have not bought {product} yet.</p>\
                  <p><a class=\"buy\" id=\"buy\" href=\"{url}\">Buy on Figma Community</a></p>\
                  <p class=\"muted\">Already bought? <a id=\"refresh\" href=\"{here}\">Refresh</a> \
                  (a purchase can take a minute to show).</p>\
+                 <p class=\"muted\">Bought it with another Figma account? Sign out, then sign in with that one.</p>\
                  <form method=\"post\" action=\"/auth/logout\"><button id=\"signout\">Sign out</button></form>",
+                title = capitalized(&product),
+                // The user ID the login layer read from the session.
+                account = parts
+                    .extensions
+                    .get::<FigmaUserId>()
+                    .map(|user| format!(" as user <b id=\"account\">{}</b>", esc(user.as_str())))
+                    .unwrap_or_default(),
                 url = page.buy.community_url(),
                 here = esc(here),
             )),
