@@ -10,7 +10,7 @@
 //!   cached (fetched once from the mock Figma before measuring).
 //!
 //! `*_token` requests carry `X-Figma-Payment-Token`; `*_user` requests carry
-//! a `FigmaUserId` extension, as an outer authentication layer inserts it.
+//! a `UserId` extension, as an outer authentication layer inserts it.
 //! The `parts` group times the pieces of the hit path one by one. At the
 //! end the bench prints each gate's added nanoseconds over the bare route.
 //!
@@ -30,8 +30,8 @@ use axum::{body::Body, Router};
 use common::*;
 use criterion::{measurement::WallTime, BenchmarkGroup, Criterion};
 use figma_paywall::{
-    FigmaUserId, PaymentInformation, PaymentStatus, Paywall, PluginPaymentToken, RequirePaidLayer,
-    Resource, UserId,
+    PaymentInformation, PaymentStatus, Paywall, PluginPaymentToken, RequirePaidLayer, Resource,
+    UserId,
 };
 use http::{HeaderValue, Request, StatusCode};
 use sha2::{Digest, Sha256};
@@ -88,7 +88,7 @@ struct Setup {
     naive_user: Router,
     gated: Router,
     token: HeaderValue,
-    user: FigmaUserId,
+    user: UserId,
     upstream_after_warmup: usize,
 }
 
@@ -100,7 +100,7 @@ impl Setup {
         figma.set_status(&buyer, &plugin, PaymentStatus::Paid);
         let ppt = figma.issue_token(&buyer, &plugin);
         let token = HeaderValue::from_str(ppt.expose_secret()).expect("a header value");
-        let user = FigmaUserId::new(buyer.as_str());
+        let user = buyer.clone();
 
         let paywall = Paywall::new(figma.client().expect("a client"));
         let gated = bare_router().layer(RequirePaidLayer::new(&paywall, plugin));
@@ -228,7 +228,7 @@ fn bench_parts(c: &mut Criterion, rt: &Runtime, setup: &Setup) {
     });
     // `Paywall::lookup_token` clones it again into a `Question`.
     g.bench_function("token_clone", |b| b.iter(|| black_box(&ppt).clone()));
-    // User mode: `FigmaUserId::to_identity` makes a new `UserId` (Arc<str>).
+    // What making a `UserId` (Arc<str>) costs, which user mode no longer does.
     g.bench_function("user_id_new", |b| {
         b.iter(|| UserId::new(black_box(setup.user.as_str())))
     });

@@ -2,7 +2,7 @@
 //!
 //! Serves one router on 127.0.0.1 (a free port) with routes that answer
 //! the same `"ok"`, in token mode (`X-Figma-Payment-Token`) and in user
-//! mode (a `FigmaUserId` that an outer layer, standing in for the app's
+//! mode (a `UserId` that an outer layer, standing in for the app's
 //! authentication, takes from a header on every user route): `open`
 //! (ungated), `naive` (the naive baseline gate: `from_fn` and one moka
 //! lookup) and `paid` (`RequirePaid`, its cache warmed with one real lookup
@@ -34,7 +34,7 @@ use std::{
 
 use axum::{routing::get, Router};
 use common::{wrk::Run, *};
-use figma_paywall::{FigmaUserId, PaymentStatus, Paywall, RequirePaidLayer, UserId};
+use figma_paywall::{PaymentStatus, Paywall, RequirePaidLayer, UserId};
 
 /// How a route's caller identifies itself.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ enum Mode {
     /// `X-Figma-Payment-Token`.
     Token,
     /// `X-Bench-User`, which an outer layer (the app's own authentication)
-    /// turns into a `FigmaUserId` on every route of this mode, gated or not.
+    /// turns into a `UserId` on every route of this mode, gated or not.
     User,
 }
 
@@ -264,14 +264,14 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The bench's stand-in for an app's own authentication: a `FigmaUserId`
+/// The bench's stand-in for an app's own authentication: a `UserId`
 /// from a header.
 async fn authenticate(mut req: axum::extract::Request) -> axum::extract::Request {
     let user = req
         .headers()
         .get(USER_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(FigmaUserId::new);
+        .and_then(|id| UserId::new(id).ok());
     if let Some(user) = user {
         req.extensions_mut().insert(user);
     }

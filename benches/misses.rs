@@ -32,8 +32,8 @@ use axum::{
 };
 use common::*;
 use figma_paywall::{
-    mock::MockFigma, FigmaUserId, PaymentStatus, PaymentsClient, Paywall, PluginPaymentToken,
-    RequirePaidLayer, UserId,
+    mock::MockFigma, PaymentStatus, PaymentsClient, Paywall, PluginPaymentToken, RequirePaidLayer,
+    UserId,
 };
 use http::{HeaderValue, Request, StatusCode};
 use tokio::sync::Semaphore;
@@ -326,8 +326,7 @@ async fn many_keys(figma: &MockFigma, sizes: &Sizes, mode: Mode) -> bool {
             figma.set_status(&user, &plugin, PaymentStatus::Paid);
             match mode {
                 Mode::User => {
-                    let id = FigmaUserId::new(user.as_str());
-                    Arc::new(move || user_request(&id)) as Arc<dyn Fn() -> _ + Send + Sync>
+                    Arc::new(move || user_request(&user)) as Arc<dyn Fn() -> _ + Send + Sync>
                 }
                 Mode::Token => {
                     let ppt = figma.issue_token(&user, &plugin);

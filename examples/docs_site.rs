@@ -23,8 +23,8 @@ use axum::{
 use figma_paywall::{
     login::FigmaLogin,
     mock::{Ledger, MockFigma, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET},
-    FigmaUserId, PaymentInformation, PaymentStatus, PaymentsClient, Paywall, Refusal,
-    RefusalReason, RequirePaidLayer, Resource, UserId,
+    PaymentInformation, PaymentStatus, PaymentsClient, Paywall, Refusal, RefusalReason,
+    RequirePaidLayer, Resource, UserId,
 };
 use http::{header, request::Parts};
 
@@ -171,7 +171,7 @@ fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, buy: &Resource) -
     }
 }
 
-async fn home(user: Option<axum::Extension<FigmaUserId>>) -> Html<String> {
+async fn home(user: Option<axum::Extension<UserId>>) -> Html<String> {
     let who = match user {
         Some(axum::Extension(user)) => format!(
             "<p>Signed in as Figma user {}.</p><form method=\"post\" action=\"/auth/logout\"><button id=\"signout\">Sign out</button></form>",

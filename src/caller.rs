@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use std::net::IpAddr;
-//! use figma_paywall::ClientKey;
+//! use figma_paywall::identity::ClientKey;
 //!
 //! let a: IpAddr = "2001:db8::1".parse()?;
 //! let b: IpAddr = "2001:db8::2".parse()?;

@@ -65,9 +65,10 @@ pub enum Error {
     #[error("Figma did not answer in time (timeout {}ms)", .0.as_millis())]
     Timeout(Duration),
     /// The request could not be sent or its answer not read (DNS,
-    /// connection refused or dropped, TLS).
+    /// connection refused or dropped, TLS). The source is the HTTP
+    /// library's error, without the URL (which carries the token).
     #[error("could not reach Figma: {0}")]
-    Transport(#[source] reqwest::Error),
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Figma answered 200 with something that is not its success envelope
     /// (`{"status": 200, "error": false, "meta": {...}}`).
     #[error("Figma's answer could not be read: {reason}")]
@@ -255,9 +256,10 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
-    /// reqwest could not build its HTTP client (TLS set-up).
+    /// The HTTP client could not be built (TLS set-up); the source is the
+    /// HTTP library's error.
     #[error("could not build the HTTP client: {0}")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ mod secret;
 mod stats;
 mod tier;
 
+// Concepts with several types of their own, as namespaces.
+pub mod identity;
+
 // Feature modules, as namespaces named after their feature.
 #[cfg(feature = "login")]
 #[cfg_attr(docsrs, doc(cfg(feature = "login")))]
@@ -32,7 +35,7 @@ pub mod mock;
 #[cfg(feature = "redis")]
 pub use tier::redis;
 
-pub use caller::ClientKey;
+pub(crate) use caller::ClientKey;
 pub use client::{
     FigmaUser, PaymentsClient, PaymentsClientBuilder, ACCESS_TOKEN_HEADER, DEFAULT_BASE_URL,
 };
@@ -42,10 +45,8 @@ pub use payment::{PaymentInformation, PaymentStatus, PurchaseDate};
 pub use paywall::{Lookup, Paywall, PaywallBuilder};
 pub use refusal::{Refusal, RefusalReason};
 pub use require_paid::{
-    is_cors_preflight, AccessVia, ClientKeySource, DefaultIdentity, FigmaUserId, ForwardedFor,
-    Identity, IdentityError, IdentitySource, MissingPaywall, Or, PaidAccess, PaymentTokenHeader,
-    PaymentTokenQuery, PeerAddr, RequirePaid, RequirePaidFuture, RequirePaidLayer, UserIdExtension,
-    PAYMENT_TOKEN_HEADER, PAYMENT_TOKEN_QUERY,
+    is_cors_preflight, AccessVia, MissingPaywall, PaidAccess, RequirePaid, RequirePaidFuture,
+    RequirePaidLayer, PAYMENT_TOKEN_HEADER, PAYMENT_TOKEN_QUERY,
 };
 pub use secret::{
     AccessToken, InvalidToken, PluginPaymentToken, MAX_ACCESS_TOKEN_LEN, MAX_PAYMENT_TOKEN_LEN,

@@ -14,7 +14,7 @@ use axum::{
     routing::get,
     Router,
 };
-use figma_paywall::{mock::MockFigma, FigmaUserId, Paywall, PluginPaymentToken, Resource, UserId};
+use figma_paywall::{mock::MockFigma, Paywall, PluginPaymentToken, Resource, UserId};
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue, StatusCode, Uri};
 
@@ -68,7 +68,7 @@ pub fn naive_token_gate(router: Router, cache: NaiveCache) -> Router {
     })
 }
 
-/// The naive baseline in user mode: one `Cache::get` on the [`FigmaUserId`]
+/// The naive baseline in user mode: one `Cache::get` on the [`UserId`]
 /// extension.
 pub fn naive_user_router(cache: NaiveCache) -> Router {
     naive_user_gate(bare_router(), cache)
@@ -77,9 +77,7 @@ pub fn naive_user_router(cache: NaiveCache) -> Router {
 /// Puts the naive user gate in front of every route of `router`.
 pub fn naive_user_gate(router: Router, cache: NaiveCache) -> Router {
     naive_gate(router, cache, |req| {
-        req.extensions()
-            .get::<FigmaUserId>()
-            .map(FigmaUserId::as_str)
+        req.extensions().get::<UserId>().map(UserId::as_str)
     })
 }
 
@@ -111,9 +109,9 @@ pub fn token_request(token: &HeaderValue) -> http::Request<Body> {
     req
 }
 
-/// `GET /generate` as a signed-in user: the [`FigmaUserId`] extension that an
+/// `GET /generate` as a signed-in user: the [`UserId`] extension that an
 /// outer authentication layer would insert.
-pub fn user_request(user: &FigmaUserId) -> http::Request<Body> {
+pub fn user_request(user: &UserId) -> http::Request<Body> {
     let mut req = http::Request::new(Body::empty());
     *req.uri_mut() = Uri::from_static(PATH);
     req.extensions_mut().insert(user.clone());

@@ -188,7 +188,7 @@ impl PaymentsClientBuilder {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("figma-paywall/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(ConfigError::HttpClient)?;
+            .map_err(|e| ConfigError::HttpClient(Box::new(e)))?;
         Ok(PaymentsClient {
             inner: Arc::new(Inner {
                 http,

@@ -341,7 +341,7 @@ impl PaymentsClient {
                 Error::Timeout(timeout)
             } else {
                 // The URL may carry a plugin payment token: never keep it.
-                Error::Transport(e.without_url())
+                Error::Transport(Box::new(e.without_url()))
             }
         };
         let mut response = self

@@ -1,4 +1,4 @@
-//! The layer that reads the session cookie and puts a [`FigmaUserId`] on
+//! The layer that reads the session cookie and puts a [`UserId`](crate::UserId) on
 //! the requests of signed-in visitors.
 
 use std::task::{Context, Poll};
@@ -8,9 +8,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::FigmaLogin;
-use crate::FigmaUserId;
 
-/// Puts a [`FigmaUserId`] on requests of signed-in visitors; see
+/// Puts a [`UserId`](crate::UserId) on requests of signed-in visitors; see
 /// [`FigmaLogin::layer`].
 #[derive(Debug, Clone)]
 pub struct SignedInLayer {
@@ -49,7 +48,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> S::Future {
         if let Some(user) = self.login.session_user(req.headers()) {
-            req.extensions_mut().insert(FigmaUserId::new(user.as_str()));
+            req.extensions_mut().insert(user);
         }
         self.inner.call(req)
     }

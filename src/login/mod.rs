@@ -3,7 +3,7 @@
 //! [`FigmaLogin`] is a small router for Figma's OAuth 2 authorization-code
 //! flow with PKCE (scope `current_user:read`), which learns a visitor's Figma
 //! user ID and keeps it in an encrypted, `HttpOnly`, `SameSite=Lax` cookie;
-//! its [`layer`](FigmaLogin::layer) puts a [`FigmaUserId`](crate::FigmaUserId) on every request of
+//! its [`layer`](FigmaLogin::layer) puts a [`UserId`] on every request of
 //! a signed-in visitor, which is what [`RequirePaid`](crate::RequirePaid)
 //! reads. Figma's access token is used once to learn the ID and then dropped.
 //!
@@ -85,9 +85,10 @@ pub enum LoginConfigError {
         /// What it must be.
         reason: &'static str,
     },
-    /// The HTTP client could not be built.
+    /// The HTTP client could not be built; the source is the HTTP
+    /// library's error.
     #[error("could not build the HTTP client: {0}")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// "Sign in with Figma": the OAuth routes and the layer that reads the
@@ -324,7 +325,7 @@ impl LoginBuilder {
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(LoginConfigError::HttpClient)?;
+            .map_err(|e| LoginConfigError::HttpClient(Box::new(e)))?;
         let key = self.key.unwrap_or_else(Key::generate);
         let sessions = Arc::new(Sessions::new(self.session_version, self.session_lifetime));
         #[cfg(feature = "redis")]
@@ -460,7 +461,7 @@ impl FigmaLogin {
             .with_state(self.clone())
     }
 
-    /// The layer that puts a [`FigmaUserId`](crate::FigmaUserId) on requests of signed-in
+    /// The layer that puts a [`UserId`] on requests of signed-in
     /// visitors. Put it outside the [`RequirePaid`](crate::RequirePaid)
     /// layers.
     pub fn layer(&self) -> SignedInLayer {

@@ -5,7 +5,7 @@
 //! # Example
 //!
 //! ```
-//! use figma_paywall::{AccessToken, ForwardedFor, Paywall, PaymentsClient, RequirePaidLayer, Resource};
+//! use figma_paywall::{identity::ForwardedFor, AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource};
 //!
 //! # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
 //! // Behind a load balancer on 10.0.0.0/8: the client is the address it

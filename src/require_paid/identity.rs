@@ -2,37 +2,18 @@
 //!
 //! By default ([`DefaultIdentity`]) the gate reads, in this order, the header
 //! `X-Figma-Payment-Token`, the query parameter `plugin_payment_token`, and a
-//! [`FigmaUserId`] request extension that the app's own authentication put
-//! there. A user ID is never read from what the client sends, since anyone
-//! can claim any ID.
-//!
-//! # Example
-//!
-//! A custom source is any closure from the request's parts:
+//! [`UserId`] request extension that the app's own authentication put there
+//! (the `login` feature's layer does). A user ID is never read from what the
+//! client sends, since anyone can claim any ID:
 //!
 //! ```
-//! use figma_paywall::{
-//!     AccessToken, FigmaUserId, Identity, IdentityError, Paywall, PaymentsClient, RequirePaidLayer,
-//!     Resource,
-//! };
-//! use http::request::Parts;
+//! use figma_paywall::UserId;
 //!
-//! // Trust a user ID that an authenticating proxy in front of the app sets.
-//! // The proxy MUST remove this header from what clients send: otherwise
-//! // anybody can claim to be any buyer.
-//! let from_proxy = |parts: &Parts| -> Result<Option<Identity>, IdentityError> {
-//!     match parts.headers.get("x-authenticated-figma-user") {
-//!         None => Ok(None),
-//!         Some(value) => {
-//!             let id = value.to_str().map_err(|_| IdentityError::invalid("unreadable user ID"))?;
-//!             FigmaUserId::new(id).to_identity().map(Some)
-//!         }
-//!     }
-//! };
-//! # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
-//! let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).with_identity(from_proxy);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! let mut req = http::Request::new(());
+//! req.extensions_mut().insert(UserId::new("1234567890")?);
+//! # Ok::<(), figma_paywall::InvalidId>(())
 //! ```
+//!
 
 use std::fmt;
 
@@ -54,40 +35,6 @@ pub enum Identity {
     PaymentToken(PluginPaymentToken),
     /// A Figma user ID the app established itself (OAuth, its own session).
     User(UserId),
-}
-
-/// The Figma user ID of a request, as the app's own authentication knows it.
-///
-/// Put it in the request's extensions and the gate asks Figma about that
-/// user. `new` takes any string; the ID is checked at lookup, and one that is
-/// not a Figma ID is refused with 401 without asking Figma.
-///
-/// ```
-/// use figma_paywall::FigmaUserId;
-///
-/// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(FigmaUserId::new("1234567890"));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FigmaUserId(String);
-
-impl FigmaUserId {
-    /// Wraps a user ID; it is checked when the gate uses it.
-    pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    /// The ID as given.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Checks the ID and makes it an [`Identity`].
-    pub fn to_identity(&self) -> Result<Identity, IdentityError> {
-        UserId::new(&self.0)
-            .map(Identity::User)
-            .map_err(|e| IdentityError::invalid(e.to_string()))
-    }
 }
 
 /// Why a request's identity could not be read. Never holds a token.
@@ -221,22 +168,22 @@ impl IdentitySource for PaymentTokenQuery {
     }
 }
 
-/// The [`FigmaUserId`] request extension set by the app's authentication.
+/// The [`UserId`] request extension set by the app's authentication.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UserIdExtension;
 
 impl IdentitySource for UserIdExtension {
     fn identify(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
-        parts
+        Ok(parts
             .extensions
-            .get::<FigmaUserId>()
-            .map(FigmaUserId::to_identity)
-            .transpose()
+            .get::<UserId>()
+            .cloned()
+            .map(Identity::User))
     }
 }
 
 /// The default: the `X-Figma-Payment-Token` header, else the
-/// `plugin_payment_token` query parameter, else the [`FigmaUserId`]
+/// `plugin_payment_token` query parameter, else the [`UserId`]
 /// extension. A token in both the header and the query is refused (400), so
 /// that no proxy or cache can be confused about which one counted.
 #[derive(Debug, Clone, Copy, Default)]
@@ -296,7 +243,7 @@ mod tests {
         }
         let mut req = builder.body(()).unwrap();
         if let Some(user) = user {
-            req.extensions_mut().insert(FigmaUserId::new(user));
+            req.extensions_mut().insert(UserId::new(user).unwrap());
         }
         req.into_parts().0
     }
@@ -364,16 +311,6 @@ mod tests {
                 "{:?} -> {err}",
                 p.uri
             );
-        }
-    }
-
-    #[test]
-    fn invalid_user_ids_are_401() {
-        for bad in ["", "１２３", "-1", "12 3", "1".repeat(100).as_str()] {
-            let err = DefaultIdentity
-                .identify(&parts("/", &[], Some(bad)))
-                .unwrap_err();
-            assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{bad:?}");
         }
     }
 

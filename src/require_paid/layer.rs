@@ -184,7 +184,7 @@ impl<I> RequirePaidLayer<I> {
     /// client flooding forged tokens cannot spend the budget that buyers
     /// need. A lone client may use the whole budget.
     ///
-    /// Behind a proxy, use [`ForwardedFor`](crate::ForwardedFor) with the
+    /// Behind a proxy, use [`ForwardedFor`](crate::identity::ForwardedFor) with the
     /// proxy's addresses: a client can write any `X-Forwarded-For` it likes.
     pub fn with_client_key(mut self, source: impl ClientKeySource) -> Self {
         Arc::make_mut(&mut self.gate).client_key = ClientKeys(Arc::new(source));

@@ -43,9 +43,8 @@ pub use self::{
     extract::MissingPaywall,
     future::RequirePaidFuture,
     identity::{
-        DefaultIdentity, FigmaUserId, Identity, IdentityError, IdentitySource, Or,
-        PaymentTokenHeader, PaymentTokenQuery, UserIdExtension, PAYMENT_TOKEN_HEADER,
-        PAYMENT_TOKEN_QUERY,
+        DefaultIdentity, Identity, IdentityError, IdentitySource, Or, PaymentTokenHeader,
+        PaymentTokenQuery, UserIdExtension, PAYMENT_TOKEN_HEADER, PAYMENT_TOKEN_QUERY,
     },
     layer::RequirePaidLayer,
     service::{is_cors_preflight, RequirePaid},

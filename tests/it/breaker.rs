@@ -54,7 +54,7 @@ async fn fail_open_lets_callers_in_once_figma_is_failing_and_fail_closed_does_no
     // No lookup went to Figma while the breaker was open.
     assert_eq!(figma.payment_requests(), 3);
     // Fail-open never lets in a missing or malformed identity…
-    assert_eq!(call(&open, as_user("x")).await.status, 401);
+    assert_eq!(call(&open, with_token("has space")).await.status, 400);
     assert_eq!(
         call(
             &open,

@@ -107,7 +107,7 @@ pub fn with_token(token: &str) -> Request<Body> {
 pub fn as_user(id: &str) -> Request<Body> {
     let mut req = Request::get("/generate").body(Body::empty()).unwrap();
     req.extensions_mut()
-        .insert(figma_paywall::FigmaUserId::new(id));
+        .insert(figma_paywall::UserId::new(id).unwrap());
     req
 }
 

@@ -3,7 +3,10 @@
 //! (bounded cases). The parser of Figma's answers has its own beside it
 //! (`src/client/answer.rs`).
 
-use figma_paywall::{DefaultIdentity, Identity, IdentitySource, PluginPaymentToken, UserId};
+use figma_paywall::{
+    identity::{DefaultIdentity, Identity, IdentitySource},
+    PluginPaymentToken, UserId,
+};
 use proptest::prelude::*;
 
 fn config(cases: u32) -> ProptestConfig {

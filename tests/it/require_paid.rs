@@ -5,9 +5,9 @@ use std::time::Duration;
 use crate::common::*;
 use axum::{body::Body, response::IntoResponse, routing::get, Router};
 use figma_paywall::{
+    identity::Identity,
     mock::{Fault, MockClock, MockFigma},
-    AccessVia, FigmaUserId, Identity, PaymentInformation, PaymentStatus, RefusalReason,
-    RequirePaidLayer,
+    PaymentInformation, PaymentStatus, RefusalReason, RequirePaidLayer,
 };
 use http::{Request, StatusCode};
 use serde_json::json;
@@ -134,10 +134,6 @@ async fn every_refusal_has_its_status_and_envelope() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.body["reason"], "invalid_identity");
 
-    // An invalid user ID from the app's authentication: 401, Figma not asked.
-    let reply = call(&app, as_user("１２３")).await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(reply.body["reason"], "invalid_identity");
     assert_eq!(figma.payment_requests(), 0);
 
     // A token Figma refuses: 401.
@@ -458,15 +454,6 @@ async fn stats_count_hits_misses_and_refusals() {
     assert_eq!(stats.refused["no_identity"], 1);
     // Both answers, counted at once (not after the cache's upkeep).
     assert_eq!(stats.cached_entries, 2);
-}
-
-#[test]
-fn user_ids_are_taken_only_from_the_extension() {
-    // Compile-time shape check of the public API used in the README.
-    let mut req = http::Request::new(());
-    req.extensions_mut().insert(FigmaUserId::new("1"));
-    assert!(req.extensions().get::<FigmaUserId>().is_some());
-    let _ = AccessVia::Paid;
 }
 
 #[tokio::test]

@@ -10,9 +10,12 @@ use axum::{
     Json, Router,
 };
 use figma_paywall::{
-    login::FigmaLogin, ForwardedFor, Identity, IdentityError, IdentitySource, PaidAccess,
-    PaymentInformation, PaymentTokenHeader, PaymentTokenQuery, Paywall, Refusal, RefusalReason,
-    RequirePaidLayer,
+    identity::{
+        ForwardedFor, Identity, IdentityError, IdentitySource, PaymentTokenHeader,
+        PaymentTokenQuery,
+    },
+    login::FigmaLogin,
+    PaidAccess, PaymentInformation, Paywall, Refusal, RefusalReason, RequirePaidLayer,
 };
 use serde_json::json;
 

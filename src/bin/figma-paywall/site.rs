@@ -7,7 +7,7 @@ use axum::{
     http::{header, request::Parts},
     response::{Html, IntoResponse, Redirect, Response},
 };
-use figma_paywall::{login::FigmaLogin, FigmaUserId, Refusal, RefusalReason, Resource};
+use figma_paywall::{login::FigmaLogin, Refusal, RefusalReason, Resource, UserId};
 
 /// What the paywall page shows.
 #[derive(Clone)]
@@ -72,7 +72,7 @@ pub(crate) fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, page: 
                 // The user ID the login layer read from the session.
                 account = parts
                     .extensions
-                    .get::<FigmaUserId>()
+                    .get::<UserId>()
                     .map(|user| format!(" as user <b id=\"account\">{}</b>", esc(user.as_str())))
                     .unwrap_or_default(),
                 url = page.buy.community_url(),

@@ -21,7 +21,7 @@ use super::{
 /// use figma_paywall::redis::RedisTier;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), redis::RedisError> {
+/// # async fn main() -> Result<(), figma_paywall::redis::RedisTierError> {
 /// let tier = RedisTier::builder("redis://127.0.0.1:6379")
 ///     .prefix("my-plugin:")
 ///     .timeout(Duration::from_millis(50))
@@ -161,41 +161,35 @@ impl RedisTierBuilder {
     /// Builds the tier, inside a Tokio runtime. Connects lazily: Redis need
     /// not be up yet. Fails on a malformed URL, or an empty
     /// [`replica_name`](Self::replica_name) or one over 200 bytes.
-    pub fn build(self) -> Result<RedisTier, ::redis::RedisError> {
+    pub fn build(self) -> Result<RedisTier, RedisTierError> {
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err((
-                ::redis::ErrorKind::Client,
-                "RedisTier::build must be called inside a Tokio runtime",
-            )
-                .into());
+            return Err(RedisTierError::NoRuntime);
         }
         let replica = match self.replica_name {
             Some(name) if name.is_empty() || name.len() > 200 => {
-                return Err((
-                    ::redis::ErrorKind::Client,
-                    "the replica's name must be 1 to 200 bytes",
-                )
-                    .into())
+                return Err(RedisTierError::ReplicaName)
             }
             Some(name) => name,
             None => format!("{:032x}", rand::random::<u128>()),
         };
         let client = match self.root_certificate {
-            None => ::redis::Client::open(self.url.as_str())?,
+            None => ::redis::Client::open(self.url.as_str()).map_err(RedisTierError::redis)?,
             Some(pem) => ::redis::Client::build_with_tls(
                 self.url.as_str(),
                 ::redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(pem),
                 },
-            )?,
+            )
+            .map_err(RedisTierError::redis)?,
         };
         let config = ::redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(RedisTierError::redis)?;
         Ok(RedisTier {
             inner: Arc::new(TierInner {
                 client,
@@ -230,6 +224,34 @@ impl RedisTier {
             replica_name: None,
             root_certificate: None,
         }
+    }
+}
+
+/// Why the Redis tier could not be built, or Redis did not answer
+/// [`RedisTier::ping`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisTierError {
+    /// [`RedisTierBuilder::build`] was called outside a Tokio runtime:
+    /// build the tier inside `#[tokio::main]` or a runtime's `block_on`.
+    #[error("RedisTier::build must be called inside a Tokio runtime")]
+    NoRuntime,
+    /// The replica's name ([`RedisTierBuilder::replica_name`]) is empty or
+    /// over 200 bytes.
+    #[error("the replica's name must be 1 to 200 bytes")]
+    ReplicaName,
+    /// Redis did not answer a ping within this long.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The URL or the certificate was refused, or Redis answered with an
+    /// error; the source is the Redis library's error.
+    #[error("Redis: {0}")]
+    Redis(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl RedisTierError {
+    pub(super) fn redis(e: ::redis::RedisError) -> Self {
+        Self::Redis(Box::new(e))
     }
 }
 

@@ -38,7 +38,7 @@ mod builder;
 mod listen;
 mod scripts;
 
-pub use self::builder::RedisTierBuilder;
+pub use self::builder::{RedisTierBuilder, RedisTierError};
 
 use std::{
     fmt,
@@ -127,13 +127,13 @@ impl RedisTier {
     /// tier.ping(Duration::from_secs(2)).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn ping(&self, within: Duration) -> Result<(), ::redis::RedisError> {
+    pub async fn ping(&self, within: Duration) -> Result<(), RedisTierError> {
         let mut conn = self.conn();
         let ping = ::redis::cmd("PING");
         let pong = ping.query_async::<String>(&mut conn);
         match tokio::time::timeout(within, pong).await {
-            Ok(answer) => answer.map(drop),
-            Err(_) => Err((::redis::ErrorKind::Io, "Redis did not answer in time").into()),
+            Ok(answer) => answer.map(drop).map_err(RedisTierError::redis),
+            Err(_) => Err(RedisTierError::Timeout(within)),
         }
     }
 
