@@ -169,7 +169,7 @@ async fn generate(payment: PaymentInformation, access: PaidAccess, body: String)
         "result": format!("a picture of {}", prompt.trim()),
         "user_id": payment.user_id,
         "payment_status": payment.payment_status,
-        "served_from_cache": access.from_cache,
+        "served_from_cache": access.lookup.is_some_and(|l| l.from_cache()),
     }))
 }
 

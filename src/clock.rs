@@ -82,9 +82,9 @@ pub(crate) fn later(at: Instant, d: Duration) -> Instant {
 /// figma.set_status(&buyer, &plugin, PaymentStatus::Paid);
 ///
 /// paywall.lookup_user(&buyer, &plugin).await?;
-/// assert!(paywall.lookup_user(&buyer, &plugin).await?.from_cache);
+/// assert!(paywall.lookup_user(&buyer, &plugin).await?.from_cache());
 /// clock.advance(Duration::from_secs(11 * 60)); // past the 10-minute PAID lifetime
-/// assert!(!paywall.lookup_user(&buyer, &plugin).await?.from_cache);
+/// assert!(!paywall.lookup_user(&buyer, &plugin).await?.from_cache());
 /// assert_eq!(figma.payment_requests(), 2);
 /// # Ok(()) }
 /// ```

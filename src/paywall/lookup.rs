@@ -22,17 +22,25 @@ pub struct Lookup {
     entry: Arc<Entry>,
     /// When the lookup read the answer, by the paywall's clock.
     at: Instant,
+    from_cache: bool,
+    stale: bool,
+}
+
+impl Lookup {
     /// Whether the answer came from the cache.
-    pub from_cache: bool,
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
     /// Whether the answer is past its lifetime (only ever `PAID` or
     /// `TRIAL`): served because Figma could not be asked (within
     /// [`stale_grace`](crate::PaywallBuilder::stale_grace)), or while its
     /// refresh waits for a slot of the budget (within the refresh cycle,
     /// [`max_unverified`](crate::PaywallBuilder::max_unverified)).
-    pub stale: bool,
-}
+    pub fn stale(&self) -> bool {
+        self.stale
+    }
 
-impl Lookup {
     /// Figma's answer. Built from the compact cached answer: a copy, with
     /// no allocation.
     pub fn info(&self) -> PaymentInformation {
@@ -54,8 +62,8 @@ impl Lookup {
         self.entry.status()
     }
 
-    /// How old the answer was when this lookup read it (by the paywall's
-    /// clock).
+    /// How old the answer was when this lookup read it, since Figma gave
+    /// it, on this replica or another (by the paywall's clock).
     pub fn age(&self) -> Duration {
         self.at.saturating_duration_since(self.entry.fetched_at)
     }

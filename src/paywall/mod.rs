@@ -396,7 +396,7 @@ mod tests {
         assert!(paywall.lookup_token(&token).await.is_err(), "by token");
         for i in [1, 4, 6, 1000] {
             let lookup = paywall.lookup_user(&user(i), &plugin).await.unwrap();
-            assert!(lookup.from_cache, "user {i} lost their answer");
+            assert!(lookup.from_cache(), "user {i} lost their answer");
         }
         assert_eq!(paywall.inner.index.users(), 0);
     }
@@ -424,7 +424,7 @@ mod tests {
         // Figma cannot be asked (nothing listens): the PAID answer, still
         // fresh, stands in, and is not stale.
         let lookup = paywall.lookup_user(&paid, &plugin).await.unwrap();
-        assert!(lookup.from_cache && !lookup.stale);
+        assert!(lookup.from_cache() && !lookup.stale());
         assert_eq!(paywall.stats().cache_misses, misses + 1, "asked again");
         // A refusing answer has no grace: it is not served unverified.
         assert!(paywall.lookup_user(&unpaid, &plugin).await.is_err());

@@ -1,34 +1,40 @@
 //! How a request got through the gate: [`PaidAccess`] and [`AccessVia`].
 
-/// How a request got through the gate; a request extension next to
-/// [`PaymentInformation`](crate::PaymentInformation), and an extractor.
+use crate::{Lookup, PaymentInformation};
+
+/// How a request got through the gate: the one request extension the gate
+/// puts on a request it lets in, and an extractor. Handlers that only need
+/// Figma's answer extract [`PaymentInformation`] instead, which is read
+/// from here.
 ///
 /// ```
 /// use figma_paywall::{AccessVia, PaidAccess};
 ///
-/// async fn generate(access: PaidAccess) -> &'static str {
+/// async fn generate(access: PaidAccess) -> String {
+///     let age = access.lookup.as_ref().map(|lookup| lookup.age().as_secs());
 ///     match access.via {
-///         AccessVia::Trial => "generated (trial)",
-///         _ => "generated",
+///         AccessVia::Trial => format!("generated (trial, answer {age:?} s old)"),
+///         _ => "generated".to_owned(),
 ///     }
 /// }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PaidAccess {
     /// Why the caller was let through.
     pub via: AccessVia,
-    /// The answer was past its lifetime: served because Figma could not be
-    /// asked (see [`PaywallBuilder::stale_grace`](crate::PaywallBuilder::stale_grace)),
-    /// or while its refresh waits for a slot of the budget (see
-    /// [`PaywallBuilder::max_unverified`](crate::PaywallBuilder::max_unverified)).
-    pub stale: bool,
-    /// The answer came from the cache.
-    pub from_cache: bool,
-    /// How old Figma's answer was when the gate read it: since Figma gave
-    /// it, on this replica or another. `None` when no answer let the caller
-    /// in ([`AccessVia::FailOpen`]).
-    pub age: Option<std::time::Duration>,
+    /// The lookup that let them in: Figma's answer, how old it was, whether
+    /// it came from the cache or was past its lifetime. `None` when no
+    /// answer did ([`AccessVia::FailOpen`]).
+    pub lookup: Option<Lookup>,
+}
+
+impl PaidAccess {
+    /// Figma's answer that let the caller in; `None` when the gate failed
+    /// open.
+    pub fn info(&self) -> Option<PaymentInformation> {
+        self.lookup.as_ref().map(Lookup::info)
+    }
 }
 
 /// Why a caller was let through.
@@ -43,7 +49,7 @@ pub enum AccessVia {
     /// Figma answers `UNPAID`).
     Bypass,
     /// Figma is failing (the circuit breaker is open) and the gate fails
-    /// open: nobody checked that
-    /// this caller paid, and no [`PaymentInformation`](crate::PaymentInformation) is on the request.
+    /// open: nobody checked that this caller paid, and there is no
+    /// [`PaymentInformation`] to extract.
     FailOpen,
 }

@@ -1,5 +1,5 @@
-//! axum extractors for what the gate put on the request:
-//! [`PaymentInformation`] (also as an `Option`) and [`PaidAccess`].
+//! axum extractors for what the gate put on the request: [`PaidAccess`],
+//! and [`PaymentInformation`] read from it (both also as an `Option`).
 
 use axum::{
     extract::{FromRequestParts, OptionalFromRequestParts},
@@ -26,8 +26,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PaymentInformation {
     type Rejection = MissingPaywall;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Self>().cloned().ok_or(MissingPaywall(
-            "no PaymentInformation on this request: add a RequirePaid layer in front of this route (for example `.layer(RequirePaid::plugin(\"...\"))`); with fail-open, requests let through while Figma was down carry none",
+        answer(parts).ok_or(MissingPaywall(
+            "no PaymentInformation on this request: add a RequirePaid layer in front of this route (for example `.route_layer(RequirePaid::plugin(\"...\"))`); with fail-open, requests let through while Figma was down carry none",
         ))
     }
 }
@@ -37,7 +37,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PaidAccess {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Self>().cloned().ok_or(MissingPaywall(
-            "no PaidAccess on this request: add a RequirePaid layer in front of this route (for example `.layer(RequirePaid::plugin(\"...\"))`)",
+            "no PaidAccess on this request: add a RequirePaid layer in front of this route (for example `.route_layer(RequirePaid::plugin(\"...\"))`)",
         ))
     }
 }
@@ -51,8 +51,16 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for PaymentInformation {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<Self>().cloned())
+        Ok(answer(parts))
     }
+}
+
+/// Figma's answer in the grant the gate put on the request.
+fn answer(parts: &Parts) -> Option<PaymentInformation> {
+    parts
+        .extensions
+        .get::<PaidAccess>()
+        .and_then(PaidAccess::info)
 }
 
 /// `Option<PaidAccess>`: `None` where the gate let a request by without a

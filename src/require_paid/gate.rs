@@ -11,8 +11,8 @@ use super::{
     PaidAccess,
 };
 use crate::{
-    Error, Lookup, PaymentInformation, PaymentStatus, Paywall, PluginPaymentToken, Refusal,
-    RefusalReason, Resource, UserId,
+    Error, Lookup, PaymentStatus, Paywall, PluginPaymentToken, Refusal, RefusalReason, Resource,
+    UserId,
 };
 
 /// What a gate checks, and the paywall it asks: one `Arc` to clone per
@@ -30,19 +30,15 @@ pub(crate) struct Gate {
 }
 
 pub(super) struct Granted {
-    info: Option<PaymentInformation>,
     access: PaidAccess,
 }
 
 impl Granted {
-    /// Lets `req` in: the answer and how the caller got in, as extensions.
+    /// Lets `req` in: how the caller got in, and the answer that let them,
+    /// as one extension.
     pub(super) fn admit<B>(self, paywall: &Paywall, req: &mut Request<B>) {
         paywall.counters().granted.add();
-        let extensions = req.extensions_mut();
-        if let Some(info) = self.info {
-            extensions.insert(info);
-        }
-        extensions.insert(self.access);
+        req.extensions_mut().insert(self.access);
     }
 }
 
@@ -256,12 +252,9 @@ impl Gate {
         };
         match via {
             Some(via) => Ok(Granted {
-                info: Some(lookup.info()),
                 access: PaidAccess {
                     via,
-                    stale: lookup.stale,
-                    from_cache: lookup.from_cache,
-                    age: Some(lookup.age()),
+                    lookup: Some(lookup.clone()),
                 },
             }),
             None => {
@@ -298,12 +291,9 @@ impl Gate {
         {
             tracing::warn!(error = %error, "Figma could not answer; letting the caller through (fail-open)");
             return Ok(Granted {
-                info: None,
                 access: PaidAccess {
                     via: AccessVia::FailOpen,
-                    stale: false,
-                    from_cache: false,
-                    age: None,
+                    lookup: None,
                 },
             });
         }
@@ -318,9 +308,9 @@ fn answers(lookup: &Lookup, user: &UserId, resource: &Resource) -> bool {
 
 fn record_lookup(lookup: &Lookup, started: Instant) {
     let span = tracing::Span::current();
-    span.record("cache", if lookup.from_cache { "hit" } else { "miss" });
-    span.record("stale", lookup.stale);
-    if !lookup.from_cache {
+    span.record("cache", if lookup.from_cache() { "hit" } else { "miss" });
+    span.record("stale", lookup.stale());
+    if !lookup.from_cache() {
         span.record("upstream_ms", started.elapsed().as_millis() as u64);
     }
 }

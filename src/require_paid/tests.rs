@@ -59,7 +59,7 @@ fn app(layer: RequirePaidLayer) -> Router {
                     Json(json!({
                         "user": info.map(|i| i.user_id.to_string()),
                         "via": format!("{:?}", access.via),
-                        "from_cache": access.from_cache,
+                        "from_cache": access.lookup.as_ref().is_some_and(|l| l.from_cache()),
                     }))
                 },
             ),

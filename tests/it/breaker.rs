@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::{body::Body, routing::get, Extension, Json, Router};
+use axum::{body::Body, routing::get, Json, Router};
 use figma_paywall::{
     mock::{Fault, MockClock, MockFigma},
     PaidAccess, PaymentInformation, PaymentStatus, Paywall, RequirePaidLayer,
@@ -18,7 +18,7 @@ fn lenient_app() -> Router {
     Router::new().route(
         "/generate",
         get(
-            |access: PaidAccess, info: Option<Extension<PaymentInformation>>| async move {
+            |access: PaidAccess, info: Option<PaymentInformation>| async move {
                 Json(json!({"via": format!("{:?}", access.via), "has_info": info.is_some()}))
             },
         ),

@@ -68,8 +68,8 @@ pub fn echo_app() -> Router {
             Json(json!({
                 "info": info,
                 "via": format!("{:?}", access.via),
-                "stale": access.stale,
-                "from_cache": access.from_cache,
+                "stale": access.lookup.as_ref().is_some_and(|l| l.stale()),
+                "from_cache": access.lookup.as_ref().is_some_and(|l| l.from_cache()),
             }))
         }),
     )

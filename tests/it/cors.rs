@@ -29,7 +29,10 @@ fn generate() -> Router {
     Router::new().route(
         "/generate",
         post(|access: PaidAccess| async move {
-            format!("generated, from cache: {}", access.from_cache)
+            format!(
+                "generated, from cache: {}",
+                access.lookup.is_some_and(|l| l.from_cache())
+            )
         }),
     )
 }

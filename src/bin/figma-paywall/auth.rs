@@ -15,7 +15,7 @@ use figma_paywall::{
         PaymentTokenQuery,
     },
     login::FigmaLogin,
-    PaidAccess, PaymentInformation, Paywall, Refusal, RefusalReason, RequirePaidLayer,
+    PaidAccess, Paywall, Refusal, RefusalReason, RequirePaidLayer,
 };
 use serde_json::json;
 
@@ -149,13 +149,11 @@ fn forwarded_identity(parts: &Parts) -> Result<Option<Identity>, IdentityError> 
 }
 
 /// 200, naming the buyer for the proxy to pass on.
-async fn passed(info: Option<PaymentInformation>, access: PaidAccess) -> Response {
+async fn passed(access: PaidAccess) -> Response {
     let mut headers = HeaderMap::new();
-    if let Some(info) = &info {
-        identity_headers(info, &mut headers);
-    }
-    if let Some(age) = access.age {
-        headers.insert(ANSWER_AGE, age.as_secs().into());
+    if let Some(lookup) = &access.lookup {
+        identity_headers(&lookup.info(), &mut headers);
+        headers.insert(ANSWER_AGE, lookup.age().as_secs().into());
     }
     tracing::debug!(via = ?access.via, "passed");
     (StatusCode::OK, headers).into_response()
