@@ -291,7 +291,12 @@ async fn a_page_with_origin_null_gets_what_curl_gets_from_ai_endpoint_and_the_ga
 }
 
 /// The pages whose TypeScript and JavaScript blocks are checked here.
-const PAGES: [&str; 3] = ["README.md", "docs/plugin.md", "docs/gateway.md"];
+const PAGES: [&str; 4] = [
+    "README.md",
+    "docs/plugin.md",
+    "docs/gateway.md",
+    "plugin/README.md",
+];
 
 #[test]
 fn the_typescript_and_javascript_the_docs_show_type_check_against_the_package() {
@@ -299,7 +304,8 @@ fn the_typescript_and_javascript_the_docs_show_type_check_against_the_package() 
     let dir = plugin_dir().join("build-docs");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut files = Vec::new();
+    // Main-thread code (Figma's typings) and UI code (the DOM) apart.
+    let (mut main, mut ui) = (Vec::new(), Vec::new());
     for page in PAGES {
         for block in common::fenced::blocks(page) {
             let name = format!("{}-{}", page.replace(['/', '.'], "_"), block.line);
@@ -319,7 +325,11 @@ fn the_typescript_and_javascript_the_docs_show_type_check_against_the_package() 
                         body.join("\n")
                     );
                     std::fs::write(dir.join(format!("{name}.ts")), source).unwrap();
-                    files.push(format!("{name}.ts"));
+                    if block.text.contains("'figma-paywall-plugin/ui'") {
+                        ui.push(format!("{name}.ts"));
+                    } else {
+                        main.push(format!("{name}.ts"));
+                    }
                 }
                 // A backend's code (a Worker's handler): node parses it.
                 "js" => {
@@ -336,27 +346,36 @@ fn the_typescript_and_javascript_the_docs_show_type_check_against_the_package() 
         }
     }
     assert!(
-        files.len() >= 2,
-        "the README and docs/plugin.md show paidFetch"
+        main.len() >= 3 && !ui.is_empty(),
+        "the READMEs and docs/plugin.md show paidFetch, in the main thread and the UI"
     );
-    let tsconfig = json!({
-        "extends": "../tsconfig.base.json",
-        "compilerOptions": {
-            "noEmit": true,
-            "declaration": false,
-            "lib": ["ES2017"],
-            "types": ["@figma/plugin-typings"]
-        },
-        "files": files,
-    });
-    std::fs::write(dir.join("tsconfig.json"), tsconfig.to_string()).unwrap();
-    run_in_plugin(
-        "node",
-        &[
-            "node_modules/typescript/bin/tsc",
-            "-p",
-            "build-docs/tsconfig.json",
-        ],
-        &[],
-    );
+    for (config, files, lib, types) in [
+        (
+            "tsconfig.json",
+            main,
+            vec!["ES2017"],
+            vec!["@figma/plugin-typings"],
+        ),
+        ("tsconfig.ui.json", ui, vec!["ES2017", "DOM"], vec![]),
+    ] {
+        let tsconfig = json!({
+            "extends": "../tsconfig.base.json",
+            "compilerOptions": {
+                "noEmit": true,
+                "declaration": false,
+                // A snippet may leave what it makes unused.
+                "noUnusedLocals": false,
+                "lib": lib,
+                "types": types
+            },
+            "files": files,
+        });
+        std::fs::write(dir.join(config), tsconfig.to_string()).unwrap();
+        let project = format!("build-docs/{config}");
+        run_in_plugin(
+            "node",
+            &["node_modules/typescript/bin/tsc", "-p", &project],
+            &[],
+        );
+    }
 }
