@@ -20,6 +20,11 @@ mod help;
 mod metrics;
 mod proxy;
 mod serve;
+
+/// mimalloc, not glibc's malloc: requests are many small allocations made
+/// and freed on two worker threads, where glibc's arenas contend.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod site;
 
 use std::process::ExitCode;
