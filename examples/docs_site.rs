@@ -114,7 +114,8 @@ pub fn site(paywall: Paywall, login: FigmaLogin, resources: [Resource; 2]) -> Ro
     let docs = Router::new()
         .route("/docs/{*page}", get(doc_page))
         .route_layer(
-            RequirePaidLayer::any_of(&paywall, resources.clone())
+            RequirePaidLayer::new(&paywall, file.clone())
+                .or_buyers_of(resources[1].clone())
                 .with_refusal(move |refusal, parts| refuse(refusal, parts, &to_login, &buy)),
         );
     Router::new()

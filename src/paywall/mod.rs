@@ -24,7 +24,7 @@
 //!     .layer(RequirePaidLayer::new(&paywall, plugin.clone()));
 //! let docs: Router = Router::new()
 //!     .route("/docs", post(|| async { "docs" }))
-//!     .layer(RequirePaidLayer::any_of(&paywall, [plugin, file]));
+//!     .layer(RequirePaidLayer::new(&paywall, plugin).or_buyers_of(file));
 //! # Ok(()) }
 //! ```
 

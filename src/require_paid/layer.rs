@@ -15,8 +15,8 @@ use crate::{Paywall, Refusal, Resource, UserId};
 
 /// The layer that gates a service on Figma payment status; build it with
 /// [`RequirePaid::plugin`] and its siblings (one paywall from the
-/// environment), or with [`new`](Self::new) and [`any_of`](Self::any_of)
-/// from a [`Paywall`] of your own.
+/// environment), or with [`new`](Self::new) from a [`Paywall`] of your own;
+/// [`or_buyers_of`](Self::or_buyers_of) adds a resource.
 #[derive(Clone)]
 #[must_use]
 pub struct RequirePaidLayer<I = DefaultIdentity> {
@@ -59,31 +59,11 @@ impl RequirePaidLayer {
     /// If `resource` is of a type other than a plugin, widget or Community
     /// file.
     pub fn new(paywall: &Paywall, resource: Resource) -> Self {
-        Self::any_of(paywall, [resource])
-    }
-
-    /// A layer that lets through buyers of any of `resources` (for example a
-    /// plugin and a Community file). User IDs are checked against each in
-    /// order; a plugin payment token names its own resource.
-    ///
-    /// # Panics
-    ///
-    /// If `resources` is empty, or holds a resource type other than a
-    /// plugin, widget or Community file.
-    pub fn any_of(paywall: &Paywall, resources: impl IntoIterator<Item = Resource>) -> Self {
-        let resources: Vec<Resource> = resources.into_iter().collect();
-        assert!(
-            !resources.is_empty(),
-            "RequirePaid needs at least one resource to check payment for"
-        );
-        assert!(
-            resources.iter().all(|r| r.kind().query_param().is_some()),
-            "RequirePaid gates plugins, widgets and Community files only"
-        );
+        assert_gated(&resource);
         Self {
             gate: Arc::new(Gate {
                 paywall: paywall.clone(),
-                resources,
+                resources: vec![resource],
                 allow_trial: true,
                 bypass: HashSet::new(),
                 fail_open: false,
@@ -106,6 +86,30 @@ impl<I> RequirePaidLayer<I> {
     /// ```
     pub fn with_trial(mut self, allow: bool) -> Self {
         Arc::make_mut(&mut self.gate).allow_trial = allow;
+        self
+    }
+
+    /// Lets through the buyers of `resource` too (for example a plugin's
+    /// and a Community file's). User IDs are checked against each resource
+    /// in order; a plugin payment token names its own resource.
+    ///
+    /// ```
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource};
+    /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
+    /// let docs = RequirePaidLayer::new(&paywall, Resource::plugin("1")?)
+    ///     .or_buyers_of(Resource::community_file("2")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`new`](Self::new).
+    pub fn or_buyers_of(mut self, resource: Resource) -> Self {
+        assert_gated(&resource);
+        let resources = &mut Arc::make_mut(&mut self.gate).resources;
+        if !resources.contains(&resource) {
+            resources.push(resource);
+        }
         self
     }
 
@@ -203,4 +207,12 @@ impl<I> RequirePaidLayer<I> {
     pub fn paywall(&self) -> &Paywall {
         &self.gate.paywall
     }
+}
+
+/// Panics unless `resource` is a plugin, a widget or a Community file.
+fn assert_gated(resource: &Resource) {
+    assert!(
+        resource.kind().query_param().is_some(),
+        "RequirePaid gates plugins, widgets and Community files only"
+    );
 }

@@ -75,17 +75,6 @@ impl RequirePaid<()> {
         Self::from_env(Resource::community_file(id))
     }
 
-    /// A layer for buyers of any of `resources`; see [`plugin`](Self::plugin)
-    /// and [`RequirePaidLayer::any_of`].
-    ///
-    /// # Panics
-    ///
-    /// As [`plugin`](Self::plugin), and if `resources` is empty.
-    #[track_caller]
-    pub fn any_of(resources: impl IntoIterator<Item = Resource>) -> RequirePaidLayer {
-        RequirePaidLayer::any_of(&Self::paywall_from_env(), resources)
-    }
-
     #[track_caller]
     fn from_env(resource: Result<Resource, crate::InvalidId>) -> RequirePaidLayer {
         let resource = resource.unwrap_or_else(|e| panic!("RequirePaid: {e}"));

@@ -151,7 +151,7 @@ async fn buyers_sign_in_and_read_the_docs_and_non_buyers_get_the_paywall() {
         .unwrap()
         .contains("Welcome, Figma user 2001"));
 
-    // Bought the plugin, not the file: any_of lets them in too.
+    // Bought the plugin, not the file: or_buyers_of lets them in too.
     let session = site.sign_in("2002").await;
     assert_eq!(
         site.docs(Some(&session), "text/html").await.status(),

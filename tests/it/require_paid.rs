@@ -300,9 +300,9 @@ async fn invalidation_drops_a_users_answers() {
 }
 
 #[tokio::test]
-async fn any_of_passes_buyers_of_either() {
+async fn or_buyers_of_passes_buyers_of_either() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(RequirePaidLayer::any_of(&paywall, [plugin(), file()]));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).or_buyers_of(file()));
     set(&figma, "1", &file(), PaymentStatus::Paid);
     set(&figma, "2", &plugin(), PaymentStatus::Paid);
     let reply = call(&app, as_user("1")).await;
@@ -320,9 +320,9 @@ async fn any_of_passes_buyers_of_either() {
 }
 
 #[tokio::test]
-async fn any_of_still_lets_in_when_one_lookup_fails() {
+async fn or_buyers_of_still_lets_in_when_one_lookup_fails() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(RequirePaidLayer::any_of(&paywall, [plugin(), file()]));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).or_buyers_of(file()));
     set(&figma, "1", &file(), PaymentStatus::Paid);
     figma.push_fault(Fault::Status(500)); // the plugin lookup fails
     assert_eq!(call(&app, as_user("1")).await.status, 200);

@@ -62,7 +62,16 @@ fn forward_auth_refusal(refusal: Refusal, refusals_as: Option<StatusCode>) -> Re
 /// The gate, as the flags configure it.
 fn gate(gateway: &Gateway) -> RequirePaidLayer {
     let deny = gateway.deny_status;
-    RequirePaidLayer::any_of(&gateway.paywall, gateway.resources.iter().cloned())
+    let (first, more) = gateway
+        .resources
+        .split_first()
+        .expect("the flags name at least one resource");
+    more.iter()
+        .cloned()
+        .fold(
+            RequirePaidLayer::new(&gateway.paywall, first.clone()),
+            RequirePaidLayer::or_buyers_of,
+        )
         .with_trial(gateway.allow_trial)
         .with_bypass(gateway.bypass.iter().cloned())
         // The proxies in front (--trusted-proxies) say who the client is.
