@@ -154,24 +154,24 @@ impl Ours {
     }
 
     fn build(client: &PaymentsClient, store: Option<&std::path::Path>) -> (Router, Paywall) {
-        let mut builder = Paywall::builder(client.clone());
-        if let Some(store) = store {
-            // A lookup of the old paywall still under way may hold the file
-            // for a moment after a restart (a new process would not wait).
-            let mut tries = 0;
-            builder = loop {
-                match Paywall::builder(client.clone()).store(store) {
-                    Ok(builder) => break builder,
-                    Err(e) if tries < 200 => {
-                        tries += 1;
-                        let _ = e;
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => panic!("the store does not open: {e}"),
-                }
+        // A lookup of the old paywall still under way may hold the file
+        // for a moment after a restart (a new process would not wait).
+        let mut tries = 0;
+        let paywall = loop {
+            let builder = Paywall::builder(client.clone());
+            let builder = match store {
+                Some(store) => builder.store(store),
+                None => builder,
             };
-        }
-        let paywall = builder.build();
+            match builder.build() {
+                Ok(paywall) => break paywall,
+                Err(_) if tries < 200 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("the store does not open: {e}"),
+            }
+        };
         let router = bare_router().layer(RequirePaidLayer::new(&paywall, plugin()));
         (router, paywall)
     }

@@ -221,7 +221,7 @@ fn main() {
         let client = unlimited_client(&figma.url);
         let (growth, held, paywall) = rt.block_on(async {
             let before_build = Snapshot::take();
-            let paywall = Paywall::builder(client).max_entries(1_000_000).build();
+            let paywall = Paywall::builder(client).max_entries(1_000_000).build().expect("the paywall builds");
             let empty = Snapshot::take();
             let started = Instant::now();
             let fifth = (entries / 5) as usize;

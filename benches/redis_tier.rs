@@ -45,6 +45,7 @@ async fn main() {
         Paywall::builder(figma.client().unwrap())
             .redis(tier)
             .build()
+            .expect("the paywall builds")
     };
     let (a, b) = (replica(), replica());
     let users: Vec<UserId> = (0..USERS)

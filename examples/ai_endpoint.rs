@@ -81,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // FIGMA_PAYWALL_STORE keeps answers across restarts (feature `store`).
-    let paywall = Paywall::builder(client).store_from_env()?.build();
+    let paywall = Paywall::builder(client).store_from_env()?.build()?;
     // The paywall's counters say who was refused and why: served only to
     // whoever sends PAYWALL_STATS_TOKEN as a bearer token, and only when
     // it is set.

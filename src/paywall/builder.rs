@@ -42,7 +42,7 @@ fn short_key() -> ConfigError {
 ///     .max_entries(100_000)
 ///     .paid_lifetime(Duration::from_secs(30 * 60))
 ///     .unpaid_lifetime(Duration::from_secs(3))
-///     .build();
+///     .build()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -51,10 +51,14 @@ pub struct PaywallBuilder {
     client: PaymentsClient,
     max_entries: u64,
     lifetimes: Lifetimes,
-    store: Option<Box<dyn Tier>>,
+    /// The store's file, opened by `build`.
+    #[cfg(feature = "store")]
+    store: Option<std::path::PathBuf>,
     shared: Option<Box<dyn Tier>>,
     keyring: Option<Keyring>,
     client_share: Option<u32>,
+    /// The first setting that could not be used, which `build` returns.
+    error: Option<ConfigError>,
 }
 
 impl PaywallBuilder {
@@ -63,11 +67,19 @@ impl PaywallBuilder {
             client,
             max_entries: 1_000_000,
             lifetimes: Lifetimes::default(),
+            #[cfg(feature = "store")]
             store: None,
             shared: None,
             keyring: None,
             client_share: None,
+            error: None,
         }
+    }
+
+    /// Keeps the first error of a setting, for `build` to return.
+    fn failed(mut self, error: ConfigError) -> Self {
+        self.error.get_or_insert(error);
+        self
     }
 
     /// The most answers kept (default 1,000,000); least used go first.
@@ -166,7 +178,7 @@ impl PaywallBuilder {
     ///     .rate_limit(100, 10)
     ///     .build()?;
     /// // An office of buyers behind one address: at least 40 a minute.
-    /// let paywall = Paywall::builder(client).client_share(40).build();
+    /// let paywall = Paywall::builder(client).client_share(40).build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn client_share(mut self, per_minute: u32) -> Self {
@@ -193,26 +205,23 @@ impl PaywallBuilder {
     /// file that is not a store, corrupt or from another version is set
     /// aside and a new store started. Give each replica its own file.
     ///
+    /// The file is opened by [`build`](Self::build), which fails when it
+    /// cannot be created or opened (a missing folder, permissions, another
+    /// process holding it).
+    ///
     /// ```no_run
     /// # use figma_paywall::{Paywall, PaymentsClient};
     /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let paywall = Paywall::builder(PaymentsClient::from_env()?)
-    ///     .store("/var/lib/my-plugin/paywall.redb")?
-    ///     .build();
+    ///     .store("/var/lib/my-plugin/paywall.redb")
+    ///     .build()?;
     /// # Ok(()) }
     /// ```
-    ///
-    /// # Errors
-    ///
-    /// When the file cannot be created or opened (a missing folder,
-    /// permissions, another process holding it).
     #[cfg(feature = "store")]
     #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
-    pub fn store(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
-        self.store = Some(Box::new(crate::tier::store::StoreTier::open(
-            path.as_ref(),
-        )?));
-        Ok(self)
+    pub fn store(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.store = Some(path.as_ref().to_owned());
+        self
     }
 
     /// The secret that seals answers kept outside the process (the store,
@@ -221,39 +230,35 @@ impl PaywallBuilder {
     /// without this secret, or altered) is ignored and logged. Replicas
     /// that share Redis share the secret. Default: a key derived from the
     /// client's access token, which changes when the token is replaced.
-    ///
-    /// # Errors
-    ///
-    /// When `secret` is shorter than 32 bytes.
-    pub fn signing_key(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        let previous = self.keyring.take();
-        let mut keyring = Keyring::from_secret(secret.as_ref()).ok_or_else(short_key)?;
-        if let Some(previous) = previous {
+    /// A secret shorter than 32 bytes makes [`build`](Self::build) fail.
+    pub fn signing_key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        let Some(mut keyring) = Keyring::from_secret(secret.as_ref()) else {
+            return self.failed(short_key());
+        };
+        if let Some(previous) = self.keyring.take() {
             keyring = keyring.keep_previous_of(previous);
         }
         self.keyring = Some(keyring);
-        Ok(self)
+        self
     }
 
     /// Also accepts answers sealed with `secret`, the signing key being
     /// retired (`FIGMA_PAYWALL_KEY_PREVIOUS`); each such answer is sealed
     /// again with the current key when it is read, so that rotating the key
-    /// asks Figma nothing.
-    ///
-    /// # Errors
-    ///
-    /// When `secret` is shorter than 32 bytes.
-    pub fn previous_signing_key(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+    /// asks Figma nothing. A secret shorter than 32 bytes makes
+    /// [`build`](Self::build) fail.
+    pub fn previous_signing_key(mut self, secret: impl AsRef<[u8]>) -> Self {
         let keyring = self
             .keyring
             .take()
             .unwrap_or_else(|| Keyring::from_access_token(self.client.access_token()));
-        self.keyring = Some(
-            keyring
-                .with_previous(secret.as_ref())
-                .ok_or_else(short_key)?,
-        );
-        Ok(self)
+        match keyring.with_previous(secret.as_ref()) {
+            Some(keyring) => {
+                self.keyring = Some(keyring);
+                self
+            }
+            None => self.failed(short_key()),
+        }
     }
 
     /// Reads the store and its signing keys from the environment where
@@ -268,20 +273,28 @@ impl PaywallBuilder {
     pub fn store_from_env(self) -> Result<Self, ConfigError> {
         let mut builder = self;
         let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-        if let Some(key) = var("FIGMA_PAYWALL_KEY") {
-            builder = builder
-                .signing_key(key.as_encoded_bytes())
-                .map_err(|e| named("FIGMA_PAYWALL_KEY", e))?;
-        }
-        if let Some(key) = var("FIGMA_PAYWALL_KEY_PREVIOUS") {
-            builder = builder
-                .previous_signing_key(key.as_encoded_bytes())
-                .map_err(|e| named("FIGMA_PAYWALL_KEY_PREVIOUS", e))?;
+        for (name, previous) in [
+            ("FIGMA_PAYWALL_KEY", false),
+            ("FIGMA_PAYWALL_KEY_PREVIOUS", true),
+        ] {
+            if let Some(key) = var(name) {
+                let failed_before = builder.error.is_some();
+                builder = if previous {
+                    builder.previous_signing_key(key.as_encoded_bytes())
+                } else {
+                    builder.signing_key(key.as_encoded_bytes())
+                };
+                if !failed_before {
+                    if let Some(e) = builder.error.take() {
+                        return Err(named(name, e));
+                    }
+                }
+            }
         }
         if let Some(path) = var("FIGMA_PAYWALL_STORE") {
             #[cfg(feature = "store")]
             {
-                builder = builder.store(std::path::PathBuf::from(path))?;
+                builder = builder.store(std::path::PathBuf::from(path));
             }
             #[cfg(not(feature = "store"))]
             {
@@ -295,9 +308,33 @@ impl PaywallBuilder {
         Ok(builder)
     }
 
-    /// Builds the paywall. It reads time from its client's clock (see
-    /// `PaymentsClientBuilder::clock`, feature `mock`).
-    pub fn build(self) -> Paywall {
+    /// Builds the paywall, opening its store if it has one. It reads time
+    /// from its client's clock (see `PaymentsClientBuilder::clock`, feature
+    /// `mock`).
+    ///
+    /// # Errors
+    ///
+    /// The first setting that could not be used (a signing key too short),
+    /// or a store that cannot be opened.
+    pub fn build(mut self) -> Result<Paywall, ConfigError> {
+        if let Some(error) = self.error.take() {
+            return Err(error);
+        }
+        #[cfg(feature = "store")]
+        let store = match self.store.take() {
+            Some(path) => {
+                Some(Box::new(crate::tier::store::StoreTier::open(&path)?) as Box<dyn Tier>)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "store"))]
+        let store = None;
+        Ok(self.assemble(store))
+    }
+
+    /// The paywall, with `store` as its first tier. Fails at nothing: what
+    /// could fail is done.
+    pub(super) fn assemble(self, store: Option<Box<dyn Tier>>) -> Paywall {
         let clock = self.client.clock().clone();
         let index = Arc::new(UserIndex::default());
         let unfile = index.clone();
@@ -320,7 +357,7 @@ impl PaywallBuilder {
         let keyring = self
             .keyring
             .unwrap_or_else(|| Keyring::from_access_token(self.client.access_token()));
-        let tiers: Vec<Box<dyn Tier>> = self.store.into_iter().chain(self.shared).collect();
+        let tiers: Vec<Box<dyn Tier>> = store.into_iter().chain(self.shared).collect();
         let inner = Arc::new(Inner {
             client: self.client,
             cache,
@@ -397,6 +434,30 @@ fn named(name: &'static str, error: ConfigError) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_that_cannot_be_used_fails_build_with_the_first_reason() {
+        let client =
+            || crate::PaymentsClient::new(crate::AccessToken::new("figd_test").unwrap()).unwrap();
+        let long = "k".repeat(32);
+        let error = Paywall::builder(client())
+            .signing_key("too short")
+            .previous_signing_key(&long)
+            .max_entries(10)
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("at least 32 bytes"), "{error}");
+        let error = Paywall::builder(client())
+            .signing_key(&long)
+            .previous_signing_key("short")
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("at least 32 bytes"), "{error}");
+        assert!(Paywall::builder(client())
+            .signing_key(&long)
+            .build()
+            .is_ok());
+    }
 
     #[test]
     fn durations_read_as_people_write_them() {

@@ -143,7 +143,8 @@ impl fmt::Debug for Paywall {
 impl Paywall {
     /// A paywall with the default cache settings.
     pub fn new(client: PaymentsClient) -> Self {
-        Self::builder(client).build()
+        // No store and no signing key of its own: nothing that can fail.
+        Self::builder(client).assemble(None)
     }
 
     /// Starts a builder.
@@ -159,7 +160,7 @@ impl Paywall {
     /// `FIGMA_PAYWALL_KEY_PREVIOUS`, and the cap on answers used past their
     /// lifetime from `FIGMA_PAYWALL_MAX_UNVERIFIED`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self::builder_from_env()?.build())
+        Self::builder_from_env()?.build()
     }
 
     /// Like [`from_env`](Self::from_env), but returns the builder so more

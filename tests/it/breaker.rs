@@ -172,7 +172,8 @@ async fn a_minute_long_outage_refuses_no_warm_paying_user_and_costs_figma_little
         .unwrap();
     let paywall = Paywall::builder(client)
         .paid_lifetime(Duration::from_secs(60))
-        .build();
+        .build()
+        .expect("the paywall builds");
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     let ids: Vec<String> = (0..USERS).map(|i| format!("{}", 50_000 + i)).collect();
     for id in &ids {

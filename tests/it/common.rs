@@ -46,7 +46,9 @@ pub fn paywall_with(
     figma: &MockFigma,
     f: impl FnOnce(PaywallBuilder) -> PaywallBuilder,
 ) -> Paywall {
-    f(Paywall::builder(figma.client().unwrap())).build()
+    f(Paywall::builder(figma.client().unwrap()))
+        .build()
+        .expect("the paywall builds")
 }
 
 /// A paywall (and its client) that reads time from `clock`, which the test
@@ -57,7 +59,9 @@ pub fn paywall_on(
     f: impl FnOnce(PaywallBuilder) -> PaywallBuilder,
 ) -> Paywall {
     let client = figma.client_builder().clock(clock).build().unwrap();
-    f(Paywall::builder(client)).build()
+    f(Paywall::builder(client))
+        .build()
+        .expect("the paywall builds")
 }
 
 /// An app whose handler echoes what the gate put on the request.

@@ -54,7 +54,8 @@ fn a_slot_every_10_s() -> (MockFigma, MockClock, Paywall, axum::Router) {
         .unwrap();
     let paywall = Paywall::builder(client)
         .paid_lifetime(Duration::from_secs(60))
-        .build();
+        .build()
+        .expect("the paywall builds");
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     (figma, clock, paywall, app)
 }

@@ -60,7 +60,8 @@ fn replicas(figma: &MockFigma, url: &str, prefix: &str, n: usize) -> Vec<Replica
                 .unwrap();
             let paywall = Paywall::builder(figma.client().unwrap())
                 .redis(tier)
-                .build();
+                .build()
+                .expect("the paywall builds");
             let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
             Replica { paywall, app }
         })
@@ -226,7 +227,10 @@ async fn an_answer_near_its_end_is_refreshed_and_stands_in_when_figma_fails() {
     let replica = || {
         let tier = RedisTier::builder(&url).prefix(&prefix).build().unwrap();
         let client = figma.client_builder().clock(&clock).build().unwrap();
-        let paywall = Paywall::builder(client).redis(tier).build();
+        let paywall = Paywall::builder(client)
+            .redis(tier)
+            .build()
+            .expect("the paywall builds");
         echo_app().layer(RequirePaidLayer::new(&paywall, plugin()))
     };
     assert_eq!(call(&replica(), as_user("5")).await.status, 200);
@@ -251,9 +255,9 @@ fn replica_with_key(figma: &MockFigma, url: &str, prefix: &str, key: &str) -> Ro
     let tier = RedisTier::builder(url).prefix(prefix).build().unwrap();
     let paywall = Paywall::builder(figma.client().unwrap())
         .signing_key(key)
-        .unwrap()
         .redis(tier)
-        .build();
+        .build()
+        .expect("the paywall builds");
     echo_app().layer(RequirePaidLayer::new(&paywall, plugin()))
 }
 
@@ -316,7 +320,10 @@ async fn answers_in_redis_without_a_valid_seal_are_refused() {
 fn replica_on(figma: &MockFigma, url: &str, prefix: &str, clock: &MockClock) -> Replica {
     let tier = RedisTier::builder(url).prefix(prefix).build().unwrap();
     let client = figma.client_builder().clock(clock).build().unwrap();
-    let paywall = Paywall::builder(client).redis(tier).build();
+    let paywall = Paywall::builder(client)
+        .redis(tier)
+        .build()
+        .expect("the paywall builds");
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     Replica { paywall, app }
 }
@@ -431,9 +438,9 @@ async fn back_offs_and_invalidations_in_redis_count_only_when_sealed_and_recent(
     // The forger's paywall publishes an invalidation sealed with its key.
     let forging = Paywall::builder(figma.client().unwrap())
         .signing_key("a forger's secret of 32 bytes or more")
-        .unwrap()
         .redis(RedisTier::builder(&url).prefix(&prefix).build().unwrap())
-        .build();
+        .build()
+        .expect("the paywall builds");
     forging.invalidate_all().await;
     other.paywall.invalidate_user(&user("5")).await;
     let mut messages = Vec::new();

@@ -23,7 +23,10 @@ async fn a_shared_budget_redis_lost_starts_spent() {
     // and the rest are refused without a call to Figma.
     let tier = RedisTier::builder(&url).prefix(&prefix).build().unwrap();
     let client = figma.client_builder().rate_limit(60, 5).build().unwrap();
-    let paywall = Paywall::builder(client).redis(tier).build();
+    let paywall = Paywall::builder(client)
+        .redis(tier)
+        .build()
+        .expect("the paywall builds");
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     let ids = ["21", "22", "23", "24", "25"];
     for id in ids {
@@ -69,7 +72,10 @@ fn replica(
     let tier = tier.build().unwrap();
     // 60 a minute: an interval of 1000 ms, and a burst of 10.
     let client = figma.client_builder().rate_limit(60, 10).build().unwrap();
-    let paywall = Paywall::builder(client).redis(tier).build();
+    let paywall = Paywall::builder(client)
+        .redis(tier)
+        .build()
+        .expect("the paywall builds");
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     (paywall, app)
 }

@@ -147,7 +147,8 @@ fn tls_redis() -> TlsRedis {
 fn replica(figma: &MockFigma, tier: RedisTier) -> (Paywall, axum::Router) {
     let paywall = Paywall::builder(figma.client().unwrap())
         .redis(tier)
-        .build();
+        .build()
+        .expect("the paywall builds");
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     (paywall, app)
 }

@@ -27,10 +27,9 @@ fn on_store(
     path: &Path,
     f: impl FnOnce(PaywallBuilder) -> PaywallBuilder,
 ) -> Paywall {
-    f(Paywall::builder(figma.client().unwrap())
-        .store(path)
-        .unwrap())
-    .build()
+    f(Paywall::builder(figma.client().unwrap()).store(path))
+        .build()
+        .expect("the paywall builds")
 }
 
 #[tokio::test]
@@ -110,14 +109,14 @@ async fn altered_or_forged_stored_answers_are_refused() {
     let path = temp_store();
     set(&figma, "801", &plugin(), PaymentStatus::Unpaid);
     {
-        let paywall = on_store(&figma, &path, |b| b.signing_key(KEY).unwrap());
+        let paywall = on_store(&figma, &path, |b| b.signing_key(KEY));
         let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
         assert_eq!(call(&app, as_user("801")).await.status, 402);
     }
     assert_eq!(forge_paid(&path), 1);
     let logs = CapturedLogs::start();
     {
-        let paywall = on_store(&figma, &path, |b| b.signing_key(KEY).unwrap());
+        let paywall = on_store(&figma, &path, |b| b.signing_key(KEY));
         let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
         assert_eq!(
             call(&app, as_user("801")).await.status,
@@ -135,12 +134,12 @@ async fn altered_or_forged_stored_answers_are_refused() {
     // paid, kept after a refund.
     set(&figma, "802", &plugin(), PaymentStatus::Paid);
     {
-        let forger = on_store(&figma, &path, |b| b.signing_key(OTHER_KEY).unwrap());
+        let forger = on_store(&figma, &path, |b| b.signing_key(OTHER_KEY));
         let app = echo_app().layer(RequirePaidLayer::new(&forger, plugin()));
         assert_eq!(call(&app, as_user("802")).await.status, 200);
     }
     set(&figma, "802", &plugin(), PaymentStatus::Unpaid);
-    let paywall = on_store(&figma, &path, |b| b.signing_key(KEY).unwrap());
+    let paywall = on_store(&figma, &path, |b| b.signing_key(KEY));
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     assert_eq!(call(&app, as_user("802")).await.status, 402);
     assert_eq!(figma.payment_requests(), 4);
@@ -152,23 +151,20 @@ async fn a_signing_key_is_rotated_without_asking_figma_again() {
     let path = temp_store();
     set(&figma, "901", &plugin(), PaymentStatus::Paid);
     {
-        let old = on_store(&figma, &path, |b| b.signing_key(OTHER_KEY).unwrap());
+        let old = on_store(&figma, &path, |b| b.signing_key(OTHER_KEY));
         let app = echo_app().layer(RequirePaidLayer::new(&old, plugin()));
         assert_eq!(call(&app, as_user("901")).await.status, 200);
     }
     {
         // The new key, with the old one still accepted: read and sealed anew.
         let rotating = on_store(&figma, &path, |b| {
-            b.signing_key(KEY)
-                .unwrap()
-                .previous_signing_key(OTHER_KEY)
-                .unwrap()
+            b.signing_key(KEY).previous_signing_key(OTHER_KEY)
         });
         let app = echo_app().layer(RequirePaidLayer::new(&rotating, plugin()));
         assert_eq!(call(&app, as_user("901")).await.status, 200);
     }
     // The old key retired: the answer was sealed anew, so still no call.
-    let new = on_store(&figma, &path, |b| b.signing_key(KEY).unwrap());
+    let new = on_store(&figma, &path, |b| b.signing_key(KEY));
     let app = echo_app().layer(RequirePaidLayer::new(&new, plugin()));
     assert_eq!(call(&app, as_user("901")).await.status, 200);
     assert_eq!(figma.payment_requests(), 1);
@@ -194,7 +190,10 @@ async fn child_writes_answers_then_waits_to_be_killed() {
     .rate_limit(600, 10)
     .build()
     .unwrap();
-    let paywall = Paywall::builder(client).store(&path).unwrap().build();
+    let paywall = Paywall::builder(client)
+        .store(&path)
+        .build()
+        .expect("the paywall builds");
     for i in 0..5 {
         let info = paywall
             .lookup_user(&user(&format!("{}", 1100 + i)), &plugin())
@@ -245,8 +244,8 @@ fn a_kill_9_loses_no_answer_already_written() {
     rt.block_on(async {
         let paywall = Paywall::builder(figma.client().unwrap())
             .store(&path)
-            .unwrap()
-            .build();
+            .build()
+            .expect("the paywall builds");
         for i in 0..5 {
             let lookup = paywall
                 .lookup_user(&user(&format!("{}", 1100 + i)), &plugin())

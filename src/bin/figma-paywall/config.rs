@@ -474,7 +474,7 @@ impl Gateway {
                 header_timeout: args.header_timeout,
                 shutdown_timeout: args.shutdown_timeout,
             },
-            paywall: builder.build(),
+            paywall: builder.build().map_err(|e| e.to_string())?,
             resources,
             deny_status: StatusCode::from_u16(args.deny_status)
                 .map_err(|e| format!("--deny-status: {e}"))?,
