@@ -98,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut app = Router::new()
         .route("/generate", post(generate))
         // On the routes above only: any other path is a 404, not a 401.
-        .route_layer(RequirePaidLayer::new(&paywall, plugin).with_bypass(bypass))
+        .route_layer(RequirePaidLayer::new(&paywall, plugin).bypass(bypass))
         .route("/health", get(|| async { "ok" }));
     if let Some(token) = stats_token.clone() {
         app = app.route(

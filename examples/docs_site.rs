@@ -116,7 +116,7 @@ pub fn site(paywall: Paywall, login: FigmaLogin, resources: [Resource; 2]) -> Ro
         .route_layer(
             RequirePaidLayer::new(&paywall, file.clone())
                 .or_buyers_of(resources[1].clone())
-                .with_refusal(move |refusal, parts| refuse(refusal, parts, &to_login, &buy)),
+                .on_refusal(move |refusal, parts| refuse(refusal, parts, &to_login, &buy)),
         );
     Router::new()
         .route("/", get(home))

@@ -6,7 +6,7 @@
 //! extension that the app's own authentication put there (the `login`
 //! feature's layer does). A user ID is never read from what the client
 //! sends, since anyone can claim any ID. Another [`IdentitySource`] goes in
-//! with [`RequirePaidLayer::with_identity`](crate::RequirePaidLayer::with_identity);
+//! with [`RequirePaidLayer::identity`](crate::RequirePaidLayer::identity);
 //! any closure from the request's parts is one, and [`IdentitySource::or`]
 //! chains them.
 //!
@@ -14,7 +14,7 @@
 //! by a [`ClientKey`], which a [`ClientKeySource`] reads from each request:
 //! by default [`PeerAddr`], the connection's address; behind a load
 //! balancer, [`ForwardedFor`], the address a trusted proxy appended
-//! ([`RequirePaidLayer::with_client_key`](crate::RequirePaidLayer::with_client_key)).
+//! ([`RequirePaidLayer::client_key`](crate::RequirePaidLayer::client_key)).
 //!
 //! # Example
 //!
@@ -37,7 +37,7 @@
 //!     }
 //! };
 //! # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
-//! let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).with_identity(from_proxy);
+//! let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).identity(from_proxy);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

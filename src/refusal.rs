@@ -9,7 +9,7 @@
 //! use figma_paywall::{Refusal, RefusalReason};
 //!
 //! # fn show(refusal: Refusal) {
-//! // In a `with_refusal` closure, or wherever a refusal is at hand:
+//! // In a `on_refusal` closure, or wherever a refusal is at hand:
 //! if refusal.reason == RefusalReason::NotPaid {
 //!     let response = refusal.into_response(); // 402 in Figma's envelope
 //!     // Every refusal of a gate carries its reason as a response extension.

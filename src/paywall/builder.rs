@@ -169,7 +169,7 @@ impl PaywallBuilder {
     /// flood gets about 1/n. A client whose tokens Figma mostly refused
     /// waits for slots no one else wants. Refreshes of known buyers come
     /// first whatever the shares. Clients are told apart by the layer's
-    /// [`with_client_key`](crate::RequirePaidLayer::with_client_key) (the
+    /// [`client_key`](crate::RequirePaidLayer::client_key) (the
     /// connection's address by default).
     ///
     /// ```

@@ -1,6 +1,6 @@
 //! Which client a request comes from ([`ClientKeySource`]), so that cold
 //! lookups share Figma's budget fairly among clients; see
-//! [`RequirePaidLayer::with_client_key`](crate::RequirePaidLayer::with_client_key).
+//! [`RequirePaidLayer::client_key`](crate::RequirePaidLayer::client_key).
 //!
 //! # Example
 //!
@@ -11,7 +11,7 @@
 //! // Behind a load balancer on 10.0.0.0/8: the client is the address it
 //! // appended to X-Forwarded-For, not whatever the client wrote there.
 //! let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?)
-//!     .with_client_key(ForwardedFor::trusting(["10.0.0.0/8".parse()?]));
+//!     .client_key(ForwardedFor::trusting(["10.0.0.0/8".parse()?]));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -62,7 +62,7 @@ impl ClientKeySource for PeerAddr {
         if peer.is_none() {
             static WARNED: AtomicBool = AtomicBool::new(false);
             if !WARNED.swap(true, Ordering::Relaxed) {
-                tracing::warn!("no ConnectInfo<SocketAddr> on requests: cold lookups are not shared fairly among clients, so one client can spend Figma's whole budget. Serve with into_make_service_with_connect_info::<SocketAddr>(), or set RequirePaidLayer::with_client_key");
+                tracing::warn!("no ConnectInfo<SocketAddr> on requests: cold lookups are not shared fairly among clients, so one client can spend Figma's whole budget. Serve with into_make_service_with_connect_info::<SocketAddr>(), or set RequirePaidLayer::client_key");
             }
         }
         peer.map(ClientKey::from_ip)

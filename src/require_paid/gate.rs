@@ -325,7 +325,7 @@ fn unreachable_refusal() -> Result<Granted, Refusal> {
 }
 
 /// A replacement for the refusal response; see
-/// [`RequirePaidLayer::with_refusal`].
+/// [`RequirePaidLayer::on_refusal`].
 #[derive(Clone)]
 pub(crate) struct RefusalHandler(pub(crate) Arc<RespondFn>);
 

@@ -81,10 +81,10 @@ impl<I> RequirePaidLayer<I> {
     /// ```
     /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource};
     /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
-    /// let paid_only = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).with_trial(false);
+    /// let paid_only = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).allow_trial(false);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_trial(mut self, allow: bool) -> Self {
+    pub fn allow_trial(mut self, allow: bool) -> Self {
         Arc::make_mut(&mut self.gate).allow_trial = allow;
         self
     }
@@ -121,10 +121,10 @@ impl<I> RequirePaidLayer<I> {
     /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource, UserId};
     /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
     /// let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?)
-    ///     .with_bypass([UserId::new("1000")?]);
+    ///     .bypass([UserId::new("1000")?]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_bypass(mut self, users: impl IntoIterator<Item = UserId>) -> Self {
+    pub fn bypass(mut self, users: impl IntoIterator<Item = UserId>) -> Self {
         Arc::make_mut(&mut self.gate).bypass.extend(users);
         self
     }
@@ -149,10 +149,10 @@ impl<I> RequirePaidLayer<I> {
     /// ```
     /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource};
     /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
-    /// let lenient = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).with_fail_open(true);
+    /// let lenient = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).fail_open(true);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_fail_open(mut self, fail_open: bool) -> Self {
+    pub fn fail_open(mut self, fail_open: bool) -> Self {
         Arc::make_mut(&mut self.gate).fail_open = fail_open;
         self
     }
@@ -166,12 +166,12 @@ impl<I> RequirePaidLayer<I> {
     /// use axum::response::{Html, IntoResponse};
     /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource};
     /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
-    /// let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).with_refusal(|refusal, _parts| {
+    /// let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).on_refusal(|refusal, _parts| {
     ///     (refusal.status, Html(format!("<h1>{}</h1>", refusal.message))).into_response()
     /// });
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_refusal<F>(mut self, respond: F) -> Self
+    pub fn on_refusal<F>(mut self, respond: F) -> Self
     where
         F: Fn(Refusal, &Parts) -> Response + Send + Sync + 'static,
     {
@@ -190,13 +190,13 @@ impl<I> RequirePaidLayer<I> {
     ///
     /// Behind a proxy, use [`ForwardedFor`](crate::identity::ForwardedFor) with the
     /// proxy's addresses: a client can write any `X-Forwarded-For` it likes.
-    pub fn with_client_key(mut self, source: impl ClientKeySource) -> Self {
+    pub fn client_key(mut self, source: impl ClientKeySource) -> Self {
         Arc::make_mut(&mut self.gate).client_key = ClientKeys(Arc::new(source));
         self
     }
 
     /// Reads callers' identities from `source` instead of [`DefaultIdentity`].
-    pub fn with_identity<J: IdentitySource>(self, source: J) -> RequirePaidLayer<J> {
+    pub fn identity<J: IdentitySource>(self, source: J) -> RequirePaidLayer<J> {
         RequirePaidLayer {
             gate: self.gate,
             identity: source,

@@ -155,7 +155,7 @@ async fn unpaid_is_402_and_a_custom_refusal_keeps_the_reason() {
     assert_eq!(body["resource_id"], "1122334455");
 
     let custom = RequirePaidLayer::new(&paywall, plugin())
-        .with_refusal(|refusal, _| (refusal.status, "buy it first").into_response());
+        .on_refusal(|refusal, _| (refusal.status, "buy it first").into_response());
     let (status, reason, body) = call(&app(custom), as_user("3001")).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(body, "buy it first");
@@ -174,12 +174,12 @@ async fn trials_pass_unless_turned_off_and_creators_pass_the_bypass() {
     let default = app(RequirePaidLayer::new(&paywall, plugin()));
     let (status, _, body) = call(&default, as_user("4001")).await;
     assert_eq!((status, &body["via"]), (StatusCode::OK, &json!("Trial")));
-    let paid_only = app(RequirePaidLayer::new(&paywall, plugin()).with_trial(false));
+    let paid_only = app(RequirePaidLayer::new(&paywall, plugin()).allow_trial(false));
     assert_eq!(
         call(&paid_only, as_user("4001")).await.0,
         StatusCode::PAYMENT_REQUIRED
     );
-    let bypass = app(RequirePaidLayer::new(&paywall, plugin()).with_bypass([user("1000")]));
+    let bypass = app(RequirePaidLayer::new(&paywall, plugin()).bypass([user("1000")]));
     let (status, _, body) = call(&bypass, as_user("1000")).await;
     assert_eq!((status, &body["via"]), (StatusCode::OK, &json!("Bypass")));
     assert_eq!(
@@ -206,7 +206,7 @@ async fn an_answer_about_another_user_is_refused() {
 async fn an_unreachable_figma_is_503_and_fail_open_waits_for_the_breaker() {
     let paywall = paywall();
     let closed = app(RequirePaidLayer::new(&paywall, plugin()));
-    let open = app(RequirePaidLayer::new(&paywall, plugin()).with_fail_open(true));
+    let open = app(RequirePaidLayer::new(&paywall, plugin()).fail_open(true));
     // One failed lookup says nothing about Figma: even fail-open refuses.
     for (gate, user) in [(&open, "7"), (&closed, "8")] {
         let (status, reason, _) = call(gate, as_user(user)).await;

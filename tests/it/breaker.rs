@@ -29,7 +29,7 @@ fn lenient_app() -> Router {
 async fn fail_open_lets_callers_in_once_figma_is_failing_and_fail_closed_does_not() {
     let figma = MockFigma::start().await.unwrap();
     let paywall = paywall(&figma);
-    let open = lenient_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_fail_open(true));
+    let open = lenient_app().layer(RequirePaidLayer::new(&paywall, plugin()).fail_open(true));
     let closed = lenient_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     figma.set_steady_fault(Some(Fault::Status(503)));
     // The first failures are refused even by fail-open: a lookup failing
@@ -73,7 +73,7 @@ async fn one_callers_failing_lookups_never_open_the_gate_while_figma_answers() {
     // breaker stays closed and fail-open refuses every one.
     let figma = MockFigma::start().await.unwrap();
     let paywall = paywall(&figma);
-    let open = lenient_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_fail_open(true));
+    let open = lenient_app().layer(RequirePaidLayer::new(&paywall, plugin()).fail_open(true));
     for (i, code) in [500, 500, 500, 502, 503, 404, 405, 413, 414, 422, 431]
         .into_iter()
         .enumerate()
@@ -102,8 +102,8 @@ async fn fail_open_does_not_open_when_our_own_budget_runs_out() {
         .queue(0, Duration::from_millis(10))
         .build()
         .unwrap();
-    let open = lenient_app()
-        .layer(RequirePaidLayer::new(&Paywall::new(client), plugin()).with_fail_open(true));
+    let open =
+        lenient_app().layer(RequirePaidLayer::new(&Paywall::new(client), plugin()).fail_open(true));
     assert_eq!(call(&open, as_user("1")).await.status, 402);
     let reply = call(&open, as_user("2")).await;
     assert_eq!(reply.status, 503, "{}", reply.body);

@@ -73,7 +73,7 @@ async fn each_status_in_each_identity_mode() {
 #[tokio::test]
 async fn trial_can_be_refused() {
     let (figma, paywall) = start().await;
-    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_trial(false));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).allow_trial(false));
     set(&figma, "7", &plugin(), PaymentStatus::Trial);
     let reply = call(&app, as_user("7")).await;
     assert_eq!(reply.status, StatusCode::PAYMENT_REQUIRED);
@@ -331,8 +331,7 @@ async fn or_buyers_of_still_lets_in_when_one_lookup_fails() {
 #[tokio::test]
 async fn the_bypass_list_lets_creators_in() {
     let (figma, paywall) = start().await;
-    let app =
-        echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_bypass([user("1000")]));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).bypass([user("1000")]));
     let reply = call(&app, as_user("1000")).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body["via"], "Bypass");
@@ -348,7 +347,7 @@ async fn the_bypass_list_lets_creators_in() {
 #[tokio::test]
 async fn the_refusal_can_be_replaced() {
     let (_figma, paywall) = start().await;
-    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_refusal(
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).on_refusal(
         |refusal, parts| {
             let wants_html = parts
                 .headers
@@ -389,8 +388,7 @@ async fn custom_identity_sources() {
             .get("x-proxy-user")
             .map(|v| Identity::User(figma_paywall::UserId::new(v.to_str().unwrap()).unwrap())))
     };
-    let app =
-        echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).with_identity(from_header));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()).identity(from_header));
     let req = Request::get("/generate")
         .header("x-proxy-user", "77")
         .body(Body::empty())

@@ -72,11 +72,11 @@ fn gate(gateway: &Gateway) -> RequirePaidLayer {
             RequirePaidLayer::new(&gateway.paywall, first.clone()),
             RequirePaidLayer::or_buyers_of,
         )
-        .with_trial(gateway.allow_trial)
-        .with_bypass(gateway.bypass.iter().cloned())
+        .allow_trial(gateway.allow_trial)
+        .bypass(gateway.bypass.iter().cloned())
         // The proxies in front (--trusted-proxies) say who the client is.
-        .with_client_key(ForwardedFor::trusting(gateway.trusted.0.iter().copied()))
-        .with_refusal(move |refusal, _parts| with_deny_status(refusal, deny).into_response())
+        .client_key(ForwardedFor::trusting(gateway.trusted.0.iter().copied()))
+        .on_refusal(move |refusal, _parts| with_deny_status(refusal, deny).into_response())
 }
 
 /// The gateway's routes, with `--cors`'s headers on every answer.
@@ -94,11 +94,12 @@ pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Ro
 
 fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     let (deny, refusals_as) = (gateway.deny_status, gateway.refusals_as);
-    let forward_auth = gate(gateway)
-        .with_identity(forwarded_identity)
-        .with_refusal(move |refusal, _parts| {
-            forward_auth_refusal(with_deny_status(refusal, deny), refusals_as)
-        });
+    let forward_auth =
+        gate(gateway)
+            .identity(forwarded_identity)
+            .on_refusal(move |refusal, _parts| {
+                forward_auth_refusal(with_deny_status(refusal, deny), refusals_as)
+            });
     // Any method: Envoy, Traefik and nginx ask with the request's own.
     let app = Router::new()
         .route(
@@ -122,7 +123,7 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
         Some((login, page)) => {
             let deny = gateway.deny_status;
             let to_login = login.clone();
-            let gate = gate(gateway).with_refusal(move |refusal, parts| {
+            let gate = gate(gateway).on_refusal(move |refusal, parts| {
                 crate::site::refuse(with_deny_status(refusal, deny), parts, &to_login, &page)
             });
             app.merge(login.router())
