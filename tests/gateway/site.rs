@@ -2,7 +2,10 @@
 //! with Figma (the mock's OAuth pages), with the paywall page for
 //! non-buyers.
 
-use std::sync::{atomic::AtomicUsize, Arc};
+use std::{
+    sync::{atomic::AtomicUsize, Arc},
+    time::{Duration, Instant},
+};
 
 use reqwest::{
     header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE},
@@ -97,6 +100,10 @@ async fn a_website_signs_visitors_in_and_shows_non_buyers_the_paywall() {
         "--login",
         "--product-name",
         "Acme <Icons>",
+        "--page-stylesheet",
+        "/assets/paywall.css",
+        "--page-logo",
+        "https://cdn.example.com/logo.png?a=1&b=2",
     ]);
     let http = Client::builder().redirect(Policy::none()).build().unwrap();
     let page = format!("{}/docs/intro", gateway.base);
@@ -125,6 +132,8 @@ async fn a_website_signs_visitors_in_and_shows_non_buyers_the_paywall() {
         "Already bought?",
         "id=\"signout\"",
         "name=\"viewport\"",
+        "<link rel=\"stylesheet\" href=\"/assets/paywall.css\">",
+        "<img id=\"logo\" src=\"https://cdn.example.com/logo.png?a=1&amp;b=2\"",
     ] {
         assert!(html.contains(part), "no {part:?} in {html}");
     }
@@ -186,6 +195,42 @@ async fn the_demo_of_a_website_brings_a_site_and_says_whom_to_sign_in_as() {
         "another Figma account",
     ] {
         assert!(html.contains(part), "no {part:?} in {html}");
+    }
+}
+
+#[test]
+fn the_paywall_page_takes_only_https_urls_and_paths_of_the_site() {
+    for bad in [
+        "javascript:alert(1)",
+        "//evil.example/x.css",
+        "http://cdn.example.com/a.css",
+    ] {
+        for flag in ["--page-stylesheet", "--page-logo"] {
+            let mut child = super::demo_command(&["--login", flag, bad])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("the gateway runs");
+            // It must stop at start; one that serves is killed, and fails.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let status = loop {
+                if let Some(status) = child.try_wait().expect("a status") {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("{flag} {bad}: the gateway started");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            assert!(!status.success(), "{flag} {bad} started");
+            assert!(
+                stderr.contains("give an https:// URL"),
+                "{flag} {bad}: {stderr}"
+            );
+        }
     }
 }
 

@@ -161,9 +161,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_SITE_URL")]
     site_url: Option<String>,
 
-    /// Your product's name, on the paywall page.
-    #[arg(long, value_name = "NAME", env = "FIGMA_PAYWALL_PRODUCT_NAME")]
-    product_name: Option<String>,
+    #[command(flatten)]
+    page: crate::site::PageArgs,
 
     /// Serve GET /_figma_paywall/metrics (Prometheus's text format) to
     /// scrapers that send this as a bearer token. Without it, no metrics
@@ -490,18 +489,10 @@ impl Gateway {
             trusted,
             redis,
             metrics_token: args.metrics_token,
-            login: args.login.then(|| {
-                let buy = first.clone();
-                let product = args.product_name.clone().unwrap_or_else(|| {
-                    match buy.kind() {
-                        figma_paywall::ResourceType::Plugin => "this plugin",
-                        figma_paywall::ResourceType::Widget => "this widget",
-                        _ => "this Community file",
-                    }
-                    .to_owned()
-                });
-                (args.site_url.clone(), Page { product, buy })
-            }),
+            login: match args.login {
+                true => Some((args.site_url.clone(), Page::new(&args.page, first.clone())?)),
+                false => None,
+            },
             demo,
         })
     }

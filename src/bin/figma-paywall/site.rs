@@ -9,11 +9,75 @@ use axum::{
 };
 use figma_paywall::{login::FigmaLogin, Refusal, RefusalReason, Resource, UserId};
 
+/// The paywall page's flags.
+#[derive(clap::Args, Debug)]
+pub(crate) struct PageArgs {
+    /// Your product's name, on the paywall page.
+    #[arg(long, value_name = "NAME", env = "FIGMA_PAYWALL_PRODUCT_NAME")]
+    product_name: Option<String>,
+
+    /// A stylesheet of your own for the paywall page, after its own (an
+    /// https:// URL, or a path on the site such as /assets/paywall.css).
+    /// The page's parts have ids: buy, refresh, account, signout.
+    #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_PAGE_STYLESHEET")]
+    page_stylesheet: Option<String>,
+
+    /// A logo at the top of the paywall page (an https:// URL, or a path
+    /// on the site).
+    #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_PAGE_LOGO")]
+    page_logo: Option<String>,
+}
+
 /// What the paywall page shows.
 #[derive(Clone)]
 pub(crate) struct Page {
     pub(crate) product: String,
     pub(crate) buy: Resource,
+    /// `<link>` and `<img>` of the creator's own, escaped, or empty.
+    extra_head: String,
+    logo: String,
+}
+
+impl Page {
+    /// The page for buyers of `buy`, as `args` dress it.
+    pub(crate) fn new(args: &PageArgs, buy: Resource) -> Result<Self, String> {
+        let product = args.product_name.clone().unwrap_or_else(|| {
+            match buy.kind() {
+                figma_paywall::ResourceType::Plugin => "this plugin",
+                figma_paywall::ResourceType::Widget => "this widget",
+                _ => "this Community file",
+            }
+            .to_owned()
+        });
+        let url = |flag: &str, value: &Option<String>| -> Result<Option<String>, String> {
+            match value {
+                None => Ok(None),
+                Some(url)
+                    if url.starts_with("https://")
+                        || (url.starts_with('/') && !url.starts_with("//")) =>
+                {
+                    Ok(Some(esc(url)))
+                }
+                Some(url) => Err(format!(
+                    "--{flag} {url:?}: give an https:// URL or a path on the site (/assets/...)"
+                )),
+            }
+        };
+        let extra_head = url("page-stylesheet", &args.page_stylesheet)?
+            .map(|href| format!("<link rel=\"stylesheet\" href=\"{href}\">"))
+            .unwrap_or_default();
+        let logo = url("page-logo", &args.page_logo)?
+            .map(|src| {
+                format!("<p><img id=\"logo\" src=\"{src}\" alt=\"\" style=\"max-height:4em\"></p>")
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            product,
+            buy,
+            extra_head,
+            logo,
+        })
+    }
 }
 
 fn wants_html(parts: &Parts) -> bool {
@@ -60,7 +124,7 @@ pub(crate) fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, page: 
         RefusalReason::NotPaid => (
             refusal.status,
             Html(format!(
-                "{HEAD}<title>{title}: for buyers</title>\
+                "{HEAD}{head}<title>{title}: for buyers</title>{logo}\
                  <h1>{title} is for buyers</h1>\
                  <p>You are signed in with Figma{account}, but Figma says you have not bought {product} yet.</p>\
                  <p><a class=\"buy\" id=\"buy\" href=\"{url}\">Buy on Figma Community</a></p>\
@@ -69,6 +133,8 @@ pub(crate) fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, page: 
                  <p class=\"muted\">Bought it with another Figma account? Sign out, then sign in with that one.</p>\
                  <form method=\"post\" action=\"/auth/logout\"><button id=\"signout\">Sign out</button></form>",
                 title = capitalized(&product),
+                head = page.extra_head,
+                logo = page.logo,
                 // The user ID the login layer read from the session.
                 account = parts
                     .extensions
