@@ -89,6 +89,7 @@ pub(crate) fn later(at: Instant, d: Duration) -> Instant {
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 #[derive(Debug, Clone, Default)]
 pub struct MockClock {
     offset_nanos: Arc<AtomicU64>,

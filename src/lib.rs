@@ -33,6 +33,7 @@ pub mod login;
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use tier::redis;
 
 pub(crate) use caller::ClientKey;

@@ -43,6 +43,7 @@ impl Paywall {
     /// paywall.record_metrics();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn record_metrics(&self) {
         let s = self.stats();
         for (outcome, n) in [

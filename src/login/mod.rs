@@ -287,6 +287,7 @@ impl LoginBuilder {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis(mut self, tier: crate::redis::RedisTier) -> Self {
         self.redis = Some(tier);
         self
