@@ -116,7 +116,7 @@ impl Gate {
             Identity::PaymentToken(token) => {
                 let lookup = paywall.cached_token(token)?;
                 let resource = self.resources.iter().find(|r| *r == lookup.resource())?;
-                self.judge(&lookup, resource).ok()
+                self.judge(lookup, resource).ok()
             }
             Identity::User(user) => {
                 for resource in &self.resources {
@@ -124,7 +124,7 @@ impl Gate {
                     if !answers(&lookup, user, resource) {
                         return None;
                     }
-                    if let Ok(granted) = self.judge(&lookup, resource) {
+                    if let Ok(granted) = self.judge(lookup, resource) {
                         return Some(granted);
                     }
                 }
@@ -191,7 +191,7 @@ impl Gate {
                 "this plugin payment token was issued for another plugin or widget",
             ));
         };
-        self.judge(&lookup, resource)
+        self.judge(lookup, resource)
     }
 
     async fn decide_user(&self, paywall: &Paywall, user: &UserId) -> Result<Granted, Refusal> {
@@ -221,7 +221,7 @@ impl Gate {
                 )));
                 continue;
             }
-            match self.judge(&lookup, resource) {
+            match self.judge(lookup, resource) {
                 Ok(granted) => return Ok(granted),
                 Err(not_paid) => {
                     // A "not paid" is the most useful refusal to show.
@@ -242,7 +242,7 @@ impl Gate {
 
     /// PAID passes, TRIAL passes unless refused, the bypass list passes;
     /// everything else (UNPAID, NOT_SUPPORTED, unknown) is refused.
-    fn judge(&self, lookup: &Lookup, resource: &Resource) -> Result<Granted, Refusal> {
+    fn judge(&self, lookup: Lookup, resource: &Resource) -> Result<Granted, Refusal> {
         let status = lookup.payment_status();
         let via = match status {
             PaymentStatus::Paid => Some(AccessVia::Paid),
@@ -254,7 +254,7 @@ impl Gate {
             Some(via) => Ok(Granted {
                 access: PaidAccess {
                     via,
-                    lookup: Some(lookup.clone()),
+                    lookup: Some(lookup),
                 },
             }),
             None => {

@@ -11,7 +11,7 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
-use figma_paywall::{is_cors_preflight, PaidAccess, PaymentInformation};
+use figma_paywall::{is_cors_preflight, PaidAccess};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioIo},
@@ -116,7 +116,6 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 pub(crate) async fn forward(
     State(upstream): State<Upstream>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    info: Option<PaymentInformation>,
     access: Option<PaidAccess>,
     mut req: Request,
 ) -> Response {
@@ -151,8 +150,8 @@ pub(crate) async fn forward(
     let headers = req.headers_mut();
     // Whatever the client claims, the upstream hears only the gate.
     request_headers(headers, peer.ip(), &upstream.trusted);
-    if let Some(info) = &info {
-        identity_headers(info, headers);
+    if let Some(info) = access.as_ref().and_then(PaidAccess::info) {
+        identity_headers(&info, headers);
     }
     if let Some(protocol) = &upgrade {
         headers.insert(header::UPGRADE, protocol.clone());
