@@ -65,14 +65,22 @@ const FORWARDING: [HeaderName; 5] = [
     X_REAL_IP,
 ];
 
-/// Drops hop-by-hop headers, and those the `Connection` header names.
-pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
+/// The items of the list-valued header `name` (RFC 9110, 5.6.1): every
+/// value's comma-separated items, trimmed, empty ones left out.
+pub(crate) fn list_items(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+/// Drops hop-by-hop headers, and those the `Connection` header names.
+pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = list_items(headers, header::CONNECTION)
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
@@ -187,13 +195,8 @@ pub(crate) fn private_answer(headers: &mut HeaderMap) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
         return;
     }
-    let directives: Vec<String> = headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| d.trim().to_owned())
-        .filter(|d| !d.is_empty())
+    let directives: Vec<String> = list_items(headers, header::CACHE_CONTROL)
+        .map(str::to_owned)
         .collect();
     let name = |d: &str| {
         d.split('=')
@@ -233,13 +236,8 @@ pub(crate) fn vary_on_caller(headers: &mut HeaderMap) {
         }
         return;
     }
-    let said: Vec<String> = headers
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|v| v.trim().to_ascii_lowercase())
-        .filter(|v| !v.is_empty())
+    let said: Vec<String> = list_items(headers, header::VARY)
+        .map(str::to_ascii_lowercase)
         .collect();
     if said.iter().any(|v| v == "*") {
         return;

@@ -18,8 +18,8 @@ use hyper_util::{
 };
 
 use crate::forwarded::{
-    climbs, drop_hop_by_hop, identity_headers, private_answer, request_headers, vary_on_caller,
-    TrustedProxies,
+    climbs, drop_hop_by_hop, identity_headers, list_items, private_answer, request_headers,
+    vary_on_caller, TrustedProxies,
 };
 
 /// The upstream, and the client that streams to it.
@@ -86,12 +86,8 @@ fn envelope(status: StatusCode, reason: &str, message: &str) -> Response {
 /// The protocol a request asks to switch to (`Connection: upgrade` and
 /// `Upgrade: websocket`), if it asks.
 fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let asks =
+        list_items(headers, header::CONNECTION).any(|token| token.eq_ignore_ascii_case("upgrade"));
     asks.then(|| headers.get(header::UPGRADE).cloned())
         .flatten()
 }
