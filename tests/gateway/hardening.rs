@@ -263,18 +263,8 @@ async fn sigterm_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeou
     tokio::time::timeout(Duration::from_secs(20), arrived.notified())
         .await
         .expect("the request reached the upstream");
-    let pid = gateway.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let started = Instant::now();
-    let mut exit = None;
-    while exit.is_none() && started.elapsed() < Duration::from_secs(20) {
-        exit = gateway.child.try_wait().unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::sigterm(&gateway.child);
+    let exit = super::exit_within(&mut gateway.child, Duration::from_secs(20)).await;
     assert!(exit
         .expect("the gateway exits after its shutdown timeout, not the upstream's 30 s")
         .success());

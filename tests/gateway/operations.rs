@@ -120,25 +120,13 @@ async fn sigterm_finishes_the_requests_in_flight_and_logs_are_json_lines() {
     tokio::time::timeout(Duration::from_secs(20), arrived.notified())
         .await
         .expect("the request reached the upstream");
-    let pid = gateway.child.id().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    super::sigterm(&gateway.child);
 
     // The request in flight is answered, then the gateway exits cleanly.
     let response = request.await.unwrap().expect("answered after SIGTERM");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.unwrap(), "slow but there");
-    let mut exit = None;
-    for _ in 0..100 {
-        exit = gateway.child.try_wait().unwrap();
-        if exit.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let exit = super::exit_within(&mut gateway.child, Duration::from_secs(5)).await;
     assert!(exit.expect("the gateway exits").success());
 
     // Every log line is one JSON object, with its level and message, and

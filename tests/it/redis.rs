@@ -68,6 +68,20 @@ fn replicas(figma: &MockFigma, url: &str, prefix: &str, n: usize) -> Vec<Replica
         .collect()
 }
 
+/// `n` replicas as [`replicas`] makes them, once each listens for
+/// invalidations, and a connection of the test's own to their Redis.
+async fn listening_replicas(
+    figma: &MockFigma,
+    url: &str,
+    prefix: &str,
+    n: usize,
+) -> (Vec<Replica>, ::redis::aio::MultiplexedConnection) {
+    let replicas = replicas(figma, url, prefix, n);
+    let mut redis = connect(url).await;
+    wait_until_listening(&mut redis, &format!("{prefix}invalidate:"), n).await;
+    (replicas, redis)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_replicas_make_one_call_for_a_cold_user() {
     let url = redis_url();
@@ -113,10 +127,7 @@ async fn invalidation_on_one_replica_drops_the_answer_on_all() {
     let url = redis_url();
     let figma = MockFigma::start().await.unwrap();
     let prefix = prefix();
-    let replicas = replicas(&figma, &url, &prefix, 4);
-    // Wait until every replica listens for invalidations.
-    let mut redis = connect(&url).await;
-    wait_until_listening(&mut redis, &format!("{prefix}invalidate:"), 4).await;
+    let (replicas, _) = listening_replicas(&figma, &url, &prefix, 4).await;
     for replica in &replicas {
         assert_eq!(call(&replica.app, as_user("5")).await.status, 402);
     }
@@ -422,13 +433,7 @@ async fn back_offs_and_invalidations_in_redis_count_only_when_sealed_and_recent(
 
     // Invalidations: a raw one and one sealed with another key are
     // ignored; a sealed one from a replica with the key is applied.
-    let mut listener = ::redis::Client::open(url.as_str())
-        .unwrap()
-        .get_async_pubsub()
-        .await
-        .unwrap();
-    listener.subscribe(&channel).await.unwrap();
-    let mut heard = listener.into_on_message();
+    let mut heard = subscribed(&url, &channel).await;
     let () = ::redis::cmd("PUBLISH")
         .arg(&channel)
         .arg("all")
@@ -529,6 +534,21 @@ async fn replay_then_marker(
 }
 
 /// The next message a pub/sub listener hears, within 5 s.
+/// What is published on `channel` from now on, as a listener of the
+/// test's own hears it.
+async fn subscribed(
+    url: &str,
+    channel: &str,
+) -> impl futures_util::Stream<Item = ::redis::Msg> + Unpin {
+    let mut listener = ::redis::Client::open(url)
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    listener.subscribe(channel).await.unwrap();
+    listener.into_on_message()
+}
+
 async fn next_message(
     heard: &mut (impl futures_util::Stream<Item = ::redis::Msg> + Unpin),
 ) -> Vec<u8> {
@@ -554,18 +574,10 @@ async fn a_deleted_answer_put_back_or_an_invalidation_replayed_at_once_changes_n
     let url = redis_url();
     let figma = MockFigma::start().await.unwrap();
     let prefix = prefix();
-    let mut redis = connect(&url).await;
-    let replicas = replicas(&figma, &url, &prefix, 2);
+    let (replicas, mut redis) = listening_replicas(&figma, &url, &prefix, 2).await;
     let (a, b) = (&replicas[0], &replicas[1]);
     let channel = format!("{prefix}invalidate:");
-    wait_until_listening(&mut redis, &channel, 2).await;
-    let mut listener = ::redis::Client::open(url.as_str())
-        .unwrap()
-        .get_async_pubsub()
-        .await
-        .unwrap();
-    listener.subscribe(&channel).await.unwrap();
-    let mut heard = listener.into_on_message();
+    let mut heard = subscribed(&url, &channel).await;
     // A buyer's answer, sealed in Redis; someone who can write to Redis
     // (but has no key) copies it.
     set(&figma, "41", &plugin(), PaymentStatus::Paid);
@@ -622,10 +634,8 @@ async fn a_replica_that_finds_figma_failing_stops_the_others_asking() {
     let url = redis_url();
     let figma = MockFigma::start().await.unwrap();
     let prefix = prefix();
-    let mut redis = connect(&url).await;
-    let replicas = replicas(&figma, &url, &prefix, 2);
+    let (replicas, _) = listening_replicas(&figma, &url, &prefix, 2).await;
     let (a, b) = (&replicas[0], &replicas[1]);
-    wait_until_listening(&mut redis, &format!("{prefix}invalidate:"), 2).await;
     // Figma fails; replica a's lookups find it (GET /v1/me fails too).
     figma.set_steady_fault(Some(Fault::Status(500)));
     for id in 60..70 {
