@@ -44,6 +44,16 @@ fn location(response: &Response) -> String {
         .to_owned()
 }
 
+/// The `state` of Figma's authorize URL.
+fn state_of(authorize: &Url) -> String {
+    authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
 impl Site {
     /// `POST /auth/logout` with the session `cookie` and `headers`.
     async fn log_out(&self, cookie: &str, headers: &[(&str, &str)]) -> reqwest::Response {
@@ -270,12 +280,7 @@ async fn a_replayed_code_is_refused() {
     );
     // The same code again, even with a fresh flow whose state it carries.
     let (flow2, authorize2) = site.begin("/").await;
-    let state2: String = authorize2
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
+    let state2 = state_of(&authorize2);
     let mut replay = callback.clone();
     let code: String = callback
         .query_pairs()
@@ -384,12 +389,7 @@ async fn no_code_cookie_or_secret_reaches_the_logs() {
 async fn a_captured_flow_cookie_is_good_for_one_callback() {
     let site = start_site().await;
     let (flow, authorize) = site.begin("/").await;
-    let state: String = authorize
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
+    let state = state_of(&authorize);
     // Someone who captured the flow cookie tries forged codes with it.
     for i in 0..20 {
         let mut forged = Url::parse(&format!("{}/auth/callback", site.base)).unwrap();
@@ -415,12 +415,7 @@ async fn anonymous_sign_ins_cannot_spend_token_exchanges_without_bound() {
     let (mut refused, mut retry_after) = (0, None);
     for _ in 0..40 {
         let (flow, authorize) = site.begin("/").await;
-        let state: String = authorize
-            .query_pairs()
-            .find(|(k, _)| k == "state")
-            .unwrap()
-            .1
-            .into_owned();
+        let state = state_of(&authorize);
         let mut callback = Url::parse(&format!("{}/auth/callback", site.base)).unwrap();
         callback
             .query_pairs_mut()

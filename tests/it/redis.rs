@@ -283,20 +283,10 @@ async fn answers_in_redis_without_a_valid_seal_are_refused() {
     set(&figma, "31", &plugin(), PaymentStatus::Unpaid);
     let app = replica_with_key(&figma, &url, &prefix, KEY);
     assert_eq!(call(&app, as_user("31")).await.status, 402);
-    let names: Vec<String> = ::redis::cmd("KEYS")
-        .arg(format!("{prefix}a:*"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(names.len(), 1);
-    let mut value: Vec<u8> = ::redis::cmd("GET")
-        .arg(&names[0])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let (name, mut value) = the_one_answer(&mut redis, &prefix).await;
     value[1 + 16 + 1] = 1; // [2][MAC: 16][1][status]: PAID
     let () = ::redis::cmd("SET")
-        .arg(&names[0])
+        .arg(&name)
         .arg(value)
         .query_async(&mut redis)
         .await
@@ -534,6 +524,26 @@ async fn replay_then_marker(
 }
 
 /// The next message a pub/sub listener hears, within 5 s.
+/// The one answer the replicas under `prefix` hold in Redis: its key, and
+/// its stored (sealed) bytes.
+async fn the_one_answer(
+    redis: &mut ::redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> (String, Vec<u8>) {
+    let names: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}a:*"))
+        .query_async(redis)
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 1);
+    let value: Vec<u8> = ::redis::cmd("GET")
+        .arg(&names[0])
+        .query_async(redis)
+        .await
+        .unwrap();
+    (names[0].clone(), value)
+}
+
 /// What is published on `channel` from now on, as a listener of the
 /// test's own hears it.
 async fn subscribed(
@@ -582,17 +592,7 @@ async fn a_deleted_answer_put_back_or_an_invalidation_replayed_at_once_changes_n
     // (but has no key) copies it.
     set(&figma, "41", &plugin(), PaymentStatus::Paid);
     assert_eq!(call(&a.app, as_user("41")).await.status, 200);
-    let names: Vec<String> = ::redis::cmd("KEYS")
-        .arg(format!("{prefix}a:*"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(names.len(), 1);
-    let copied: Vec<u8> = ::redis::cmd("GET")
-        .arg(&names[0])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let (name, copied) = the_one_answer(&mut redis, &prefix).await;
     // Refunded: the app invalidates, and puts nothing back.
     set(&figma, "41", &plugin(), PaymentStatus::Unpaid);
     a.paywall.invalidate_user(&user("41")).await;
@@ -600,7 +600,7 @@ async fn a_deleted_answer_put_back_or_an_invalidation_replayed_at_once_changes_n
     until_status(b, "41", 402).await;
     // The copy put back: still sealed by the app's key, and refused.
     let () = ::redis::cmd("SET")
-        .arg(&names[0])
+        .arg(&name)
         .arg(copied)
         .query_async(&mut redis)
         .await
