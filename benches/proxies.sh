@@ -9,6 +9,11 @@
 #   bare            examples/bare_proxy.rs: axum + hyper-util, no gate (the target)
 #   gateway         figma-paywall --upstream (gate and proxy)
 #   nginx+auth      nginx auth_request to the gateway's forward auth, then proxy_pass
+#   compared        with COMPARE=path: another build of figma-paywall --upstream
+#                   (a change measured against the one before it, in one run)
+# nginx runs one worker process (it serves the upstream too); NGINX_WORKERS=2
+# gives it two.
+# EXTRA="--workers 1" adds flags to the gateway's (and the compared one's).
 #
 #   cargo build --release --features gateway --bin figma-paywall --example bare_proxy
 #   benches/proxies.sh [target/release/figma-paywall [target/release/examples/bare_proxy]]
@@ -26,18 +31,27 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 up=$(free_port); proxy=$(free_port); authed=$(free_port); gw=$(free_port); bare=$(free_port)
+other=$(free_port)
+setups=(direct nginx bare gateway nginx+auth)
 
 "$bare_bin" "127.0.0.1:$bare" "http://127.0.0.1:$up" &
 pids+=($!)
 
-"$bin" --demo --listen "127.0.0.1:$gw" --upstream "http://127.0.0.1:$up" --deny-status 403 >"$dir/gateway.out" 2>/dev/null &
+# shellcheck disable=SC2086 # EXTRA is flags, split on purpose
+"$bin" --demo --listen "127.0.0.1:$gw" --upstream "http://127.0.0.1:$up" --deny-status 403 ${EXTRA:-} >"$dir/gateway.out" 2>/dev/null &
 pids+=($!)
+if [ -n "${COMPARE:-}" ]; then
+  # shellcheck disable=SC2086
+  "$COMPARE" --demo --listen "127.0.0.1:$other" --upstream "http://127.0.0.1:$up" --deny-status 403 ${EXTRA:-} >"$dir/compared.out" 2>/dev/null &
+  pids+=($!)
+  setups+=(compared)
+fi
 for _ in $(seq 100); do grep -q "a buyer" "$dir/gateway.out" 2>/dev/null && break; sleep 0.1; done
 token=$(grep -A1 "^# a buyer" "$dir/gateway.out" | grep -o "ppt_[0-9a-f]*")
 
 mkdir -p "$dir/tmp"
 cat >"$dir/nginx.conf" <<CONF
-daemon off; master_process on; worker_processes 1;
+daemon off; master_process on; worker_processes ${NGINX_WORKERS:-1};
 pid $dir/nginx.pid; error_log $dir/error.log;
 events { worker_connections 1024; }
 http {
@@ -86,9 +100,12 @@ for _ in $(seq "$rounds"); do
   run bare "http://127.0.0.1:$bare/"
   run gateway "http://127.0.0.1:$gw/"
   run nginx+auth "http://127.0.0.1:$authed/"
+  if [ -n "${COMPARE:-}" ]; then
+    token=$(grep -A1 "^# a buyer" "$dir/compared.out" | grep -o "ppt_[0-9a-f]*") run compared "http://127.0.0.1:$other/"
+  fi
 done
 echo "| setup | req/s (each round) | p50 | p99 |"
 echo "|---|---|---|---|"
-for name in direct nginx bare gateway nginx+auth; do
+for name in "${setups[@]}"; do
   echo "| $name | ${rps[$name]}| ${p50[$name]}| ${p99[$name]}|"
 done

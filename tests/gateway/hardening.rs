@@ -238,6 +238,47 @@ async fn slow_and_idle_connections_are_closed_and_cannot_take_every_place() {
 }
 
 #[tokio::test]
+async fn the_connection_cap_counts_every_worker_s_connections() {
+    let gateway = demo(&[
+        "--header-timeout",
+        "3s",
+        "--max-connections",
+        "2",
+        "--workers",
+        "3",
+    ]);
+    let addr = gateway.base.trim_start_matches("http://").to_owned();
+    let auth = format!("{}/_figma_paywall/auth", gateway.base);
+    // Both places taken by connections that send nothing, whichever
+    // workers accepted them.
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A third waits in the kernel's queue, though a worker is free.
+    let early = Client::new()
+        .get(&auth)
+        .header("X-Figma-Payment-Token", &gateway.tokens[0])
+        .timeout(Duration::from_millis(1500))
+        .send()
+        .await;
+    assert!(
+        early.is_err(),
+        "a connection past --max-connections was served: {early:?}"
+    );
+    // Once the header timeout closes the silent ones, it gets its answer.
+    let answer = Client::new()
+        .get(&auth)
+        .header("X-Figma-Payment-Token", &gateway.tokens[0])
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("answered once a place was free");
+    assert_eq!(answer.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn sigterm_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeout() {
     // An upstream that holds a request for 30 s, and says when it has one.
     let arrived = std::sync::Arc::new(tokio::sync::Notify::new());

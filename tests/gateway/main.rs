@@ -241,6 +241,19 @@ fn a_misconfigured_gateway_stops_at_start_with_the_reason() {
         assert!(!output.status.success(), "{args:?} started");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+    // A port another gateway listens on is refused, not shared (each
+    // worker's socket has SO_REUSEPORT, the other gateway's too).
+    let first = demo(&[]);
+    let taken = first.base.trim_start_matches("http://");
+    let output = command(&["--demo", "--listen", taken])
+        .output()
+        .expect("the gateway runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a second gateway shared {taken}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {taken}")),
+        "{stderr}"
+    );
 }
 
 /// Serves `app` on a free loopback port: its base URL.

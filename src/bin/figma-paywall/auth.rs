@@ -117,9 +117,11 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     let Some(upstream) = &gateway.upstream else {
         return app;
     };
+    // This router's own connections to the upstream (one router a worker).
+    let upstream = upstream.own_pool();
     let proxy = Router::new().fallback(crate::proxy::forward);
     match login {
-        None => app.fallback_service(proxy.layer(gate(gateway)).with_state(upstream.clone())),
+        None => app.fallback_service(proxy.layer(gate(gateway)).with_state(upstream)),
         Some((login, page)) => {
             let deny = gateway.deny_status;
             let to_login = login.clone();
@@ -127,7 +129,7 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
                 crate::site::refuse(with_deny_status(refusal, deny), parts, &to_login, &page)
             });
             app.merge(login.router())
-                .fallback_service(proxy.layer(gate).with_state(upstream.clone()))
+                .fallback_service(proxy.layer(gate).with_state(upstream))
                 // The signed-in visitor, for the gate.
                 .layer(login.layer())
         }

@@ -249,6 +249,12 @@ pub(crate) struct Args {
     )]
     max_connections: usize,
 
+    /// Threads serving requests, each with a runtime of its own and its own
+    /// connections to the upstream, as nginx's worker processes. Default:
+    /// one a CPU core.
+    #[arg(long, value_name = "N", env = "FIGMA_PAYWALL_WORKERS")]
+    workers: Option<std::num::NonZeroUsize>,
+
     /// How long a client has to send a request's headers, and how long a
     /// keep-alive connection may sit idle, before it is closed.
     #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_HEADER_TIMEOUT", value_parser = duration, default_value = "10s")]
@@ -315,6 +321,8 @@ pub(crate) struct Gateway {
     pub(crate) listen: SocketAddr,
     /// `--max-connections`, `--header-timeout`, `--shutdown-timeout`.
     pub(crate) limits: crate::serve::Limits,
+    /// `--workers`, or one a CPU core.
+    pub(crate) workers: usize,
     pub(crate) paywall: Paywall,
     pub(crate) resources: Vec<Resource>,
     pub(crate) deny_status: StatusCode,
@@ -473,6 +481,10 @@ impl Gateway {
                 header_timeout: args.header_timeout,
                 shutdown_timeout: args.shutdown_timeout,
             },
+            workers: args
+                .workers
+                .or_else(|| std::thread::available_parallelism().ok())
+                .map_or(1, std::num::NonZeroUsize::get),
             paywall: builder.build().map_err(|e| e.to_string())?,
             resources,
             deny_status: StatusCode::from_u16(args.deny_status)

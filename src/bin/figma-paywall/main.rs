@@ -31,8 +31,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = config::Args::parse();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
@@ -45,6 +44,24 @@ async fn main() -> ExitCode {
         config::LogFormat::Text => logs.init(),
         config::LogFormat::Json => logs.json().flatten_event(true).init(),
     }
+    // This thread starts the gateway, then serves as its first worker.
+    match runtime() {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(e) => {
+            eprintln!("figma-paywall: cannot start: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A worker's runtime: one thread, no work-stealing.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+async fn run(args: config::Args) -> ExitCode {
     let check = args.check;
     let gateway = match config::Gateway::start(args).await {
         Ok(gateway) => gateway,
@@ -64,15 +81,15 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    let listener = match tokio::net::TcpListener::bind(gateway.listen).await {
-        Ok(listener) => listener,
+    let mut listeners = match serve::listen(gateway.listen, gateway.workers) {
+        Ok(listeners) => listeners,
         Err(e) => {
             eprintln!("figma-paywall: cannot listen on {}: {e}", gateway.listen);
             return ExitCode::from(2);
         }
     };
+    let listener = listeners.remove(0);
     let addr = listener.local_addr().unwrap_or(gateway.listen);
-    println!("figma-paywall listening on http://{addr}");
     let login = match gateway.login(addr) {
         Ok(login) => login,
         Err(why) => {
@@ -80,11 +97,38 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let (workers, stop) = serve::Workers::new(gateway.limits);
+    // The other workers: each a thread with its own runtime, its own
+    // socket and its own routes (so its own connections to the upstream).
+    let mut others = Vec::new();
+    for (n, socket) in (1..).zip(listeners) {
+        let app = auth::router(&gateway, login.clone());
+        let started = socket
+            .into_std()
+            .and_then(|socket| worker(n, socket, workers.clone(), app));
+        match started {
+            Ok(finished) => others.push(finished),
+            Err(e) => {
+                eprintln!("figma-paywall: cannot start worker {n}: {e}");
+                let _ = stop.send(true);
+                return ExitCode::from(2);
+            }
+        }
+    }
+    println!("figma-paywall listening on http://{addr}");
     if let Some((_, tokens)) = &gateway.demo {
         demo::print(tokens, addr, login.is_some());
     }
     let app = auth::router(&gateway, login);
-    if serve::serve(listener, app, gateway.limits, shutdown()).await {
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = stop.send(true);
+    });
+    let mut finished = workers.serve(listener, app).await;
+    for other in others {
+        finished &= other.await.unwrap_or(false);
+    }
+    if finished {
         tracing::info!("stopped: every request in flight was answered");
     } else {
         tracing::warn!(
@@ -93,6 +137,33 @@ async fn main() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Starts worker `n` on a thread of its own, serving `app` on `socket`
+/// (its own listening socket); it says whether every connection
+/// finished.
+fn worker(
+    n: usize,
+    socket: std::net::TcpListener,
+    workers: serve::Workers,
+    app: axum::Router,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<bool>> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let runtime = runtime()?;
+    std::thread::Builder::new()
+        .name(format!("figma-paywall-worker-{n}"))
+        .spawn(move || {
+            let served = runtime.block_on(async move {
+                socket.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(socket)?;
+                Ok::<_, std::io::Error>(workers.serve(listener, app).await)
+            });
+            let _ = done.send(served.unwrap_or_else(|e| {
+                tracing::error!(error = %e, worker = n, "a worker could not serve");
+                false
+            }));
+        })?;
+    Ok(finished)
 }
 
 /// SIGTERM or Ctrl-C: stop accepting connections and finish the requests

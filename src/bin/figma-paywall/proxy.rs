@@ -48,15 +48,22 @@ impl Upstream {
                 "--upstream {url:?}: give an http:// URL with a host, such as http://127.0.0.1:3000 (the upstream is reached over a private network or loopback)"
             ));
         }
-        let mut connector = HttpConnector::new();
-        // Small requests and answers: send them now, not after a delay.
-        connector.set_nodelay(true);
         Ok(Self {
             base,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: pool(),
             trusted,
             timeout,
         })
+    }
+
+    /// The same upstream over connections of its own. Each worker's routes
+    /// have their own, so that a connection is driven by the runtime of
+    /// the worker that uses it.
+    pub(crate) fn own_pool(&self) -> Self {
+        Self {
+            client: pool(),
+            ..self.clone()
+        }
     }
 
     /// Where `uri` (a path and query) goes upstream.
@@ -70,6 +77,14 @@ impl Upstream {
             .build()
             .map_err(|e| e.to_string())
     }
+}
+
+/// A pool of connections to the upstream.
+fn pool() -> Client<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    // Small requests and answers: send them now, not after a delay.
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 /// The gateway's own failure, in Figma's error envelope as every refusal.

@@ -3,6 +3,12 @@
 //! deadline for each request's headers (`--header-timeout`, which closes
 //! idle keep-alive connections too), and a graceful shutdown that waits for
 //! the requests in flight no longer than `--shutdown-timeout`.
+//!
+//! `--workers` threads serve, each with a runtime of its own (as nginx's
+//! worker processes): a worker accepts from a listening socket of its own,
+//! which the kernel gives its share of new connections (`SO_REUSEPORT`),
+//! serves each connection to its end, and reaches the upstream over
+//! connections of its own, so a request never waits for another thread.
 
 use std::{net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
@@ -10,7 +16,7 @@ use axum::{body::Body, extract::ConnectInfo, Router};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
-    net::TcpListener,
+    net::{TcpListener, TcpSocket},
     sync::{watch, Semaphore},
 };
 use tower_service::Service;
@@ -23,85 +29,145 @@ pub(crate) struct Limits {
     pub(crate) shutdown_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until `shutdown` ends, then lets the requests
-/// in flight finish within the limit. Whether every connection finished.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    app: Router,
+/// A listening socket on `addr` for each of `workers`, among which the
+/// kernel spreads new connections. Refused if anyone listens there
+/// already, even another gateway that would share the port.
+pub(crate) fn listen(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<TcpListener>> {
+    let socket = |reuse_port: bool| {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        // A restart need not wait for the last run's connections to time out.
+        socket.set_reuseaddr(true)?;
+        #[cfg(unix)]
+        socket.set_reuseport(reuse_port)?;
+        #[cfg(not(unix))]
+        let _ = reuse_port;
+        Ok::<_, std::io::Error>(socket)
+    };
+    // Without SO_REUSEPORT, so that a socket listening there already, with
+    // it or not, is an error; and the port, if the system chooses it.
+    let probe = socket(false)?;
+    probe.bind(addr)?;
+    let addr = probe.local_addr()?;
+    drop(probe);
+    // Without SO_REUSEPORT (not on Unix), one socket serves them all.
+    let sockets = if cfg!(unix) { workers.max(1) } else { 1 };
+    (0..sockets)
+        .map(|_| {
+            let socket = socket(true)?;
+            socket.bind(addr)?;
+            socket.listen(1024)
+        })
+        .collect()
+}
+
+/// What the workers share: the connection places of `--max-connections`,
+/// and the word to stop.
+#[derive(Clone)]
+pub(crate) struct Workers {
     limits: Limits,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> bool {
-    let places = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let (stop, stopping) = watch::channel(false);
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .keep_alive(true);
-    let mut shutdown = pin!(shutdown);
-    let mut full_warned = false;
-    loop {
-        // A place first: past the cap, new connections wait in the
-        // kernel's queue, not as open files here.
-        let place = if let Ok(place) = places.clone().try_acquire_owned() {
-            place
-        } else {
-            if !full_warned {
-                tracing::warn!(
-                    max_connections = limits.max_connections,
-                    "every connection place is taken: new ones wait (raise --max-connections if the machine allows)"
-                );
-                full_warned = true;
-            }
-            tokio::select! {
-                place = places.clone().acquire_owned() => match place {
-                    Ok(place) => place,
-                    Err(_) => break,
-                },
-                () = &mut shutdown => break,
-            }
+    places: Arc<Semaphore>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Workers {
+    /// Workers within `limits`, and what tells them all to stop.
+    pub(crate) fn new(limits: Limits) -> (Self, watch::Sender<bool>) {
+        let (stop, stopping) = watch::channel(false);
+        let workers = Self {
+            limits,
+            places: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            stopping,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, a connection reset before it
-                    // was accepted: wait a moment, go on.
-                    tracing::warn!(error = %e, "could not accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        full_warned = false;
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            // A router is always ready.
-            app.clone().call(req.map(Body::new))
-        });
-        let connection = http
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let mut stopping = stopping.clone();
-        tokio::spawn(async move {
-            let _place = place;
-            let mut connection = pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = stopping.wait_for(|stop| *stop) => {}
-            }
-            // Finish the request under way, then close.
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        });
+        (workers, stop)
     }
-    drop(listener);
-    let _ = stop.send(true);
-    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
-    let finished = tokio::time::timeout(limits.shutdown_timeout, places.acquire_many(all))
-        .await
-        .is_ok();
-    finished
+
+    /// Serves `app` on `listener` until told to stop, then lets the
+    /// requests in flight (every worker's) finish within the limit.
+    /// Whether every connection finished.
+    pub(crate) async fn serve(self, listener: TcpListener, app: Router) -> bool {
+        let Self {
+            limits,
+            places,
+            stopping,
+        } = self;
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .keep_alive(true);
+        let mut full_warned = false;
+        let mut stop = stopping.clone();
+        let stop_asked = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        let mut stop_asked = pin!(stop_asked);
+        loop {
+            // A place first: past the cap, new connections wait in the
+            // kernel's queue, not as open files here.
+            let place = if let Ok(place) = places.clone().try_acquire_owned() {
+                place
+            } else {
+                if !full_warned {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "every connection place is taken: new ones wait (raise --max-connections if the machine allows)"
+                    );
+                    full_warned = true;
+                }
+                tokio::select! {
+                    place = places.clone().acquire_owned() => match place {
+                        Ok(place) => place,
+                        Err(_) => break,
+                    },
+                    () = &mut stop_asked => break,
+                }
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, a connection reset before
+                        // it was accepted: wait a moment, go on.
+                        tracing::warn!(error = %e, "could not accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut stop_asked => break,
+            };
+            full_warned = false;
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                // A router is always ready.
+                app.clone().call(req.map(Body::new))
+            });
+            let connection = http
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut stopping = stopping.clone();
+            tokio::spawn(async move {
+                let _place = place;
+                let mut connection = pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => return,
+                    _ = stopping.wait_for(|stop| *stop) => {}
+                }
+                // Finish the request under way, then close.
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            });
+        }
+        drop(listener);
+        // Every worker's connections hold places: they are all gone once
+        // every place is free again.
+        let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+        let finished = tokio::time::timeout(limits.shutdown_timeout, places.acquire_many(all))
+            .await
+            .is_ok();
+        finished
+    }
 }
