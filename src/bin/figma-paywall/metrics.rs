@@ -2,6 +2,8 @@
 //! text format, through the `metrics` facade and its Prometheus exporter,
 //! for scrapers that send the metrics token.
 
+use std::sync::OnceLock;
+
 use axum::{
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -19,12 +21,18 @@ pub(crate) fn router(gateway: &Gateway) -> Router {
     let Some(token) = gateway.metrics_token.clone() else {
         return Router::new();
     };
-    let handle = match PrometheusBuilder::new().install_recorder() {
-        Ok(handle) => handle,
+    // The recorder is the process's: installed once, by whichever
+    // worker's routes are made first, and rendered by every worker's.
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    let installed = HANDLE.get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
         Err(e) => {
             tracing::warn!(error = %e, "no metrics: the Prometheus recorder could not be installed");
-            return Router::new();
+            None
         }
+    });
+    let Some(handle) = installed.clone() else {
+        return Router::new();
     };
     let paywall = gateway.paywall.clone();
     Router::new().route(

@@ -104,9 +104,26 @@ impl Workers {
         };
         let mut stop_asked = pin!(stop_asked);
         loop {
-            // A place first: past the cap, new connections wait in the
-            // kernel's queue, not as open files here.
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, a connection reset before
+                        // it was accepted: wait a moment, go on.
+                        tracing::warn!(error = %e, "could not accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut stop_asked => break,
+            };
+            // Then a place: past the cap, this worker stops accepting (the
+            // next connections wait in the kernel's queue, not as open
+            // files here) and this one waits for a place, served before any
+            // other. A place is only ever held by a connection, so whichever
+            // worker's queue a connection is in, it is served in its turn.
             let place = if let Ok(place) = places.clone().try_acquire_owned() {
+                full_warned = false;
                 place
             } else {
                 if !full_warned {
@@ -124,20 +141,6 @@ impl Workers {
                     () = &mut stop_asked => break,
                 }
             };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors, a connection reset before
-                        // it was accepted: wait a moment, go on.
-                        tracing::warn!(error = %e, "could not accept a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut stop_asked => break,
-            };
-            full_warned = false;
             let _ = stream.set_nodelay(true);
             let app = app.clone();
             let service = service_fn(move |mut req: Request<Incoming>| {
