@@ -15,15 +15,12 @@
 //! client's `ConnectInfo`), lookups over loopback HTTP to the mock.
 //!
 //! **The queue.** A real server holds a lookup for a slot of the budget
-//! (by default one slot and a second: 7 s at 10 a minute); in simulated
-//! time a held request would hold the whole day in real time. So the gate
-//! holds nothing, and a request refused for the budget (`rate_limited`,
-//! `too_many_lookups`) with a `Retry-After` the queue would have waited out
-//! is sent again that much later, as the same request, and again while its
-//! waits add up to no more than the queue's: the queue in simulated time.
-//! (A real queue hands a freed slot to the first waiter of the highest
-//! lane; here the request sent again competes with those arriving in the
-//! same second, which come first.)
+//! (by default one slot and a second: 7 s at 10 a minute), and a freed slot
+//! goes to the first waiter of the highest lane. So does the gate here:
+//! every request is a task, and one that waits in the queue goes on
+//! waiting, by the day's clock (which wakes it when it moves), while the
+//! day goes on; each simulated second ends once every request has its
+//! answer or waits.
 //!
 //! The naive gate is `from_fn` with a moka cache and `try_get_with` around
 //! the same client with no budget of its own: answers kept 10 minutes
@@ -36,6 +33,8 @@
 //! ```sh
 //! cargo bench --bench economy                     # an 8-hour day
 //! ECONOMY_HOURS=2 cargo bench --bench economy     # a shorter one
+//! ECONOMY_DAYS=flood,naive cargo bench --bench economy   # some of the four days
+//! ECONOMY_DETAIL=1 cargo bench --bench economy    # and the gate's report hourly
 //! ```
 
 mod common;
@@ -43,6 +42,10 @@ mod common;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -70,9 +73,9 @@ const RETRY_EVERY: u64 = 30;
 /// …and gives up on the visit after this many.
 const GIVE_UP_AFTER: u64 = 600;
 
-/// The longest a server's queue holds a lookup for a slot: the default at
-/// 10 a minute (`PaymentsClientBuilder::queue`).
-const QUEUE_WAIT: u64 = 7;
+/// A request to send: (at which second, the user, a first visit?, when the
+/// visit started, when this request was sent).
+type Visit = (u64, usize, bool, u64, u64);
 
 /// Buyers refunded during the day.
 const REFUNDS: usize = 20;
@@ -129,8 +132,19 @@ trait Gate {
     /// The longest a refunded buyer may keep access now, as the gate
     /// states it (simulated s).
     fn refund_bound(&self) -> u64;
-    /// Whether lookups it started (in the background) are still under way.
+    /// Whether lookups it started (in the background) are still under way
+    /// (not waiting in the queue for a slot).
     fn busy(&self) -> bool;
+    /// Whether every one of the `outstanding` requests has its answer or
+    /// waits in the gate's queue for a slot (and no lookup is under way);
+    /// `unchanged`: as many were out a millisecond ago.
+    fn settled(&self, outstanding: usize, _unchanged: bool) -> bool {
+        outstanding == 0
+    }
+    /// What its own report says now (with `ECONOMY_DETAIL`), if it has one.
+    fn report(&self) -> Option<String> {
+        None
+    }
 }
 
 /// `RequirePaid`, with the store (rebuilt over the same file on restart)
@@ -190,7 +204,28 @@ impl Gate for Ours {
     }
 
     fn busy(&self) -> bool {
-        self.paywall.stats().lookups_in_flight > 0
+        let stats = self.paywall.stats();
+        stats.lookups_in_flight > stats.waiting_for_slot
+    }
+
+    fn settled(&self, outstanding: usize, unchanged: bool) -> bool {
+        let stats = self.paywall.stats();
+        // Several requests may wait on one lookup (the same token): once
+        // every lookup waits, requests still out for a millisecond do too.
+        stats.lookups_in_flight == stats.waiting_for_slot
+            && (outstanding <= stats.waiting_for_slot || unchanged)
+    }
+
+    fn report(&self) -> Option<String> {
+        let stats = self.paywall.stats();
+        Some(format!(
+            "active buyers {}, cycle {} s, slots used {:?}, refused {:?}, idle {}",
+            stats.active_buyers,
+            stats.refresh_cycle_secs,
+            stats.slots_used,
+            stats.slots_refused,
+            stats.slots_idle
+        ))
     }
 
     fn refund_bound(&self) -> u64 {
@@ -392,15 +427,13 @@ fn day_secs() -> u64 {
     (hours * 3600.0) as u64
 }
 
-/// The gate's client: `budget` lookups a minute, and no queue for the
-/// budget (in a day of simulated time a lookup that waited for a slot would
-/// wait in real time: the day's loop queues instead).
+/// The gate's client: `budget` lookups a minute, and the default queue for
+/// a slot (7 s at 10 a minute), which waits by the day's clock.
 fn client(figma: &MockFigma, clock: &MockClock, budget: u32) -> PaymentsClient {
     figma
         .client_builder()
         .clock(clock)
         .rate_limit(budget, 2.min(budget))
-        .queue(0, Duration::ZERO)
         .build()
         .expect("a client")
 }
@@ -423,18 +456,21 @@ async fn run_day(
     let mut restarted_at = now(&clock);
     let flooder = SocketAddr::from(([192, 0, 2, 66], 50_000));
     let day = day_secs();
-    // Pending requests: (second, user, a first visit?, the visit's start,
-    // since when it waits in the queue).
-    let mut pending: Vec<(u64, usize, bool, u64, Option<u64>)> = people
+    let mut pending: Vec<Visit> = people
         .iter()
         .enumerate()
         .flat_map(|(u, p)| {
             p.visits
                 .iter()
                 .enumerate()
-                .map(move |(i, &s)| (s, u, i == 0, s, None))
+                .map(move |(i, &s)| (s, u, i == 0, s, s))
         })
         .collect();
+    // Requests sent and not yet answered; the answers, with the second
+    // each came in.
+    let outstanding = Arc::new(AtomicUsize::new(0));
+    let now_second = Arc::new(AtomicU64::new(0));
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
     let mut result = Day::default();
     let mut rng = Rng::new(11);
     // Refunds: buyers, at random times; (second, user) in order.
@@ -456,7 +492,18 @@ async fn run_day(
     // gate stated when they last had it.
     let mut refunded: BTreeMap<usize, (u64, u64, u64)> = BTreeMap::new();
     let mut invented = 0u64;
+    let detail = std::env::var_os("ECONOMY_DETAIL").is_some();
+    // With ECONOMY_DETAIL: when each user was last let in, and the
+    // buyers' `rate_limited` refusals by hour: (first visits, returning
+    // within 10 min of being let in, 10 to 30, 30 to 60, later).
+    let mut last_in: Vec<Option<u64>> = vec![None; people.len()];
+    let mut refused_by_hour: BTreeMap<u64, [usize; 5]> = BTreeMap::new();
     for second in 0..day {
+        if detail && second % 3600 == 0 {
+            if let Some(report) = gate.report() {
+                eprintln!("{name} hour {}: {report}", second / 3600);
+            }
+        }
         if second == day / 2 {
             // A deploy takes a minute: what the old process still had
             // under way (lookups waiting for a slot) ends with it.
@@ -478,6 +525,7 @@ async fn run_day(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let router = gate.router();
+        now_second.store(second, Ordering::Relaxed);
         // The flood: two requests a second, a replay or a new invention.
         for _ in 0..if flood { 2 } else { 0 } {
             let token = if rng.below(2) == 0 {
@@ -486,10 +534,16 @@ async fn run_day(
                 invented += 1;
                 format!("ppt_forged_{invented}")
             };
-            status(&router, &token, flooder).await;
+            let router = router.clone();
+            outstanding.fetch_add(1, Ordering::Relaxed);
+            let outstanding = outstanding.clone();
+            tokio::spawn(async move {
+                status(&router, &token, flooder).await;
+                outstanding.fetch_sub(1, Ordering::Relaxed);
+            });
             result.flood_requests += 1;
         }
-        let mut due: Vec<(u64, usize, bool, u64, Option<u64>)> = Vec::new();
+        let mut due: Vec<Visit> = Vec::new();
         pending.retain(|v| {
             if v.0 <= second {
                 due.push(*v);
@@ -498,15 +552,45 @@ async fn run_day(
                 true
             }
         });
-        for (_, u, first, started, queued) in due {
+        // Each request is a task: one that waits in the gate's queue for a
+        // slot goes on waiting while the day moves on.
+        for visit in due {
+            let person = &people[visit.1];
+            let (router, token, addr) = (
+                router.clone(),
+                person.token.expose_secret().to_owned(),
+                person.addr,
+            );
+            let (answers, now_second) = (answers.clone(), now_second.clone());
+            outstanding.fetch_add(1, Ordering::Relaxed);
+            let outstanding = outstanding.clone();
+            tokio::spawn(async move {
+                let (code, reason, _) = status(&router, &token, addr).await;
+                let done = now_second.load(Ordering::Relaxed);
+                let _ = answers.send((visit, code, reason, done));
+                outstanding.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+        // Until every request has its answer or waits in the queue.
+        let settle = Instant::now();
+        let mut before = usize::MAX;
+        loop {
+            let now_outstanding = outstanding.load(Ordering::Relaxed);
+            if gate.settled(now_outstanding, now_outstanding == before)
+                || settle.elapsed() >= Duration::from_secs(2)
+            {
+                break;
+            }
+            before = now_outstanding;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        while let Ok(((_, u, first, started, sent), code, reason, second)) = answered.try_recv() {
             let person = &people[u];
-            let (code, reason, retry_after) =
-                status(&router, person.token.expose_secret(), person.addr).await;
             if let Some((at, kept, bound)) = refunded.get_mut(&u) {
                 // No longer a buyer: only how long they kept access counts,
                 // against the bound the gate states when they have it.
                 if code == 200 {
-                    *kept = second - *at;
+                    *kept = second.saturating_sub(*at);
                     *bound = gate.refund_bound();
                 }
                 continue;
@@ -514,19 +598,22 @@ async fn run_day(
             if person.kind == Kind::NonBuyer {
                 continue;
             }
-            // Refused for the budget, for no longer than a queue still
-            // waits: the same request, that much later.
-            let budget = reason == "rate_limited" || reason == "too_many_lookups";
-            let waited = queued.map_or(0, |since| second - since);
-            if budget && retry_after.is_some_and(|s| waited + s.max(1) <= QUEUE_WAIT) {
-                let at = second + retry_after.unwrap_or(1).max(1);
-                pending.push((at, u, first, started, Some(queued.unwrap_or(second))));
-                continue;
-            }
-            if code == 200 && queued.is_some() {
+            if code == 200 && second > sent {
                 result.queued_in += 1;
             }
             *result.buyers.entry(reason.clone()).or_default() += 1;
+            if code == 200 {
+                last_in[u] = Some(second);
+            } else if reason == "rate_limited" {
+                let bucket = match (first, last_in[u].map(|at| second - at)) {
+                    (true, _) | (_, None) => 0,
+                    (_, Some(0..600)) => 1,
+                    (_, Some(600..1800)) => 2,
+                    (_, Some(1800..3600)) => 3,
+                    _ => 4,
+                };
+                refused_by_hour.entry(second / 3600).or_default()[bucket] += 1;
+            }
             if first && reason == "rate_limited" {
                 result.rate_limited_new += 1;
             }
@@ -540,8 +627,23 @@ async fn run_day(
                 (_, true) if second - started >= GIVE_UP_AFTER => result.never_in += 1,
                 (_, false) if second - started >= GIVE_UP_AFTER => result.gave_up += 1,
                 // Refused: try again in 30 s.
-                _ => pending.push((second + RETRY_EVERY, u, first, started, None)),
+                _ => pending.push((
+                    second + RETRY_EVERY,
+                    u,
+                    first,
+                    started,
+                    second + RETRY_EVERY,
+                )),
             }
+        }
+    }
+    if detail {
+        eprintln!("{name}: buyers refused rate_limited by hour: [first visit, returning after <10 min, 10-30, 30-60, >60 since let in]");
+        for (hour, counts) in &refused_by_hour {
+            eprintln!("  hour {hour}: {counts:?}");
+        }
+        if let Some(report) = gate.report() {
+            eprintln!("{name} at the end: {report}");
         }
     }
     result.refunds = refunded
@@ -604,23 +706,34 @@ fn main() {
             Box::new(Ours::new(client(figma, clock, FIGMA_PER_MINUTE), store))
         }
     };
-    let with_flood = rt.block_on(run_day("RequirePaid", true, ours(true)));
-    let without = rt.block_on(run_day("RequirePaid, no flood", false, ours(true)));
-    let no_store = rt.block_on(run_day("RequirePaid, no store", true, ours(false)));
+    // ECONOMY_DAYS=flood,control,no-store,naive (the default: all four).
+    let days = std::env::var("ECONOMY_DAYS").unwrap_or_default();
+    let wanted = |day: &str| days.is_empty() || days.split(',').any(|d| d.trim() == day);
+    let mut results = Vec::new();
+    if wanted("flood") {
+        let day = rt.block_on(run_day("RequirePaid", true, ours(true)));
+        results.push(("RequirePaid", day));
+    }
+    if wanted("control") {
+        let day = rt.block_on(run_day("RequirePaid, no flood", false, ours(true)));
+        results.push(("RequirePaid, no flood (control)", day));
+    }
+    if wanted("no-store") {
+        let day = rt.block_on(run_day("RequirePaid, no store", true, ours(false)));
+        results.push(("RequirePaid without the store", day));
+    }
     let _ = std::fs::remove_file(&store);
-    let naive = rt.block_on(run_day("naive gate", true, |figma, clock| {
-        Box::new(Naive::new(figma, clock.clone()))
-    }));
+    if wanted("naive") {
+        let day = rt.block_on(run_day("naive gate", true, |figma, clock| {
+            Box::new(Naive::new(figma, clock.clone()))
+        }));
+        results.push(("naive gate", day));
+    }
     println!();
     let day_slots = day_secs() / 60 * u64::from(FIGMA_PER_MINUTE);
     println!("| gate | calls to Figma (of the day's {day_slots} slots) | of them for forged tokens | Figma's 429s | 429s right after a 429 | buyers' lookups 5 min before / after the restart | buyers refused in the 10 min after the restart | buyers' requests by outcome | of them `rate_limited` | a new buyer let in after (simulated s): p50 / p99 / max | new buyers who gave up (10 min) | returning buyers' visits given up | refunds: longest access after one / the bound stated (s) |");
     println!("|---|---:|---:|---:|---:|---|---:|---|---:|---|---:|---:|---|");
-    for (name, mut day) in [
-        ("RequirePaid", with_flood),
-        ("RequirePaid, no flood (control)", without),
-        ("RequirePaid without the store", no_store),
-        ("naive gate", naive),
-    ] {
+    for (name, mut day) in results {
         day.waits.sort_unstable();
         let outcomes: Vec<String> = day
             .buyers

@@ -23,6 +23,8 @@ use std::{
 pub(crate) struct Clock {
     /// Nanoseconds added to real time; `None` for the real clock.
     offset: Option<Arc<AtomicU64>>,
+    /// Told each time a mock clock moves.
+    moved: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Clock {
@@ -39,6 +41,17 @@ impl Clock {
         match &self.offset {
             None => now,
             Some(_) => later(now, self.offset()),
+        }
+    }
+
+    /// Resolves when a mock clock moves; never for the real clock. What
+    /// waits for a time by this clock (a lookup in the budget's queue) looks
+    /// again then, so a test that moves the clock need not wait in real
+    /// time for it to notice.
+    pub(crate) async fn moved(&self) {
+        match &self.moved {
+            Some(moved) => moved.notified().await,
+            None => std::future::pending().await,
         }
     }
 
@@ -67,7 +80,8 @@ pub(crate) fn later(at: Instant, d: Duration) -> Instant {
 /// Give it to the client ([`PaymentsClientBuilder::clock`](crate::PaymentsClientBuilder::clock));
 /// the [`Paywall`](crate::Paywall) built on that client reads it too. Then
 /// expiry, refresh-ahead, stale grace, the 429 back-off and the rate budget
-/// move when the test says, not when the machine gets round to it.
+/// move when the test says, not when the machine gets round to it; a
+/// lookup waiting in the budget's queue looks again each time it moves.
 ///
 /// ```
 /// use std::time::Duration;
@@ -93,6 +107,7 @@ pub(crate) fn later(at: Instant, d: Duration) -> Instant {
 #[derive(Debug, Clone, Default)]
 pub struct MockClock {
     offset_nanos: Arc<AtomicU64>,
+    moved: Arc<tokio::sync::Notify>,
 }
 
 #[cfg(feature = "mock")]
@@ -110,6 +125,7 @@ impl MockClock {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
                 Some(o.saturating_add(nanos))
             });
+        self.moved.notify_waiters();
     }
 
     /// How far the clock has been moved.
@@ -120,6 +136,7 @@ impl MockClock {
     pub(crate) fn clock(&self) -> Clock {
         Clock {
             offset: Some(self.offset_nanos.clone()),
+            moved: Some(self.moved.clone()),
         }
     }
 }

@@ -107,6 +107,9 @@ pub struct PaywallStats {
     pub cached_entries: u64,
     /// Lookups of Figma under way.
     pub lookups_in_flight: usize,
+    /// Of them, those waiting in this process's queue for a slot of the
+    /// budget (none with the Redis tier, whose replicas share it).
+    pub waiting_for_slot: usize,
     /// Requests sent to Figma.
     pub upstream_calls: u64,
     /// Their mean latency.

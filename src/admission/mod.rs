@@ -26,7 +26,7 @@
 //! |---|---|---|
 //! | [`Lane::Refresh`] | a known buyer's (PAID/TRIAL) answer is past its lifetime, and they wait on it | nothing |
 //! | [`Lane::NewCaller`] | a first lookup; tokens shared max-min among clients | a quarter of a slot |
-//! | [`Lane::RefreshAhead`] | an active buyer's answer renewed before it is needed, in slots no one wants (`paywall/ahead.rs`) | the whole budget, unused for a slot more |
+//! | [`Lane::RefreshAhead`] | an active buyer's answer renewed before it is needed, in slots no one wants (`paywall/ahead.rs`) | the whole budget, unused for a slot more (through Redis, whose shared state cannot tell: the whole budget) |
 //! | [`Lane::Suspect`] | a client Figma mostly refused | the whole budget, unused for a minute |
 //!
 //! Cold lookups, and so forged tokens, can never take the slot a due
@@ -316,6 +316,11 @@ impl Admission {
     /// The budget configured.
     pub(crate) fn configured(&self) -> Rate {
         self.local.configured()
+    }
+
+    /// How many lookups wait for a slot now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.local.waiting()
     }
 
     /// The longest a caller waits for a slot.

@@ -27,7 +27,7 @@ const ADAPTED_FOR: Duration = Duration::from_secs(30 * 60);
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// How often a lookup waiting for a slot looks again. Waits end on time
-/// with the real clock; this bounds them when a test moves a mock one.
+/// with the real clock; a mock one wakes them when it moves.
 const POLL: Duration = Duration::from_millis(20);
 
 /// Calls a minute, and bursts.
@@ -117,7 +117,7 @@ pub(super) struct LocalBudget {
     /// then oldest first. A slot that comes free goes to the first of them
     /// at once, whoever notices it (it is taken on their behalf), so that
     /// no slot waits for its waiter to look.
-    queue: Mutex<BTreeMap<Place, Arc<AtomicBool>>>,
+    queue: Mutex<BTreeMap<Place, Arc<Granted>>>,
     arrivals: AtomicU64,
     waiting: Semaphore,
     pub(super) max_wait: Duration,
@@ -136,13 +136,21 @@ struct InQueue<'a> {
     budget: &'a LocalBudget,
     place: Place,
     /// Set when a slot was taken on its behalf.
-    granted: Arc<AtomicBool>,
+    granted: Arc<Granted>,
 }
 
 impl Drop for InQueue<'_> {
     fn drop(&mut self) {
         self.budget.queue().remove(&self.place);
     }
+}
+
+/// A waiting lookup's slot, taken on its behalf by whoever noticed it was
+/// free, and the word that wakes it.
+#[derive(Debug, Default)]
+struct Granted {
+    taken: AtomicBool,
+    told: tokio::sync::Notify,
 }
 
 /// The lane of a place in the queue.
@@ -266,7 +274,12 @@ impl LocalBudget {
         true
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, BTreeMap<Place, Arc<AtomicBool>>> {
+    /// How many lookups wait for a slot now.
+    pub(super) fn waiting(&self) -> usize {
+        self.queue().len()
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, BTreeMap<Place, Arc<Granted>>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -285,7 +298,8 @@ impl LocalBudget {
             {
                 return true;
             }
-            granted.store(true, Ordering::Release);
+            granted.taken.store(true, Ordering::Release);
+            granted.told.notify_one();
             queue.pop_first();
         }
         false
@@ -321,7 +335,7 @@ impl LocalBudget {
                 let now = self.clock.now();
                 if in_queue
                     .as_ref()
-                    .is_some_and(|q| q.granted.load(Ordering::Acquire))
+                    .is_some_and(|q| q.granted.taken.load(Ordering::Acquire))
                 {
                     return Ok(());
                 }
@@ -358,7 +372,7 @@ impl LocalBudget {
                     #[cfg(feature = "metrics")]
                     ::metrics::counter!("figma_paywall_budget_waits_total").increment(1);
                 }
-                let granted = Arc::new(AtomicBool::new(false));
+                let granted = Arc::new(Granted::default());
                 self.queue().insert(place, granted.clone());
                 in_queue = Some(InQueue {
                     budget: self,
@@ -366,7 +380,17 @@ impl LocalBudget {
                     granted,
                 });
             }
-            tokio::time::sleep(wait.min(POLL)).await;
+            let granted = in_queue.as_ref().map(|q| q.granted.clone());
+            tokio::select! {
+                () = tokio::time::sleep(wait.min(POLL)) => {}
+                () = self.clock.moved() => {}
+                () = async {
+                    match &granted {
+                        Some(granted) => granted.told.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
             // A 429 may have come in while this lookup waited.
             self.check_backoff()?;
         }

@@ -237,12 +237,25 @@ impl Lifetimes {
     /// from when Figma gave it (never less than its lifetime), capped by
     /// `max_unverified`. `None` for every other answer.
     pub(crate) fn unverified_until(&self, entry: &Entry, cycle: Duration) -> Option<Instant> {
-        if !matches!(entry.status(), PaymentStatus::Paid | PaymentStatus::Trial) {
+        let window = self.unverified_for(entry.status(), cycle)?;
+        Some(later(entry.fetched_at, window))
+    }
+
+    /// How long after Figma gave it a `status` answer may let its buyer in
+    /// while its refresh waits: the refresh cycle `cycle` (never less than
+    /// its lifetime), capped by `max_unverified` past its lifetime. `None`
+    /// for any answer but PAID and TRIAL.
+    pub(crate) fn unverified_for(
+        &self,
+        status: &PaymentStatus,
+        cycle: Duration,
+    ) -> Option<Duration> {
+        if !matches!(status, PaymentStatus::Paid | PaymentStatus::Trial) {
             return None;
         }
-        let fresh_for = self.fresh_for(entry.status());
+        let fresh_for = self.fresh_for(status);
         let cap = fresh_for.saturating_add(self.max_unverified);
-        Some(later(entry.fetched_at, cycle.max(fresh_for).min(cap)))
+        Some(cycle.max(fresh_for).min(cap))
     }
 
     /// The longest any answer is kept.

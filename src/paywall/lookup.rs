@@ -141,7 +141,28 @@ impl Paywall {
         }
         inner.stats.hits.add();
         self.count_buyer(key, &entry, question, now);
-        if now >= lifetimes.refresh_at(&entry) && !entry.refreshing.swap(true, Ordering::AcqRel) {
+        self.refresh_in_background(key, &entry, question, now);
+        Ok(Lookup {
+            entry,
+            at: now,
+            from_cache: true,
+            stale: false,
+        })
+    }
+
+    /// Past its refresh point, an answer is asked about again in the
+    /// background, in slots no one else wants, once.
+    fn refresh_in_background(
+        &self,
+        key: CacheKey,
+        entry: &Entry,
+        question: &impl Fn() -> Question,
+        now: Instant,
+    ) {
+        let inner = &self.inner;
+        if now >= inner.lifetimes.refresh_at(entry)
+            && !entry.refreshing.swap(true, Ordering::AcqRel)
+        {
             inner.stats.refreshes.add();
             let ask = Ask {
                 need: Need::RefreshAhead,
@@ -150,12 +171,6 @@ impl Paywall {
             };
             drop(self.flight(key, Some(entry.fetched_at), question(), ask));
         }
-        Ok(Lookup {
-            entry,
-            at: now,
-            from_cache: true,
-            stale: false,
-        })
     }
 
     /// Counts the buyer of a PAID/TRIAL answer as active, and notes their
@@ -272,6 +287,12 @@ impl Paywall {
             (Ok(entry), _) => {
                 let at = inner.clock.now();
                 self.count_buyer(key, &entry, &question, at);
+                // A stored answer let the caller in (a tier's, past its
+                // refresh point, within the cycle): renewed as one held here
+                // would be, unless Figma is failing.
+                if entry.grants() && inner.client.figma_failing_for().is_none() {
+                    self.refresh_in_background(key, &entry, &question, at);
+                }
                 Ok(Lookup {
                     // A stored answer in its grace, when Figma failed.
                     stale: at >= lifetimes.fresh_until(&entry),

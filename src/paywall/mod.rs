@@ -246,6 +246,7 @@ impl Paywall {
             background_refreshes: s.refreshes.get(),
             cached_entries: self.inner.cache.entry_count(),
             lookups_in_flight: self.inner.flights.len(),
+            waiting_for_slot: admission.waiting(),
             upstream_calls: calls,
             upstream_mean_latency_ms: if calls == 0 {
                 0.0

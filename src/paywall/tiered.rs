@@ -20,11 +20,11 @@ use futures_util::{future::BoxFuture, FutureExt};
 
 use super::{Inner, REFRESH_AT};
 use crate::{
-    admission::{Ask, SharedBudget},
+    admission::{Ask, Need, Patience, SharedBudget},
     client::Question,
     error::{Error, ThrottleReason},
     tier::{Charge, Opened, Refused, StoreKey, Stored, Tier, TierResult, Unavailable},
-    PaymentInformation,
+    PaymentInformation, PaymentStatus,
 };
 
 /// How often waiters look for the answer another replica is fetching.
@@ -39,6 +39,11 @@ type Fetched = Result<(PaymentInformation, Instant), Error>;
 enum Found {
     /// Before its refresh point: use it.
     Fresh(Stored),
+    /// A PAID/TRIAL answer past its refresh point, within the refresh
+    /// cycle the budget achieves, found for a caller who waits: let them in
+    /// on it, as on an answer held in memory, while its refresh waits for
+    /// a spare slot (the buyer is noted for refresh-ahead).
+    StandIn(Stored),
     /// Fresh, but due for a refresh: the fallback should the refresh not
     /// be made.
     Refreshable(Stored),
@@ -53,9 +58,32 @@ enum Found {
 struct Fallback(Option<(Stored, bool)>);
 
 impl Fallback {
+    /// A first lookup whose stored answer lets a buyer in is that known
+    /// buyer's refresh, in its lane, not a new caller's.
+    fn known_buyer(&self, ask: Ask, inner: &Inner) -> Ask {
+        match &self.0 {
+            Some((stored, _))
+                if matches!(ask.need, Need::Cold { .. })
+                    && matches!(
+                        stored.info.payment_status,
+                        PaymentStatus::Paid | PaymentStatus::Trial
+                    ) =>
+            {
+                Ask {
+                    need: Need::Refresh,
+                    renews: Some(inner.fetched_at(stored)),
+                    ..ask
+                }
+            }
+            _ => ask,
+        }
+    }
+
     fn offer(&mut self, found: Found) {
         let (stored, fresh) = match found {
-            Found::Fresh(stored) | Found::Refreshable(stored) => (stored, true),
+            Found::Fresh(stored) | Found::StandIn(stored) | Found::Refreshable(stored) => {
+                (stored, true)
+            }
             Found::Stale(stored) => (stored, false),
         };
         if self
@@ -82,14 +110,18 @@ impl Inner {
         if self.tiers.is_empty() {
             return self.ask_figma(question, ask, None).await;
         }
+        // A caller who waits may be let in on a stored answer within the
+        // refresh cycle, as on one held in memory; a refresh asks Figma.
+        let cycle =
+            (ask.patience == Patience::Caller).then(|| self.client.admission().refresh_cycle());
         let shared = self.tiers.iter().position(|t| !t.lock_ttl().is_zero());
         let mut fallback = Fallback::default();
         for (i, tier) in self.tiers.iter().enumerate() {
             if Some(i) == shared {
                 break; // read in the loop below, between attempts at its lock
             }
-            match self.read(tier.as_ref(), key).await {
-                Ok(Some(Found::Fresh(stored))) => {
+            match self.read(tier.as_ref(), key, cycle).await {
+                Ok(Some(Found::Fresh(stored) | Found::StandIn(stored))) => {
                     self.stats.store_hits.add();
                     self.copy(self.tiers_before(i), key, &stored).await;
                     return Ok(self.answer(stored));
@@ -103,8 +135,10 @@ impl Inner {
             let tier = self.tiers[i].as_ref();
             let deadline = Instant::now() + tier.lock_ttl();
             loop {
-                match self.read(tier, key).await {
-                    Ok(Some(Found::Fresh(stored))) => return self.shared_hit(i, key, stored).await,
+                match self.read(tier, key, cycle).await {
+                    Ok(Some(Found::Fresh(stored) | Found::StandIn(stored))) => {
+                        return self.shared_hit(i, key, stored).await
+                    }
                     Ok(Some(found)) => fallback.offer(found),
                     Ok(None) => {}
                     Err(Unavailable) => break,
@@ -114,10 +148,11 @@ impl Inner {
                         // The holder before us may have written its answer
                         // and let go between our read and our lock: look
                         // once more before asking Figma.
-                        if let Ok(Some(Found::Fresh(stored))) = self.read(tier, key).await {
+                        if let Ok(Some(Found::Fresh(stored))) = self.read(tier, key, None).await {
                             tier.unlock(key).await;
                             return self.shared_hit(i, key, stored).await;
                         }
+                        let ask = fallback.known_buyer(ask, self);
                         let result = self.ask_shared(tier, question, ask).await;
                         self.write_through(key, &result, generation, true).await;
                         tier.unlock(key).await;
@@ -135,6 +170,7 @@ impl Inner {
         }
         // No lock: Redis is out of reach, or the holder is gone. A shared
         // budget is still kept to (or this replica's share of it).
+        let ask = fallback.known_buyer(ask, self);
         let result = match shared {
             Some(i) => self.ask_shared(self.tiers[i].as_ref(), question, ask).await,
             None => self.ask_figma(question, ask, None).await,
@@ -152,8 +188,14 @@ impl Inner {
         Ok(self.answer(stored))
     }
 
-    /// What `tier` holds for `key`, opened and judged by its age.
-    async fn read(&self, tier: &dyn Tier, key: StoreKey) -> Result<Option<Found>, Unavailable> {
+    /// What `tier` holds for `key`, opened and judged by its age (and, for
+    /// a caller who waits, the refresh `cycle`).
+    async fn read(
+        &self,
+        tier: &dyn Tier,
+        key: StoreKey,
+        cycle: Option<Duration>,
+    ) -> Result<Option<Found>, Unavailable> {
         let Some(bytes) = tier.get(key).await? else {
             return Ok(None);
         };
@@ -193,8 +235,20 @@ impl Inner {
         let demoted = tier.lock_ttl().is_zero()
             && stored.fetched_ms < self.demoted_ms.load(Ordering::Acquire);
         let grace = self.lifetimes.grace_for(&stored.info.payment_status);
+        let stand_in = cycle
+            .filter(|_| !demoted)
+            .and_then(|cycle| {
+                self.lifetimes
+                    .unverified_for(&stored.info.payment_status, cycle)
+            })
+            .is_some_and(|window| age < window);
         Ok(if age < fresh.mul_f32(REFRESH_AT) && !demoted {
             Some(Found::Fresh(stored))
+        } else if stand_in {
+            if age >= fresh {
+                self.stats.unverified_served.add();
+            }
+            Some(Found::StandIn(stored))
         } else if age < fresh {
             Some(Found::Refreshable(stored))
         } else if age < fresh.saturating_add(grace) {
@@ -213,9 +267,14 @@ impl Inner {
     /// A stored answer as the cache keeps it: when it was fetched, by this
     /// process's clock.
     fn answer(&self, stored: Stored) -> (PaymentInformation, Instant) {
-        let now = self.clock.now();
-        let fetched_at = now.checked_sub(self.age(&stored)).unwrap_or(now);
+        let fetched_at = self.fetched_at(&stored);
         (stored.info, fetched_at)
+    }
+
+    /// When Figma gave a stored answer, by this process's clock.
+    fn fetched_at(&self, stored: &Stored) -> Instant {
+        let now = self.clock.now();
+        now.checked_sub(self.age(stored)).unwrap_or(now)
     }
 
     /// The tiers read before the `i`th.

@@ -229,36 +229,76 @@ async fn redis_going_away_refuses_no_known_buyer_and_it_is_used_again_when_back(
 }
 
 #[tokio::test]
-async fn an_answer_near_its_end_is_refreshed_and_stands_in_when_figma_fails() {
+async fn an_answer_near_its_end_lets_a_cold_replica_in_at_once_and_is_refreshed_behind() {
     let url = redis_url();
     let figma = MockFigma::start().await.unwrap();
     set(&figma, "5", &plugin(), PaymentStatus::Paid);
     let prefix = prefix();
     let clock = MockClock::new();
+    // The budget Redis keeps runs on Redis's clock, not the mock's: one
+    // slot every 100 ms, and a pause before each refresh below, so that it
+    // finds the budget idle, as a refresh behind a request needs.
     let replica = || {
         let tier = RedisTier::builder(&url).prefix(&prefix).build().unwrap();
-        let client = figma.client_builder().clock(&clock).build().unwrap();
+        let client = figma
+            .client_builder()
+            .clock(&clock)
+            .rate_limit(600, 10)
+            .build()
+            .unwrap();
         let paywall = Paywall::builder(client)
             .redis(tier)
             .build()
             .expect("the paywall builds");
         echo_app().layer(RequirePaidLayer::new(&paywall, plugin()))
     };
+    // Until Figma has been asked `calls` times in all (the refresh behind a
+    // request that was let in runs in the background).
+    let asked = |calls: usize| {
+        let figma = &figma;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while figma.payment_requests() < calls && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            figma.payment_requests()
+        }
+    };
     assert_eq!(call(&replica(), as_user("5")).await.status, 200);
     assert_eq!(figma.payment_requests(), 1);
-    // Past 80 % of its life, a cold replica refreshes it; Figma fails, and
-    // the answer in Redis, still fresh, stands in.
+    // Past 80 % of its life, a cold replica lets the buyer in on the answer
+    // in Redis, still fresh, and asks Figma again behind the request; Figma
+    // fails, and nothing changes.
     clock.advance(Duration::from_secs(510)); // 85 % of the 10-minute PAID lifetime
     figma.set_steady_fault(Some(Fault::Status(500)));
+    let idle = Duration::from_millis(1500);
+    tokio::time::sleep(idle).await;
     assert_eq!(call(&replica(), as_user("5")).await.status, 200);
-    assert_eq!(figma.payment_requests(), 2);
-    // Figma back: the next cold replica refreshes and writes through…
+    assert_eq!(asked(2).await, 2);
+    // Figma back: the next cold replica's refresh writes through…
     figma.set_steady_fault(None);
+    tokio::time::sleep(idle).await;
     assert_eq!(call(&replica(), as_user("5")).await.status, 200);
-    assert_eq!(figma.payment_requests(), 3);
-    // …so the one after reads the new answer from Redis.
-    assert_eq!(call(&replica(), as_user("5")).await.status, 200);
-    assert_eq!(figma.payment_requests(), 3);
+    assert_eq!(asked(3).await, 3);
+    // …so the one after reads the new answer from Redis, and asks nothing.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert_eq!(call(&replica(), as_user("5")).await.status, 200);
+        if figma.payment_requests() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refreshed answer never reached Redis: {} calls",
+            figma.payment_requests()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        figma.payment_requests(),
+        3,
+        "a fresh answer was asked about"
+    );
 }
 
 /// A replica on its own (a cold in-process cache) sealing with `key`.

@@ -2,9 +2,15 @@
 //! stored is sealed, so a forged or altered entry is refused; a key is
 //! rotated without asking Figma again.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
-use figma_paywall::{mock::MockFigma, PaymentStatus, Paywall, PaywallBuilder, RequirePaidLayer};
+use figma_paywall::{
+    mock::{MockClock, MockFigma},
+    PaymentStatus, Paywall, PaywallBuilder, RequirePaidLayer,
+};
 use redb::{ReadableTable, TableDefinition};
 
 use crate::common::*;
@@ -101,6 +107,51 @@ fn forge_paid(path: &Path) -> usize {
     }
     txn.commit().unwrap();
     forged
+}
+
+#[tokio::test]
+async fn after_a_restart_a_stored_answer_lets_its_buyer_in_within_the_cycle_and_is_renewed_behind()
+{
+    let figma = MockFigma::start().await.unwrap();
+    let path = temp_store();
+    let clock = MockClock::new();
+    set(&figma, "720", &plugin(), PaymentStatus::Paid);
+    set(&figma, "721", &plugin(), PaymentStatus::Paid);
+    let paywall = || {
+        let client = figma.client_builder().clock(&clock).build().unwrap();
+        Paywall::builder(client).store(&path).build().unwrap()
+    };
+    {
+        let before = paywall();
+        let app = echo_app().layer(RequirePaidLayer::new(&before, plugin()));
+        assert_eq!(call(&app, as_user("721")).await.status, 200);
+        clock.advance(Duration::from_secs(3 * 60));
+        assert_eq!(call(&app, as_user("720")).await.status, 200);
+    }
+    assert_eq!(figma.payment_requests(), 2);
+    // A deploy, and 8.5 minutes later: 720's stored answer is near the end
+    // of its 10-minute lifetime, 721's past it.
+    clock.advance(Duration::from_secs(8 * 60 + 30));
+    let after = paywall();
+    let app = echo_app().layer(RequirePaidLayer::new(&after, plugin()));
+    // Near its end: let in on it at once, and renewed behind the request
+    // in a slot no one wanted, not as a new caller's lookup.
+    assert_eq!(call(&app, as_user("720")).await.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while figma.payment_requests() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(figma.payment_requests(), 3, "the answer was not renewed");
+    // Past it (and past the refresh cycle, a fresh paywall's is short): a
+    // known buyer's refresh, in the first lane.
+    assert_eq!(call(&app, as_user("721")).await.status, 200);
+    assert_eq!(figma.payment_requests(), 4);
+    let used = after.stats().slots_used;
+    assert_eq!(
+        (used["refresh_ahead"], used["refresh"], used["new_caller"]),
+        (1, 1, 0),
+        "{used:?}"
+    );
 }
 
 #[tokio::test]
