@@ -26,7 +26,7 @@
 //! |---|---|---|
 //! | [`Lane::Refresh`] | a known buyer's (PAID/TRIAL) answer is past its lifetime, and they wait on it | nothing |
 //! | [`Lane::NewCaller`] | a first lookup; tokens shared max-min among clients | a quarter of a slot |
-//! | [`Lane::RefreshAhead`] | an active buyer's answer renewed before it is needed, in slots no one wants (`paywall/ahead.rs`) | the whole budget, unused for a slot more (through Redis, whose shared state cannot tell: the whole budget) |
+//! | [`Lane::RefreshAhead`] | an active buyer's answer renewed before it is needed, in slots no one wants (`paywall/ahead.rs`) | the budget whole but for the slot it takes (whole and unused for a slot more, without bursts) |
 //! | [`Lane::Suspect`] | a client Figma mostly refused | the whole budget, unused for a minute |
 //!
 //! Cold lookups, and so forged tokens, can never take the slot a due
@@ -107,7 +107,10 @@ impl Lane {
         match self {
             Self::Refresh => 0.0,
             Self::NewCaller => 0.25,
-            Self::RefreshAhead => f64::from(rate.burst.max(1)),
+            // The budget whole but for this slot (it waits behind every
+            // caller in the queue, and takes what stood unused), and never
+            // the only slot of a budget without bursts.
+            Self::RefreshAhead => f64::from(rate.burst.max(2) - 1),
             // The budget whole, and unused for a minute more.
             Self::Suspect => f64::from(rate.burst.max(1) - 1) + f64::from(rate.per_minute),
         }

@@ -475,12 +475,13 @@ mod tests {
         // A known buyer's refresh takes the last slot.
         take(&budget, Lane::Refresh).await.unwrap();
         assert!(take(&budget, Lane::Refresh).await.is_err());
-        // Refresh-ahead needs the budget whole (3 s on), and unused for a
-        // slot more.
-        clock.advance(Duration::from_secs(3));
+        // Refresh-ahead needs the budget whole again (3 s on).
+        clock.advance(Duration::from_secs(2));
         assert!(take(&budget, Lane::RefreshAhead).await.is_err());
         clock.advance(Duration::from_secs(1));
         take(&budget, Lane::RefreshAhead).await.unwrap();
+        assert!(take(&budget, Lane::RefreshAhead).await.is_err());
+        clock.advance(Duration::from_secs(1));
         // A suspect only gets a budget left unused for a minute.
         clock.advance(Duration::from_secs(30));
         let Err(Error::Throttled { reason, .. }) = take(&budget, Lane::Suspect).await else {

@@ -145,15 +145,7 @@ pub(super) async fn shared_slot(
     clock: &Clock,
 ) -> Result<(), Error> {
     let interval = Duration::from_secs(60) / per_minute.max(1);
-    let reserve = lane.reserve(super::rate::Rate { per_minute, burst });
-    // The shared state never falls behind now, so it cannot tell a budget
-    // whole for a slot more from one just whole: refresh-ahead takes a slot
-    // there when the budget is whole (no replica spent any of it lately).
-    let reserve = match lane {
-        Lane::RefreshAhead => reserve.min(f64::from(burst.max(1) - 1)),
-        _ => reserve,
-    };
-    let reserve = interval.mul_f64(reserve);
+    let reserve = interval.mul_f64(lane.reserve(super::rate::Rate { per_minute, burst }));
     loop {
         // Asked again after every wait: another replica may have been told
         // to back off meanwhile.
