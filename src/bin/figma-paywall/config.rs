@@ -239,8 +239,9 @@ pub(crate) struct Args {
     pub(crate) log_format: LogFormat,
 
     /// The most connections served at once; past it new ones wait in the
-    /// kernel's queue. Keep it under the process's open-file limit
-    /// (`ulimit -n`), with room for Redis, the store and the upstream.
+    /// kernel's queue (and one a worker, accepted, for the next place).
+    /// Keep it under the process's open-file limit (`ulimit -n`), with room
+    /// for Redis, the store, the upstream and the workers.
     #[arg(
         long,
         value_name = "N",
