@@ -239,6 +239,11 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
+    /// Whether this answer lets its user in: `PAID` or `TRIAL`.
+    pub(crate) fn grants(&self) -> bool {
+        matches!(self, Self::Paid | Self::Trial)
+    }
+
     /// The name Figma uses (`PAID`, `TRIAL`, `UNPAID`, `NOT_SUPPORTED`, …).
     pub fn as_str(&self) -> &str {
         match self {

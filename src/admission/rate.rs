@@ -362,34 +362,31 @@ impl LocalBudget {
             if later(self.clock.now(), next_look) > give_up_at {
                 return Err(throttled(lane.throttle_reason()));
             }
-            if in_queue.is_none() {
-                if queued {
-                    _waiting = Some(
-                        self.waiting
-                            .try_acquire()
-                            .map_err(|_| throttled(ThrottleReason::QueueFull))?,
-                    );
-                    #[cfg(feature = "metrics")]
-                    ::metrics::counter!("figma_paywall_budget_waits_total").increment(1);
+            let waiter = match in_queue {
+                Some(ref waiter) => waiter,
+                None => {
+                    if queued {
+                        _waiting = Some(
+                            self.waiting
+                                .try_acquire()
+                                .map_err(|_| throttled(ThrottleReason::QueueFull))?,
+                        );
+                        #[cfg(feature = "metrics")]
+                        ::metrics::counter!("figma_paywall_budget_waits_total").increment(1);
+                    }
+                    let granted = Arc::new(Granted::default());
+                    self.queue().insert(place, granted.clone());
+                    in_queue.insert(InQueue {
+                        budget: self,
+                        place,
+                        granted,
+                    })
                 }
-                let granted = Arc::new(Granted::default());
-                self.queue().insert(place, granted.clone());
-                in_queue = Some(InQueue {
-                    budget: self,
-                    place,
-                    granted,
-                });
-            }
-            let granted = in_queue.as_ref().map(|q| q.granted.clone());
+            };
             tokio::select! {
                 () = tokio::time::sleep(wait.min(POLL)) => {}
                 () = self.clock.moved() => {}
-                () = async {
-                    match &granted {
-                        Some(granted) => granted.told.notified().await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
+                () = waiter.granted.told.notified() => {}
             }
             // A 429 may have come in while this lookup waited.
             self.check_backoff()?;

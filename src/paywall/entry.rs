@@ -78,7 +78,7 @@ impl Entry {
 
     /// Whether this answer lets a buyer in (PAID or TRIAL).
     pub(crate) fn grants(&self) -> bool {
-        matches!(self.status(), PaymentStatus::Paid | PaymentStatus::Trial)
+        self.status().grants()
     }
 
     /// Marks its buyer counted in `minute`: whether they were not yet.
@@ -250,7 +250,7 @@ impl Lifetimes {
         status: &PaymentStatus,
         cycle: Duration,
     ) -> Option<Duration> {
-        if !matches!(status, PaymentStatus::Paid | PaymentStatus::Trial) {
+        if !status.grants() {
             return None;
         }
         let fresh_for = self.fresh_for(status);

@@ -24,7 +24,7 @@ use crate::{
     client::Question,
     error::{Error, ThrottleReason},
     tier::{Charge, Opened, Refused, StoreKey, Stored, Tier, TierResult, Unavailable},
-    PaymentInformation, PaymentStatus,
+    PaymentInformation,
 };
 
 /// How often waiters look for the answer another replica is fetching.
@@ -37,13 +37,11 @@ type Fetched = Result<(PaymentInformation, Instant), Error>;
 
 /// A stored answer found young enough to use.
 enum Found {
-    /// Before its refresh point: use it.
+    /// Use it: before its refresh point, or, for a caller who waits, a
+    /// PAID/TRIAL answer within the refresh cycle the budget achieves (let
+    /// in on it as on an answer held in memory, while its refresh waits
+    /// for a spare slot).
     Fresh(Stored),
-    /// A PAID/TRIAL answer past its refresh point, within the refresh
-    /// cycle the budget achieves, found for a caller who waits: let them in
-    /// on it, as on an answer held in memory, while its refresh waits for
-    /// a spare slot (the buyer is noted for refresh-ahead).
-    StandIn(Stored),
     /// Fresh, but due for a refresh: the fallback should the refresh not
     /// be made.
     Refreshable(Stored),
@@ -63,11 +61,7 @@ impl Fallback {
     fn known_buyer(&self, ask: Ask, inner: &Inner) -> Ask {
         match &self.0 {
             Some((stored, _))
-                if matches!(ask.need, Need::Cold { .. })
-                    && matches!(
-                        stored.info.payment_status,
-                        PaymentStatus::Paid | PaymentStatus::Trial
-                    ) =>
+                if matches!(ask.need, Need::Cold { .. }) && stored.info.payment_status.grants() =>
             {
                 Ask {
                     need: Need::Refresh,
@@ -81,9 +75,7 @@ impl Fallback {
 
     fn offer(&mut self, found: Found) {
         let (stored, fresh) = match found {
-            Found::Fresh(stored) | Found::StandIn(stored) | Found::Refreshable(stored) => {
-                (stored, true)
-            }
+            Found::Fresh(stored) | Found::Refreshable(stored) => (stored, true),
             Found::Stale(stored) => (stored, false),
         };
         if self
@@ -121,7 +113,7 @@ impl Inner {
                 break; // read in the loop below, between attempts at its lock
             }
             match self.read(tier.as_ref(), key, cycle).await {
-                Ok(Some(Found::Fresh(stored) | Found::StandIn(stored))) => {
+                Ok(Some(Found::Fresh(stored))) => {
                     self.stats.store_hits.add();
                     self.copy(self.tiers_before(i), key, &stored).await;
                     return Ok(self.answer(stored));
@@ -136,9 +128,7 @@ impl Inner {
             let deadline = Instant::now() + tier.lock_ttl();
             loop {
                 match self.read(tier, key, cycle).await {
-                    Ok(Some(Found::Fresh(stored) | Found::StandIn(stored))) => {
-                        return self.shared_hit(i, key, stored).await
-                    }
+                    Ok(Some(Found::Fresh(stored))) => return self.shared_hit(i, key, stored).await,
                     Ok(Some(found)) => fallback.offer(found),
                     Ok(None) => {}
                     Err(Unavailable) => break,
@@ -248,7 +238,7 @@ impl Inner {
             if age >= fresh {
                 self.stats.unverified_served.add();
             }
-            Some(Found::StandIn(stored))
+            Some(Found::Fresh(stored))
         } else if age < fresh {
             Some(Found::Refreshable(stored))
         } else if age < fresh.saturating_add(grace) {
