@@ -492,6 +492,5 @@ impl MockFigma {
 
 /// The purchase date the mock gives a `PAID` or `TRIAL` status.
 fn purchase_date(status: &PaymentStatus) -> Option<String> {
-    matches!(status, PaymentStatus::Paid | PaymentStatus::Trial)
-        .then(|| "2026-01-15T10:30:00Z".to_owned())
+    status.grants().then(|| "2026-01-15T10:30:00Z".to_owned())
 }
