@@ -13,7 +13,10 @@
 //!   which lets a stale PAID/TRIAL answer stand in and a fail-open gate let
 //!   callers through. After a cool-down (5 s, doubled by each failed probe up
 //!   to 30 s) one lookup goes through as a probe: any answer from Figma
-//!   closes the breaker, a failure opens it again.
+//!   closes the breaker, a failure opens it again. The probe is claimed
+//!   before a slot of the budget is taken ([`Breaker::claim`]), so while it
+//!   is under way no other lookup spends a slot on a call that would be
+//!   refused.
 //!
 //! Figma's 429 is an answer, not a failure: the back-off handles it.
 
@@ -81,7 +84,7 @@ impl Breaker {
     }
 
     /// Whether a lookup may call Figma now, or how long until it may.
-    pub(super) fn pass(&self, now: Instant, timeout: Duration) -> Result<Pass, Duration> {
+    fn pass(&self, now: Instant, timeout: Duration) -> Result<Pass, Duration> {
         let mut state = self.lock();
         let Some(open) = &mut state.open else {
             return Ok(Pass::Call);
@@ -99,6 +102,30 @@ impl Breaker {
         }
         open.probing_since = Some(now);
         Ok(Pass::Probe)
+    }
+
+    /// Leave to call Figma, claimed before a slot of the budget is spent on
+    /// the call: while Figma is failing only the probe takes a slot, and
+    /// every other lookup fails at once with how long until the next one.
+    pub(super) fn claim(&self, now: Instant, timeout: Duration) -> Result<Claim<'_>, Duration> {
+        let pass = self.pass(now, timeout)?;
+        Ok(Claim {
+            breaker: self,
+            pass,
+            at: now,
+            reported: false,
+        })
+    }
+
+    /// The probe let through at `since` ended without a word about Figma
+    /// (it found no slot, or Figma's answer said nothing of its health):
+    /// the next lookup may probe at once.
+    fn abandon_probe(&self, since: Instant) {
+        if let Some(open) = &mut self.lock().open {
+            if open.probing_since == Some(since) {
+                open.probing_since = None;
+            }
+        }
     }
 
     /// Counts a call's outcome. Returns whether `GET /v1/me` should now be
@@ -194,6 +221,38 @@ impl Breaker {
     }
 }
 
+/// The breaker's leave for one call ([`Breaker::claim`]). A probe dropped
+/// without [`record`](Self::record) (it found no slot) lets the next
+/// lookup probe at once.
+#[must_use = "a claimed probe holds back every other lookup until it reports"]
+pub(crate) struct Claim<'a> {
+    breaker: &'a Breaker,
+    pass: Pass,
+    at: Instant,
+    reported: bool,
+}
+
+impl Claim<'_> {
+    /// Whether the call is the probe of an open breaker.
+    pub(super) fn pass(&self) -> Pass {
+        self.pass
+    }
+
+    /// Counts the call's outcome ([`Breaker::record`]).
+    pub(super) fn record(mut self, failed: bool, now: Instant) -> bool {
+        self.reported = true;
+        self.breaker.record(failed, self.pass, now)
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.reported && self.pass == Pass::Probe {
+            self.breaker.abandon_probe(self.at);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +340,42 @@ mod tests {
         // A lookup that was under way when it opened does not extend it.
         breaker.record(true, Pass::Call, t);
         assert_eq!(breaker.open_for(t), Some(s(30)));
+    }
+
+    #[test]
+    fn a_claimed_probe_holds_off_every_other_call_until_it_reports_or_gives_up() {
+        let breaker = Breaker::default();
+        let t = Instant::now();
+        breaker.confirm(true, t);
+        let after = t + COOL_DOWN;
+        let probe = breaker.claim(after, TIMEOUT).expect("the probe is due");
+        assert_eq!(probe.pass(), Pass::Probe);
+        // Claimed, not yet sent (it waits for a slot): no one else may call,
+        // so no one else spends a slot on a call the breaker would refuse.
+        assert_eq!(breaker.claim(after, TIMEOUT).err(), Some(TIMEOUT));
+        // It found no slot: the next lookup probes at once.
+        drop(probe);
+        let next = breaker
+            .claim(after, TIMEOUT)
+            .expect("the probe is free again");
+        assert_eq!(next.pass(), Pass::Probe);
+        // A failed probe reports, and holds the breaker open for longer.
+        assert!(!next.record(true, after));
+        assert_eq!(breaker.claim(after, TIMEOUT).err(), Some(2 * COOL_DOWN));
+    }
+
+    #[test]
+    fn a_probe_replaced_after_the_timeout_does_not_free_its_successor() {
+        let breaker = Breaker::default();
+        let t = Instant::now();
+        breaker.confirm(true, t);
+        let after = t + COOL_DOWN;
+        let first = breaker.claim(after, TIMEOUT).unwrap();
+        let second = breaker.claim(after + TIMEOUT, TIMEOUT).unwrap();
+        drop(first);
+        assert!(breaker.claim(after + TIMEOUT, TIMEOUT).is_err());
+        drop(second);
+        assert!(breaker.claim(after + TIMEOUT, TIMEOUT).is_ok());
     }
 
     #[test]

@@ -50,7 +50,7 @@ use self::{
     breaker::{Breaker, Pass},
     health::HealthCheck,
 };
-pub(crate) use self::{health::Health, question::Question};
+pub(crate) use self::{breaker::Claim, health::Health, question::Question};
 use crate::{
     admission::{Admission, Ask},
     clock::Clock,
@@ -160,34 +160,41 @@ impl PaymentsClient {
 
     /// Asks within the budget, waiting for a slot as a caller would.
     async fn ask_within_budget(&self, question: &Question) -> Result<PaymentInformation, Error> {
-        if let Some(retry_after) = self.figma_failing_for().filter(|d| !d.is_zero()) {
-            return Err(Error::Throttled {
-                retry_after,
-                reason: ThrottleReason::FigmaFailing,
-            });
-        }
+        let claim = self.claim_call()?;
         self.inner.admission.admit(Ask::DIRECT, None).await?;
-        self.ask(question).await
+        self.ask(question, claim).await
     }
 
-    /// Asks `GET /v1/payments` with a slot of the budget already taken
-    /// ([`Admission::admit`]), unless the circuit breaker says Figma is
-    /// failing.
-    pub(crate) async fn ask(&self, question: &Question) -> Result<PaymentInformation, Error> {
+    /// The circuit breaker's leave to call Figma, claimed before a slot of
+    /// the budget is spent on the call: while Figma is failing, only the
+    /// breaker's probe takes a slot, and every other lookup fails at once.
+    pub(crate) fn claim_call(&self) -> Result<Claim<'_>, Error> {
+        let inner = &self.inner;
+        inner
+            .breaker
+            .claim(inner.clock.now(), inner.timeout)
+            .map_err(|retry_after| Error::Throttled {
+                retry_after,
+                reason: ThrottleReason::FigmaFailing,
+            })
+    }
+
+    /// Asks `GET /v1/payments` with the breaker's leave ([`claim_call`](Self::claim_call))
+    /// and a slot of the budget ([`Admission::admit`]) taken.
+    pub(crate) async fn ask(
+        &self,
+        question: &Question,
+        claim: Claim<'_>,
+    ) -> Result<PaymentInformation, Error> {
         let url = question.url(&self.inner.payments_url)?;
         let inner = &self.inner;
-        let failing = |retry_after| Error::Throttled {
-            retry_after,
-            reason: ThrottleReason::FigmaFailing,
-        };
-        let pass = inner
-            .breaker
-            .pass(inner.clock.now(), inner.timeout)
-            .map_err(failing)?;
         // The breaker may have opened while this lookup waited for a slot.
-        if pass == Pass::Call {
+        if claim.pass() == Pass::Call {
             if let Some(retry_after) = self.figma_failing_for() {
-                return Err(failing(retry_after));
+                return Err(Error::Throttled {
+                    retry_after,
+                    reason: ThrottleReason::FigmaFailing,
+                });
             }
         }
         let result = match self.send(url, question.secret()).await {
@@ -195,7 +202,7 @@ impl PaymentsClient {
             Err(e) => Err(e),
         };
         if let Some(failed) = breaker::failed(&result) {
-            if inner.breaker.record(failed, pass, inner.clock.now()) {
+            if claim.record(failed, inner.clock.now()) {
                 // Many lookups failed: is it Figma, or what they asked?
                 let health = self.health(breaker::CONFIRMED_FOR).await;
                 inner

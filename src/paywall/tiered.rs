@@ -22,7 +22,7 @@ use super::{Inner, REFRESH_AT};
 use crate::{
     admission::{Ask, Need, Patience, SharedBudget},
     client::Question,
-    error::{Error, ThrottleReason},
+    error::Error,
     tier::{Charge, Opened, Refused, StoreKey, Stored, Tier, TierResult, Unavailable},
     PaymentInformation,
 };
@@ -364,16 +364,11 @@ impl Inner {
         ask: Ask,
         shared: Option<&dyn SharedBudget>,
     ) -> Fetched {
-        // Spend no slot while this replica knows Figma is failing (but for
-        // the breaker's probe, when one is due).
-        if let Some(retry_after) = self.client.figma_failing_for().filter(|d| !d.is_zero()) {
-            return Err(Error::Throttled {
-                retry_after,
-                reason: ThrottleReason::FigmaFailing,
-            });
-        }
+        // Spend no slot while this replica knows Figma is failing, but for
+        // the breaker's probe, claimed before its slot is taken.
+        let claim = self.client.claim_call()?;
         self.client.admission().admit(ask, shared).await?;
-        let info = self.client.ask(question).await?;
+        let info = self.client.ask(question, claim).await?;
         Ok((info, self.clock.now()))
     }
 }

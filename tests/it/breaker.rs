@@ -156,6 +156,49 @@ async fn a_refunded_buyer_cannot_keep_access_by_spending_the_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_breaker_probes_no_other_lookup_spends_a_slot() {
+    const USERS: usize = 20;
+    let figma = MockFigma::start().await.unwrap();
+    let clock = MockClock::new();
+    let paywall = minute_paywall(&figma, &clock, (600, 50), (64, Duration::from_millis(200)));
+    let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
+    let ids: Vec<String> = (0..USERS).map(|i| format!("{}", 70_000 + i)).collect();
+    let all = || futures_util::future::join_all(ids.iter().map(|id| call(&app, as_user(id))));
+    for id in &ids {
+        set(&figma, id, &plugin(), PaymentStatus::Paid);
+    }
+    assert!(all().await.iter().all(|r| r.status == 200));
+    // Figma fails as every answer expires: the breaker opens.
+    figma.set_steady_fault(Some(Fault::Status(500)));
+    clock.advance(Duration::from_secs(61));
+    assert!(all().await.iter().all(|r| r.status == 200));
+    assert!(paywall.stats().figma_failing);
+    // Its cool-down over, one lookup probes, and Figma is slow to answer
+    // it. Every other buyer is let in on their stale answer meanwhile,
+    // without taking a slot of the budget for a call the breaker would
+    // not let through.
+    figma.set_steady_fault(Some(Fault::Delay(Duration::from_secs(2))));
+    clock.advance(Duration::from_secs(5));
+    let slots_used = || paywall.stats().slots_used.values().sum::<u64>();
+    let (calls, used) = (figma.payment_requests(), slots_used());
+    let replies = all().await;
+    for reply in &replies {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let stale = replies.iter().filter(|r| r.body["stale"] == true).count();
+    assert!(stale >= USERS - 1, "{stale} stale");
+    assert_eq!(figma.payment_requests() - calls, 1, "one probe");
+    assert_eq!(
+        slots_used() - used,
+        1,
+        "one slot, the probe's: {:?}",
+        paywall.stats().slots_used
+    );
+    // The probe's answer closed the breaker.
+    assert!(!paywall.stats().figma_failing);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minute_long_outage_refuses_no_warm_paying_user_and_costs_figma_little() {
     const USERS: usize = 1000;
     const GROUPS: usize = 10;
@@ -163,17 +206,12 @@ async fn a_minute_long_outage_refuses_no_warm_paying_user_and_costs_figma_little
     let clock = MockClock::new();
     // A budget that keeps every user fresh when Figma answers: 1,000
     // answers of a minute each, refreshed in groups of 100 every 6 s.
-    let client = figma
-        .client_builder()
-        .clock(&clock)
-        .rate_limit(1200, 200)
-        .queue(256, Duration::from_millis(200))
-        .build()
-        .unwrap();
-    let paywall = Paywall::builder(client)
-        .paid_lifetime(Duration::from_secs(60))
-        .build()
-        .expect("the paywall builds");
+    let paywall = minute_paywall(
+        &figma,
+        &clock,
+        (1200, 200),
+        (256, Duration::from_millis(200)),
+    );
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     let ids: Vec<String> = (0..USERS).map(|i| format!("{}", 50_000 + i)).collect();
     for id in &ids {

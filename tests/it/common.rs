@@ -64,6 +64,28 @@ pub fn paywall_on(
         .expect("the paywall builds")
 }
 
+/// A paywall on `clock` with a budget of `per_minute` lookups (`burst` at
+/// once), at most `waiting` lookups waiting `max_wait` each for a slot, and
+/// PAID answers good for a minute.
+pub fn minute_paywall(
+    figma: &MockFigma,
+    clock: &MockClock,
+    (per_minute, burst): (u32, u32),
+    (waiting, max_wait): (usize, Duration),
+) -> Paywall {
+    let client = figma
+        .client_builder()
+        .clock(clock)
+        .rate_limit(per_minute, burst)
+        .queue(waiting, max_wait)
+        .build()
+        .unwrap();
+    Paywall::builder(client)
+        .paid_lifetime(Duration::from_secs(60))
+        .build()
+        .expect("the paywall builds")
+}
+
 /// An app whose handler echoes what the gate put on the request.
 pub fn echo_app() -> Router {
     Router::new().route(

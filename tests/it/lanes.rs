@@ -45,17 +45,7 @@ fn new_buyer(figma: &MockFigma, id: u32) -> String {
 fn a_slot_every_10_s() -> (MockFigma, MockClock, Paywall, axum::Router) {
     let figma = mock_elsewhere();
     let clock = MockClock::new();
-    let client = figma
-        .client_builder()
-        .clock(&clock)
-        .rate_limit(6, 1)
-        .queue(0, Duration::ZERO)
-        .build()
-        .unwrap();
-    let paywall = Paywall::builder(client)
-        .paid_lifetime(Duration::from_secs(60))
-        .build()
-        .expect("the paywall builds");
+    let paywall = minute_paywall(&figma, &clock, (6, 1), (0, Duration::ZERO));
     let app = echo_app().layer(RequirePaidLayer::new(&paywall, plugin()));
     (figma, clock, paywall, app)
 }
