@@ -15,7 +15,7 @@
 //! client's `ConnectInfo`), lookups over loopback HTTP to the mock.
 //!
 //! **The queue.** A real server holds a lookup for a slot of the budget
-//! (by default one slot and a second: 7 s at 10 a minute), and a freed slot
+//! (by default two slots and a second: 10 s at 10 a minute), and a freed slot
 //! goes to the first waiter of the highest lane. So does the gate here:
 //! every request is a task, and one that waits in the queue goes on
 //! waiting, by the day's clock (which wakes it when it moves), while the
@@ -518,8 +518,10 @@ async fn run_day(
             figma.set_status(&people[u].id, &plugin(), PaymentStatus::Unpaid);
             refunded.insert(u, (second, 0, gate.refund_bound()));
         }
-        // Lookups started in the background (refreshes) land within the
-        // second they started in, as they would in real time.
+        // What the move woke (lookups waiting for a slot, refresh-ahead in
+        // an idle slot) starts within this second, and lookups started in
+        // the background land within it, as they would in real time.
+        tokio::time::sleep(Duration::from_millis(1)).await;
         let settle = Instant::now();
         while gate.busy() && settle.elapsed() < Duration::from_millis(200) {
             tokio::time::sleep(Duration::from_millis(1)).await;

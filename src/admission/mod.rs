@@ -321,6 +321,14 @@ impl Admission {
         self.local.configured()
     }
 
+    /// How long until a slot no one else wants (one a refresh-ahead may
+    /// take) comes free in this process's budget: zero if one is free now.
+    /// With a budget shared by replicas, what they spent is only known when
+    /// a slot is asked for.
+    pub(crate) fn idle_slot_in(&self) -> Duration {
+        self.local.ready_in(Lane::RefreshAhead)
+    }
+
     /// How many lookups wait for a slot now.
     pub(crate) fn waiting(&self) -> usize {
         self.local.waiting()

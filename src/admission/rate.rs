@@ -393,6 +393,25 @@ impl LocalBudget {
         }
     }
 
+    /// How long until a call in `lane` could take a slot of this budget
+    /// without waiting: zero when it could now. While lookups wait for a
+    /// slot, or a 429's back-off runs, not before the next slot.
+    pub(super) fn ready_in(&self, lane: Lane) -> Duration {
+        let current = self.current();
+        let interval = current.rate.interval();
+        if let Some(left) = self.backing_off_for() {
+            return left.max(interval);
+        }
+        if !self.queue().is_empty() {
+            return interval;
+        }
+        let now = self.clock.now();
+        current
+            .gcra
+            .ready_at(lane.reserve(current.rate))
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
+    }
+
     pub(super) fn check_backoff(&self) -> Result<(), Error> {
         match self.backing_off_for() {
             Some(retry_after) => Err(Error::Throttled {

@@ -44,7 +44,8 @@ pub struct PaymentsClientBuilder {
     per_minute: u32,
     burst: u32,
     max_waiting: usize,
-    /// `None`: one slot of the budget and a second, within 2 to 10 s.
+    /// `None`: two slots of the budget and a second (one without bursts),
+    /// within 2 to 10 s.
     max_wait: Option<Duration>,
     clock: Clock,
 }
@@ -126,10 +127,12 @@ impl PaymentsClientBuilder {
     }
 
     /// How many lookups may wait for a budget slot at once (default 256) and
-    /// for how long (default: one slot of the budget and a second, within 2
-    /// to 10 s: 7.7 s on the default 9 a minute, 2.2 s on 50 a minute), so
-    /// that a caller who arrives just after a slot was taken gets the next
-    /// one instead of a refusal. Past either, a lookup fails at once with
+    /// for how long (default: two slots of the budget and a second, one slot
+    /// without bursts, within 2 to 10 s: 10 s on the default 9 a minute,
+    /// 3.4 s on 50 a minute). Slots no caller wants go to refresh-ahead, so
+    /// a caller often arrives just after a slot was taken: two callers who
+    /// arrive together then both get the next slots instead of a refusal.
+    /// Past either bound, a lookup fails at once with
     /// [`Error::Throttled`](crate::Error::Throttled) instead of hanging.
     pub fn queue(mut self, max_waiting: usize, max_wait: Duration) -> Self {
         self.max_waiting = max_waiting;
@@ -203,8 +206,9 @@ impl PaymentsClientBuilder {
                     },
                     self.max_waiting,
                     self.max_wait.unwrap_or_else(|| {
-                        (Duration::from_secs(60) / per_minute.get() + Duration::from_secs(1))
-                            .clamp(Duration::from_secs(2), Duration::from_secs(10))
+                        (Duration::from_secs(60) * burst.get().min(2) / per_minute.get()
+                            + Duration::from_secs(1))
+                        .clamp(Duration::from_secs(2), Duration::from_secs(10))
                     }),
                     self.clock.clone(),
                 ),
@@ -295,19 +299,23 @@ mod tests {
     #[test]
     fn a_caller_waits_for_the_next_slot_of_the_budget_by_default() {
         let token = || AccessToken::new("t").unwrap();
-        let wait = |per_minute| {
+        let wait = |per_minute, burst| {
             PaymentsClient::builder(token())
-                .rate_limit(per_minute, 1)
+                .rate_limit(per_minute, burst)
                 .build()
                 .unwrap()
                 .admission()
                 .max_wait()
         };
-        // One slot and a second, within 2 to 10 s.
-        assert_eq!(wait(10), Duration::from_secs(7));
-        assert_eq!(wait(50), Duration::from_millis(2_200));
-        assert_eq!(wait(600), Duration::from_secs(2));
-        assert_eq!(wait(1), Duration::from_secs(10));
+        // Without bursts, one slot and a second, within 2 to 10 s.
+        assert_eq!(wait(10, 1), Duration::from_secs(7));
+        assert_eq!(wait(50, 1), Duration::from_millis(2_200));
+        assert_eq!(wait(600, 1), Duration::from_secs(2));
+        assert_eq!(wait(1, 1), Duration::from_secs(10));
+        // With bursts, two slots and a second.
+        assert_eq!(wait(50, 5), Duration::from_millis(3_400));
+        assert_eq!(wait(30, 3), Duration::from_secs(5));
+        assert_eq!(wait(9, 3), Duration::from_secs(10));
         // Or as set.
         let set = PaymentsClient::builder(token())
             .rate_limit(10, 1)

@@ -4,13 +4,14 @@
 //!
 //! A buyer let in is noted (once a minute at most, with the question that
 //! asks about them again: their token or their user ID, in memory only,
-//! never in a tier or a log). Once a slot of the budget (60 s / the
-//! budget a minute), any request that passes through the paywall looks at
+//! never in a tier or a log). A task, started by the paywall's first
+//! lookup on its runtime, waits for a slot no one else wants (the budget
+//! whole but for it, and no lookup waiting), then asks Figma again about
 //! the oldest answer of a buyer active within
 //! [`ACTIVE_WINDOW`](crate::admission::ACTIVE_WINDOW) that is past its
-//! refresh point, and asks Figma again about it without waiting, in the
-//! refresh-ahead lane: it takes a slot only when the budget keeps one more
-//! for a buyer or a new caller, so it uses the slots no one else wants.
+//! refresh point, without waiting, in the refresh-ahead lane. So a slot
+//! left idle by the callers goes to a buyer's renewal even when no request
+//! comes, and never one a caller wants. The task ends with the paywall.
 //!
 //! Only answers that let their buyer in (PAID, TRIAL) are noted, so what a
 //! caller without one sends never spends a slot here.
@@ -18,8 +19,8 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
-        Mutex,
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -34,13 +35,27 @@ use crate::{
 /// noted until some go inactive).
 const MAX_NOTED: usize = 100_000;
 
+/// The longest the task sleeps when no answer is due: an answer becomes
+/// due no sooner than this after it is noted (a TRIAL answer's refresh
+/// point), but one cached before invalidations were lost is due at once.
+const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+
 /// Active buyers' questions, by the key of their answer.
 #[derive(Default)]
 pub(super) struct Ahead {
     noted: Mutex<HashMap<CacheKey, Noted>>,
-    /// When the next look may be made: milliseconds since the paywall
-    /// started.
-    next_ms: AtomicU64,
+    /// Whether the task was started.
+    started: AtomicBool,
+}
+
+/// The answer refresh-ahead renews next.
+enum Due {
+    /// This one now (its key, the question, when Figma gave it).
+    Now(CacheKey, Question, Instant),
+    /// None before then.
+    At(Instant),
+    /// None noted.
+    Nothing,
 }
 
 struct Noted {
@@ -79,43 +94,76 @@ impl Ahead {
 }
 
 impl Paywall {
-    /// Once a slot of the budget: asks Figma again about the oldest active
-    /// buyer's answer past its refresh point, if the budget has a slot no
-    /// one else wants. A load and a compare otherwise.
-    pub(super) fn refresh_ahead(&self, now: Instant) {
-        let inner = &self.inner;
-        let ahead = &inner.ahead;
-        let ms = |at: Instant| at.saturating_duration_since(inner.started).as_millis() as u64;
-        let next = ahead.next_ms.load(Ordering::Relaxed);
-        if ms(now) < next {
+    /// Starts the refresh-ahead task, once, on the runtime of the lookup
+    /// that calls it: a load on the hit path otherwise.
+    pub(super) fn start_refresh_ahead(&self) {
+        let ahead = &self.inner.ahead;
+        if ahead.started.load(Ordering::Relaxed) || ahead.started.swap(true, Ordering::AcqRel) {
             return;
         }
-        let admission = inner.client.admission();
-        let every = Duration::from_secs(60) / admission.rate().per_minute.max(1);
-        if ahead
-            .next_ms
-            .compare_exchange(next, ms(now + every), Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            ahead.started.store(false, Ordering::Release);
             return;
+        };
+        let paywall = Arc::downgrade(&self.inner);
+        let clock = self.inner.clock.clone();
+        runtime.spawn(async move {
+            loop {
+                // Listening for a mock clock's move before the look, so
+                // that one made meanwhile is not missed.
+                let moved = clock.moved();
+                tokio::pin!(moved);
+                let moved_already = futures_util::poll!(moved.as_mut()).is_ready();
+                let Some(inner) = paywall.upgrade() else {
+                    return;
+                };
+                let wait = Paywall { inner }.refresh_ahead(clock.now());
+                if !moved_already {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = moved => {}
+                    }
+                }
+            }
+        });
+    }
+
+    /// If a slot no one else wants is free, asks Figma again about the
+    /// oldest active buyer's answer past its refresh point. Returns how long
+    /// until the next look.
+    fn refresh_ahead(&self, now: Instant) -> Duration {
+        let admission = self.inner.client.admission();
+        let idle_in = admission.idle_slot_in();
+        if !idle_in.is_zero() {
+            return idle_in;
         }
-        let Some((key, question, fetched_at)) = self.oldest_due(now) else {
-            return;
-        };
-        let ask = Ask {
-            need: Need::RefreshAhead,
-            patience: Patience::None,
-            renews: Some(fetched_at),
-        };
-        drop(self.flight(key, Some(fetched_at), question, ask));
+        match self.oldest_due(now) {
+            Due::Now(key, question, fetched_at) => {
+                let ask = Ask {
+                    need: Need::RefreshAhead,
+                    patience: Patience::None,
+                    renews: Some(fetched_at),
+                };
+                drop(self.flight(key, Some(fetched_at), question, ask));
+                // The slot it took (if it found one) is spent by then.
+                admission.rate().interval()
+            }
+            // One look a slot at most.
+            Due::At(at) => at
+                .saturating_duration_since(now)
+                .clamp(admission.rate().interval(), LOOK_AT_LEAST_EVERY),
+            Due::Nothing => LOOK_AT_LEAST_EVERY,
+        }
     }
 
     /// The oldest answer of an active buyer past its refresh point and not
-    /// being asked about; forgets buyers no longer active and answers no
-    /// longer cached or no longer letting anyone in.
-    fn oldest_due(&self, now: Instant) -> Option<(CacheKey, Question, Instant)> {
+    /// being asked about, else when the next one will be; forgets buyers no
+    /// longer active and answers no longer cached or no longer letting
+    /// anyone in.
+    fn oldest_due(&self, now: Instant) -> Due {
         let inner = &self.inner;
         let mut oldest: Option<(CacheKey, Instant)> = None;
+        let mut next: Option<Instant> = None;
         let mut noted = inner.ahead.lock();
         let flights = inner.flights.keys();
         noted.retain(|key, n| {
@@ -128,13 +176,26 @@ impl Paywall {
             if !entry.grants() {
                 return false;
             }
-            let due = now >= inner.lifetimes.refresh_at(&entry) || entry.epoch != inner.epoch();
-            if due && !flights.contains(key) && oldest.is_none_or(|(_, at)| entry.fetched_at < at) {
-                oldest = Some((*key, entry.fetched_at));
+            let refresh_at = inner.lifetimes.refresh_at(&entry);
+            let due = now >= refresh_at || entry.epoch != inner.epoch();
+            // Due but asked about already: look again soon.
+            let due_at = if due { now } else { refresh_at };
+            if due && !flights.contains(key) {
+                if oldest.is_none_or(|(_, at)| entry.fetched_at < at) {
+                    oldest = Some((*key, entry.fetched_at));
+                }
+            } else {
+                next = Some(next.map_or(due_at, |n| n.min(due_at)));
             }
             true
         });
-        let (key, fetched_at) = oldest?;
-        Some((key, noted.get(&key)?.question.clone(), fetched_at))
+        match (
+            oldest.and_then(|(key, at)| Some((key, noted.get(&key)?.question.clone(), at))),
+            next,
+        ) {
+            (Some((key, question, at)), _) => Due::Now(key, question, at),
+            (None, Some(at)) => Due::At(at),
+            (None, None) => Due::Nothing,
+        }
     }
 }

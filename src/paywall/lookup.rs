@@ -132,7 +132,7 @@ impl Paywall {
         let inner = &self.inner;
         let lifetimes = &inner.lifetimes;
         let now = inner.clock.now();
-        self.refresh_ahead(now);
+        self.start_refresh_ahead();
         let Some(entry) = inner.cache.get(&key) else {
             return Err(None);
         };

@@ -58,11 +58,13 @@ async fn a_budget_set_too_high_earns_one_429_then_keeps_to_figmas() {
     figma.set_clock(&clock);
     // The token's real budget: a View seat, 10 a minute.
     figma.set_rate_limit(Some((10, 2, "starter", "low")));
-    // The app believes it has 60.
+    // The app believes it has 60. (A caller waits 2 s at most for a slot:
+    // by the real clock, as this test does not move the mock's meanwhile.)
     let client = figma
         .client_builder()
         .clock(&clock)
         .rate_limit(60, 10)
+        .queue(256, Duration::from_secs(2))
         .build()
         .unwrap();
     let paywall = Paywall::new(client.clone());

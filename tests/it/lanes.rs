@@ -50,6 +50,15 @@ fn a_slot_every_10_s() -> (MockFigma, MockClock, Paywall, axum::Router) {
     (figma, clock, paywall, app)
 }
 
+/// How many times Figma was asked about the user `id`.
+fn asked_about(figma: &MockFigma, id: &str) -> usize {
+    figma
+        .received_queries()
+        .iter()
+        .filter(|q| q.iter().any(|(k, v)| k == "user_id" && v == id))
+        .count()
+}
+
 #[tokio::test]
 async fn a_lone_client_gets_new_tokens_in_on_the_default_budget_and_never_a_share_refusal() {
     let figma = MockFigma::start().await.unwrap();
@@ -236,13 +245,7 @@ async fn an_active_buyers_answer_is_renewed_in_idle_slots_while_they_are_away() 
     for id in [here, away] {
         set(&figma, id, &plugin(), PaymentStatus::Paid);
     }
-    let asked_about = |id: &str| {
-        figma
-            .received_queries()
-            .iter()
-            .filter(|q| q.iter().any(|(k, v)| k == "user_id" && v == id))
-            .count()
-    };
+    let asked_about = |id: &str| asked_about(&figma, id);
     assert_eq!(call(&app, as_user(here)).await.status, 200);
     clock.advance(Duration::from_secs(15));
     assert_eq!(call(&app, as_user(away)).await.status, 200);
@@ -270,4 +273,41 @@ async fn an_active_buyers_answer_is_renewed_in_idle_slots_while_they_are_away() 
     assert_eq!(call(&app, as_user(away)).await.status, 200);
     assert_eq!(paywall.stats().unverified_served, 0);
     assert_eq!(asked_about(away), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_no_caller_takes_renews_an_answer_with_no_request_passing() {
+    // A slot every 10 s; refresh-ahead takes one only after the budget
+    // stood whole for a slot more. No request comes after the two buyers
+    // are let in, at 0 s and 15 s.
+    let (figma, clock, paywall, app) = a_slot_every_10_s();
+    let buyers = ["301", "302"];
+    for id in buyers {
+        set(&figma, id, &plugin(), PaymentStatus::Paid);
+    }
+    let asked_about = |id: &str| asked_about(&figma, id);
+    assert_eq!(call(&app, as_user(buyers[0])).await.status, 200);
+    clock.advance(Duration::from_secs(15));
+    assert_eq!(call(&app, as_user(buyers[1])).await.status, 200);
+    // Each answer is renewed in the first idle slot past its refresh
+    // point (48 s after it was fetched), before its end (60 s): the first
+    // at 50 s, the second at 70 s (the budget stood whole for a slot more
+    // again), while nobody asks.
+    for second in (20..=80).step_by(5) {
+        clock.advance(Duration::from_secs(5));
+        let renewed = [second >= 50, second >= 70].map(|r| 1 + usize::from(r));
+        eventually(&format!("renewals {renewed:?} by {second} s"), async || {
+            buyers.map(asked_about) == renewed
+        })
+        .await;
+    }
+    assert_eq!(paywall.stats().slots_used["refresh_ahead"], 2);
+    // Back, they are let in on answers the budget renewed, without a call.
+    for id in buyers {
+        let reply = call(&app, as_user(id)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["stale"], false, "{}", reply.body);
+    }
+    assert_eq!(paywall.stats().unverified_served, 0);
+    assert_eq!(figma.payment_requests(), 4);
 }

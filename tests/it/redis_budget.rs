@@ -22,7 +22,12 @@ async fn a_shared_budget_redis_lost_starts_spent() {
     // second for its slot, the second two (past the 2 s a lookup waits),
     // and the rest are refused without a call to Figma.
     let tier = RedisTier::builder(&url).prefix(&prefix).build().unwrap();
-    let client = figma.client_builder().rate_limit(60, 5).build().unwrap();
+    let client = figma
+        .client_builder()
+        .rate_limit(60, 5)
+        .queue(256, Duration::from_secs(2))
+        .build()
+        .unwrap();
     let paywall = Paywall::builder(client)
         .redis(tier)
         .build()
