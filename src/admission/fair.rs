@@ -11,6 +11,12 @@
 //! [`PaywallBuilder::client_share`](crate::PaywallBuilder::client_share)
 //! sets a floor under every client's share.
 //!
+//! **A place kept.** A client whose cold lookup found no slot in time
+//! (`503 rate_limited`) keeps its place in the queue for ten minutes: its
+//! next cold lookup queues from when the refused one did, ahead of those
+//! who came after it, so a caller who retries is not sent to the back.
+//! It orders the lane, never widens a share.
+//!
 //! **Suspects.** What Figma said of a client's cold lookups lately (its
 //! counts halve every 30 minutes) gives the share of them it refused.
 //! That share of the client's cold lookups waits for slots no one else
@@ -65,6 +71,10 @@ const WATER_FILL_UP_TO: usize = 1024;
 /// How often the whole table forgets clients it has not heard from.
 const TIDY_EVERY: u64 = 256;
 
+/// How long a client whose cold lookup found no slot keeps its place in
+/// the queue for its next one (a caller gives up on a visit about then).
+const PLACE_KEPT_FOR: Duration = Duration::from_secs(10 * 60);
+
 /// What a cold lookup may take: its lane, and what let it in there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Grant {
@@ -90,6 +100,9 @@ pub(super) struct Clients {
     recent: Mutex<HashMap<ClientKey, VecDeque<Instant>>>,
     /// What Figma said of each client's cold lookups in the last hour.
     records: Cache<ClientKey, Arc<Mutex<Record>>>,
+    /// When a client's cold lookup first found no slot in time, until one
+    /// of its cold lookups gets one: its next ones queue from then.
+    waiting_since: Cache<ClientKey, Instant>,
     /// A floor under each client's share, a minute (0: none).
     floor: AtomicU32,
     asked: AtomicU64,
@@ -150,6 +163,10 @@ impl Clients {
             records: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(SUSPECT_FOR)
+                .build(),
+            waiting_since: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(PLACE_KEPT_FOR)
                 .build(),
             floor: AtomicU32::new(0),
             asked: AtomicU64::new(0),
@@ -229,10 +246,27 @@ impl Clients {
         })
     }
 
+    /// Where `client`'s cold lookup queues in its lane: from when one of
+    /// its cold lookups first found no slot in time, if one did lately, so
+    /// that a caller refused for the budget who comes back is served before
+    /// those who came after them; else from `now`.
+    pub(super) fn queues_from(&self, client: &ClientKey, now: Instant) -> Instant {
+        self.waiting_since
+            .get(client)
+            .filter(|&since| now.saturating_duration_since(since) < PLACE_KEPT_FOR)
+            .unwrap_or(now)
+    }
+
+    /// `client`'s cold lookup, queued from `since`, found no slot in time.
+    pub(super) fn found_no_slot(&self, client: &ClientKey, since: Instant) {
+        self.waiting_since.entry(*client).or_insert(since);
+    }
+
     /// `client`'s cold lookup got its slot: it counts against its share,
     /// and spends what let it in the new callers' lane.
     pub(super) fn took(&self, client: &ClientKey, grant: Grant) {
         let now = self.clock.now();
+        self.waiting_since.invalidate(client);
         if grant.lane == Lane::NewCaller {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
             recent.entry(*client).or_default().push_back(now);

@@ -250,8 +250,23 @@ impl Admission {
             }
             None => {
                 let queued = ask.patience == Patience::Caller;
-                let order = ask.renews.unwrap_or_else(|| self.clock.now());
-                self.local.acquire(lane, order, patience, queued).await
+                let now = self.clock.now();
+                let order = match (&cold, ask.renews) {
+                    (_, Some(renews)) => renews,
+                    (Some((client, _)), None) => self.clients.queues_from(client, now),
+                    (None, None) => now,
+                };
+                let result = self.local.acquire(lane, order, patience, queued).await;
+                if let (Err(Error::Throttled { reason, .. }), Some((client, _))) = (&result, &cold)
+                {
+                    if matches!(
+                        reason,
+                        ThrottleReason::BudgetExhausted | ThrottleReason::QueueFull
+                    ) {
+                        self.clients.found_no_slot(client, order);
+                    }
+                }
+                result
             }
         };
         self.report.counted(lane, result.is_ok());
@@ -362,5 +377,78 @@ impl Admission {
     /// once a minute).
     pub(crate) fn warn_exhausted(&self) -> bool {
         self.local.warn_exhausted()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mock::MockClock;
+
+    fn cold(client: &str) -> Ask {
+        Ask {
+            need: Need::Cold {
+                client: Some(ClientKey::from_bytes(client)),
+            },
+            patience: Patience::Caller,
+            renews: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_refused_for_the_budget_comes_back_ahead_of_those_who_came_after() {
+        // A slot every 10 s (a new caller's 2.5 s after it, its reserve);
+        // a caller waits 10 s at most.
+        let clock = MockClock::new();
+        let rate = Rate {
+            per_minute: 6,
+            burst: 1,
+        };
+        let admission = Arc::new(Admission::new(
+            rate,
+            8,
+            Duration::from_secs(10),
+            clock.clock(),
+        ));
+        assert!(matches!(
+            admission.admit(cold("a"), None).await,
+            Ok(Lane::NewCaller)
+        ));
+        // The next slot is 12.5 s away: refused at once.
+        let refused = admission.admit(cold("b"), None).await;
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Throttled {
+                    reason: ThrottleReason::BudgetExhausted,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        // Another caller arrives and waits for it, then the refused one
+        // comes back: it is served first, the other is refused.
+        let ask = |client: &'static str| {
+            let admission = admission.clone();
+            tokio::spawn(async move { admission.admit(cold(client), None).await })
+        };
+        clock.advance(Duration::from_secs(3));
+        let waiting = async |n: usize| {
+            let since = std::time::Instant::now();
+            while admission.waiting() < n {
+                assert!(since.elapsed() < Duration::from_secs(5), "not queued");
+                tokio::task::yield_now().await;
+            }
+        };
+        let later = ask("c");
+        waiting(1).await;
+        clock.advance(Duration::from_secs(1));
+        let back = ask("b");
+        waiting(2).await;
+        clock.advance(Duration::from_secs(9));
+        assert!(matches!(back.await.unwrap(), Ok(Lane::NewCaller)));
+        assert!(later.await.unwrap().is_err());
     }
 }

@@ -113,7 +113,10 @@ impl Paywall {
                 // that one made meanwhile is not missed.
                 let moved = clock.moved();
                 tokio::pin!(moved);
-                let moved_already = futures_util::poll!(moved.as_mut()).is_ready();
+                let moved_already = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(std::future::Future::poll(moved.as_mut(), cx).is_ready())
+                })
+                .await;
                 let Some(inner) = paywall.upgrade() else {
                     return;
                 };
