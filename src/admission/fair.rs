@@ -11,11 +11,13 @@
 //! [`PaywallBuilder::client_share`](crate::PaywallBuilder::client_share)
 //! sets a floor under every client's share.
 //!
-//! **A place kept.** A client whose cold lookup found no slot in time
-//! (`503 rate_limited`) keeps its place in the queue for ten minutes: its
-//! next cold lookup queues from when the refused one did, ahead of those
-//! who came after it, so a caller who retries is not sent to the back.
-//! It orders the lane, never widens a share.
+//! **A place kept.** A client whose cold lookup in the new callers' lane
+//! found no slot in time (`503 rate_limited`) keeps its place in the
+//! queue for ten minutes: its next one queues from when the refused one
+//! did (but never more than one wait, `max_wait`, ahead of now), before
+//! those who came after it, so a caller who retries is not sent to the
+//! back. It orders the lane, never widens a share; the budget replicas
+//! share through Redis has no queue, and ignores it.
 //!
 //! **Suspects.** What Figma said of a client's cold lookups lately (its
 //! counts halve every 30 minutes) gives the share of them it refused.

@@ -251,20 +251,27 @@ impl Admission {
             None => {
                 let queued = ask.patience == Patience::Caller;
                 let now = self.clock.now();
-                let order = match (&cold, ask.renews) {
+                // A new caller refused for the budget lately queues from
+                // then, but never more than one wait ahead of now.
+                let kept = cold.as_ref().filter(|_| lane == Lane::NewCaller);
+                let order = match (kept, ask.renews) {
                     (_, Some(renews)) => renews,
-                    (Some((client, _)), None) => self.clients.queues_from(client, now),
+                    (Some((client, _)), None) => {
+                        let floor = now.checked_sub(self.local.max_wait).unwrap_or(now);
+                        self.clients.queues_from(client, now).max(floor)
+                    }
                     (None, None) => now,
                 };
                 let result = self.local.acquire(lane, order, patience, queued).await;
-                if let (Err(Error::Throttled { reason, .. }), Some((client, _))) = (&result, &cold)
+                if let (
+                    Err(Error::Throttled {
+                        reason: ThrottleReason::BudgetExhausted,
+                        ..
+                    }),
+                    Some((client, _)),
+                ) = (&result, kept)
                 {
-                    if matches!(
-                        reason,
-                        ThrottleReason::BudgetExhausted | ThrottleReason::QueueFull
-                    ) {
-                        self.clients.found_no_slot(client, order);
-                    }
+                    self.clients.found_no_slot(client, order);
                 }
                 result
             }

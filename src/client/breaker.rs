@@ -14,8 +14,9 @@
 //!   callers through. After a cool-down (5 s, doubled by each failed probe up
 //!   to 30 s) one lookup goes through as a probe: any answer from Figma
 //!   closes the breaker, a failure opens it again. The probe is claimed
-//!   before a slot of the budget is taken ([`Breaker::claim`]), so while it
-//!   is under way no other lookup spends a slot on a call that would be
+//!   before a slot of the budget is taken ([`Breaker::claim`]) and takes
+//!   one at once or gives the probe back, so while it is under way no
+//!   lookup that claims after it spends a slot on a call that would be
 //!   refused.
 //!
 //! Figma's 429 is an answer, not a failure: the back-off handles it.
@@ -130,13 +131,29 @@ impl Breaker {
 
     /// Counts a call's outcome. Returns whether `GET /v1/me` should now be
     /// asked whether Figma is failing.
-    pub(super) fn record(&self, failed: bool, pass: Pass, now: Instant) -> bool {
+    #[cfg(test)]
+    fn record(&self, failed: bool, pass: Pass, now: Instant) -> bool {
+        self.record_probe(failed, pass, None, now)
+    }
+
+    /// [`record`](Self::record), for a probe let through at `probe_at`: a
+    /// probe replaced since (it outlived the timeout) reports as any call
+    /// would, and leaves its successor the probe.
+    fn record_probe(
+        &self,
+        failed: bool,
+        pass: Pass,
+        probe_at: Option<Instant>,
+        now: Instant,
+    ) -> bool {
         let mut state = self.lock();
         if let Some(open) = &mut state.open {
+            let still_the_probe =
+                pass == Pass::Probe && probe_at.is_none_or(|at| open.probing_since == Some(at));
             if !failed {
                 tracing::info!("Figma answers again: lookups go to Figma again");
                 *state = State::default();
-            } else if pass == Pass::Probe {
+            } else if still_the_probe {
                 open.cool_down = (open.cool_down * 2).min(MAX_COOL_DOWN);
                 open.until = later(now, open.cool_down);
                 open.probing_since = None;
@@ -238,10 +255,18 @@ impl Claim<'_> {
         self.pass
     }
 
+    /// Whether the call is the probe of an open breaker: it must take a
+    /// slot of the budget at once or give the probe back, never hold off
+    /// every other lookup while it waits for one.
+    pub(crate) fn is_probe(&self) -> bool {
+        self.pass == Pass::Probe
+    }
+
     /// Counts the call's outcome ([`Breaker::record`]).
     pub(super) fn record(mut self, failed: bool, now: Instant) -> bool {
         self.reported = true;
-        self.breaker.record(failed, self.pass, now)
+        self.breaker
+            .record_probe(failed, self.pass, Some(self.at), now)
     }
 }
 
@@ -376,6 +401,19 @@ mod tests {
         assert!(breaker.claim(after + TIMEOUT, TIMEOUT).is_err());
         drop(second);
         assert!(breaker.claim(after + TIMEOUT, TIMEOUT).is_ok());
+    }
+
+    #[test]
+    fn a_replaced_probe_that_fails_late_leaves_its_successor_the_probe() {
+        let breaker = Breaker::default();
+        let t = Instant::now();
+        breaker.confirm(true, t);
+        let after = t + COOL_DOWN;
+        let first = breaker.claim(after, TIMEOUT).unwrap();
+        let _second = breaker.claim(after + TIMEOUT, TIMEOUT).unwrap();
+        // The first one's failure comes in: it does not free the probe.
+        assert!(!first.record(true, after + TIMEOUT));
+        assert_eq!(breaker.claim(after + TIMEOUT, TIMEOUT).err(), Some(TIMEOUT));
     }
 
     #[test]

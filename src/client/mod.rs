@@ -52,7 +52,7 @@ use self::{
 };
 pub(crate) use self::{breaker::Claim, health::Health, question::Question};
 use crate::{
-    admission::{Admission, Ask},
+    admission::{Admission, Ask, Patience},
     clock::Clock,
     error::{ConfigError, Error, RateLimit, ThrottleReason},
     AccessToken, PaymentInformation, PluginPaymentToken, Resource, UserId,
@@ -161,7 +161,11 @@ impl PaymentsClient {
     /// Asks within the budget, waiting for a slot as a caller would.
     async fn ask_within_budget(&self, question: &Question) -> Result<PaymentInformation, Error> {
         let claim = self.claim_call()?;
-        self.inner.admission.admit(Ask::DIRECT, None).await?;
+        let mut ask = Ask::DIRECT;
+        if claim.is_probe() {
+            ask.patience = Patience::None;
+        }
+        self.inner.admission.admit(ask, None).await?;
         self.ask(question, claim).await
     }
 

@@ -20,7 +20,7 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, Weak,
     },
     time::{Duration, Instant},
 };
@@ -35,10 +35,10 @@ use crate::{
 /// noted until some go inactive).
 const MAX_NOTED: usize = 100_000;
 
-/// The longest the task sleeps when no answer is due: an answer becomes
-/// due no sooner than this after it is noted (a TRIAL answer's refresh
-/// point), but one cached before invalidations were lost is due at once.
-const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+/// The longest the task sleeps: a buyer noted meanwhile (whose answer,
+/// read from a tier after a restart, may be due at once), a back-off that
+/// ends, or a dropped paywall is noticed within this.
+const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 
 /// Active buyers' questions, by the key of their answer.
 #[derive(Default)]
@@ -93,6 +93,17 @@ impl Ahead {
     }
 }
 
+/// Marks the refresh-ahead task not started when it ends.
+struct Restart(Weak<super::Inner>);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.ahead.started.store(false, Ordering::Release);
+        }
+    }
+}
+
 impl Paywall {
     /// Starts the refresh-ahead task, once, on the runtime of the lookup
     /// that calls it: a load on the hit path otherwise.
@@ -108,6 +119,9 @@ impl Paywall {
         let paywall = Arc::downgrade(&self.inner);
         let clock = self.inner.clock.clone();
         runtime.spawn(async move {
+            // If the runtime ends the task (a lookup on a short-lived
+            // runtime started it), the next lookup starts it again.
+            let _restart = Restart(paywall.clone());
             loop {
                 // Listening for a mock clock's move before the look, so
                 // that one made meanwhile is not missed.
@@ -120,7 +134,9 @@ impl Paywall {
                 let Some(inner) = paywall.upgrade() else {
                     return;
                 };
-                let wait = Paywall { inner }.refresh_ahead(clock.now());
+                let wait = Paywall { inner }
+                    .refresh_ahead(clock.now())
+                    .min(LOOK_AT_LEAST_EVERY);
                 if !moved_already {
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
