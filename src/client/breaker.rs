@@ -255,13 +255,6 @@ impl Claim<'_> {
         self.pass
     }
 
-    /// Whether the call is the probe of an open breaker: it must take a
-    /// slot of the budget at once or give the probe back, never hold off
-    /// every other lookup while it waits for one.
-    pub(crate) fn is_probe(&self) -> bool {
-        self.pass == Pass::Probe
-    }
-
     /// Counts the call's outcome ([`Breaker::record`]).
     pub(super) fn record(mut self, failed: bool, now: Instant) -> bool {
         self.reported = true;

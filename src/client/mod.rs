@@ -52,7 +52,7 @@ use self::{
 };
 pub(crate) use self::{breaker::Claim, health::Health, question::Question};
 use crate::{
-    admission::{Admission, Ask, Patience},
+    admission::{Admission, Ask, Patience, SharedBudget},
     clock::Clock,
     error::{ConfigError, Error, RateLimit, ThrottleReason},
     AccessToken, PaymentInformation, PluginPaymentToken, Resource, UserId,
@@ -98,6 +98,14 @@ struct Inner {
     calls: AtomicU64,
     latency_micros: AtomicU64,
     clock: Clock,
+}
+
+/// Figma is failing: no call until `retry_after` (the breaker's probe).
+fn figma_failing(retry_after: Duration) -> Error {
+    Error::Throttled {
+        retry_after,
+        reason: ThrottleReason::FigmaFailing,
+    }
 }
 
 impl PaymentsClient {
@@ -160,31 +168,35 @@ impl PaymentsClient {
 
     /// Asks within the budget, waiting for a slot as a caller would.
     async fn ask_within_budget(&self, question: &Question) -> Result<PaymentInformation, Error> {
-        let claim = self.claim_call()?;
-        let mut ask = Ask::DIRECT;
-        if claim.is_probe() {
-            ask.patience = Patience::None;
-        }
-        self.inner.admission.admit(ask, None).await?;
+        let claim = self.admit_call(Ask::DIRECT, None).await?;
         self.ask(question, claim).await
     }
 
-    /// The circuit breaker's leave to call Figma, claimed before a slot of
-    /// the budget is spent on the call: while Figma is failing, only the
-    /// breaker's probe takes a slot, and every other lookup fails at once.
-    pub(crate) fn claim_call(&self) -> Result<Claim<'_>, Error> {
+    /// Leave to call Figma for `ask`: the circuit breaker's first, then a
+    /// slot of the budget (of the budget `shared` by replicas, if there is
+    /// one). While Figma is failing only the breaker's probe takes a slot,
+    /// and every other lookup fails at once; the probe takes a slot now or
+    /// gives the probe back, never holding the others off while it waits.
+    pub(crate) async fn admit_call(
+        &self,
+        ask: Ask,
+        shared: Option<&dyn SharedBudget>,
+    ) -> Result<Claim<'_>, Error> {
         let inner = &self.inner;
-        inner
+        let claim = inner
             .breaker
             .claim(inner.clock.now(), inner.timeout)
-            .map_err(|retry_after| Error::Throttled {
-                retry_after,
-                reason: ThrottleReason::FigmaFailing,
-            })
+            .map_err(figma_failing)?;
+        let mut ask = ask;
+        if claim.pass() == Pass::Probe {
+            ask.patience = Patience::None;
+        }
+        inner.admission.admit(ask, shared).await?;
+        Ok(claim)
     }
 
-    /// Asks `GET /v1/payments` with the breaker's leave ([`claim_call`](Self::claim_call))
-    /// and a slot of the budget ([`Admission::admit`]) taken.
+    /// Asks `GET /v1/payments` with the leave [`admit_call`](Self::admit_call)
+    /// gave.
     pub(crate) async fn ask(
         &self,
         question: &Question,
@@ -195,10 +207,7 @@ impl PaymentsClient {
         // The breaker may have opened while this lookup waited for a slot.
         if claim.pass() == Pass::Call {
             if let Some(retry_after) = self.figma_failing_for() {
-                return Err(Error::Throttled {
-                    retry_after,
-                    reason: ThrottleReason::FigmaFailing,
-                });
+                return Err(figma_failing(retry_after));
             }
         }
         let result = match self.send(url, question.secret()).await {

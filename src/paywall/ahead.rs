@@ -27,7 +27,7 @@ use std::{
 
 use super::{key::CacheKey, Paywall};
 use crate::{
-    admission::{Ask, Need, Patience, ACTIVE_WINDOW},
+    admission::{Need, ACTIVE_WINDOW},
     client::Question,
 };
 
@@ -158,12 +158,7 @@ impl Paywall {
         }
         match self.oldest_due(now) {
             Due::Now(key, question, fetched_at) => {
-                let ask = Ask {
-                    need: Need::RefreshAhead,
-                    patience: Patience::None,
-                    renews: Some(fetched_at),
-                };
-                drop(self.flight(key, Some(fetched_at), question, ask));
+                self.renew_behind(key, fetched_at, question, Need::RefreshAhead);
                 // The slot it took (if it found one) is spent by then.
                 admission.rate().interval()
             }

@@ -164,13 +164,26 @@ impl Paywall {
             && !entry.refreshing.swap(true, Ordering::AcqRel)
         {
             inner.stats.refreshes.add();
-            let ask = Ask {
-                need: Need::RefreshAhead,
-                patience: Patience::None,
-                renews: Some(entry.fetched_at),
-            };
-            drop(self.flight(key, Some(entry.fetched_at), question(), ask));
+            self.renew_behind(key, entry.fetched_at, question(), Need::RefreshAhead);
         }
+    }
+
+    /// Asks Figma again about the answer at `key` (given at `fetched_at`)
+    /// in the background, in `need`'s lane, for a slot now or not at all:
+    /// no caller waits on it.
+    pub(super) fn renew_behind(
+        &self,
+        key: CacheKey,
+        fetched_at: Instant,
+        question: Question,
+        need: Need,
+    ) {
+        let ask = Ask {
+            need,
+            patience: Patience::None,
+            renews: Some(fetched_at),
+        };
+        drop(self.flight(key, Some(fetched_at), question, ask));
     }
 
     /// Counts the buyer of a PAID/TRIAL answer as active, and notes their
@@ -237,12 +250,7 @@ impl Paywall {
                 } else {
                     Need::RefreshAhead
                 };
-                let ask = Ask {
-                    need,
-                    patience: Patience::None,
-                    renews: Some(entry.fetched_at),
-                };
-                drop(self.flight(key, Some(entry.fetched_at), question(), ask));
+                self.renew_behind(key, entry.fetched_at, question(), need);
                 tracing::trace!(
                     left_secs = until.saturating_duration_since(now).as_secs(),
                     "a buyer let in while their answer's refresh waits"

@@ -364,14 +364,7 @@ impl Inner {
         ask: Ask,
         shared: Option<&dyn SharedBudget>,
     ) -> Fetched {
-        // Spend no slot while this replica knows Figma is failing, but for
-        // the breaker's probe, claimed before its slot is taken.
-        let claim = self.client.claim_call()?;
-        let mut ask = ask;
-        if claim.is_probe() {
-            ask.patience = Patience::None;
-        }
-        self.client.admission().admit(ask, shared).await?;
+        let claim = self.client.admit_call(ask, shared).await?;
         let info = self.client.ask(question, claim).await?;
         Ok((info, self.clock.now()))
     }
