@@ -138,6 +138,24 @@ async fn a_website_signs_visitors_in_and_shows_non_buyers_the_paywall() {
         assert!(html.contains(part), "no {part:?} in {html}");
     }
     assert!(!html.contains("<Icons>"), "the product name is escaped");
+    // The page's links stay on the site whatever path was asked for: a
+    // network-path reference (`//evil.example/x`) is not a way off it.
+    let html = paywall_page(&http, &format!("{}//evil.example/x", gateway.base), &other).await;
+    assert!(
+        html.contains("id=\"refresh\" href=\"/evil.example/x\""),
+        "{html}"
+    );
+    assert!(!html.contains("href=\"//"), "{html}");
+    let to_sign_in = http
+        .get(format!("{}//evil.example/x", gateway.base))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        location(&to_sign_in),
+        "/auth/login?next=%2Fevil.example%2Fx"
+    );
     // An API client gets Figma's envelope, not a page.
     let response = http.get(&page).header(COOKIE, &other).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);

@@ -20,10 +20,6 @@ pub(crate) const RESOURCE_TYPE: HeaderName = HeaderName::from_static("x-figma-re
 /// let the caller in.
 pub(crate) const ANSWER_AGE: HeaderName = HeaderName::from_static("x-figma-answer-age");
 
-/// Every header that names the caller to what is behind the gateway.
-pub(crate) const IDENTITY_HEADERS: [HeaderName; 4] =
-    [USER_ID, PAYMENT_STATUS, RESOURCE_ID, RESOURCE_TYPE];
-
 /// Names the caller in `headers`.
 pub(crate) fn identity_headers(info: &PaymentInformation, headers: &mut HeaderMap) {
     for (name, value) in [
@@ -55,15 +51,23 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// The forwarding headers: set by the gateway, or passed on from a proxy it
-/// trusts.
+/// The forwarding headers besides `X-Forwarded-*`: set by the gateway, or
+/// passed on from a proxy it trusts. The original-URL headers are among
+/// them because some frameworks route by them.
 const FORWARDING: [HeaderName; 5] = [
-    X_FORWARDED_FOR,
-    X_FORWARDED_PROTO,
-    X_FORWARDED_HOST,
     header::FORWARDED,
     X_REAL_IP,
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
 ];
+
+/// Whether `name` is a forwarding header as the gateway or a proxy spells
+/// it: any `X-Forwarded-*` (`-For`, `-Proto`, `-Host`, `-Port`, `-Prefix`,
+/// ...) or one of [`FORWARDING`].
+fn forwarding(name: &HeaderName) -> bool {
+    name.as_str().starts_with("x-forwarded-") || FORWARDING.contains(name)
+}
 
 /// The items of the list-valued header `name` (RFC 9110, 5.6.1): every
 /// value's comma-separated items, trimmed, empty ones left out.
@@ -94,24 +98,21 @@ pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap) {
 fn spoofs(name: &HeaderName) -> bool {
     // Header names are lower case; `_` reads as `-`. No allocation: this
     // runs for every header of every request.
-    let same = |ours: &str| {
-        let (a, b) = (name.as_str().as_bytes(), ours.as_bytes());
-        a.len() == b.len()
+    let name = name.as_str().as_bytes();
+    let like = |a: &[u8], ours: &[u8]| {
+        a.len() == ours.len()
             && a.iter()
-                .zip(b)
+                .zip(ours)
                 .all(|(&x, &y)| x == y || (x == b'_' && y == b'-'))
     };
-    let prefix = name.as_str().as_bytes().get(..8).is_some_and(|p| {
-        p.iter()
-            .zip(b"x-figma-")
-            .all(|(&x, &y)| x == y || (x == b'_' && y == b'-'))
-    });
-    prefix
-        || IDENTITY_HEADERS
+    let starts_like = |prefix: &[u8]| name.get(..prefix.len()).is_some_and(|p| like(p, prefix));
+    // Every X-Figma-* header is the gateway's (the identity, the answer's
+    // age), every X-Forwarded-* a proxy's.
+    starts_like(b"x-figma-")
+        || starts_like(b"x-forwarded-")
+        || FORWARDING
             .iter()
-            .chain([&ANSWER_AGE])
-            .chain(&FORWARDING)
-            .any(|ours| same(ours.as_str()))
+            .any(|ours| like(name, ours.as_str().as_bytes()))
 }
 
 /// The proxies whose forwarding headers are passed on.
@@ -133,9 +134,10 @@ pub(crate) fn request_headers(headers: &mut HeaderMap, peer: IpAddr, trusted: &T
     let host = headers.get(header::HOST).cloned();
     let from_proxy = trusted.trusts(&peer);
     let said: Vec<(HeaderName, HeaderValue)> = if from_proxy {
-        FORWARDING
+        headers
             .iter()
-            .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
+            .filter(|(name, _)| forwarding(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
             .collect()
     } else {
         Vec::new()
@@ -147,11 +149,12 @@ pub(crate) fn request_headers(headers: &mut HeaderMap, peer: IpAddr, trusted: &T
         headers.remove(name);
     }
     for (name, value) in said {
-        headers.insert(name, value);
+        headers.append(name, value);
     }
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {peer}"),
-        None => peer.to_string(),
+    let earlier: Vec<&str> = list_items(headers, X_FORWARDED_FOR).collect();
+    let forwarded_for = match earlier.is_empty() {
+        false => format!("{}, {peer}", earlier.join(", ")),
+        true => peer.to_string(),
     };
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(X_FORWARDED_FOR, value);
@@ -165,16 +168,36 @@ pub(crate) fn request_headers(headers: &mut HeaderMap, peer: IpAddr, trusted: &T
 }
 
 /// Whether `uri`'s path climbs (a `.` or `..` segment, percent-encoded or
-/// not): refused, so that `--upstream http://host/app` never serves
-/// `/app/../admin`.
+/// not, between separators `/` or `\\`, percent-encoded or not): refused,
+/// so that `--upstream http://host/app` never serves `/app/../admin`, nor
+/// `/app/..%2fadmin` to an upstream that decodes before it splits.
 pub(crate) fn climbs(uri: &Uri) -> bool {
-    uri.path().split(['/', '\\']).any(is_dot_segment)
+    let path = uri.path().as_bytes();
+    let mut segment = 0;
+    let mut at = 0;
+    while at < path.len() {
+        let separator = match &path[at..] {
+            [b'/' | b'\\', ..] => 1,
+            [b'%', b'2', b'f' | b'F', ..] | [b'%', b'5', b'c' | b'C', ..] => 3,
+            _ => 0,
+        };
+        if separator == 0 {
+            at += 1;
+            continue;
+        }
+        if is_dot_segment(&path[segment..at]) {
+            return true;
+        }
+        at += separator;
+        segment = at;
+    }
+    is_dot_segment(&path[segment..])
 }
 
 /// Whether `segment` is `.` or `..`, each dot spelt `.` or `%2e` in either
 /// case. No allocation: this runs for every segment of every request.
-fn is_dot_segment(segment: &str) -> bool {
-    let mut rest = segment.as_bytes();
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let mut rest = segment;
     let mut dots = 0;
     while !rest.is_empty() {
         rest = match rest {
@@ -284,6 +307,10 @@ mod tests {
             ("x-real-ip", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
             ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-port", "8443"),
+            ("x_forwarded_prefix", "/admin"),
+            ("x-original-url", "/admin"),
+            ("x_rewrite_url", "/admin"),
             ("accept", "text/html"),
         ]);
         request_headers(&mut h, "203.0.113.7".parse().unwrap(), &loopback());
@@ -310,10 +337,16 @@ mod tests {
             ("x-forwarded-for", "198.51.100.1"),
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "docs.example.com"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-for", "10.0.0.2"),
             ("x-figma-user-id", "5"),
+            ("x_forwarded_port", "1"),
         ]);
         request_headers(&mut h, "127.0.0.1".parse().unwrap(), &loopback());
-        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 10.0.0.2, 127.0.0.1");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert!(h.get("x_forwarded_port").is_none());
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "docs.example.com");
         assert!(h.get("x-figma-user-id").is_none());
@@ -328,10 +361,23 @@ mod tests {
             "/%2E./x",
             "/a/..",
             "/a\\..\\b",
+            "/a/..%2fadmin",
+            "/a%2F..%2Fadmin",
+            "/a%5c..%5Cadmin",
+            "/%2e%2e%2fadmin",
         ] {
             assert!(climbs(&path.parse().unwrap()), "{path}");
         }
-        for path in ["/", "/a/b.c", "/...", "/a..b/", "/.well-known/x"] {
+        for path in [
+            "/",
+            "/a/b.c",
+            "/...",
+            "/a..b/",
+            "/.well-known/x",
+            "/a%2fb",
+            "/..%2",
+            "/a.%2f.b",
+        ] {
             assert!(!climbs(&path.parse().unwrap()), "{path}");
         }
     }
