@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 mod layer;
 mod routes;
 mod session;
@@ -116,31 +117,9 @@ struct Config {
     http: reqwest::Client,
     /// The states of flows already come back: a flow is accepted once.
     used_flows: moka::sync::Cache<String, ()>,
-    /// Token exchanges at Figma, at most so many a minute.
-    exchanges: Exchanges,
-}
-
-/// The budget of token exchanges with the app's client credentials: the
-/// admission's GCRA, `per_minute` in bursts of a third of it (at least 5).
-#[derive(Debug)]
-struct Exchanges(std::sync::Mutex<crate::admission::Gcra>);
-
-impl Exchanges {
-    fn new(per_minute: u32) -> Self {
-        let per_minute = per_minute.max(1);
-        Self(std::sync::Mutex::new(crate::admission::Gcra::new(
-            crate::admission::Rate {
-                per_minute,
-                burst: (per_minute / 3).max(5),
-            },
-        )))
-    }
-
-    /// Takes one, or says how long until one is free.
-    fn take(&self) -> Result<(), Duration> {
-        let mut gcra = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        gcra.take(std::time::Instant::now(), 0.0)
-    }
+    /// Token exchanges at Figma and sign-ins begun, for the replica and
+    /// for each client.
+    sign_ins: budget::SignIns,
 }
 
 impl fmt::Debug for FigmaLogin {
@@ -179,6 +158,7 @@ pub struct LoginBuilder {
     session_lifetime: Duration,
     session_version: u32,
     sign_ins_per_minute: u32,
+    client_key: Option<Arc<dyn crate::identity::ClientKeySource>>,
     #[cfg(feature = "redis")]
     redis: Option<crate::redis::RedisTier>,
 }
@@ -268,6 +248,31 @@ impl LoginBuilder {
         self
     }
 
+    /// Tells clients apart by `source`, for what each may spend of
+    /// sign-ins: a fifth of [`sign_ins_per_minute`](Self::sign_ins_per_minute)
+    /// (at least 3 a minute) of token exchanges, and twice that of sign-ins
+    /// begun, so that one client cannot lock everyone else out. Past it,
+    /// 429 with `Retry-After`.
+    ///
+    /// By default a client is the connection's address, where the app
+    /// serves with `into_make_service_with_connect_info::<SocketAddr>()`
+    /// (without it, only the replica's budget holds). Behind a proxy, use
+    /// [`ForwardedFor`](crate::identity::ForwardedFor) with the proxy's
+    /// addresses, as for [`RequirePaidLayer::client_key`](crate::RequirePaidLayer::client_key).
+    ///
+    /// ```
+    /// use figma_paywall::{identity::ForwardedFor, login::FigmaLogin};
+    ///
+    /// let login = FigmaLogin::builder("client-id", "client-secret", "https://docs.example.com")
+    ///     .client_key(ForwardedFor::trusting(["10.0.0.0/8".parse()?]))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn client_key(mut self, source: impl crate::identity::ClientKeySource) -> Self {
+        self.client_key = Some(Arc::new(source));
+        self
+    }
+
     /// Replicas sharing `tier` tell each other of sign-outs (a logout,
     /// [`sign_out_user`](FigmaLogin::sign_out_user),
     /// [`sign_out_everyone`](FigmaLogin::sign_out_everyone)), sealed under
@@ -353,7 +358,7 @@ impl LoginBuilder {
                     .max_capacity(100_000)
                     .time_to_live(FLOW_LIFETIME)
                     .build(),
-                exchanges: Exchanges::new(self.sign_ins_per_minute),
+                sign_ins: budget::SignIns::new(self.sign_ins_per_minute, self.client_key),
             }),
         })
     }
@@ -379,6 +384,7 @@ impl FigmaLogin {
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             session_version: 0,
             sign_ins_per_minute: 30,
+            client_key: None,
             #[cfg(feature = "redis")]
             redis: None,
         }

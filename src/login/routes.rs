@@ -2,7 +2,7 @@
 //! exchanges the code for the visitor's ID, `logout` ends the session.
 
 use axum::{
-    extract::{Query, State},
+    extract::{Query, Request, State},
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar};
@@ -52,12 +52,36 @@ pub(super) struct LoginQuery {
     next: Option<String>,
 }
 
+/// 429 with `Retry-After`: a sign-in refused for a budget, `why` saying
+/// whose, before Figma hears of it.
+fn too_many(wait: std::time::Duration, why: &str, login: &FigmaLogin) -> Response {
+    let secs = wait.as_secs() + 1;
+    tracing::warn!(
+        retry_after_secs = secs,
+        "sign-in refused: {why} (LoginBuilder::sign_ins_per_minute)"
+    );
+    let mut response = failed(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("Too many sign-ins right now; try again in {secs} seconds."),
+        login,
+    );
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, secs.into());
+    response
+}
+
 pub(super) async fn login(
     State(login): State<FigmaLogin>,
     jar: PrivateCookieJar,
     Query(query): Query<LoginQuery>,
+    request: Request,
 ) -> Response {
     let c = &login.inner;
+    let client = c.sign_ins.client_of(&request.into_parts().0);
+    if let Err(wait) = c.sign_ins.begin(client) {
+        return too_many(wait, "this client began too many this minute", &login);
+    }
     let flow = Flow {
         state: random_token(),
         verifier: random_token(),
@@ -112,8 +136,10 @@ pub(super) async fn callback(
     State(login): State<FigmaLogin>,
     jar: PrivateCookieJar,
     Query(query): Query<CallbackQuery>,
+    request: Request,
 ) -> Response {
     let c = &login.inner;
+    let client = c.sign_ins.client_of(&request.into_parts().0);
     // A tampered or foreign cookie does not decrypt: no flow.
     let flow: Option<Flow> = jar
         .get(FLOW_COOKIE)
@@ -178,22 +204,10 @@ pub(super) async fn callback(
             .into_response();
     }
     // Each exchange spends the app's client credentials at Figma, and
-    // anyone can start one: at most so many a minute.
-    if let Err(wait) = c.exchanges.take() {
-        let secs = wait.as_secs() + 1;
-        tracing::warn!(
-            retry_after_secs = secs,
-            "sign-in refused: too many sign-ins this minute (LoginBuilder::sign_ins_per_minute)"
-        );
-        let mut response = failed(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many people are signing in right now; try again in {secs} seconds."),
-            &login,
-        );
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, secs.into());
-        return (jar, response).into_response();
+    // anyone can start one: at most so many a minute, for each client and
+    // for the replica.
+    if let Err(wait) = c.sign_ins.exchange(client) {
+        return (jar, too_many(wait, "too many sign-ins this minute", &login)).into_response();
     }
     c.used_flows.insert(flow.state.clone(), ());
     let answer = c

@@ -19,6 +19,8 @@ async fn start_site() -> Site {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (app, mock) = docs_site::demo_site(&base).await.unwrap();
+    // As the example serves: the connection's address tells clients apart.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let http = Client::builder().redirect(Policy::none()).build().unwrap();
     Site { base, mock, http }
@@ -54,7 +56,44 @@ fn state_of(authorize: &Url) -> String {
         .into_owned()
 }
 
+/// A browser at 127.0.0.`last`.
+fn client_at(last: u8) -> Client {
+    Client::builder()
+        .redirect(Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+        .build()
+        .unwrap()
+}
+
 impl Site {
+    /// An attacker's try from `http`: start a sign-in, then come back with
+    /// a made-up code and the flow's own state. The callback's answer, or
+    /// the sign-in's own refusal (and `false`) if it could not begin.
+    async fn forge(&self, http: &Client) -> (Response, bool) {
+        let begun = http
+            .get(format!("{}/auth/login", self.base))
+            .send()
+            .await
+            .unwrap();
+        if begun.status() != StatusCode::SEE_OTHER {
+            return (begun, false);
+        }
+        let flow = cookie_pair(&set_cookies(&begun)[0]);
+        let state = state_of(&Url::parse(&location(&begun)).unwrap());
+        let mut callback = Url::parse(&format!("{}/auth/callback", self.base)).unwrap();
+        callback
+            .query_pairs_mut()
+            .append_pair("code", "made-up")
+            .append_pair("state", &state);
+        let answer = http
+            .get(callback)
+            .header(header::COOKIE, flow)
+            .send()
+            .await
+            .unwrap();
+        (answer, true)
+    }
+
     /// `POST /auth/logout` with the session `cookie` and `headers`.
     async fn log_out(&self, cookie: &str, headers: &[(&str, &str)]) -> reqwest::Response {
         let mut request = self
@@ -410,32 +449,36 @@ async fn a_captured_flow_cookie_is_good_for_one_callback() {
 #[tokio::test]
 async fn anonymous_sign_ins_cannot_spend_token_exchanges_without_bound() {
     let site = start_site().await;
-    // An attacker's loop: start a sign-in, come back with a made-up code
-    // and the flow's own state.
-    let (mut refused, mut retry_after) = (0, None);
-    for _ in 0..40 {
-        let (flow, authorize) = site.begin("/").await;
-        let state = state_of(&authorize);
-        let mut callback = Url::parse(&format!("{}/auth/callback", site.base)).unwrap();
-        callback
-            .query_pairs_mut()
-            .append_pair("code", "made-up")
-            .append_pair("state", &state);
-        let response = site.callback(&callback, &flow).await;
-        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+    // One client's loop: its own share of token exchanges (3 at once),
+    // then 429 with when to come back, before Figma hears of them; past 6
+    // sign-ins begun, it cannot even begin one.
+    let attacker = client_at(2);
+    let (mut refused, mut not_begun) = (0, 0);
+    for _ in 0..10 {
+        let (answer, begun) = site.forge(&attacker).await;
+        if answer.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(answer.headers().contains_key(header::RETRY_AFTER));
             refused += 1;
-            retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+            not_begun += usize::from(!begun);
         }
     }
-    // The default budget, 30 a minute in bursts of 10: the rest refused
-    // before Figma hears of them, with when to come back.
+    assert_eq!(site.mock.token_exchanges(), 3);
+    assert_eq!((refused, not_begun), (7, 4));
+    // It locked nobody else out: a visitor elsewhere signs in.
+    site.sign_in("2001").await;
+    // Many clients at once: no more than the replica's budget (30 a minute
+    // in bursts of 10) reaches Figma; the rest are refused.
+    let mut refused = 0;
+    for last in 10..50 {
+        let (answer, _) = site.forge(&client_at(last)).await;
+        refused += usize::from(answer.status() == StatusCode::TOO_MANY_REQUESTS);
+    }
     let exchanges = site.mock.token_exchanges();
     assert!(
         (10..=12).contains(&exchanges),
         "{exchanges} token exchanges"
     );
-    assert_eq!(refused, 40 - exchanges);
-    assert!(retry_after.is_some());
+    assert_eq!(refused, 40 - (exchanges - 4));
 }
 
 #[tokio::test]
@@ -508,6 +551,8 @@ async fn a_sign_out_on_one_replica_signs_out_on_every_replica() {
             login.clone(),
             [file.clone(), plugin.clone()],
         );
+        // As the example serves: the connection's address tells clients apart.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         bases.push(base);
         logins.push(login);

@@ -531,6 +531,10 @@ impl Gateway {
             None => figma_paywall::login::FigmaLogin::builder_from_env(site)
                 .map_err(|e| format!("--login: {e}"))?,
         };
+        // A client is whom the trusted proxies say, as for the gate.
+        let login = login.client_key(figma_paywall::identity::ForwardedFor::trusting(
+            self.trusted.0.iter().copied(),
+        ));
         // Replicas sharing Redis share sign-outs too.
         let login = match &self.redis {
             Some(tier) => login.redis(tier.clone()),
