@@ -24,6 +24,15 @@ async fn telling_upstream() -> String {
                 "late"
             }),
         )
+        .route(
+            "/app/stall",
+            get(|| async {
+                // The head and a first chunk, then nothing, ever.
+                use futures_util::StreamExt;
+                let first = futures_util::stream::once(async { Ok::<_, std::io::Error>("start") });
+                axum::body::Body::from_stream(first.chain(futures_util::stream::pending()))
+            }),
+        )
         .fallback(|req: Request| async move {
             let headers: serde_json::Map<String, serde_json::Value> = req
                 .headers()
@@ -142,18 +151,26 @@ async fn a_client_cannot_speak_for_the_gateway_nor_climb_out_of_the_upstream() {
 
     // A hung upstream: 504 after --upstream-timeout.
     let impatient = demo(&["--upstream", &app, "--upstream-timeout", "1s"]);
+    let buyer_asks = |path: &str| {
+        Client::new()
+            .get(format!("{}{path}", impatient.base))
+            .header("X-Figma-Payment-Token", &impatient.tokens[0])
+            .send()
+    };
     let started = Instant::now();
-    let response = Client::new()
-        .get(format!("{}/slow", impatient.base))
-        .header("X-Figma-Payment-Token", &impatient.tokens[0])
-        .send()
-        .await
-        .unwrap();
+    let response = buyer_asks("/slow").await.unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(started.elapsed() < Duration::from_secs(20));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["reason"], "upstream_timeout");
     assert_eq!(body["error"], true);
+    // An upstream that stalls within its body: cut off after as long.
+    let response = buyer_asks("/stall").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = tokio::time::timeout(Duration::from_secs(20), response.bytes())
+        .await
+        .expect("the stalled body is cut off");
+    assert!(body.is_err(), "{body:?}");
 }
 
 #[tokio::test]
@@ -335,76 +352,103 @@ async fn sigterm_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeou
     assert!(slow.await.unwrap().is_err());
 }
 
-/// An upstream that switches to the `echo` protocol on `/ws`, then sends
-/// back what it reads.
+/// An upstream that echoes the messages of a WebSocket on any path.
 async fn echo_upstream() -> String {
-    use axum::{body::Body, extract::Request, response::Response};
-    let app = axum::Router::new().fallback(|mut req: Request| async move {
-        let switched = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            if let Ok(io) = switched.await {
-                let mut io = hyper_util::rt::TokioIo::new(io);
-                let mut buf = [0u8; 64];
-                while let Ok(n @ 1..) = io.read(&mut buf).await {
-                    if io.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    let app = axum::Router::new().fallback(|ws: WebSocketUpgrade| async move {
+        ws.on_upgrade(|mut socket| async move {
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) || socket.send(message).await.is_err() {
+                    break;
                 }
             }
-        });
-        Response::builder()
-            .status(101)
-            .header("upgrade", "echo")
-            .header("connection", "upgrade")
-            .body(Body::empty())
-            .unwrap()
+        })
     });
     serve(app).await
 }
 
-/// Asks `base` to switch to `echo` with `token`: the answer's head, and the
-/// connection.
-async fn ask_upgrade(base: &str, token: &str) -> (String, tokio::net::TcpStream) {
-    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
-        .await
+type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket to `base`'s `/ws` with the plugin payment `token`, or the
+/// gateway's refusal.
+async fn open_websocket(base: &str, token: &str) -> Result<WebSocket, StatusCode> {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Error};
+    let mut request = format!("{}/ws", base.replacen("http://", "ws://", 1))
+        .into_client_request()
         .unwrap();
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: x\r\nX-Figma-Payment-Token: {token}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
-            .await
-            .expect("an answer")
-            .unwrap();
-        if read == 0 {
-            break;
-        }
-        head.push(byte[0]);
+    request
+        .headers_mut()
+        .insert("x-figma-payment-token", token.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(Error::Http(refusal)) => Err(refusal.status()),
+        Err(e) => panic!("the WebSocket failed: {e}"),
     }
-    (String::from_utf8_lossy(&head).into_owned(), stream)
+}
+
+/// Sends `text` on `socket` and reads the echo.
+async fn echoed(socket: &mut WebSocket, text: &str) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    socket.send(Message::text(text)).await.unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("the upstream's echo")
+        .expect("an open WebSocket")
+        .unwrap();
+    echo.into_text().unwrap().to_string()
 }
 
 #[tokio::test]
 async fn a_buyer_s_websocket_goes_through_and_a_non_buyer_s_does_not() {
+    use futures_util::StreamExt;
     let upstream = echo_upstream().await;
-    let gateway = demo(&["--upstream", &upstream]);
-    let (head, mut stream) = ask_upgrade(&gateway.base, &gateway.tokens[0]).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(
-        head.to_ascii_lowercase().contains("upgrade: echo"),
-        "{head}"
-    );
-    stream.write_all(b"hello").await.unwrap();
-    let mut echoed = [0u8; 5];
-    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echoed))
+    let gateway = demo(&[
+        "--upstream",
+        &upstream,
+        "--upstream-timeout",
+        "2s",
+        "--max-connections",
+        "1",
+    ]);
+    let health = format!("{}/_figma_paywall/health", gateway.base);
+    let mut socket = open_websocket(&gateway.base, &gateway.tokens[0])
         .await
-        .expect("the upstream's echo")
+        .expect("a buyer's WebSocket opens");
+    assert_eq!(echoed(&mut socket, "hello").await, "hello");
+    // Talk keeps it open past --upstream-timeout.
+    for i in 0..4 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(echoed(&mut socket, &i.to_string()).await, i.to_string());
+    }
+    // It holds its connection's place: with one place, nobody else is served.
+    let waiting = Client::new()
+        .get(&health)
+        .timeout(Duration::from_millis(1500))
+        .send()
+        .await;
+    assert!(waiting.is_err(), "served beside the WebSocket: {waiting:?}");
+    // Silent both ways past --upstream-timeout: closed, its place freed.
+    let end = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(message)) if message.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "a silent WebSocket stayed open");
+    let served = Client::new()
+        .get(&health)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
         .unwrap();
-    assert_eq!(&echoed, b"hello");
+    assert_eq!(served.status(), StatusCode::OK);
     // A non-buyer is refused before anything switches.
-    let (head, _) = ask_upgrade(&gateway.base, &gateway.tokens[2]).await;
-    assert!(head.starts_with("HTTP/1.1 402"), "{head}");
+    let refused = open_websocket(&gateway.base, &gateway.tokens[2]).await;
+    assert_eq!(refused.err(), Some(StatusCode::PAYMENT_REQUIRED));
 }

@@ -119,7 +119,9 @@ pub(crate) struct Args {
     upstream: Option<String>,
 
     /// How long the upstream may take to start its answer before the caller
-    /// gets 504 (reverse-proxy mode).
+    /// gets 504, and the longest pause within a body (either way) or a
+    /// WebSocket (both ways silent) before it is closed, as nginx's
+    /// proxy_read_timeout (reverse-proxy mode).
     #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_UPSTREAM_TIMEOUT", value_parser = duration, default_value = "60s")]
     upstream_timeout: Duration,
 

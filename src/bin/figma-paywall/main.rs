@@ -17,6 +17,7 @@ mod cors;
 mod demo;
 mod forwarded;
 mod help;
+mod idle;
 mod metrics;
 mod proxy;
 mod serve;

@@ -1,12 +1,14 @@
 //! The reverse proxy (`--upstream`): a request that passes the gate goes on
 //! to the upstream, bodies streamed both ways, with its headers as
 //! `forwarded.rs` makes them (the caller's identity in the `X-Figma-*`
-//! headers, never the client's own), within `--upstream-timeout`.
+//! headers, never the client's own), within `--upstream-timeout` (to
+//! start the answer, and for any pause in a body or a WebSocket: see
+//! `idle.rs`).
 
 use std::{net::SocketAddr, time::Duration};
 
 use axum::{
-    body::Body,
+    body::{Body, HttpBody},
     extract::{ConnectInfo, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
@@ -17,9 +19,13 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 
-use crate::forwarded::{
-    climbs, drop_hop_by_hop, identity_headers, list_items, private_answer, request_headers,
-    vary_on_caller, TrustedProxies,
+use crate::{
+    forwarded::{
+        climbs, drop_hop_by_hop, identity_headers, list_items, private_answer, request_headers,
+        vary_on_caller, TrustedProxies,
+    },
+    idle::{splice, Stalls},
+    serve::Place,
 };
 
 /// The upstream, and the client that streams to it.
@@ -108,8 +114,15 @@ fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Copies bytes both ways between the client's upgraded connection and the
-/// upstream's, until either closes.
-async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// upstream's, until both close or neither says anything for `idle`. The
+/// client's connection `place` is held until then.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    idle: Duration,
+    place: Option<Place>,
+) {
+    let _place = place;
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(e) => {
@@ -117,8 +130,7 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
             return;
         }
     };
-    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    if let Err(e) = splice(TokioIo::new(client), TokioIo::new(upstream), idle).await {
         tracing::debug!(error = %e, "an upgraded connection ended");
     }
 }
@@ -158,6 +170,7 @@ pub(crate) async fn forward(
     // once the upstream switches, bytes flow both ways.
     let upgrade = upgrade_asked(req.headers());
     let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let place = req.extensions_mut().remove::<Place>();
     let headers = req.headers_mut();
     // Whatever the client claims, the upstream hears only the gate.
     request_headers(headers, peer.ip(), &upstream.trusted);
@@ -169,13 +182,19 @@ pub(crate) async fn forward(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     *req.uri_mut() = target;
+    // A client's body that pauses too long ends (an empty one needs no watch).
+    let idle = upstream.timeout;
+    let req = match req.body().is_end_stream() {
+        true => req,
+        false => req.map(|body| Body::new(Stalls::new(idle, body))),
+    };
     match tokio::time::timeout(upstream.timeout, upstream.client.request(req)).await {
         Ok(Ok(mut response)) => {
             let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             let switched_to = response.headers().get(header::UPGRADE).cloned();
             if let (true, Some(client_side)) = (switched, client_side) {
                 let upstream_side = hyper::upgrade::on(&mut response);
-                tokio::spawn(splice(client_side, upstream_side));
+                tokio::spawn(tunnel(client_side, upstream_side, idle, place));
             }
             let (mut parts, body) = response.into_parts();
             drop_hop_by_hop(&mut parts.headers);
@@ -187,7 +206,7 @@ pub(crate) async fn forward(
             }
             private_answer(&mut parts.headers);
             vary_on_caller(&mut parts.headers);
-            Response::from_parts(parts, Body::new(body))
+            Response::from_parts(parts, Body::new(Stalls::new(idle, body)))
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "the upstream did not answer");

@@ -12,12 +12,12 @@
 
 use std::{net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
-use axum::{body::Body, extract::ConnectInfo, Router};
+use axum::{body::Body, extract::ConnectInfo, http::header, Router};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::{TcpListener, TcpSocket},
-    sync::{watch, Semaphore},
+    sync::{watch, OwnedSemaphorePermit, Semaphore},
 };
 use tower_service::Service;
 
@@ -62,6 +62,12 @@ pub(crate) fn listen(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<Tc
         })
         .collect()
 }
+
+/// A connection's place among `--max-connections`, on each request that asks
+/// to upgrade: a WebSocket keeps it until its tunnel ends, after hyper is
+/// done with the connection.
+#[derive(Clone)]
+pub(crate) struct Place(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 
 /// What the workers share: the connection places of `--max-connections`,
 /// and the word to stop.
@@ -143,8 +149,13 @@ impl Workers {
             };
             let _ = stream.set_nodelay(true);
             let app = app.clone();
+            let place = Place(Arc::new(place));
+            let upgrades_keep = place.clone();
             let service = service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                if req.headers().contains_key(header::UPGRADE) {
+                    req.extensions_mut().insert(upgrades_keep.clone());
+                }
                 // A router is always ready.
                 app.clone().call(req.map(Body::new))
             });
