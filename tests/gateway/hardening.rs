@@ -331,8 +331,23 @@ async fn sigterm_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeou
         }
     }))
     .await;
-    let mut gateway = demo(&["--upstream", &upstream, "--shutdown-timeout", "1s"]);
+    let mut gateway = demo(&[
+        "--upstream",
+        &upstream,
+        "--shutdown-timeout",
+        "1s",
+        "--header-timeout",
+        "60s",
+    ]);
     let buyer = gateway.tokens[0].clone();
+    // A request half sent, which its header deadline alone would keep a
+    // minute.
+    let mut half = tokio::net::TcpStream::connect(gateway.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    half.write_all(b"GET /_figma_paywall/health HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
     let slow = tokio::spawn(
         Client::new()
             .get(format!("{}/slow", gateway.base))
@@ -346,7 +361,7 @@ async fn sigterm_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeou
     super::sigterm(&gateway.child);
     let exit = super::exit_within(&mut gateway.child, Duration::from_secs(20)).await;
     assert!(exit
-        .expect("the gateway exits after its shutdown timeout, not the upstream's 30 s")
+        .expect("the gateway exits after its shutdown timeout, not the upstream's 30 s nor the half-sent request's 60 s")
         .success());
     // The held request got no answer from a gateway that is gone.
     assert!(slow.await.unwrap().is_err());

@@ -407,8 +407,65 @@ fn check_says_what_is_wrong_and_exits_1_or_0() {
         said.starts_with("FAIL name what buyers must have bought"),
         "{said}"
     );
+    // A store that cannot be opened.
+    let output = command(&["--demo", "--check"])
+        .env("FIGMA_PAYWALL_STORE", "/nonexistent/folder/answers.redb")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAIL the store"), "{said}");
     // --version names the release.
     let output = command(&["--version"]).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stdout)
         .starts_with(&format!("figma-paywall {}", env!("CARGO_PKG_VERSION"))));
+}
+
+/// `--help`'s example command lines, each with `--check` added, against a
+/// mock Figma that accepts its own token and refuses any other (on a
+/// runtime of its own: the test waits for each process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_of_help_are_command_lines_it_takes_and_a_refused_token_fails_check() {
+    let figma = figma_paywall::mock::MockFigma::start().await.unwrap();
+    let check = |args: &[&str], token: &str| {
+        let check = if args.contains(&"--check") {
+            &[][..]
+        } else {
+            &["--check"][..]
+        };
+        let mut command = command(&[args, check].concat());
+        command
+            .env("FIGMA_API_URL", figma.url())
+            .env("FIGMA_TOKEN", token)
+            .env("FIGMA_CLIENT_ID", "id")
+            .env("FIGMA_CLIENT_SECRET", "secret");
+        command.output().unwrap()
+    };
+    let refused = check(&["--plugin", "1122334455"], "figd_not-the-creator-s");
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAIL Figma refuses FIGMA_TOKEN"), "{said}");
+
+    let help = command(&["--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let examples = help.split("Examples:").nth(1).expect("--help has examples");
+    let lines = examples.replace("\\\n", " ");
+    let mut taken = 0;
+    for line in lines.lines().map(str::trim) {
+        let Some(args) = line.split("figma-paywall ").nth(1) else {
+            continue;
+        };
+        let args: Vec<&str> = args
+            .split_whitespace()
+            .map(|arg| arg.trim_matches('\''))
+            .collect();
+        let output = check(&args, figma_paywall::mock::MOCK_ACCESS_TOKEN);
+        let said = String::from_utf8_lossy(&output.stderr);
+        // 2 is a command line the parser refused; 1 a check that failed
+        // (the examples' Redis and sign-in app do not exist here).
+        assert_ne!(output.status.code(), Some(2), "{line}: {said}");
+        assert!(!said.contains("unexpected argument"), "{line}: {said}");
+        taken += 1;
+    }
+    assert_eq!(taken, 8, "{examples}");
 }

@@ -5,7 +5,10 @@ pub(crate) const EXAMPLES: &str = "Examples:
   # Try it on the embedded mock Figma: prints tokens and curl commands
   figma-paywall --demo
 
-  # Forward auth beside nginx (auth_request), Caddy, Traefik or Envoy
+  # Forward auth beside Caddy (forward_auth), Traefik (forwardAuth) or Envoy (ext_authz)
+  FIGMA_TOKEN=figd_... figma-paywall --plugin 1122334455
+
+  # Forward auth beside nginx (auth_request passes on only 401 and 403)
   FIGMA_TOKEN=figd_... figma-paywall --plugin 1122334455 --refusals-as 403
 
   # In front of any backend: gate every request, pass buyers on
