@@ -383,38 +383,47 @@ async fn as_a_reverse_proxy_it_forwards_buyers_with_their_identity_and_nobody_el
 
 #[test]
 fn check_says_what_is_wrong_and_exits_1_or_0() {
-    let output = command(&["--demo", "--check"]).output().unwrap();
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{said}");
+    // `--check` with `args` and the variable `env`: its exit code, and
+    // what it said.
+    let check = |args: &[&str], (name, value): (&str, &str)| {
+        let output = command(&[args, &["--check"]].concat())
+            .env(name, value)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.code(), said)
+    };
+    let (code, said) = check(&["--demo"], ("RUST_LOG", "warn"));
+    assert_eq!(code, Some(0), "{said}");
     assert!(
         said.contains("ok   FIGMA_TOKEN: Figma accepts it"),
         "{said}"
     );
     assert!(said.contains("ok   Redis: none"), "{said}");
-    // A Redis that is not there.
-    let output = command(&["--demo", "--check"])
-        .env("REDIS_URL", "redis://127.0.0.1:1")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{said}");
-    assert!(said.contains("FAIL Redis at REDIS_URL"), "{said}");
-    // A configuration that does not start.
-    let output = command(&["--check"]).output().unwrap();
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{said}");
-    assert!(
-        said.starts_with("FAIL name what buyers must have bought"),
-        "{said}"
-    );
-    // A store that cannot be opened.
-    let output = command(&["--demo", "--check"])
-        .env("FIGMA_PAYWALL_STORE", "/nonexistent/folder/answers.redb")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{said}");
-    assert!(said.contains("FAIL the store"), "{said}");
+    for (args, env, failure) in [
+        // A Redis that is not there.
+        (
+            &["--demo"][..],
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+            "FAIL Redis at REDIS_URL",
+        ),
+        // A configuration that does not start.
+        (
+            &[][..],
+            ("RUST_LOG", "warn"),
+            "FAIL name what buyers must have bought",
+        ),
+        // A store that cannot be opened.
+        (
+            &["--demo"][..],
+            ("FIGMA_PAYWALL_STORE", "/nonexistent/folder/answers.redb"),
+            "FAIL the store",
+        ),
+    ] {
+        let (code, said) = check(args, env);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains(failure), "{said}");
+    }
     // --version names the release.
     let output = command(&["--version"]).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stdout)
