@@ -4,6 +4,7 @@
 
 use axum::{
     extract::State,
+    handler::Handler,
     http::{request::Parts, HeaderMap, HeaderName, StatusCode},
     response::{IntoResponse, Response},
     routing::{any, get},
@@ -18,6 +19,7 @@ use figma_paywall::{
     PaidAccess, Paywall, Refusal, RefusalReason, RequirePaidLayer,
 };
 use serde_json::json;
+use tower_layer::Layer;
 
 use crate::{
     config::Gateway,
@@ -119,9 +121,11 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     };
     // This router's own connections to the upstream (one router a worker).
     let upstream = upstream.own_pool();
-    let proxy = Router::new().fallback(crate::proxy::forward);
+    // The proxy's handler as a service, under the gate, with no router of
+    // its own to go through.
+    let proxy = crate::proxy::forward.with_state(upstream);
     match login {
-        None => app.fallback_service(proxy.layer(gate(gateway)).with_state(upstream)),
+        None => app.fallback_service(gate(gateway).layer(proxy)),
         Some((login, page)) => {
             let deny = gateway.deny_status;
             let to_login = login.clone();
@@ -129,7 +133,7 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
                 crate::site::refuse(with_deny_status(refusal, deny), parts, &to_login, &page)
             });
             app.merge(login.router())
-                .fallback_service(proxy.layer(gate).with_state(upstream))
+                .fallback_service(gate.layer(proxy))
                 // The signed-in visitor, for the gate.
                 .layer(login.layer())
         }
