@@ -162,10 +162,13 @@ impl Paywall {
                 // The slot it took (if it found one) is spent by then.
                 admission.rate().interval()
             }
-            // One look a slot at most.
+            // One look a slot at most, and one every few seconds at least
+            // (which wins on a budget of fewer than 12 a minute, whose
+            // slot is longer: `clamp` would panic there).
             Due::At(at) => at
                 .saturating_duration_since(now)
-                .clamp(admission.rate().interval(), LOOK_AT_LEAST_EVERY),
+                .max(admission.rate().interval())
+                .min(LOOK_AT_LEAST_EVERY),
             Due::Nothing => LOOK_AT_LEAST_EVERY,
         }
     }
