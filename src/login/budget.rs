@@ -1,6 +1,6 @@
 //! What sign-ins may spend: token exchanges at Figma with the app's client
-//! credentials (anyone can start one by following the sign-in link), for
-//! the whole replica and for each client, and new flows for each client.
+//! credentials (anyone can start one by following the sign-in link), and
+//! sign-ins begun, each a budget of the replica's shared among clients.
 
 use std::{
     net::SocketAddr,
@@ -25,12 +25,10 @@ const MOST_CLIENTS: u64 = 100_000;
 
 /// The sign-in budgets of one [`FigmaLogin`](super::FigmaLogin).
 pub(super) struct SignIns {
-    /// Token exchanges of the whole replica.
-    exchanges: Mutex<Gcra>,
-    /// Token exchanges of each client.
-    exchanges_of: PerClient,
-    /// Sign-ins begun by each client.
-    flows_of: PerClient,
+    /// Token exchanges at Figma.
+    exchanges: Shared,
+    /// Sign-ins begun.
+    flows: Shared,
     /// Which client a request comes from; `None`: the connection's
     /// address (axum's `ConnectInfo`), where the app serves with it.
     client_key: Option<Arc<dyn ClientKeySource>>,
@@ -38,24 +36,25 @@ pub(super) struct SignIns {
 
 impl SignIns {
     /// `per_minute` token exchanges a minute, in bursts of a third of it
-    /// (at least 5); a client gets a fifth of that (at least 3, in bursts
-    /// of 3) and may begin twice as many sign-ins as it completes.
+    /// (at least 5), of which a client's share is a fifth (at least 3, in
+    /// bursts of 3); sign-ins begun, twice as many of each.
     pub(super) fn new(per_minute: u32, client_key: Option<Arc<dyn ClientKeySource>>) -> Self {
         let per_minute = per_minute.max(1);
-        let per_client = (per_minute / 5).max(3);
+        let all = Rate {
+            per_minute,
+            burst: (per_minute / 3).max(5),
+        };
+        let each = Rate {
+            per_minute: (per_minute / 5).max(3),
+            burst: 3,
+        };
+        let twice = |rate: Rate| Rate {
+            per_minute: 2 * rate.per_minute,
+            burst: 2 * rate.burst,
+        };
         Self {
-            exchanges: Mutex::new(Gcra::new(Rate {
-                per_minute,
-                burst: (per_minute / 3).max(5),
-            })),
-            exchanges_of: PerClient::new(Rate {
-                per_minute: per_client,
-                burst: 3,
-            }),
-            flows_of: PerClient::new(Rate {
-                per_minute: 2 * per_client,
-                burst: 6,
-            }),
+            exchanges: Shared::new(all, each),
+            flows: Shared::new(twice(all), twice(each)),
             client_key,
         }
     }
@@ -73,16 +72,42 @@ impl SignIns {
 
     /// A sign-in begun by `client`, or how long until it may begin one.
     pub(super) fn begin(&self, client: Option<ClientKey>) -> Result<(), Duration> {
-        self.flows_of.take(client)
+        self.flows.take(client)
     }
 
-    /// A token exchange for `client`, or how long until one is free: the
-    /// client's own allowance first, so that a client past it spends none
-    /// of everyone's.
+    /// A token exchange for `client`, or how long until one is free.
     pub(super) fn exchange(&self, client: Option<ClientKey>) -> Result<(), Duration> {
-        self.exchanges_of.take(client)?;
-        let mut all = self.exchanges.lock().unwrap_or_else(|e| e.into_inner());
-        all.take(Instant::now(), 0.0)
+        self.exchanges.take(client)
+    }
+}
+
+/// A budget of the replica's, shared among clients: within its own share a
+/// client takes from the whole budget; past it, or when it is not known,
+/// only while more than half the burst would be left, which the clients
+/// within their shares keep. One client cannot lock the others out, and
+/// where every visitor looks like one client (a proxy the app was not told
+/// of), they still share the replica's budget between them.
+struct Shared {
+    all: Mutex<Gcra>,
+    /// Half the replica's burst, in intervals.
+    reserve: f64,
+    each: PerClient,
+}
+
+impl Shared {
+    fn new(all: Rate, each: Rate) -> Self {
+        Self {
+            reserve: f64::from(all.burst) / 2.0,
+            all: Mutex::new(Gcra::new(all)),
+            each: PerClient::new(each),
+        }
+    }
+
+    fn take(&self, client: Option<ClientKey>) -> Result<(), Duration> {
+        let within_share = client.is_some_and(|client| self.each.take(client).is_ok());
+        let reserve = if within_share { 0.0 } else { self.reserve };
+        let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        all.take(Instant::now(), reserve)
     }
 }
 
@@ -103,12 +128,8 @@ impl PerClient {
         }
     }
 
-    /// Takes one of `client`'s (an unknown client's are not counted), or
-    /// says how long until one is free.
-    fn take(&self, client: Option<ClientKey>) -> Result<(), Duration> {
-        let Some(client) = client else {
-            return Ok(());
-        };
+    /// Takes one of `client`'s, or says how long until one is free.
+    fn take(&self, client: ClientKey) -> Result<(), Duration> {
         let gcra = self
             .clients
             .get_with(client, || Arc::new(Mutex::new(Gcra::new(self.rate))));
@@ -126,37 +147,38 @@ mod tests {
     }
 
     #[test]
-    fn one_client_past_its_share_leaves_the_others_theirs() {
+    fn one_client_past_its_share_leaves_the_others_half_the_burst() {
+        // 30 a minute in bursts of 10; a client's share 3 at once.
         let sign_ins = SignIns::new(30, None);
-        // A client's burst is 3 exchanges; the replica's 10.
-        for _ in 0..3 {
-            assert!(sign_ins.exchange(client(1)).is_ok());
+        let mut taken = 0;
+        while sign_ins.exchange(client(1)).is_ok() {
+            taken += 1;
         }
-        for _ in 0..20 {
-            assert!(sign_ins.exchange(client(1)).is_err());
+        // Its 3, then the replica's down to half its burst: 3 + 2.
+        assert_eq!(taken, 5);
+        // Others within their shares take the rest.
+        for last in 2..=6 {
+            assert!(sign_ins.exchange(client(last)).is_ok(), "client {last}");
         }
-        // Its refusals spent nothing of the replica's: others still sign in.
-        for last in 2..=4 {
-            for _ in 0..2 {
-                assert!(sign_ins.exchange(client(last)).is_ok(), "client {last}");
-            }
-        }
-        // New flows: six at once, then refused with a wait.
-        for _ in 0..6 {
-            assert!(sign_ins.begin(client(5)).is_ok());
-        }
-        let wait = sign_ins.begin(client(5)).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(10));
-        assert!(sign_ins.begin(client(6)).is_ok());
+        let wait = sign_ins.exchange(client(7)).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(2));
     }
 
     #[test]
-    fn clients_not_known_share_the_replica_s_budget_alone() {
+    fn visitors_who_look_like_one_client_share_the_replica_s_budget() {
         let sign_ins = SignIns::new(30, None);
-        for _ in 0..10 {
+        // Unknown clients: half the burst.
+        for _ in 0..5 {
             assert!(sign_ins.exchange(None).is_ok());
-            assert!(sign_ins.begin(None).is_ok());
         }
         assert!(sign_ins.exchange(None).is_err());
+        // One key for everyone (a proxy nobody set up): its share, then
+        // what is left above half the burst.
+        let sign_ins = SignIns::new(30, None);
+        let taken = (0..20)
+            .filter(|_| sign_ins.begin(client(1)).is_ok())
+            .count();
+        // Sign-ins begun: the replica's burst of 20 down to half.
+        assert_eq!(taken, 10);
     }
 }

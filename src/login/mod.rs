@@ -249,10 +249,13 @@ impl LoginBuilder {
     }
 
     /// Tells clients apart by `source`, for what each may spend of
-    /// sign-ins: a fifth of [`sign_ins_per_minute`](Self::sign_ins_per_minute)
-    /// (at least 3 a minute) of token exchanges, and twice that of sign-ins
-    /// begun, so that one client cannot lock everyone else out. Past it,
-    /// 429 with `Retry-After`.
+    /// sign-ins. Within its share, a fifth of
+    /// [`sign_ins_per_minute`](Self::sign_ins_per_minute) (at least 3 a
+    /// minute), a client takes from the replica's whole budget; past it,
+    /// only while more than half the burst would be left, which clients
+    /// within their shares keep, so that one client cannot lock everyone
+    /// else out. Sign-ins begun have a budget twice as large, shared the
+    /// same way. Past them, 429 with `Retry-After`.
     ///
     /// By default a client is the connection's address, where the app
     /// serves with `into_make_service_with_connect_info::<SocketAddr>()`

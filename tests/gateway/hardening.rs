@@ -25,6 +25,10 @@ async fn telling_upstream() -> String {
             }),
         )
         .route(
+            "/app/upload",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        )
+        .route(
             "/app/stall",
             get(|| async {
                 // The head and a first chunk, then nothing, ever.
@@ -55,6 +59,20 @@ async fn heard(base: &str, path: &str, headers: &[(&str, &str)]) -> (serde_json:
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers().clone();
     (response.json().await.unwrap(), headers)
+}
+
+/// A buyer's upload of `length` bytes to `gateway`'s `/upload`, its head
+/// sent on a connection of its own: the body is the caller's to write.
+async fn upload_begun(gateway: &super::Gateway, length: usize) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(gateway.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nX-Figma-Payment-Token: {}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n",
+        gateway.tokens[0]
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
 }
 
 /// The status line of a request written as is (no client tidies its path).
@@ -138,6 +156,8 @@ async fn a_client_cannot_speak_for_the_gateway_nor_climb_out_of_the_upstream() {
     for path in [
         "/../admin/secret",
         "/docs/%2e%2e/%2E%2E/admin",
+        "/docs/..;/admin",
+        "/docs/%252e%252e/admin",
         "/a/./b",
         "/docs/..%2fadmin",
         "/docs%5C..%5Cadmin",
@@ -171,6 +191,29 @@ async fn a_client_cannot_speak_for_the_gateway_nor_climb_out_of_the_upstream() {
         .await
         .expect("the stalled body is cut off");
     assert!(body.is_err(), "{body:?}");
+    // A client that stalls within its upload: 408, the client's doing.
+    let mut stream = upload_begun(&impatient, 10).await;
+    stream.write_all(b"abc").await.unwrap();
+    let mut answer = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut answer))
+        .await
+        .expect("an answer to the stalled upload")
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 408");
+    // One that keeps moving may take longer than that: the upstream's
+    // deadline starts once the body is sent.
+    let mut stream = upload_begun(&impatient, 6).await;
+    for byte in b"abcdef" {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stream.write_all(&[*byte]).await.unwrap();
+    }
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer to the slow upload")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n6"), "{answer}");
 }
 
 #[tokio::test]
@@ -419,13 +462,15 @@ async fn echoed(socket: &mut WebSocket, text: &str) -> String {
 async fn a_buyer_s_websocket_goes_through_and_a_non_buyer_s_does_not() {
     use futures_util::StreamExt;
     let upstream = echo_upstream().await;
-    let gateway = demo(&[
+    let mut gateway = demo(&[
         "--upstream",
         &upstream,
         "--upstream-timeout",
-        "2s",
+        "5s",
         "--max-connections",
         "1",
+        "--shutdown-timeout",
+        "60s",
     ]);
     let health = format!("{}/_figma_paywall/health", gateway.base);
     let mut socket = open_websocket(&gateway.base, &gateway.tokens[0])
@@ -433,7 +478,7 @@ async fn a_buyer_s_websocket_goes_through_and_a_non_buyer_s_does_not() {
         .expect("a buyer's WebSocket opens");
     assert_eq!(echoed(&mut socket, "hello").await, "hello");
     // Talk keeps it open past --upstream-timeout.
-    for i in 0..4 {
+    for i in 0..8 {
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert_eq!(echoed(&mut socket, &i.to_string()).await, i.to_string());
     }
@@ -466,4 +511,14 @@ async fn a_buyer_s_websocket_goes_through_and_a_non_buyer_s_does_not() {
     // A non-buyer is refused before anything switches.
     let refused = open_websocket(&gateway.base, &gateway.tokens[2]).await;
     assert_eq!(refused.err(), Some(StatusCode::PAYMENT_REQUIRED));
+    // SIGTERM closes an open WebSocket: it does not hold the shutdown.
+    let mut socket = open_websocket(&gateway.base, &gateway.tokens[0])
+        .await
+        .expect("a buyer's WebSocket opens");
+    assert_eq!(echoed(&mut socket, "still here").await, "still here");
+    super::sigterm(&gateway.child);
+    let exit = super::exit_within(&mut gateway.child, Duration::from_secs(20)).await;
+    assert!(exit
+        .expect("the gateway exits at once, not after --shutdown-timeout's 60 s")
+        .success());
 }

@@ -118,17 +118,18 @@ pub(crate) struct Args {
     #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_UPSTREAM")]
     upstream: Option<String>,
 
-    /// How long the upstream may take to start its answer before the caller
-    /// gets 504, and the longest pause within a body (either way) or a
-    /// WebSocket (both ways silent) before it is closed, as nginx's
-    /// proxy_read_timeout (reverse-proxy mode).
+    /// How long the upstream may take to start its answer, once the request
+    /// is sent, before the caller gets 504; and the longest pause within a
+    /// body (the answer, or an upload: 408) or a WebSocket before it is
+    /// closed, as nginx's proxy_read_timeout (reverse-proxy mode).
     #[arg(long, value_name = "DURATION", env = "FIGMA_PAYWALL_UPSTREAM_TIMEOUT", value_parser = duration, default_value = "60s")]
     upstream_timeout: Duration,
 
-    /// The proxies in front whose X-Forwarded-For says who the client is
-    /// (and, in reverse-proxy mode, whose X-Forwarded-Proto/-Host and
-    /// Forwarded go on): comma-separated networks, such as your load
-    /// balancer's subnet 10.0.0.0/8; repeatable. Anyone else's are ignored.
+    /// The proxies in front whose X-Forwarded-For says who the client is,
+    /// for the fair share of Figma's budget and of sign-ins (and, in
+    /// reverse-proxy mode, whose X-Forwarded-* and Forwarded headers go
+    /// on): comma-separated networks, such as your load balancer's subnet
+    /// 10.0.0.0/8; repeatable. Anyone else's are ignored.
     #[arg(
         long,
         visible_alias = "trusted-proxy",

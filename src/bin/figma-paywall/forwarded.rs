@@ -5,7 +5,7 @@
 //! the caller's identity as the gate found it. And what a shared cache in
 //! front may keep of the answer: nothing.
 
-use std::net::IpAddr;
+use std::{fmt::Write, net::IpAddr};
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 use figma_paywall::PaymentInformation;
@@ -52,11 +52,24 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The forwarding headers besides `X-Forwarded-*`: set by the gateway, or
-/// passed on from a proxy it trusts. The original-URL headers are among
-/// them because some frameworks route by them.
-const FORWARDING: [HeaderName; 5] = [
+/// passed on from a proxy it trusts. Among them, the headers CDNs and load
+/// balancers name the client's address in, which some frameworks read.
+const FORWARDING: [HeaderName; 9] = [
     header::FORWARDED,
     X_REAL_IP,
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("client-ip"),
+    HeaderName::from_static("x-original-forwarded-for"),
+    HeaderName::from_static("x-original-host"),
+];
+
+/// Headers some frameworks route by instead of the request's path (IIS,
+/// Symfony, Laminas): never passed on, whoever sent them, since proxies in
+/// front pass them as the client wrote them.
+const ROUTING: [HeaderName; 3] = [
     HeaderName::from_static("x-original-uri"),
     HeaderName::from_static("x-original-url"),
     HeaderName::from_static("x-rewrite-url"),
@@ -112,6 +125,7 @@ fn spoofs(name: &HeaderName) -> bool {
         || starts_like(b"x-forwarded-")
         || FORWARDING
             .iter()
+            .chain(&ROUTING)
             .any(|ours| like(name, ours.as_str().as_bytes()))
 }
 
@@ -151,11 +165,13 @@ pub(crate) fn request_headers(headers: &mut HeaderMap, peer: IpAddr, trusted: &T
     for (name, value) in said {
         headers.append(name, value);
     }
-    let earlier: Vec<&str> = list_items(headers, X_FORWARDED_FOR).collect();
-    let forwarded_for = match earlier.is_empty() {
-        false => format!("{}, {peer}", earlier.join(", ")),
-        true => peer.to_string(),
-    };
+    let mut forwarded_for = String::new();
+    for hop in list_items(headers, X_FORWARDED_FOR) {
+        forwarded_for.push_str(hop);
+        forwarded_for.push_str(", ");
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(forwarded_for, "{peer}");
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(X_FORWARDED_FOR, value);
     }
@@ -179,6 +195,10 @@ pub(crate) fn climbs(uri: &Uri) -> bool {
         let separator = match &path[at..] {
             [b'/' | b'\\', ..] => 1,
             [b'%', b'2', b'f' | b'F', ..] | [b'%', b'5', b'c' | b'C', ..] => 3,
+            // A dot or a separator encoded twice, for an upstream that
+            // decodes twice: refused outright.
+            [b'%', b'2', b'5', b'2', b'e' | b'E' | b'f' | b'F', ..]
+            | [b'%', b'2', b'5', b'5', b'c' | b'C', ..] => return true,
             _ => 0,
         };
         if separator == 0 {
@@ -195,9 +215,14 @@ pub(crate) fn climbs(uri: &Uri) -> bool {
 }
 
 /// Whether `segment` is `.` or `..`, each dot spelt `.` or `%2e` in either
-/// case. No allocation: this runs for every segment of every request.
+/// case, whatever parameters follow a `;` (`..;x` is `..` to Tomcat, Jetty
+/// and Spring). No allocation: this runs for every segment of every request.
 fn is_dot_segment(segment: &[u8]) -> bool {
-    let mut rest = segment;
+    let end = segment
+        .iter()
+        .position(|&b| b == b';')
+        .unwrap_or(segment.len());
+    let mut rest = &segment[..end];
     let mut dots = 0;
     while !rest.is_empty() {
         rest = match rest {
@@ -311,6 +336,8 @@ mod tests {
             ("x_forwarded_prefix", "/admin"),
             ("x-original-url", "/admin"),
             ("x_rewrite_url", "/admin"),
+            ("cf-connecting-ip", "1.2.3.4"),
+            ("x_client_ip", "1.2.3.4"),
             ("accept", "text/html"),
         ]);
         request_headers(&mut h, "203.0.113.7".parse().unwrap(), &loopback());
@@ -341,12 +368,16 @@ mod tests {
             ("x-forwarded-for", "10.0.0.2"),
             ("x-figma-user-id", "5"),
             ("x_forwarded_port", "1"),
+            ("true-client-ip", "198.51.100.1"),
+            ("x-original-url", "/admin"),
         ]);
         request_headers(&mut h, "127.0.0.1".parse().unwrap(), &loopback());
         assert_eq!(h["x-forwarded-for"], "198.51.100.1, 10.0.0.2, 127.0.0.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-port"], "443");
         assert!(h.get("x_forwarded_port").is_none());
+        assert_eq!(h["true-client-ip"], "198.51.100.1");
+        assert!(h.get("x-original-url").is_none());
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "docs.example.com");
         assert!(h.get("x-figma-user-id").is_none());
@@ -365,6 +396,11 @@ mod tests {
             "/a%2F..%2Fadmin",
             "/a%5c..%5Cadmin",
             "/%2e%2e%2fadmin",
+            "/app/..;/admin",
+            "/app/.;x/admin",
+            "/app/%252e%252e/admin",
+            "/app/..%252fadmin",
+            "/app%255c..",
         ] {
             assert!(climbs(&path.parse().unwrap()), "{path}");
         }
@@ -377,6 +413,9 @@ mod tests {
             "/a%2fb",
             "/..%2",
             "/a.%2f.b",
+            "/a;b/c",
+            "/a..;/b",
+            "/100%25/x",
         ] {
             assert!(!climbs(&path.parse().unwrap()), "{path}");
         }

@@ -1,14 +1,17 @@
 //! How long what the reverse proxy streams may pause (`--upstream-timeout`,
-//! as nginx's `proxy_read_timeout`): a body that sends nothing for that
-//! long ends in an error, which closes its connection, and a WebSocket (or
-//! any upgraded connection) silent both ways for that long is closed. A
-//! stalled upstream or client cannot hold a connection forever.
+//! as nginx's `proxy_read_timeout`): a body, the upstream's answer or the
+//! client's upload, that sends nothing for that long ends in an error,
+//! which closes its connection, and a WebSocket (or any upgraded
+//! connection) through which no byte moves either way for that long is
+//! closed. A peer that stops sending cannot hold a connection forever; one
+//! that stops reading an answer can, within `--max-connections`.
 
 use std::{
     error::Error,
     fmt,
     future::Future,
     pin::Pin,
+    sync::atomic::{AtomicU64, Ordering},
     task::{Context, Poll},
     time::Duration,
 };
@@ -16,8 +19,9 @@ use std::{
 use hyper::body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    time::{sleep, Sleep},
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    sync::oneshot,
+    time::{sleep, Instant, Sleep},
 };
 
 pin_project! {
@@ -33,6 +37,8 @@ pin_project! {
         timer: Option<Sleep>,
         #[pin]
         body: B,
+        // Told once the body has given its last frame, or ended in error.
+        ended: Option<oneshot::Sender<()>>,
     }
 }
 
@@ -42,7 +48,17 @@ impl<B> Stalls<B> {
             idle,
             timer: None,
             body,
+            ended: None,
         }
+    }
+
+    /// The same, with what resolves once the body has been read to its
+    /// end, has failed, or is dropped: a request's body has been sent.
+    pub(crate) fn telling_end(idle: Duration, body: B) -> (Self, oneshot::Receiver<()>) {
+        let (tell, ended) = oneshot::channel();
+        let mut stalls = Self::new(idle, body);
+        stalls.ended = Some(tell);
+        (stalls, ended)
     }
 }
 
@@ -62,6 +78,20 @@ impl fmt::Display for Stalled {
 
 impl Error for Stalled {}
 
+impl Stalled {
+    /// Whether `error` came of a body that paused too long.
+    pub(crate) fn caused(error: &(dyn Error + 'static)) -> bool {
+        let mut cause = Some(error);
+        while let Some(error) = cause {
+            if error.is::<Self>() {
+                return true;
+            }
+            cause = error.source();
+        }
+        false
+    }
+}
+
 impl<B> Body for Stalls<B>
 where
     B: Body,
@@ -75,8 +105,15 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+        if let Poll::Ready(frame) = this.body.as_mut().poll_frame(cx) {
             this.timer.set(None);
+            // The last frame, an error, or a body that says it has ended
+            // (and may not be asked again).
+            if !matches!(frame, Some(Ok(_))) || this.body.is_end_stream() {
+                if let Some(tell) = this.ended.take() {
+                    let _ = tell.send(());
+                }
+            }
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
         if this.timer.is_none() {
@@ -98,48 +135,102 @@ where
 }
 
 /// Copies bytes both ways between `client` and `upstream` until both have
-/// closed, or nothing has passed either way for `idle`. Each side's end is
-/// passed on to the other (a half close), and the other way goes on.
+/// closed (each side's end passed on to the other, the other way going on:
+/// tokio's `copy_bidirectional`), or until no byte has moved either way,
+/// read or written, for `idle`: a peer that stops reading holds a write
+/// as long as one that stops sending holds a read.
 pub(crate) async fn splice<C, U>(client: C, upstream: U, idle: Duration) -> std::io::Result<()>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut client_in, mut client_out) = tokio::io::split(client);
-    let (mut upstream_in, mut upstream_out) = tokio::io::split(upstream);
-    let (mut from_client, mut from_upstream) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-    let (mut client_done, mut upstream_done) = (false, false);
-    while !(client_done && upstream_done) {
-        tokio::select! {
-            read = client_in.read(&mut from_client), if !client_done => match read? {
-                0 => {
-                    client_done = true;
-                    upstream_out.shutdown().await?;
-                }
-                n => upstream_out.write_all(&from_client[..n]).await?,
-            },
-            read = upstream_in.read(&mut from_upstream), if !upstream_done => match read? {
-                0 => {
-                    upstream_done = true;
-                    client_out.shutdown().await?;
-                }
-                n => client_out.write_all(&from_upstream[..n]).await?,
-            },
-            () = sleep(idle) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    Stalled(idle),
-                ));
+    let start = Instant::now();
+    // When a byte last moved, in milliseconds since `start`.
+    let moved = AtomicU64::new(0);
+    let (mut client, mut upstream) = (
+        Watched {
+            io: client,
+            start,
+            moved: &moved,
+        },
+        Watched {
+            io: upstream,
+            start,
+            moved: &moved,
+        },
+    );
+    let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    let watchdog = async {
+        loop {
+            let last = start + Duration::from_millis(moved.load(Ordering::Relaxed));
+            if last.elapsed() >= idle {
+                return;
             }
+            tokio::time::sleep_until(last + idle).await;
         }
+    };
+    tokio::select! {
+        copied = copied => copied.map(drop),
+        () = watchdog => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, Stalled(idle))),
     }
-    Ok(())
+}
+
+/// An end of a splice that notes in `moved` when a byte last went through.
+struct Watched<'a, T> {
+    io: T,
+    start: Instant,
+    moved: &'a AtomicU64,
+}
+
+impl<T> Watched<'_, T> {
+    fn note(&self) {
+        let since = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.moved.store(since, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.note();
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write(cx, data);
+        if matches!(written, Poll::Ready(Ok(1..))) {
+            self.note();
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body as AxumBody;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// The next frame of `body`.
     async fn next<B: Body>(body: &mut Pin<Box<B>>) -> Option<Result<Frame<B::Data>, B::Error>> {
@@ -148,21 +239,22 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_pauses_too_long_ends_in_an_error_and_one_that_flows_does_not() {
-        // Two frames 5 s apart, then nothing.
+        // Frames 5 s apart, then nothing: each frame puts the deadline off.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<&'static str, Stalled>>(1);
         tokio::spawn(async move {
-            for _ in 0..2 {
+            for _ in 0..3 {
                 let _ = tx.send(Ok("x")).await;
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
             std::future::pending::<()>().await;
         });
+        let started = Instant::now();
         let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         let mut body = Box::pin(Stalls::new(
             Duration::from_secs(6),
             AxumBody::from_stream(stream),
         ));
-        for _ in 0..2 {
+        for _ in 0..3 {
             let frame = next(&mut body).await.unwrap().unwrap();
             assert_eq!(frame.into_data().unwrap(), "x");
         }
@@ -171,6 +263,8 @@ mod tests {
             error.to_string().contains("sent nothing for 6 s"),
             "{error}"
         );
+        // The last frame came at 10 s: ended 6 s later.
+        assert_eq!(started.elapsed().as_secs(), 16);
     }
 
     #[test]
@@ -197,6 +291,18 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(9)).await;
         assert!(!spliced.is_finished());
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let ended = spliced.await.unwrap().unwrap_err();
+        assert_eq!(ended.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_closed_too() {
+        let (client, mut far_client) = tokio::io::duplex(64);
+        let (upstream, _far_upstream_never_reads) = tokio::io::duplex(64);
+        let spliced = tokio::spawn(splice(client, upstream, Duration::from_secs(10)));
+        // More than the pipes hold: the splice's write to the upstream waits.
+        far_client.write_all(&[7; 100]).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(11)).await;
         let ended = spliced.await.unwrap().unwrap_err();
         assert_eq!(ended.kind(), std::io::ErrorKind::TimedOut);
     }

@@ -24,7 +24,7 @@ use crate::{
         climbs, drop_hop_by_hop, identity_headers, list_items, private_answer, request_headers,
         vary_on_caller, TrustedProxies,
     },
-    idle::{splice, Stalls},
+    idle::{splice, Stalled, Stalls},
     serve::Place,
 };
 
@@ -114,15 +114,14 @@ fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Copies bytes both ways between the client's upgraded connection and the
-/// upstream's, until both close or neither says anything for `idle`. The
-/// client's connection `place` is held until then.
+/// upstream's, until both close, neither says anything for `idle`, or the
+/// gateway stops. The client's connection `place` is held until then.
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     idle: Duration,
     place: Option<Place>,
 ) {
-    let _place = place;
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(e) => {
@@ -130,8 +129,18 @@ async fn tunnel(
             return;
         }
     };
-    if let Err(e) = splice(TokioIo::new(client), TokioIo::new(upstream), idle).await {
-        tracing::debug!(error = %e, "an upgraded connection ended");
+    let spliced = splice(TokioIo::new(client), TokioIo::new(upstream), idle);
+    let stopping = async {
+        match &place {
+            Some(place) => place.stopping().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        spliced = spliced => if let Err(e) = spliced {
+            tracing::debug!(error = %e, "an upgraded connection ended");
+        },
+        () = stopping => tracing::debug!("an upgraded connection closed: the gateway stops"),
     }
 }
 
@@ -182,13 +191,30 @@ pub(crate) async fn forward(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     *req.uri_mut() = target;
-    // A client's body that pauses too long ends (an empty one needs no watch).
+    // A client's body that pauses too long ends (an empty one needs no
+    // watch), and the upstream has `idle` to start its answer once the
+    // body is sent: an upload may take as long as it keeps moving.
     let idle = upstream.timeout;
-    let req = match req.body().is_end_stream() {
-        true => req,
-        false => req.map(|body| Body::new(Stalls::new(idle, body))),
+    let (req, sent) = match req.body().is_end_stream() {
+        true => (req, None),
+        false => {
+            let (parts, body) = req.into_parts();
+            let (body, sent) = Stalls::telling_end(idle, body);
+            (Request::from_parts(parts, Body::new(body)), Some(sent))
+        }
     };
-    match tokio::time::timeout(upstream.timeout, upstream.client.request(req)).await {
+    let answer = upstream.client.request(req);
+    let answer = async move {
+        tokio::pin!(answer);
+        if let Some(sent) = sent {
+            tokio::select! {
+                answer = &mut answer => return Ok(answer),
+                _ = sent => {}
+            }
+        }
+        tokio::time::timeout(idle, answer).await
+    };
+    match answer.await {
         Ok(Ok(mut response)) => {
             let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             let switched_to = response.headers().get(header::UPGRADE).cloned();
@@ -207,6 +233,17 @@ pub(crate) async fn forward(
             private_answer(&mut parts.headers);
             vary_on_caller(&mut parts.headers);
             Response::from_parts(parts, Body::new(Stalls::new(idle, body)))
+        }
+        Ok(Err(e)) if Stalled::caused(&e) => {
+            tracing::debug!(error = %e, "the client's body paused too long");
+            envelope(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                &format!(
+                    "the request's body sent nothing for {} s; send it without pausing",
+                    idle.as_secs_f64()
+                ),
+            )
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "the upstream did not answer");

@@ -65,9 +65,20 @@ pub(crate) fn listen(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<Tc
 
 /// A connection's place among `--max-connections`, on each request that asks
 /// to upgrade: a WebSocket keeps it until its tunnel ends, after hyper is
-/// done with the connection.
+/// done with the connection, and ends when the gateway is told to stop.
 #[derive(Clone)]
-pub(crate) struct Place(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub(crate) struct Place {
+    _permit: Arc<OwnedSemaphorePermit>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Place {
+    /// Once the gateway is told to stop (at once if it has been).
+    pub(crate) async fn stopping(&self) {
+        let mut stopping = self.stopping.clone();
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
+}
 
 /// What the workers share: the connection places of `--max-connections`,
 /// and the word to stop.
@@ -149,7 +160,10 @@ impl Workers {
             };
             let _ = stream.set_nodelay(true);
             let app = app.clone();
-            let place = Place(Arc::new(place));
+            let place = Place {
+                _permit: Arc::new(place),
+                stopping: stopping.clone(),
+            };
             let upgrades_keep = place.clone();
             let service = service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
