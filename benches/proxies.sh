@@ -14,6 +14,7 @@
 # nginx runs one worker process (it serves the upstream too); NGINX_WORKERS=2
 # gives it two.
 # EXTRA="--workers 1" adds flags to the gateway's (and the compared one's).
+# ONLY=gateway,compared runs those setups alone (a longer A/B in less time).
 #
 #   cargo build --release --features gateway --bin figma-paywall --example bare_proxy
 #   benches/proxies.sh [target/release/figma-paywall [target/release/examples/bare_proxy]]
@@ -94,18 +95,23 @@ run() { # name url
 for url in "http://127.0.0.1:$gw/" "http://127.0.0.1:$authed/"; do
   curl -sf -H "X-Figma-Payment-Token: $token" "$url" >/dev/null
 done
+if [ -n "${ONLY:-}" ]; then
+  read -r -a setups <<<"${ONLY//,/ }"
+fi
+wanted() { [[ " ${setups[*]} " == *" $1 "* ]]; }
 for _ in $(seq "$rounds"); do
-  run direct "http://127.0.0.1:$up/"
-  run nginx "http://127.0.0.1:$proxy/"
-  run bare "http://127.0.0.1:$bare/"
-  run gateway "http://127.0.0.1:$gw/"
-  run nginx+auth "http://127.0.0.1:$authed/"
-  if [ -n "${COMPARE:-}" ]; then
+  if wanted direct; then run direct "http://127.0.0.1:$up/"; fi
+  if wanted nginx; then run nginx "http://127.0.0.1:$proxy/"; fi
+  if wanted bare; then run bare "http://127.0.0.1:$bare/"; fi
+  if wanted gateway; then run gateway "http://127.0.0.1:$gw/"; fi
+  if wanted nginx+auth; then run nginx+auth "http://127.0.0.1:$authed/"; fi
+  if wanted compared; then
     token=$(grep -A1 "^# a buyer" "$dir/compared.out" | grep -o "ppt_[0-9a-f]*") run compared "http://127.0.0.1:$other/"
   fi
 done
-echo "| setup | req/s (each round) | p50 | p99 |"
-echo "|---|---|---|---|"
+echo "| setup | req/s (each round) | mean | p50 | p99 |"
+echo "|---|---|---:|---|---|"
 for name in "${setups[@]}"; do
-  echo "| $name | ${rps[$name]}| ${p50[$name]}| ${p99[$name]}|"
+  mean=$(awk '{ for (i = 1; i <= NF; i++) sum += $i } END { printf "%d", sum / NF }' <<<"${rps[$name]}")
+  echo "| $name | ${rps[$name]}| $mean | ${p50[$name]}| ${p99[$name]}|"
 done
