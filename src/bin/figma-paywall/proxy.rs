@@ -90,7 +90,10 @@ fn pool() -> Client<HttpConnector, Body> {
     let mut connector = HttpConnector::new();
     // Small requests and answers: send them now, not after a delay.
     connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).build(connector)
+    // One buffer, one write, as the server side (serve.rs).
+    Client::builder(TokioExecutor::new())
+        .http1_writev(false)
+        .build(connector)
 }
 
 /// The gateway's own failure, in Figma's error envelope as every refusal.
