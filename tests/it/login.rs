@@ -462,8 +462,10 @@ async fn anonymous_sign_ins_cannot_spend_token_exchanges_without_bound() {
             refused += 1;
         }
     }
-    assert_eq!(site.mock.token_exchanges(), 5);
-    assert_eq!(refused, 5);
+    // (One more if the loop took over 2 s: the replica's budget refills.)
+    let spent = site.mock.token_exchanges();
+    assert!((5..=6).contains(&spent), "{spent} token exchanges");
+    assert_eq!(refused, 10 - spent);
     // It locked nobody else out: a visitor elsewhere signs in.
     site.sign_in("2001").await;
     // Many clients at once: no more than the replica's budget (30 a minute
@@ -478,7 +480,7 @@ async fn anonymous_sign_ins_cannot_spend_token_exchanges_without_bound() {
         (10..=12).contains(&exchanges),
         "{exchanges} token exchanges"
     );
-    assert_eq!(refused, 40 - (exchanges - 6));
+    assert_eq!(refused, 40 - (exchanges - spent - 1));
 }
 
 #[tokio::test]
