@@ -75,9 +75,14 @@ pub(crate) struct Place {
 impl Place {
     /// Once the gateway is told to stop (at once if it has been).
     pub(crate) async fn stopping(&self) {
-        let mut stopping = self.stopping.clone();
-        let _ = stopping.wait_for(|stop| *stop).await;
+        told_to_stop(self.stopping.clone()).await;
     }
+}
+
+/// Once the workers are told to stop through `stopping` (at once if they
+/// have been, or if the word can no longer come).
+async fn told_to_stop(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
 }
 
 /// What the workers share: the connection places of `--max-connections`,
@@ -119,11 +124,7 @@ impl Workers {
             .header_read_timeout(limits.header_timeout)
             .keep_alive(true);
         let mut full_warned = false;
-        let mut stop = stopping.clone();
-        let stop_asked = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        let mut stop_asked = pin!(stop_asked);
+        let mut stop_asked = pin!(told_to_stop(stopping.clone()));
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -180,13 +181,12 @@ impl Workers {
             let connection = http
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
-            let mut stopping = stopping.clone();
             tokio::spawn(async move {
-                let _place = place;
+                // The place is held until the connection ends.
                 let mut connection = pin!(connection);
                 tokio::select! {
                     _ = connection.as_mut() => return,
-                    _ = stopping.wait_for(|stop| *stop) => {}
+                    () = place.stopping() => {}
                 }
                 // Finish the request under way, then close.
                 connection.as_mut().graceful_shutdown();
