@@ -360,12 +360,17 @@ mod tests {
         assert_eq!(breaker.open_for(t), Some(s(30)));
     }
 
-    #[test]
-    fn a_claimed_probe_holds_off_every_other_call_until_it_reports_or_gives_up() {
+    /// A breaker opened by `GET /v1/me`, and when its first probe is due.
+    fn probe_due() -> (Breaker, Instant) {
         let breaker = Breaker::default();
         let t = Instant::now();
         breaker.confirm(true, t);
-        let after = t + COOL_DOWN;
+        (breaker, t + COOL_DOWN)
+    }
+
+    #[test]
+    fn a_claimed_probe_holds_off_every_other_call_until_it_reports_or_gives_up() {
+        let (breaker, after) = probe_due();
         let probe = breaker.claim(after, TIMEOUT).expect("the probe is due");
         assert_eq!(probe.pass(), Pass::Probe);
         // Claimed, not yet sent (it waits for a slot): no one else may call,
@@ -384,10 +389,7 @@ mod tests {
 
     #[test]
     fn a_probe_replaced_after_the_timeout_does_not_free_its_successor() {
-        let breaker = Breaker::default();
-        let t = Instant::now();
-        breaker.confirm(true, t);
-        let after = t + COOL_DOWN;
+        let (breaker, after) = probe_due();
         let first = breaker.claim(after, TIMEOUT).unwrap();
         let second = breaker.claim(after + TIMEOUT, TIMEOUT).unwrap();
         drop(first);
@@ -398,10 +400,7 @@ mod tests {
 
     #[test]
     fn a_replaced_probe_that_fails_late_leaves_its_successor_the_probe() {
-        let breaker = Breaker::default();
-        let t = Instant::now();
-        breaker.confirm(true, t);
-        let after = t + COOL_DOWN;
+        let (breaker, after) = probe_due();
         let first = breaker.claim(after, TIMEOUT).unwrap();
         let _second = breaker.claim(after + TIMEOUT, TIMEOUT).unwrap();
         // The first one's failure comes in: it does not free the probe.
@@ -411,10 +410,7 @@ mod tests {
 
     #[test]
     fn a_probe_that_never_reports_is_replaced_after_the_timeout() {
-        let breaker = Breaker::default();
-        let t = Instant::now();
-        breaker.confirm(true, t);
-        let after = t + COOL_DOWN;
+        let (breaker, after) = probe_due();
         assert_eq!(breaker.pass(after, TIMEOUT), Ok(Pass::Probe));
         assert_eq!(breaker.pass(after + TIMEOUT, TIMEOUT), Ok(Pass::Probe));
     }
