@@ -380,6 +380,21 @@ async fn behind_nginx_auth_request() {
     assert!(retry_after >= 1);
 }
 
+/// The proxy `start` makes in front of `gateway` and `upstream`, once it
+/// routes.
+async fn routing(
+    start: fn(&str, &str) -> Proxy,
+    gateway: &super::Gateway,
+    upstream: &str,
+) -> Proxy {
+    let (base, up) = (gateway.base.clone(), upstream.to_owned());
+    let proxy = tokio::task::spawn_blocking(move || start(&base, &up))
+        .await
+        .unwrap();
+    routes(&proxy.base).await;
+    proxy
+}
+
 /// The demo gateway (with `args`) with the proxy `start` makes in front of
 /// it and of an upstream that counts what reaches it, once the proxy
 /// routes; every check of [`check_proxy`] and [`clients_stay_apart`]
@@ -392,11 +407,7 @@ async fn in_front(
     let calls = Arc::new(AtomicUsize::new(0));
     let upstream = upstream(calls.clone()).await;
     let gateway = demo(args);
-    let (base, up) = (gateway.base.clone(), upstream.clone());
-    let proxy = tokio::task::spawn_blocking(move || start(&base, &up))
-        .await
-        .unwrap();
-    routes(&proxy.base).await;
+    let proxy = routing(start, &gateway, &upstream).await;
     check_proxy(
         &proxy,
         &gateway.tokens,
@@ -432,11 +443,7 @@ async fn clients_stay_apart(start: fn(&str, &str) -> Proxy, args: &[&str]) {
         .env("FIGMA_RATE_BURST", "4");
     let gateway = super::start(command);
     let upstream = upstream(Arc::new(AtomicUsize::new(0))).await;
-    let base = gateway.base.clone();
-    let proxy = tokio::task::spawn_blocking(move || start(&base, &upstream))
-        .await
-        .unwrap();
-    routes(&proxy.base).await;
+    let proxy = routing(start, &gateway, &upstream).await;
     let page = format!("{}/docs/page", proxy.base);
     let [buyer, trial, unpaid] = <[String; 3]>::try_from(gateway.tokens.clone()).unwrap();
     let (one, other) = (client_at([127, 0, 0, 2]), client_at([127, 0, 0, 3]));
