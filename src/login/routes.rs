@@ -80,7 +80,7 @@ pub(super) async fn login(
     let c = &login.inner;
     let client = c.sign_ins.client_of(&request.into_parts().0);
     if let Err(wait) = c.sign_ins.begin(client) {
-        return too_many(wait, "this client began too many this minute", &login);
+        return too_many(wait, "too many sign-ins begun this minute", &login);
     }
     let flow = Flow {
         state: random_token(),
