@@ -2,10 +2,10 @@
 
 use crate::{Lookup, PaymentInformation};
 
-/// How a request got through the gate: the one request extension the gate
-/// puts on a request it lets in, and an extractor. Handlers that only need
-/// Figma's answer extract [`PaymentInformation`] instead, which is read
-/// from here.
+/// How a request got through the gate: a request extension the gate puts
+/// on every request it lets in, and an extractor. Handlers that only need
+/// Figma's answer take [`PaymentInformation`] instead, the extension the
+/// gate puts beside this one (but for [`AccessVia::FailOpen`]).
 ///
 /// ```
 /// use figma_paywall::{AccessVia, PaidAccess};

@@ -55,12 +55,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for PaymentInformation {
     }
 }
 
-/// Figma's answer in the grant the gate put on the request.
+/// Figma's answer the gate put on the request.
 fn answer(parts: &Parts) -> Option<PaymentInformation> {
-    parts
-        .extensions
-        .get::<PaidAccess>()
-        .and_then(PaidAccess::info)
+    parts.extensions.get::<PaymentInformation>().cloned()
 }
 
 /// `Option<PaidAccess>`: `None` where the gate let a request by without a

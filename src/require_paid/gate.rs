@@ -34,11 +34,16 @@ pub(super) struct Granted {
 }
 
 impl Granted {
-    /// Lets `req` in: how the caller got in, and the answer that let them,
-    /// as one extension.
+    /// Lets `req` in: Figma's answer that let them in as a
+    /// `PaymentInformation` extension (none when the gate failed open),
+    /// and how they got in as a [`PaidAccess`] one.
     pub(super) fn admit<B>(self, paywall: &Paywall, req: &mut Request<B>) {
         paywall.counters().granted.add();
-        req.extensions_mut().insert(self.access);
+        let extensions = req.extensions_mut();
+        if let Some(info) = self.access.info() {
+            extensions.insert(info);
+        }
+        extensions.insert(self.access);
     }
 }
 

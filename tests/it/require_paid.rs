@@ -481,3 +481,83 @@ async fn a_lookup_under_way_during_an_invalidation_is_not_cached() {
     assert_eq!(call(&app, as_user("5")).await.status, 200);
     assert_eq!(figma.payment_requests(), 2);
 }
+
+/// The crate's promise: a buyer's request goes on with Figma's answer as a
+/// `PaymentInformation` request extension, read three ways as users write
+/// them: axum's `Extension<T>`, the extractor, and `req.extensions()` in a
+/// plain `tower::Service`. Each is asked twice: on a miss, then on the
+/// cached hit path.
+#[tokio::test]
+async fn a_buyer_goes_on_with_payment_information_read_three_ways() {
+    use axum::{extract::Extension, response::Response, routing::post};
+    use tower::{Layer, ServiceExt};
+
+    let (figma, paywall) = start().await;
+    set(&figma, "41", &plugin(), PaymentStatus::Paid);
+    set(&figma, "42", &plugin(), PaymentStatus::Trial);
+    let gate = RequirePaidLayer::new(&paywall, plugin());
+
+    let by_extension = Router::new()
+        .route(
+            "/generate",
+            post(
+                |Extension(info): Extension<PaymentInformation>| async move {
+                    format!("{} {}", info.user_id, info.payment_status)
+                },
+            ),
+        )
+        .layer(gate.clone());
+    let by_extractor = Router::new()
+        .route(
+            "/generate",
+            post(|info: PaymentInformation| async move {
+                format!("{} {}", info.user_id, info.payment_status)
+            }),
+        )
+        .layer(gate.clone());
+    let plain = tower::service_fn(|req: Request<Body>| async move {
+        let text = match req.extensions().get::<PaymentInformation>() {
+            Some(info) => format!("{} {}", info.user_id, info.payment_status),
+            None => "no PaymentInformation".to_owned(),
+        };
+        Ok::<Response, std::convert::Infallible>(text.into_response())
+    });
+    let plain = gate.layer(plain);
+
+    for (id, status) in [("41", "PAID"), ("42", "TRIAL")] {
+        let token = figma.issue_token(&user(id), &plugin());
+        let want = format!("{id} {status}");
+        let post = || {
+            Request::post("/generate")
+                .header("x-figma-payment-token", token.expose_secret())
+                .body(Body::empty())
+                .unwrap()
+        };
+        for round in ["miss", "hit"] {
+            for (how, app) in [("Extension", &by_extension), ("extractor", &by_extractor)] {
+                let reply = call(app, post()).await;
+                assert_eq!(
+                    reply.status,
+                    StatusCode::OK,
+                    "{how}, {round}: {}",
+                    reply.body
+                );
+                assert_eq!(reply.body, want.as_str(), "{how}, {round}");
+            }
+            let response = plain.clone().oneshot(post()).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "tower::Service, {round}");
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            assert_eq!(body, want.as_bytes(), "tower::Service, {round}");
+        }
+        // A user ID the app authenticated is the other way in.
+        let mut req = post();
+        req.headers_mut().remove("x-figma-payment-token");
+        req.extensions_mut().insert(user(id));
+        let reply = call(&by_extension, req).await;
+        assert_eq!(reply.body, want.as_str(), "Extension, by user ID");
+    }
+    // One lookup a buyer (and one a user ID): the rest came from the cache.
+    assert_eq!(figma.payment_requests(), 4);
+}
