@@ -148,7 +148,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// their calls succeed only against `Access-Control-Allow-Origin: *`. Put
 /// outside the gate, so that a non-buyer's plugin can read the 402's
 /// `reason` and open checkout, and scripts can read `Retry-After` on a 429
-/// or 503. The gate lets preflights through; this layer answers them.
+/// or 503. It answers preflights too: the gate never lets one through.
 fn cors_for_plugins() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)

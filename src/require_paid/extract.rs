@@ -60,9 +60,7 @@ fn answer(parts: &Parts) -> Option<PaymentInformation> {
     parts.extensions.get::<PaymentInformation>().cloned()
 }
 
-/// `Option<PaidAccess>`: `None` where the gate let a request by without a
-/// grant (a CORS preflight, see [`is_cors_preflight`](crate::is_cors_preflight)),
-/// or where there is no gate.
+/// `Option<PaidAccess>`: `None` where there is no gate.
 impl<S: Send + Sync> OptionalFromRequestParts<S> for PaidAccess {
     type Rejection = std::convert::Infallible;
 

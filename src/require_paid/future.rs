@@ -41,6 +41,9 @@ pin_project! {
             #[pin]
             future: F,
         },
+        Answered {
+            response: Option<Response>,
+        },
     }
 }
 
@@ -55,6 +58,15 @@ where
     ) -> Self {
         Self {
             state: State::Check { check, inner },
+        }
+    }
+
+    /// The gate's own answer; the inner service is not called.
+    pub(super) fn answered(response: Response) -> Self {
+        Self {
+            state: State::Answered {
+                response: Some(response),
+            },
         }
     }
 
@@ -84,6 +96,10 @@ where
                     Err(refusal) => return Poll::Ready(Ok(refusal)),
                 },
                 StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Answered { response } => {
+                    let response = response.take().expect("polled after it was ready");
+                    return Poll::Ready(Ok(response));
+                }
             }
         }
     }

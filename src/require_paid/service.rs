@@ -3,7 +3,7 @@
 
 use std::task::{Context, Poll};
 
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::Request;
 use tower_service::Service;
 
@@ -90,12 +90,12 @@ impl RequirePaid<()> {
 /// Whether `req` is a browser's CORS preflight: an `OPTIONS` request with
 /// `Origin` and `Access-Control-Request-Method`.
 ///
-/// [`RequirePaid`] lets preflights through unchecked, since a browser never
-/// sends credentials on one: a [`CorsLayer`] in front of the gate answers
-/// them, or the app's own handler does. A preflight carries no grant, so
-/// handlers that take [`PaymentInformation`](crate::PaymentInformation) or
-/// [`PaidAccess`](crate::PaidAccess) refuse it; a handler for any method
-/// behind the gate can call this to answer preflights itself.
+/// [`RequirePaid`] answers a preflight itself, `204 No Content` with no
+/// CORS headers, and never passes it to the inner service: a browser sends
+/// no credentials on one, and anyone can send one, so no handler may run
+/// for it. Put tower-http's [`CorsLayer`] in front of (outside) the gate:
+/// it answers preflights before they reach the gate, with the headers that
+/// allow the call.
 ///
 /// ```
 /// use figma_paywall::is_cors_preflight;
@@ -157,12 +157,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // A browser's CORS preflight never carries the token: refusing it
-        // would block every cross-origin call, buyers' too. It goes on to
-        // whatever answers preflights (a `CorsLayer`, the app's handler),
-        // without a grant, so no handler that needs one runs for it.
+        // A browser's CORS preflight never carries the token, and anyone
+        // can send one: it is answered here, and never reaches a handler
+        // (one that ignores the method would serve it, body and upgrade
+        // included). A `CorsLayer` in front answers it before the gate.
         if is_cors_preflight(&req) {
-            return RequirePaidFuture::admitted(self.inner.call(req));
+            return RequirePaidFuture::answered(preflight_answer());
         }
         let (parts, body) = req.into_parts();
         let identity = self.layer.identity.identify(&parts);
@@ -181,4 +181,13 @@ where
         let check = check(self.layer.gate.clone(), identity, parts, body);
         RequirePaidFuture::checking(Box::pin(check), inner)
     }
+}
+
+/// What the gate answers a CORS preflight that reached it: nothing
+/// allowed, so a browser refuses the call it preflights.
+fn preflight_answer() -> Response {
+    tracing::debug!(
+        "a CORS preflight reached the gate: answered 204 with no CORS headers (put a CorsLayer in front of the gate)"
+    );
+    http::StatusCode::NO_CONTENT.into_response()
 }

@@ -78,18 +78,23 @@ async fn a_preflight_is_answered_by_the_cors_layer_and_costs_figma_nothing() {
     let figma = MockFigma::start().await.unwrap();
     let paywall = paywall(&figma);
     let gate = || RequirePaidLayer::new(&paywall, plugin());
-    // The layer outside the gate, as documented, and inside it: the gate
-    // lets the preflight by either way.
+    // The layer outside the gate, as documented: it answers the preflight.
     let outside = serve(generate().layer(gate()).layer(cors_for_plugins())).await;
+    let answer = preflight(&outside).await;
+    assert!(answer.status().is_success(), "{}", answer.status());
+    assert_eq!(header_of(&answer, "access-control-allow-origin"), "*");
+    let allowed = header_of(&answer, "access-control-allow-headers");
+    assert!(allowed.contains("x-figma-payment-token"), "{allowed}");
+    assert!(header_of(&answer, "access-control-allow-methods").contains("POST"));
+    // Inside the gate, it never sees one: the gate answers it, allowing
+    // nothing, so a browser refuses the call (fail closed).
     let inside = serve(generate().layer(cors_for_plugins()).layer(gate())).await;
-    for base in [outside, inside] {
-        let answer = preflight(&base).await;
-        assert!(answer.status().is_success(), "{}", answer.status());
-        assert_eq!(header_of(&answer, "access-control-allow-origin"), "*");
-        let allowed = header_of(&answer, "access-control-allow-headers");
-        assert!(allowed.contains("x-figma-payment-token"), "{allowed}");
-        assert!(header_of(&answer, "access-control-allow-methods").contains("POST"));
-    }
+    let answer = preflight(&inside).await;
+    assert_eq!(answer.status(), 204);
+    assert!(answer
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
     assert_eq!(figma.payment_requests(), 0);
 }
 
@@ -160,29 +165,59 @@ async fn a_non_buyers_402_carries_the_cors_headers_and_its_reason() {
     assert_eq!(body["resource_id"], PLUGIN);
 }
 
+/// A preflight-shaped request with a body and an upgrade, to a handler
+/// that ignores the method (axum's `any`, and a fallback): the gate answers
+/// it, so no handler runs, nothing is read of the body, no tunnel opens,
+/// and no paid content comes back.
 #[tokio::test]
-async fn without_a_cors_layer_a_preflight_reaches_no_handler_that_needs_a_grant() {
+async fn without_a_cors_layer_a_preflight_reaches_no_handler() {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
     let figma = MockFigma::start().await.unwrap();
     let paywall = paywall(&figma);
     let gate = RequirePaidLayer::new(&paywall, plugin());
-    // A handler for every method behind the gate: the preflight reaches it
-    // without a grant, so its `PaidAccess` refuses and it never runs.
-    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen = ran.clone();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let paid = |ran: Arc<AtomicUsize>| {
+        move |body: String| async move {
+            ran.fetch_add(1, Ordering::SeqCst);
+            format!("paid content; you sent {body}")
+        }
+    };
     let any_method = Router::new()
-        .route(
-            "/generate",
-            any(move |_: PaidAccess| async move {
-                seen.store(true, std::sync::atomic::Ordering::SeqCst);
-                "generated"
-            }),
-        )
+        .route("/generate", any(paid(ran.clone())))
+        .layer(gate.clone());
+    let fallback = Router::new()
+        .fallback(paid(ran.clone()))
         .layer(gate.clone());
     let post_only = generate().layer(gate);
-    let answer = preflight(&serve(any_method).await).await;
-    assert_eq!(answer.status(), 500);
-    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
-    // A POST route: axum answers the OPTIONS request 405, not the gate 401.
-    assert_eq!(preflight(&serve(post_only).await).await.status(), 405);
+    for app in [any_method, fallback, post_only] {
+        let base = serve(app).await;
+        let answer = reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, format!("{base}/generate"))
+            .header("origin", "null")
+            .header("access-control-request-method", "POST")
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .body("a prompt that costs the creator money")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 204);
+        assert!(answer
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none());
+        assert_eq!(answer.text().await.unwrap(), "");
+    }
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "a handler ran for a preflight"
+    );
     assert_eq!(figma.payment_requests(), 0);
 }
