@@ -20,6 +20,15 @@ export interface PaidFetchOptions {
    * Default 10 000 (10 s).
    */
   maxWaitMs?: number
+  /**
+   * The origins the payment token may go to, such as
+   * `['https://api.example.com']` (scheme, host and port, as in
+   * manifest.json's `networkAccess.allowedDomains`). A call to any other
+   * origin fails with `origin_not_allowed` before a token is asked for.
+   * Default: the origin of the first URL `paidFetch` was called with (in
+   * each of the main thread and the UI iframe).
+   */
+  origins?: readonly string[]
 }
 
 /** What went wrong, for a creator to act on. */
@@ -36,6 +45,10 @@ export type PaywallErrorCode =
   | 'not_in_figma'
   /** A call to Figma's plugin API failed (its error is the `cause`). */
   | 'figma_failed'
+  /** The URL's origin is not one the token may go to (`origins`), or `origins` holds something that is not an origin. */
+  | 'origin_not_allowed'
+  /** The server redirected elsewhere, or where `fetch` hides the target: the redirect was not followed with the token. */
+  | 'redirect_refused'
 
 /**
  * An error a creator can act on: its `code` says which, its `message` what
@@ -81,13 +94,98 @@ export interface Host<R> {
   token(fresh: boolean): Promise<Token>
   /** Opens checkout; the payment status's `type` once it closes. */
   checkout(interstitial: Interstitial): Promise<string>
-  /** Sends the request with `token`. */
-  send(token: string): Promise<R>
+  /**
+   * Sends the request to `url` with `token`, never following a redirect
+   * (`redirect: 'manual'`). `asGet`: a redirect made it a GET without a
+   * body, as `fetch` does after a 303, or a 301 or 302 to a POST.
+   */
+  send(url: string, token: string, asGet: boolean): Promise<R>
   status(response: R): number
   header(response: R, name: string): string | null
+  /** Whether `response` is a redirect whose target is hidden (a browser's `opaqueredirect`). */
+  hidden(response: R): boolean
+  /** Lets go of a response that is not given back (a redirect's body). */
+  discard(response: R): void
   /** The refusal's `reason`, and a response whose body can still be read. */
   reason(response: R): Promise<{ response: R; reason: string | undefined }>
   sleep(ms: number): Promise<void>
+}
+
+/** One call of `paidFetch`: where it goes, and how. */
+export interface Call {
+  url: string
+  /** `url`'s origin, one the token may go to. */
+  origin: string
+  /** The method in capitals (`GET` if none). */
+  method: string
+  /** `init.redirect`: `follow` (the default) follows redirects within `origin` only. */
+  redirect: 'follow' | 'error' | 'manual'
+}
+
+/**
+ * The origin of an absolute `http:` or `https:` URL, as `scheme://host[:port]`
+ * in lower case without a default port; `undefined` for anything else.
+ *
+ * Strict on purpose (Figma's main thread has no `URL` to ask): this only
+ * lowercases and drops a default port, which every URL parser does too, so
+ * two URLs with the same `originOf` reach the same origin in any `fetch`.
+ * A host with other characters (user info `a@b`, `\`, percent escapes,
+ * Unicode) is refused rather than guessed at. A host written unusually
+ * (`0x7f.1`) is kept as written, and matches only itself.
+ */
+export function originOf(url: string): string | undefined {
+  const match = /^(https?):\/\/([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(\d{1,5}))?(?=[/?#]|$)/i.exec(url)
+  if (!match) return undefined
+  const scheme = match[1].toLowerCase()
+  const port = match[3] === undefined ? undefined : Number(match[3])
+  if (port !== undefined && port > 65535) return undefined
+  const standard = port === undefined || (scheme === 'http' && port === 80) || (scheme === 'https' && port === 443)
+  return `${scheme}://${match[2].toLowerCase()}${standard ? '' : `:${port}`}`
+}
+
+/**
+ * `paidFetch`'s call to `url`, if the token may go there: `url`'s origin
+ * is in `origins`, or, with none named, is `first` (the origin of the
+ * first URL `paidFetch` was called with).
+ *
+ * @throws {PaywallError} `origin_not_allowed`
+ */
+export function callTo(
+  url: string,
+  init: { method?: string; redirect?: string },
+  origins: readonly string[] | undefined,
+  first: string | undefined,
+): Call {
+  const origin = originOf(url)
+  if (origin === undefined) {
+    throw new PaywallError(
+      'origin_not_allowed',
+      `paidFetch sends the payment token only to an absolute http(s) URL with an ASCII host, and ${JSON.stringify(url.slice(0, 60))} is not one.`,
+    )
+  }
+  const allowed = origins !== undefined ? origins.map(allowedOrigin) : first !== undefined ? [first] : []
+  if (!allowed.includes(origin)) {
+    const named = origins === undefined ? `${first} (its first call's origin)` : allowed.join(', ')
+    throw new PaywallError(
+      'origin_not_allowed',
+      `paidFetch sends the payment token only to ${named}, not to ${origin}: if that is your server, name it in the origins option.`,
+    )
+  }
+  const redirect = init.redirect === 'error' || init.redirect === 'manual' ? init.redirect : 'follow'
+  return { url, origin, method: (init.method ?? 'GET').toUpperCase(), redirect }
+}
+
+/** An entry of `options.origins`, as `originOf` writes it. */
+function allowedOrigin(entry: string): string {
+  const bare = entry.endsWith('/') ? entry.slice(0, -1) : entry
+  const origin = originOf(bare)
+  if (origin === undefined || /[/?#]/.test(bare.slice(bare.indexOf('://') + 3))) {
+    throw new PaywallError(
+      'origin_not_allowed',
+      `paidFetch's origins option holds ${JSON.stringify(entry)}, which is not an origin: write scheme, host and port only, like 'https://api.example.com'.`,
+    )
+  }
+  return origin
 }
 
 /** `Retry-After` in milliseconds: seconds, or an HTTP date (RFC 9110). */
@@ -102,12 +200,14 @@ export function retryAfterMs(value: string | null, now: number = Date.now()): nu
 /**
  * Sends the request with a payment token; on a refusal does, at most once
  * each: a new token for one Figma refused, the wait for a busy budget,
- * checkout for a non-buyer (then once more if they bought).
+ * checkout for a non-buyer (then once more if they bought). Each send
+ * follows redirects within the call's origin only (`deliver`).
  */
-export async function paidFetchWith<R>(host: Host<R>, options: PaidFetchOptions = {}): Promise<R> {
+export async function paidFetchWith<R>(host: Host<R>, call: Call, options: PaidFetchOptions = {}): Promise<R> {
+  const send = (token: string) => deliver(host, call, token)
   const maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS
   const first = await host.token(false)
-  let response: R = await host.send(first.value)
+  let response: R = await send(first.value)
 
   // A token reused past its life: Figma refused it, so ask for a new one.
   // A new token Figma refused is not tried again.
@@ -115,7 +215,7 @@ export async function paidFetchWith<R>(host: Host<R>, options: PaidFetchOptions 
     const peeked = await host.reason(response)
     response = peeked.response
     if (peeked.reason === 'token_rejected') {
-      response = await host.send((await host.token(true)).value)
+      response = await send((await host.token(true)).value)
     }
   }
 
@@ -125,7 +225,7 @@ export async function paidFetchWith<R>(host: Host<R>, options: PaidFetchOptions 
     const wait = retryAfterMs(host.header(response, 'retry-after'))
     if (wait !== undefined && wait <= maxWaitMs) {
       await host.sleep(wait)
-      response = await host.send((await host.token(false)).value)
+      response = await send((await host.token(false)).value)
     }
   }
 
@@ -136,12 +236,87 @@ export async function paidFetchWith<R>(host: Host<R>, options: PaidFetchOptions 
     if (peeked.reason === 'not_paid') {
       const after = await host.checkout(options.checkout ?? 'PAID_FEATURE')
       if (after === 'PAID') {
-        response = await host.send((await host.token(true)).value)
+        response = await send((await host.token(true)).value)
       }
     }
   }
   return response
 }
+
+/** The statuses `fetch` follows as redirects (the Fetch standard's redirect status). */
+const REDIRECTS = [301, 302, 303, 307, 308]
+
+/** How many redirects one send follows, as `fetch` does. */
+const MAX_REDIRECTS = 20
+
+/**
+ * Sends `call` with `token`, and follows its redirects as `fetch` would,
+ * but only within `call.origin`: the token never goes to another origin
+ * through a redirect, nor through one whose target `fetch` hides.
+ *
+ * @throws {PaywallError} `redirect_refused`
+ */
+async function deliver<R>(host: Host<R>, call: Call, token: string): Promise<R> {
+  let url = call.url
+  let asGet = false
+  for (let followed = 0; ; followed++) {
+    const response = await host.send(url, token, asGet)
+    if (call.redirect === 'manual') return response
+    const refused = (why: string) => {
+      host.discard(response)
+      return new PaywallError('redirect_refused', why)
+    }
+    if (host.hidden(response)) {
+      throw refused(
+        `paidFetch: ${call.origin} answered with a redirect that fetch hides here (opaqueredirect), so paidFetch did not follow it with the token. Call the final URL.`,
+      )
+    }
+    const status = host.status(response)
+    const location = REDIRECTS.includes(status) ? host.header(response, 'location') : null
+    if (location === null) return response
+    if (call.redirect === 'error') throw refused(`paidFetch: ${call.origin} answered ${status}, a redirect, and init.redirect is 'error'.`)
+    if (followed === MAX_REDIRECTS) throw refused(`paidFetch: ${call.origin} redirected more than ${MAX_REDIRECTS} times.`)
+    const next = resolve(location, url)
+    const to = next === undefined ? undefined : originOf(next)
+    if (next === undefined || to !== call.origin) {
+      throw refused(
+        `paidFetch did not follow a redirect from ${call.origin} to ${to ?? 'a URL it cannot check'}: the token never leaves its origin. If that is your server, call it directly.`,
+      )
+    }
+    host.discard(response)
+    url = next
+    const method = asGet ? 'GET' : call.method
+    if ((status === 303 && method !== 'GET' && method !== 'HEAD') || ((status === 301 || status === 302) && method === 'POST')) {
+      asGet = true
+    }
+  }
+}
+
+/**
+ * `location` (a redirect's `Location`) resolved against `base`, by hand
+ * (Figma's main thread has no `URL`); `undefined` for what this does not
+ * resolve. A relative `location` keeps `base`'s scheme and authority as
+ * they are written, so it cannot reach another origin.
+ */
+function resolve(location: string, base: string): string | undefined {
+  // Controls, spaces and `\` are read differently by URL parsers: refused.
+  if (/[\u0000-\u0020\u007f\\]/.test(location)) return undefined
+  if (/^[a-z][a-z0-9+.-]*:/i.test(location)) return originOf(location) === undefined ? undefined : location
+  const parts = /^([a-z][a-z0-9+.-]*:)(\/\/[^/?#]*)([^?#]*)(\?[^#]*)?/i.exec(base)
+  if (!parts) return undefined
+  const [, scheme, authority, path, query = ''] = parts
+  if (location.startsWith('//')) {
+    const full = scheme + location
+    return originOf(full) === undefined ? undefined : full
+  }
+  if (location.startsWith('/')) return scheme + authority + location
+  if (location.startsWith('?')) return scheme + authority + path + location
+  if (location.startsWith('#')) return scheme + authority + path + query + location
+  return scheme + authority + path.slice(0, path.lastIndexOf('/') + 1) + (path === '' ? '/' : '') + location
+}
+
+/** The headers that describe a body, dropped when a redirect drops the body. */
+export const BODY_HEADERS = ['content-encoding', 'content-language', 'content-location', 'content-type']
 
 /** The `reason` of a refusal's JSON body, if it has one. */
 export function reasonOf(body: string): string | undefined {
@@ -159,8 +334,7 @@ export function reasonOf(body: string): string | undefined {
 
 /** The message for a request that got no answer; names no token. */
 export function networkMessage(url: string, cause: unknown): string {
-  // Figma's main thread has no `URL`: the scheme and host, by hand.
-  const origin = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]+/i.exec(url)?.[0] ?? url
+  const origin = originOf(url) ?? url
   const why = cause instanceof Error ? cause.message : String(cause)
   return (
     `paidFetch: no answer from ${origin} (${why}). Check that manifest.json's ` +

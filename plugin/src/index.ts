@@ -22,12 +22,15 @@
  */
 
 import {
+  BODY_HEADERS,
   BRIDGE_KEY,
   type BridgeReply,
   type BridgeRequest,
+  callTo,
   type Host,
   type Interstitial,
   networkMessage,
+  originOf,
   type PaidFetchOptions,
   paidFetchWith,
   PAYMENT_TOKEN_HEADER,
@@ -67,6 +70,9 @@ function payments(): PaymentsAPI {
 
 let current: { value: string; at: number } | undefined
 let minting: Promise<string> | undefined
+
+/** The origin of the first URL `paidFetch` was called with: without `options.origins`, the only one the token goes to. */
+let firstOrigin: string | undefined
 
 /**
  * A plugin payment token: the one in use while it is under
@@ -164,8 +170,10 @@ function header(response: FetchResponse, name: string): string | null {
 
 /**
  * `fetch(url, init)` from the plugin's main thread, with the user's plugin
- * payment token in `X-Figma-Payment-Token`. The answer is what the server
- * said, after at most one of each:
+ * payment token in `X-Figma-Payment-Token`, sent only to an origin in
+ * `options.origins` (default: the origin of the first URL `paidFetch` was
+ * called with), and never on through a redirect to another origin. The
+ * answer is what the server said, after at most one of each:
  *
  * - a `402` with `reason: "not_paid"`: Figma's checkout opens
  *   (`options.checkout`, default `'PAID_FEATURE'`; `false`: never); if the
@@ -178,7 +186,10 @@ function header(response: FetchResponse, name: string): string | null {
  *
  * The body is sent again on a retry, so give it as a string or bytes.
  *
- * @throws {PaywallError} `no_payments_permission` (manifest.json lacks
+ * @throws {PaywallError} `origin_not_allowed` (`url` is not on an origin
+ *   the token may go to: nothing was sent), `redirect_refused` (the server
+ *   redirected to another origin, or where `fetch` hides),
+ *   `no_payments_permission` (manifest.json lacks
  *   `"permissions": ["payments"]`), `checkout_unavailable` (query mode, a
  *   widget rendering), `network` (no answer: `networkAccess`, CORS or the
  *   server).
@@ -188,27 +199,42 @@ export async function paidFetch(
   init: FetchOptions = {},
   options: PaidFetchOptions = {},
 ): Promise<FetchResponse> {
+  if (firstOrigin === undefined) firstOrigin = originOf(url)
+  const call = callTo(url, init, options.origins, firstOrigin)
   payments()
   const host: Host<FetchResponse> = {
     token,
     checkout,
-    async send(value) {
-      const headers = { ...(init.headers ?? init.headersObject ?? {}), [PAYMENT_TOKEN_HEADER]: value }
+    async send(to, value, asGet) {
+      const headers: { [name: string]: string } = {}
+      for (const [name, header] of Object.entries(init.headers ?? init.headersObject ?? {})) {
+        if (!asGet || !BODY_HEADERS.includes(name.toLowerCase())) headers[name] = header
+      }
+      headers[PAYMENT_TOKEN_HEADER] = value
+      const sent: FetchOptions = { ...init, headers, redirect: 'manual' }
+      delete sent.headersObject
+      if (asGet) {
+        sent.method = 'GET'
+        delete sent.body
+      }
       try {
-        return await fetch(url, { ...init, headers })
+        return await fetch(to, sent)
       } catch (cause) {
-        throw new PaywallError('network', networkMessage(url, cause), cause)
+        throw new PaywallError('network', networkMessage(to, cause), cause)
       }
     },
     status: (response) => response.status,
     header,
+    // Figma's fetch goes through a browser: a redirect may come back opaque.
+    hidden: (response) => response.type === 'opaqueredirect' || response.status === 0,
+    discard() {},
     async reason(response) {
       const text = await response.text()
       return { response: buffered(response, text), reason: reasonOf(text) }
     },
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   }
-  return paidFetchWith(host, options)
+  return paidFetchWith(host, call, options)
 }
 
 /**

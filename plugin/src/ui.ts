@@ -18,12 +18,15 @@
  */
 
 import {
+  BODY_HEADERS,
   BRIDGE_KEY,
   type BridgeReply,
   type BridgeRequest,
+  callTo,
   type Host,
   type Interstitial,
   networkMessage,
+  originOf,
   type PaidFetchOptions,
   paidFetchWith,
   PAYMENT_TOKEN_HEADER,
@@ -55,6 +58,9 @@ export interface UiPaidFetchOptions extends PaidFetchOptions {
 const TOKEN_TIMEOUT_MS = 10_000
 
 let nextId = 1
+
+/** The origin of the first URL `paidFetch` was called with: without `options.origins`, the only one the token goes to. */
+let firstOrigin: string | undefined
 
 type Request = BridgeRequest extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never
 
@@ -107,39 +113,57 @@ async function checkout(interstitial: Interstitial): Promise<string> {
  * 429 or 503 within `options.maxWaitMs`, a new token for a reused one
  * Figma refused.
  *
+ * The token goes only to an origin in `options.origins` (default: the
+ * origin of the first URL this `paidFetch` was called with). A browser
+ * hides where a redirect leads (`opaqueredirect`), so in the iframe a
+ * redirect is never followed with the token: it fails with
+ * `redirect_refused`.
+ *
  * The server must answer CORS: a plugin's iframe has the origin `null`, so
  * only `Access-Control-Allow-Origin: *` lets it read an answer.
  *
- * @throws {PaywallError} `no_bridge` (the main thread did not call
- *   `installPaywallBridge()` within `options.bridgeTimeoutMs`), `network`,
- *   and what the main thread's
- *   `paidFetch` throws.
+ * @throws {PaywallError} `origin_not_allowed`, `redirect_refused`,
+ *   `no_bridge` (the main thread did not call `installPaywallBridge()`
+ *   within `options.bridgeTimeoutMs`), `network`, and what the main
+ *   thread's `paidFetch` throws.
  */
 export async function paidFetch(
   url: string,
   init: RequestInit = {},
   options: UiPaidFetchOptions = {},
 ): Promise<Response> {
+  if (firstOrigin === undefined) firstOrigin = originOf(url)
+  const call = callTo(url, init, options.origins, firstOrigin)
   const timeoutMs = options.bridgeTimeoutMs ?? TOKEN_TIMEOUT_MS
   const host: Host<Response> = {
     token: (fresh) => token(fresh, timeoutMs),
     checkout,
-    async send(value) {
+    async send(to, value, asGet) {
       const headers = new Headers(init.headers)
       headers.set(PAYMENT_TOKEN_HEADER, value)
+      const sent: RequestInit = { ...init, headers, redirect: 'manual' }
+      if (asGet) {
+        for (const name of BODY_HEADERS) headers.delete(name)
+        sent.method = 'GET'
+        sent.body = null
+      }
       try {
-        return await fetch(url, { ...init, headers })
+        return await fetch(to, sent)
       } catch (cause) {
-        throw new PaywallError('network', networkMessage(url, cause), cause)
+        throw new PaywallError('network', networkMessage(to, cause), cause)
       }
     },
     status: (response) => response.status,
     header: (response, name) => response.headers.get(name),
+    hidden: (response) => response.type === 'opaqueredirect',
+    discard(response) {
+      response.body?.cancel().catch(() => {})
+    },
     async reason(response) {
       const text = await response.clone().text()
       return { response, reason: reasonOf(text) }
     },
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   }
-  return paidFetchWith(host, options)
+  return paidFetchWith(host, call, options)
 }

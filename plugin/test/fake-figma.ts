@@ -94,13 +94,15 @@ export function install(
 
 /**
  * Figma's main-thread `fetch` on top of node's: the answer's headers in
- * `headersObject`, as Figma gives them.
+ * `headersObject`, as Figma gives them. With `redirect: 'manual'` a
+ * redirect comes back as it is, `Location` and all.
  */
 export async function figmaFetch(url: string, init: FetchOptions = {}): Promise<FetchResponse> {
   const response = await nodeFetch(url, {
     method: init.method,
     headers: init.headers,
     body: init.body as BodyInit | undefined,
+    redirect: init.redirect as RequestRedirect | undefined,
   })
   const headersObject: { [name: string]: string } = {}
   response.headers.forEach((value, name) => {

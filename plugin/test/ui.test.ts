@@ -1,14 +1,11 @@
 /// <reference types="@figma/plugin-typings" />
-// paidFetch in the UI iframe, through the bridge to the main thread: the
-// UI's `parent.postMessage({pluginMessage}, '*')` reaches the fake
-// figma.ui's handlers, and `figma.ui.postMessage` comes back as a `message`
-// event on `window`, as in Figma.
+// paidFetch in the UI iframe, through the bridge to the main thread
+// (`iframe.ts`), on a stand-in server.
 
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import { FakeFigma, install } from './fake-figma.js'
-import { freshMain, freshUi } from './load.js'
+import { inIframe } from './iframe.js'
 import { busy, StandIn } from './stand-in.js'
 
 /** The browser's `fetch`, answered by `server`. */
@@ -21,27 +18,10 @@ function browserFetch(server: StandIn) {
   }
 }
 
-/** A plugin with a UI: the fake main thread, the UI's window, the bridge. */
+/** A plugin with a UI, whose iframe's `fetch` is answered by a stand-in. */
 async function setUp(options: { bridge?: boolean } = {}) {
   const server = new StandIn()
-  const figma = new FakeFigma(server)
-  install(figma, async () => {
-    throw new Error('the main thread makes no request here')
-  })
-  const window = new EventTarget()
-  figma.deliverToUi = (message) => {
-    window.dispatchEvent(new MessageEvent('message', { data: { pluginMessage: message } }))
-  }
-  const parent = {
-    postMessage(message: { pluginMessage: unknown }, targetOrigin: string) {
-      assert.equal(targetOrigin, '*')
-      figma.fromUi(message.pluginMessage)
-    },
-  }
-  Object.assign(globalThis, { window, parent, fetch: browserFetch(server) })
-  const main = await freshMain()
-  const uninstall = options.bridge === false ? () => {} : main.installPaywallBridge()
-  return { server, figma, main, ui: await freshUi(), uninstall }
+  return { server, ...(await inIframe(server, browserFetch(server), options)) }
 }
 
 const URL_ = 'https://api.example.com/generate'
