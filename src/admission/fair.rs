@@ -11,22 +11,34 @@
 //! [`PaywallBuilder::client_share`](crate::PaywallBuilder::client_share)
 //! sets a floor under every client's share.
 //!
+//! **In turn, when a slot is handed out.** The lane is served client by
+//! client: a slot that comes free goes to the waiting client with the
+//! fewest slots in the last minute (one with none first), then to its
+//! oldest lookup, and the client is charged then. A client may have only
+//! so many lookups waiting (what the budget gives within a wait): a flood
+//! from one client never fills the queue ahead of a newcomer.
+//!
 //! **A place kept.** A client whose cold lookup in the new callers' lane
-//! found no slot in time (`503 rate_limited`) keeps its place in the
-//! queue for ten minutes: its next one queues from when the refused one
-//! did (but never more than one wait, `max_wait`, ahead of now), before
-//! those who came after it, so a caller who retries is not sent to the
-//! back. It orders the lane, never widens a share; the budget replicas
-//! share through Redis has no queue, and ignores it.
+//! found no slot in time (`503 rate_limited`), and that had no slot in the
+//! last minute, keeps its place for ten minutes: its next one queues from
+//! when the refused one did (but never more than one wait, `max_wait`,
+//! ahead of now), before those who came after it, so a caller who retries
+//! is not sent to the back. It orders the lane, never widens a share; the
+//! budget replicas share through Redis has no queue, and ignores it.
 //!
 //! **Suspects.** What Figma said of a client's cold lookups lately (its
 //! counts halve every 30 minutes) gives the share of them it refused.
 //! That share of the client's cold lookups waits for slots no one else
 //! wants (a budget left unused for a minute); the rest go in the new
 //! callers' lane. A client Figma refused twice and never answered is all
-//! suspect (but for one lookup every 10 minutes in the new callers' lane);
-//! an address where honest users and an attacker meet is demoted in
-//! proportion to the attacker's part of its traffic, never locked out.
+//! suspect (but for one lookup a minute in the new callers' lane, its
+//! trickle). An address where honest users and an attacker meet is demoted
+//! in proportion to the attacker's part of its traffic, never locked out:
+//! a suspect's trickle, and its idle slots, go to the token it asked about
+//! first among those it asked about again (a caller who retries), so a
+//! flood of new tokens, each sent once, can never take them from a buyer
+//! who waits; tokens an attacker sends again are burnt one a slot, and
+//! those it starts after the buyer's come after it.
 //! Suspicion comes from the traffic, never from one request, fades unless
 //! the refusals go on (each costs the attacker a lookup at Figma), and
 //! replaying a token Figma refused costs nothing and renews nothing (the
@@ -60,7 +72,15 @@ const SUSPECT_FOR: Duration = Duration::from_secs(60 * 60);
 const HALF_LIFE: Duration = Duration::from_secs(30 * 60);
 
 /// How often a suspect gets a lookup in the new callers' lane.
-const TRICKLE_EVERY: Duration = Duration::from_secs(10 * 60);
+const TRICKLE_EVERY: Duration = Duration::from_secs(60);
+
+/// How many tokens a suspect asked about, and no slot has looked up yet,
+/// are remembered (by a fingerprint of the question, never the token).
+const PENDING_KEPT: usize = 16;
+
+/// How long a token a suspect asked about stays pending without being
+/// asked about again.
+const PENDING_FOR: Duration = Duration::from_secs(3 * 60);
 
 /// How many refusals, decayed, make any suspicion: two within about 12
 /// minutes, three within an hour.
@@ -82,6 +102,10 @@ const PLACE_KEPT_FOR: Duration = Duration::from_secs(10 * 60);
 pub(super) struct Grant {
     pub(super) lane: Lane,
     via: Via,
+    /// A suspect's token asked about again: when it was first asked about,
+    /// its place in the suspects' lane.
+    pub(super) senior_since: Option<Instant>,
+    question: u64,
 }
 
 /// What let a cold lookup in its lane.
@@ -91,7 +115,7 @@ enum Via {
     Share,
     /// The share of its lookups Figma did not refuse.
     Credit,
-    /// A suspect's one lookup in 10 minutes.
+    /// A suspect's one lookup a minute, for a token asked about again.
     Trickle,
     /// A suspect's wait for idle slots.
     Idle,
@@ -124,6 +148,19 @@ struct Record {
     credit: f64,
     /// When it last had (or, all suspect, started waiting for) its trickle.
     trickle_at: Option<Instant>,
+    /// The tokens it asked about that no slot has looked up yet, while it
+    /// is a suspect.
+    pending: Vec<Pending>,
+}
+
+/// A token a suspect asked about, by a fingerprint of the question.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    question: u64,
+    first: Instant,
+    last: Instant,
+    /// Asked about again since it was first.
+    again: bool,
 }
 
 impl Record {
@@ -134,7 +171,44 @@ impl Record {
             refused: 0.0,
             credit: 0.0,
             trickle_at: None,
+            pending: Vec::new(),
         }
+    }
+
+    /// Notes that `question` was asked about now; returns when it was
+    /// first asked about if it is the most senior of the tokens asked about
+    /// again (the one a caller has waited on longest).
+    fn ask_pending(&mut self, question: u64, now: Instant) -> Option<Instant> {
+        self.pending
+            .retain(|p| now.saturating_duration_since(p.last) < PENDING_FOR);
+        match self.pending.iter_mut().find(|p| p.question == question) {
+            Some(p) => {
+                p.last = now;
+                p.again = true;
+            }
+            None => {
+                if self.pending.len() >= PENDING_KEPT {
+                    // The one asked about least lately makes room.
+                    if let Some(stale) = self.pending.iter().enumerate().min_by_key(|(_, p)| p.last)
+                    {
+                        let stale = stale.0;
+                        self.pending.swap_remove(stale);
+                    }
+                }
+                self.pending.push(Pending {
+                    question,
+                    first: now,
+                    last: now,
+                    again: false,
+                });
+            }
+        }
+        let senior = self
+            .pending
+            .iter()
+            .filter(|p| p.again)
+            .min_by_key(|p| p.first)?;
+        (senior.question == question).then_some(senior.first)
     }
 
     /// Brings the counts to `now`: they halve every [`HALF_LIFE`].
@@ -183,28 +257,39 @@ impl Clients {
     /// The lane of `client`'s cold lookup in a budget of `per_minute`, or
     /// how long it must wait for its share. Nothing is spent until the
     /// lookup gets its slot ([`took`](Self::took)).
-    pub(super) fn lane(&self, client: &ClientKey, per_minute: u32) -> Result<Grant, Error> {
+    pub(super) fn lane(
+        &self,
+        client: &ClientKey,
+        question: u64,
+        per_minute: u32,
+    ) -> Result<Grant, Error> {
         let now = self.clock.now();
-        let mut via = Via::Share;
+        let mut grant = Grant {
+            lane: Lane::NewCaller,
+            via: Via::Share,
+            senior_since: None,
+            question,
+        };
         if let Some(record) = self.records.get(client) {
             let mut record = record.lock().unwrap_or_else(|e| e.into_inner());
             record.decay(now);
             let share = record.refused_share();
             if share > 0.0 {
+                grant.senior_since = record.ask_pending(question, now);
                 // Each attempt earns the share Figma did not refuse.
                 record.credit = (record.credit + 1.0 - share).min(1.0);
-                if record.credit >= 1.0 - 1e-9 {
-                    via = Via::Credit;
-                } else if record
+                let trickle_due = record
                     .trickle_at
-                    .is_none_or(|at| now.saturating_duration_since(at) >= TRICKLE_EVERY)
-                {
-                    via = Via::Trickle;
+                    .is_none_or(|at| now.saturating_duration_since(at) >= TRICKLE_EVERY);
+                if record.credit >= 1.0 - 1e-9 {
+                    grant.via = Via::Credit;
+                } else if trickle_due && grant.senior_since.is_some() {
+                    // Only a caller who came back, and waited longest.
+                    grant.via = Via::Trickle;
                 } else {
-                    return Ok(Grant {
-                        lane: Lane::Suspect,
-                        via: Via::Idle,
-                    });
+                    grant.lane = Lane::Suspect;
+                    grant.via = Via::Idle;
+                    return Ok(grant);
                 }
             }
         }
@@ -234,10 +319,7 @@ impl Clients {
         // No one else asked lately: no share to keep, the budget decides
         // (a lone client, or everyone behind an unconfigured proxy).
         if others.is_empty() || (used as f64) < share {
-            return Ok(Grant {
-                lane: Lane::NewCaller,
-                via,
-            });
+            return Ok(grant);
         }
         let free_at = oldest.map_or(now, |t| later(t, WINDOW));
         Err(Error::Throttled {
@@ -249,14 +331,65 @@ impl Clients {
     }
 
     /// Where `client`'s cold lookup queues in its lane: from when one of
-    /// its cold lookups first found no slot in time, if one did lately, so
-    /// that a caller refused for the budget who comes back is served before
-    /// those who came after them; else from `now`.
+    /// its cold lookups first found no slot in time, if one did lately and
+    /// it had no slot in the last minute, so that a caller refused for the
+    /// budget who comes back is served before those who came after them;
+    /// else from `now`.
     pub(super) fn queues_from(&self, client: &ClientKey, now: Instant) -> Instant {
+        if self.slots_lately(Some(client)) > 0 {
+            return now;
+        }
         self.waiting_since
             .get(client)
             .filter(|&since| now.saturating_duration_since(since) < PLACE_KEPT_FOR)
             .unwrap_or(now)
+    }
+
+    /// How many slots of the new callers' lane `client` took in the last
+    /// minute (none for a lookup of no client's).
+    pub(super) fn slots_lately(&self, client: Option<&ClientKey>) -> usize {
+        let Some(client) = client else { return 0 };
+        let now = self.clock.now();
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent
+            .get(client)
+            .map_or(0, |times| times.iter().filter(|&&t| within(t, now)).count())
+    }
+
+    /// Of `waiting` (their places and clients, in order), the one a slot of
+    /// the new callers' lane goes to: the first of the client with the
+    /// fewest slots in the last minute.
+    pub(super) fn next_in_turn<P: Copy>(
+        &self,
+        waiting: impl Iterator<Item = (P, Option<ClientKey>)>,
+    ) -> Option<P> {
+        let now = self.clock.now();
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let slots = |client: &Option<ClientKey>| {
+            client
+                .as_ref()
+                .and_then(|c| recent.get(c))
+                .map_or(0, |times| times.iter().filter(|&&t| within(t, now)).count())
+        };
+        let mut best: Option<(usize, P)> = None;
+        for (place, client) in waiting {
+            let had = slots(&client);
+            if best.is_none_or(|(fewest, _)| had < fewest) {
+                best = Some((had, place));
+                if had == 0 {
+                    break;
+                }
+            }
+        }
+        best.map(|(_, place)| place)
+    }
+
+    /// `client` got a slot of the new callers' lane: it counts against its
+    /// share for a minute.
+    pub(super) fn charge(&self, client: &ClientKey) {
+        let now = self.clock.now();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.entry(*client).or_default().push_back(now);
     }
 
     /// `client`'s cold lookup, queued from `since`, found no slot in time.
@@ -264,22 +397,22 @@ impl Clients {
         self.waiting_since.entry(*client).or_insert(since);
     }
 
-    /// `client`'s cold lookup got its slot: it counts against its share,
-    /// and spends what let it in the new callers' lane.
+    /// `client`'s cold lookup got its slot (and was charged for it, if in
+    /// the new callers' lane): it spends what let it in there, and its
+    /// token is no longer pending.
     pub(super) fn took(&self, client: &ClientKey, grant: Grant) {
         let now = self.clock.now();
         self.waiting_since.invalidate(client);
-        if grant.lane == Lane::NewCaller {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent.entry(*client).or_default().push_back(now);
+        if grant.via == Via::Share {
+            return;
         }
-        if matches!(grant.via, Via::Credit | Via::Trickle) {
-            if let Some(record) = self.records.get(client) {
-                let mut record = record.lock().unwrap_or_else(|e| e.into_inner());
-                match grant.via {
-                    Via::Credit => record.credit -= 1.0,
-                    _ => record.trickle_at = Some(now),
-                }
+        if let Some(record) = self.records.get(client) {
+            let mut record = record.lock().unwrap_or_else(|e| e.into_inner());
+            record.pending.retain(|p| p.question != grant.question);
+            match grant.via {
+                Via::Credit => record.credit -= 1.0,
+                Via::Trickle => record.trickle_at = Some(now),
+                Via::Share | Via::Idle => {}
             }
         }
     }
@@ -365,9 +498,29 @@ mod tests {
         assert!((max_min_share(2001.0, &botnet) - 1.0).abs() < 1e-9);
     }
 
-    /// The lane of a cold lookup that gets its slot.
+    /// The lane of a cold lookup of a new token that gets its slot.
     fn take(clients: &Clients, client: &ClientKey, per_minute: u32) -> Result<Lane, Error> {
-        let grant = clients.lane(client, per_minute)?;
+        static QUESTIONS: AtomicU64 = AtomicU64::new(1);
+        take_question(
+            clients,
+            client,
+            QUESTIONS.fetch_add(1, Ordering::Relaxed),
+            per_minute,
+        )
+    }
+
+    /// The lane of a cold lookup of `question` that gets its slot, charged
+    /// as the queue charges it.
+    fn take_question(
+        clients: &Clients,
+        client: &ClientKey,
+        question: u64,
+        per_minute: u32,
+    ) -> Result<Lane, Error> {
+        let grant = clients.lane(client, question, per_minute)?;
+        if grant.lane == Lane::NewCaller {
+            clients.charge(client);
+        }
         clients.took(client, grant);
         Ok(grant.lane)
     }
@@ -401,8 +554,9 @@ mod tests {
         // A lookup that found no slot spends nothing of the share.
         clients.set_floor(0);
         let retrying = ClientKey::from_bytes("retrying");
-        for _ in 0..20 {
-            assert_eq!(clients.lane(&retrying, 10).unwrap().lane, Lane::NewCaller);
+        for question in 0..20 {
+            let lane = clients.lane(&retrying, question, 10).unwrap().lane;
+            assert_eq!(lane, Lane::NewCaller);
         }
     }
 
@@ -417,7 +571,7 @@ mod tests {
         assert_eq!(take(&clients, &office, 10).unwrap(), Lane::NewCaller);
 
         // Refused twice, never answered: all suspect, but for a lookup in
-        // the new callers' lane every 10 minutes.
+        // the new callers' lane a minute, for a token asked about again.
         let attacker = ClientKey::from_bytes("attacker");
         clients.answered(&attacker, true);
         clients.answered(&attacker, true);
@@ -426,12 +580,40 @@ mod tests {
             assert_eq!(take(&clients, &attacker, 10).unwrap(), Lane::Suspect);
         }
         clock.advance(TRICKLE_EVERY);
-        assert_eq!(take(&clients, &attacker, 10).unwrap(), Lane::NewCaller);
-        assert_eq!(take(&clients, &attacker, 10).unwrap(), Lane::Suspect);
+        // New tokens, each sent once, never get the trickle.
+        for _ in 0..5 {
+            assert_eq!(take(&clients, &attacker, 10).unwrap(), Lane::Suspect);
+        }
+        // A caller who comes back with theirs gets it, then it waits a
+        // minute again.
+        let buyer = 7;
+        let first = clients.lane(&attacker, buyer, 10).unwrap();
+        assert_eq!(first.lane, Lane::Suspect);
+        assert_eq!(first.senior_since, None);
+        assert_eq!(
+            take_question(&clients, &attacker, buyer, 10).unwrap(),
+            Lane::NewCaller
+        );
+        assert_eq!(
+            take_question(&clients, &attacker, 8, 10).unwrap(),
+            Lane::Suspect
+        );
+        assert_eq!(
+            take_question(&clients, &attacker, 8, 10).unwrap(),
+            Lane::Suspect
+        );
+        clock.advance(TRICKLE_EVERY);
+        // Of two tokens asked about again, the one asked about first goes
+        // first, whatever the flood sends meanwhile.
+        let lanes: Vec<Lane> = [20, 21, 22, 21, 20, 21]
+            .into_iter()
+            .map(|question| clients.lane(&attacker, question, 10).unwrap().lane)
+            .collect();
+        let (s, n) = (Lane::Suspect, Lane::NewCaller);
+        assert_eq!(lanes, [s, s, s, n, n, s]);
 
         // An address where honest users meet an attacker: half refused, so
-        // half its cold lookups go on (and its trickle), the rest wait for
-        // idle slots.
+        // half its cold lookups go on, the rest wait for idle slots.
         let proxy = ClientKey::from_bytes("proxy");
         for refused in [true, false, true, false] {
             clients.answered(&proxy, refused);
@@ -443,7 +625,7 @@ mod tests {
             .map(|_| take(&clients, &proxy, 100).unwrap())
             .collect();
         let new_callers = lanes.iter().filter(|&&l| l == Lane::NewCaller).count();
-        assert_eq!(new_callers, 3 + 1, "{lanes:?}");
+        assert_eq!(new_callers, 3, "{lanes:?}");
 
         // Suspicion fades unless the refusals go on.
         clock.advance(HALF_LIFE * 2);

@@ -25,13 +25,13 @@
 //! | lane | what | must leave in the budget |
 //! |---|---|---|
 //! | [`Lane::Refresh`] | a known buyer's (PAID/TRIAL) answer is past its lifetime, and they wait on it | nothing |
-//! | [`Lane::NewCaller`] | a first lookup; tokens shared max-min among clients | a quarter of a slot |
+//! | [`Lane::NewCaller`] | a first lookup; served client by client, the one with the fewest slots lately first | a quarter of a slot |
 //! | [`Lane::RefreshAhead`] | an active buyer's answer renewed before it is needed, in slots no one wants (`paywall/ahead.rs`) | the budget whole but for the slot it takes (whole and unused for a slot more, without bursts) |
 //! | [`Lane::Suspect`] | a client Figma mostly refused | the whole budget, unused for a minute |
 //!
 //! Cold lookups, and so forged tokens, can never take the slot a due
-//! refresh wants; a suspect only gets slots no one else wants, plus one
-//! every 10 minutes in the new callers' lane.
+//! refresh wants; a suspect only gets slots no one else wants, plus one a
+//! minute in the new callers' lane for a token it asked about again.
 
 mod fair;
 mod rate;
@@ -133,7 +133,12 @@ pub(crate) enum Need {
     Refresh,
     /// A first lookup: of a token, from `client` when the gate knows it;
     /// of a user ID the app authenticated, or through the client directly.
-    Cold { client: Option<ClientKey> },
+    /// `question` tells its questions apart (a fingerprint of the cache
+    /// key, never the token).
+    Cold {
+        client: Option<ClientKey>,
+        question: u64,
+    },
     /// An answer renewed before it is needed.
     RefreshAhead,
 }
@@ -221,10 +226,11 @@ impl Admission {
         let lane = match ask.need {
             Need::Refresh => Lane::Refresh,
             Need::RefreshAhead => Lane::RefreshAhead,
-            Need::Cold { client: None } => Lane::NewCaller,
+            Need::Cold { client: None, .. } => Lane::NewCaller,
             Need::Cold {
                 client: Some(client),
-            } => match self.clients.lane(&client, rate.per_minute) {
+                question,
+            } => match self.clients.lane(&client, question, rate.per_minute) {
                 Ok(grant) => {
                     cold = Some((client, grant));
                     grant.lane
@@ -239,39 +245,58 @@ impl Admission {
             Patience::None => Duration::ZERO,
             Patience::Caller => self.local.max_wait,
         };
+        let client = cold.map(|(client, _)| client);
         let result = match shared {
             Some(shared) => {
                 let give_up_at = later(Instant::now(), patience);
                 let pair = (rate.per_minute, rate.burst);
-                shared::shared_slot(shared, &self.unshared, pair, lane, give_up_at, &self.clock)
-                    .await
-                    // This replica may have heard of a 429 meanwhile.
-                    .and_then(|()| self.local.check_backoff())
+                let slot = shared::shared_slot(
+                    shared,
+                    &self.unshared,
+                    pair,
+                    lane,
+                    give_up_at,
+                    &self.clock,
+                )
+                .await
+                // This replica may have heard of a 429 meanwhile.
+                .and_then(|()| self.local.check_backoff());
+                // No queue here: the client is charged as it gets its slot.
+                if let (Ok(()), Some(client), Lane::NewCaller) = (&slot, &client, lane) {
+                    self.clients.charge(client);
+                }
+                slot
             }
             None => {
                 let queued = ask.patience == Patience::Caller;
                 let now = self.clock.now();
-                // A new caller refused for the budget lately queues from
-                // then, but never more than one wait ahead of now.
-                let kept = cold.as_ref().filter(|_| lane == Lane::NewCaller);
-                let order = match (kept, ask.renews) {
-                    (_, Some(renews)) => renews,
-                    (Some((client, _)), None) => {
+                // A new caller refused for the budget lately, with no slot in
+                // the last minute, queues from then, but never more than one
+                // wait ahead of now.
+                let kept = client.filter(|_| lane == Lane::NewCaller);
+                let order = match (kept, ask.renews, cold.and_then(|(_, g)| g.senior_since)) {
+                    (_, Some(renews), _) => renews,
+                    (Some(client), None, _) => {
                         let floor = now.checked_sub(self.local.max_wait).unwrap_or(now);
-                        self.clients.queues_from(client, now).max(floor)
+                        self.clients.queues_from(&client, now).max(floor)
                     }
-                    (None, None) => now,
+                    // A suspect's token asked about again: from when it was first.
+                    (None, None, Some(since)) => since,
+                    (None, None, None) => now,
                 };
-                let result = self.local.acquire(lane, order, patience, queued).await;
+                let result = self
+                    .local
+                    .acquire((lane, order), client, (patience, queued), &self.clients)
+                    .await;
                 if let (
                     Err(Error::Throttled {
                         reason: ThrottleReason::BudgetExhausted,
                         ..
                     }),
-                    Some((client, _)),
+                    Some(client),
                 ) = (&result, kept)
                 {
-                    self.clients.found_no_slot(client, order);
+                    self.clients.found_no_slot(&client, order);
                 }
                 result
             }
@@ -395,9 +420,11 @@ mod tests {
     use crate::mock::MockClock;
 
     fn cold(client: &str) -> Ask {
+        static QUESTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ask {
             need: Need::Cold {
                 client: Some(ClientKey::from_bytes(client)),
+                question: QUESTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             },
             patience: Patience::Caller,
             renews: None,
@@ -455,7 +482,78 @@ mod tests {
         let back = ask("b");
         waiting(2).await;
         clock.advance(Duration::from_secs(9));
-        assert!(matches!(back.await.unwrap(), Ok(Lane::NewCaller)));
+        let back = back.await.unwrap();
+        assert!(matches!(back, Ok(Lane::NewCaller)), "{back:?}");
         assert!(later.await.unwrap().is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slot_goes_to_the_client_with_the_fewest_lately_and_a_flood_waits_its_turn() {
+        // A slot every 10 s, 2 at once; a caller waits 30 s at most.
+        let clock = MockClock::new();
+        let rate = Rate {
+            per_minute: 6,
+            burst: 2,
+        };
+        let admission = Arc::new(Admission::new(
+            rate,
+            64,
+            Duration::from_secs(30),
+            clock.clock(),
+        ));
+        // The flood takes the burst: it has had two slots lately.
+        for _ in 0..2 {
+            assert!(matches!(
+                admission.admit(cold("flood"), None).await,
+                Ok(Lane::NewCaller)
+            ));
+        }
+        let ask = |client: &'static str| {
+            let admission = admission.clone();
+            tokio::spawn(async move { admission.admit(cold(client), None).await })
+        };
+        let waiting = async |n: usize| {
+            let since = std::time::Instant::now();
+            while admission.waiting() < n {
+                assert!(since.elapsed() < Duration::from_secs(5), "not queued");
+                tokio::task::yield_now().await;
+            }
+        };
+        // The flood queues what a wait holds (3 slots in 30 s, and a burst
+        // of 2: 5); one more is refused at once, its share of the queue
+        // spent.
+        let mut flood = Vec::new();
+        for n in 1..=5 {
+            flood.push(ask("flood"));
+            waiting(n).await;
+        }
+        let refused = admission.admit(cold("flood"), None).await;
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Throttled {
+                    reason: ThrottleReason::ClientShare,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        // A newcomer arrives last, and gets the next slot.
+        let newcomer = ask("newcomer");
+        waiting(6).await;
+        clock.advance(Duration::from_secs(10));
+        let newcomer = newcomer.await.unwrap();
+        assert!(matches!(newcomer, Ok(Lane::NewCaller)), "{newcomer:?}");
+        assert_eq!(admission.waiting(), 5, "a flood's lookup went first");
+        // A client that had slots lately keeps no place: after the flood's
+        // lookups time out, its next one queues from now.
+        clock.advance(Duration::from_secs(60));
+        for lookup in flood {
+            let _ = lookup.await.unwrap();
+        }
+        let now = clock.clock().now();
+        let flood_key = ClientKey::from_bytes("flood");
+        assert!(admission.clients.slots_lately(Some(&flood_key)) > 0);
+        assert_eq!(admission.clients.queues_from(&flood_key, now), now);
     }
 }

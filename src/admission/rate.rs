@@ -13,10 +13,11 @@ use std::{
 
 use tokio::sync::Semaphore;
 
-use super::Lane;
+use super::{fair::Clients, Lane};
 use crate::{
     clock::{later, Clock},
     error::{Error, RateLimit, ThrottleReason},
+    ClientKey,
 };
 
 /// How long a budget lowered after a 429 stays lowered before the
@@ -113,11 +114,12 @@ impl Gcra {
 pub(super) struct LocalBudget {
     configured: Rate,
     current: Mutex<Current>,
-    /// The lookups waiting for a slot, in the order they get one: by lane,
-    /// then oldest first. A slot that comes free goes to the first of them
-    /// at once, whoever notices it (it is taken on their behalf), so that
-    /// no slot waits for its waiter to look.
-    queue: Mutex<BTreeMap<Place, Arc<Granted>>>,
+    /// The lookups waiting for a slot: by lane, then oldest first, but for
+    /// the new callers' lane, served client by client (`fair.rs`). A slot
+    /// that comes free goes to the next of them at once, whoever notices it
+    /// (it is taken on their behalf), so that no slot waits for its waiter
+    /// to look.
+    queue: Mutex<BTreeMap<Place, Waiter>>,
     arrivals: AtomicU64,
     waiting: Semaphore,
     pub(super) max_wait: Duration,
@@ -130,6 +132,14 @@ pub(super) struct LocalBudget {
 /// answer it renews was fetched then, or it arrived then), then its
 /// arrival.
 type Place = (usize, Instant, u64);
+
+/// A lookup waiting for a slot.
+#[derive(Debug)]
+struct Waiter {
+    granted: Arc<Granted>,
+    /// The client of a cold lookup, served in turn with the others.
+    client: Option<ClientKey>,
+}
 
 /// Leaves the queue however the wait ends, cancellation included.
 struct InQueue<'a> {
@@ -156,6 +166,20 @@ struct Granted {
 /// The lane of a place in the queue.
 fn lane_of(place: &Place) -> Lane {
     Lane::ALL[place.0]
+}
+
+/// The place of the waiting lookup the next slot goes to: the first of the
+/// highest lane, but in the new callers' lane, the next client's in turn.
+fn next_in_line(queue: &BTreeMap<Place, Waiter>, fair: &Clients) -> Option<Place> {
+    let (first, _) = queue.first_key_value()?;
+    if lane_of(first) != Lane::NewCaller {
+        return Some(*first);
+    }
+    let new_callers = queue
+        .iter()
+        .take_while(|(p, _)| lane_of(p) == Lane::NewCaller)
+        .map(|(p, w)| (*p, w.client));
+    fair.next_in_turn(new_callers)
 }
 
 #[derive(Debug)]
@@ -279,43 +303,57 @@ impl LocalBudget {
         self.queue().len()
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, BTreeMap<Place, Arc<Granted>>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, BTreeMap<Place, Waiter>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the slots that are free for the lookups waiting ahead of
-    /// `place`, in order, on their behalf; whether any still waits ahead.
-    fn serve_ahead(&self, current: &mut Current, place: &Place, now: Instant) -> bool {
+    /// How many cold lookups of one client may wait in the new callers'
+    /// lane: as many slots as the budget gives within a wait.
+    fn waiting_per_client(&self, rate: Rate) -> usize {
+        let slots = self.max_wait.as_secs_f64() / rate.interval().as_secs_f64();
+        (slots.ceil() as usize)
+            .saturating_add(rate.burst as usize)
+            .max(1)
+    }
+
+    /// Takes the slots that are free for the waiting lookups, next first,
+    /// on their behalf (and charges a new caller's client then); returns the
+    /// place of the next one that must still wait, and for how long.
+    fn serve(
+        &self,
+        current: &mut Current,
+        fair: &Clients,
+        now: Instant,
+    ) -> Option<(Place, Duration)> {
         let mut queue = self.queue();
-        while let Some((first, granted)) = queue.first_key_value() {
-            if first >= place {
-                return false;
+        loop {
+            let next = next_in_line(&queue, fair)?;
+            if let Err(wait) = current.gcra.take(now, lane_of(&next).reserve(current.rate)) {
+                return Some((next, wait));
             }
-            if current
-                .gcra
-                .take(now, lane_of(first).reserve(current.rate))
-                .is_err()
-            {
-                return true;
+            let waiter = queue.remove(&next)?;
+            if let (Lane::NewCaller, Some(client)) = (lane_of(&next), &waiter.client) {
+                fair.charge(client);
             }
-            granted.taken.store(true, Ordering::Release);
-            granted.told.notify_one();
-            queue.pop_first();
+            waiter.granted.taken.store(true, Ordering::Release);
+            waiter.granted.told.notify_one();
         }
-        false
     }
 
     /// Takes a slot for `lane`, waiting up to `patience` for one (within
     /// the queue's bound when `queued`); fails at once while backing off
     /// after a 429. Among lookups that wait, the next slot goes to the
     /// highest lane, and within it to the one `order`ed first (the oldest
-    /// answer, or the first to arrive): no later lookup jumps the queue.
+    /// answer, or the first to arrive), but for the new callers' lane,
+    /// whose slots go client by client ([`Clients::next_in_turn`]): no
+    /// later lookup jumps the queue. A new caller's `client` is charged
+    /// when it gets its slot.
     pub(super) async fn acquire(
         &self,
-        lane: Lane,
-        order: Instant,
-        patience: Duration,
-        queued: bool,
+        (lane, order): (Lane, Instant),
+        client: Option<ClientKey>,
+        (patience, queued): (Duration, bool),
+        fair: &Clients,
     ) -> Result<(), Error> {
         self.check_backoff()?;
         let give_up_at = later(self.clock.now(), patience);
@@ -324,72 +362,85 @@ impl LocalBudget {
             order,
             self.arrivals.fetch_add(1, Ordering::Relaxed),
         );
-        let mut in_queue: Option<InQueue<'_>> = None;
+        let granted = Arc::new(Granted::default());
+        let per_client = self.waiting_per_client(self.rate());
+        // In the queue from the start, so that the next slot goes by the
+        // queue's order, this lookup's too; it leaves however the wait ends.
+        {
+            let mut queue = self.queue();
+            if lane == Lane::NewCaller && client.is_some() {
+                let mine = queue
+                    .iter()
+                    .filter(|(p, w)| lane_of(p) == Lane::NewCaller && w.client == client)
+                    .count();
+                if mine >= per_client {
+                    return Err(Error::Throttled {
+                        retry_after: self.max_wait,
+                        reason: ThrottleReason::ClientShare,
+                    });
+                }
+            }
+            queue.insert(
+                place,
+                Waiter {
+                    granted: granted.clone(),
+                    client,
+                },
+            );
+        }
+        let in_queue = InQueue {
+            budget: self,
+            place,
+            granted,
+        };
         // Held until the wait ends: a place in the bounded queue.
         let mut _waiting = None;
         loop {
-            // How long until a slot: known from the budget, or (someone
-            // waits ahead) not before the next look.
-            let (wait, known) = {
+            // How long until a slot: known from the budget when this lookup
+            // is the next, else (someone else is) not before the next look.
+            // One reading of the clock for the wait and the give-up both: a
+            // clock that moves between them must not make a wait look late.
+            let now = self.clock.now();
+            let wait = {
                 let mut current = self.current();
-                let now = self.clock.now();
-                if in_queue
-                    .as_ref()
-                    .is_some_and(|q| q.granted.taken.load(Ordering::Acquire))
-                {
+                let next = self.serve(&mut current, fair, now);
+                if in_queue.granted.taken.load(Ordering::Acquire) {
                     return Ok(());
                 }
-                let ahead = self.serve_ahead(&mut current, &place, now);
-                if ahead {
-                    (POLL, false)
-                } else {
-                    let reserve = lane.reserve(current.rate);
-                    match current.gcra.take(now, reserve) {
-                        Ok(()) => {
-                            // Leaves the queue, if it was in it.
-                            drop(in_queue.take());
-                            return Ok(());
-                        }
-                        Err(wait) => (wait.max(Duration::from_millis(1)), true),
-                    }
+                match next {
+                    Some((next, wait)) if next == place => wait.max(Duration::from_millis(1)),
+                    _ => POLL,
                 }
             };
             let throttled = |reason| Error::Throttled {
                 retry_after: wait,
                 reason,
             };
-            let next_look = if known { wait } else { POLL };
-            if later(self.clock.now(), next_look) > give_up_at {
-                return Err(throttled(lane.throttle_reason()));
-            }
-            let waiter = match in_queue {
-                Some(ref waiter) => waiter,
-                None => {
-                    if queued {
-                        _waiting = Some(
-                            self.waiting
-                                .try_acquire()
-                                .map_err(|_| throttled(ThrottleReason::QueueFull))?,
-                        );
-                        #[cfg(feature = "metrics")]
-                        ::metrics::counter!("figma_paywall_budget_waits_total").increment(1);
-                    }
-                    let granted = Arc::new(Granted::default());
-                    self.queue().insert(place, granted.clone());
-                    in_queue.insert(InQueue {
-                        budget: self,
-                        place,
-                        granted,
-                    })
-                }
+            // A slot taken on its behalf meanwhile is not given up.
+            let given_up = |reason| match in_queue.granted.taken.load(Ordering::Acquire) {
+                true => Ok(()),
+                false => Err(throttled(reason)),
             };
+            if later(now, wait) > give_up_at {
+                return given_up(lane.throttle_reason());
+            }
+            if queued && _waiting.is_none() {
+                match self.waiting.try_acquire() {
+                    Ok(permit) => _waiting = Some(permit),
+                    Err(_) => return given_up(ThrottleReason::QueueFull),
+                }
+                #[cfg(feature = "metrics")]
+                ::metrics::counter!("figma_paywall_budget_waits_total").increment(1);
+            }
             tokio::select! {
                 () = tokio::time::sleep(wait.min(POLL)) => {}
                 () = self.clock.moved() => {}
-                () = waiter.granted.told.notified() => {}
+                () = in_queue.granted.told.notified() => {}
             }
             // A 429 may have come in while this lookup waited.
-            self.check_backoff()?;
+            if let Err(backing_off) = self.check_backoff() {
+                return given_up(ThrottleReason::BackingOff).map_err(|_| backing_off);
+            }
         }
     }
 
@@ -458,8 +509,19 @@ mod tests {
     }
 
     async fn take(budget: &LocalBudget, lane: Lane) -> Result<(), Error> {
+        wait_for(budget, lane, budget.clock.now(), Duration::ZERO).await
+    }
+
+    /// A slot for a lookup of no client's, within `patience`.
+    async fn wait_for(
+        budget: &LocalBudget,
+        lane: Lane,
+        order: Instant,
+        patience: Duration,
+    ) -> Result<(), Error> {
+        let fair = Clients::new(&budget.clock);
         budget
-            .acquire(lane, budget.clock.now(), Duration::ZERO, true)
+            .acquire((lane, order), None, (patience, true), &fair)
             .await
     }
 
@@ -525,15 +587,14 @@ mod tests {
         // The next slot is 100 ms away: too far for no patience, near
         // enough for half a second.
         assert!(take(&budget, Lane::Refresh).await.is_err());
-        budget
-            .acquire(
-                Lane::Refresh,
-                Instant::now(),
-                Duration::from_millis(500),
-                true,
-            )
-            .await
-            .unwrap();
+        wait_for(
+            &budget,
+            Lane::Refresh,
+            Instant::now(),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test]
@@ -564,8 +625,7 @@ mod tests {
             let (budget, served) = (budget.clone(), served.clone());
             let order = base - Duration::from_secs(age);
             tasks.push(tokio::spawn(async move {
-                budget
-                    .acquire(lane, order, Duration::from_secs(5), true)
+                wait_for(&budget, lane, order, Duration::from_secs(5))
                     .await
                     .unwrap();
                 served.lock().unwrap().push(name);

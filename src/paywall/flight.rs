@@ -93,6 +93,7 @@ impl Paywall {
     fn answered_cold(&self, ask: Ask, refused: bool) {
         if let Need::Cold {
             client: Some(client),
+            ..
         } = ask.need
         {
             self.inner.client.admission().answered(&client, refused);

@@ -273,6 +273,7 @@ impl Paywall {
             Some(_) => Need::Refresh,
             None => Need::Cold {
                 client: client.and_then(|who| who()),
+                question: key.halves()[0],
             },
         };
         let ask = Ask {

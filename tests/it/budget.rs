@@ -151,27 +151,6 @@ async fn nothing_is_remembered_while_figma_refuses_the_access_token() {
     assert_eq!(figma.payment_requests(), 3);
 }
 
-/// An HTTP client whose connections come from `ip` (any of 127.0.0.0/8 on
-/// loopback), so that the server sees distinct clients.
-fn client_from(ip: [u8; 4]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from(ip))
-        .build()
-        .unwrap()
-}
-
-async fn get_with_token(http: &reqwest::Client, base: &str, token: &str) -> (u16, String) {
-    let response = http
-        .get(format!("{base}/generate"))
-        .header("x-figma-payment-token", token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body: serde_json::Value = response.json().await.unwrap();
-    (status, body["reason"].as_str().unwrap_or("").to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_forged_tokens_costs_a_lookup_in_ten_minutes_and_no_buyer_waits() {
     let figma = mock_elsewhere();

@@ -157,6 +157,29 @@ pub async fn serve_with_peers(app: Router) -> String {
     format!("http://{addr}")
 }
 
+/// An HTTP client whose connections come from `ip` (any of 127.0.0.0/8 on
+/// loopback), so that the server sees distinct clients.
+pub fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap()
+}
+
+/// `GET /generate` with `token` from `http`: the status and the refusal's
+/// reason (empty when there is none).
+pub async fn get_with_token(http: &reqwest::Client, base: &str, token: &str) -> (u16, String) {
+    let response = http
+        .get(format!("{base}/generate"))
+        .header("x-figma-payment-token", token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or_default();
+    (status, body["reason"].as_str().unwrap_or("").to_owned())
+}
+
 /// Serves `app` on loopback; returns its base URL.
 pub async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -16,19 +16,6 @@ use figma_paywall::{
 
 use crate::common::*;
 
-/// `GET /generate` with `token`, from `http`: the status and the reason.
-async fn ask(http: &reqwest::Client, base: &str, token: &str) -> (u16, String) {
-    let response = http
-        .get(format!("{base}/generate"))
-        .header("x-figma-payment-token", token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    (status, body["reason"].as_str().unwrap_or("").to_owned())
-}
-
 /// A new buyer of the plugin: their token.
 fn new_buyer(figma: &MockFigma, id: u32) -> String {
     let buyer = user(&id.to_string());
@@ -78,14 +65,14 @@ async fn a_lone_client_gets_new_tokens_in_on_the_default_budget_and_never_a_shar
     // the second or two a caller waits for a slot.
     let started = Instant::now();
     for id in 1..=3 {
-        let (status, reason) = ask(&http, &base, &new_buyer(&figma, id)).await;
+        let (status, reason) = get_with_token(&http, &base, &new_buyer(&figma, id)).await;
         assert_eq!(status, 200, "buyer {id}: {reason}");
     }
     assert!(started.elapsed() < Duration::from_secs(60));
     // More than the budget holds: refused for now, because the budget is
     // spent, never because of this client's share.
     for id in 4..=6 {
-        let (status, reason) = ask(&http, &base, &new_buyer(&figma, id)).await;
+        let (status, reason) = get_with_token(&http, &base, &new_buyer(&figma, id)).await;
         assert_eq!((status, reason.as_str()), (503, "rate_limited"));
     }
     assert_eq!(figma.payment_requests(), 3);
@@ -138,7 +125,7 @@ async fn behind_an_untrusted_proxy_buyers_get_in_beside_forged_and_unpaid_tokens
         requests.extend(waiting.iter().map(|(at, token)| (Some(*at), token.clone())));
         while !requests.is_empty() {
             let (buyer, token) = requests.swap_remove(chance(requests.len()));
-            let (status, reason) = ask(&http, &base, &token).await;
+            let (status, reason) = get_with_token(&http, &base, &token).await;
             let Some(arrived) = buyer else { continue };
             match status {
                 200 => {
@@ -202,11 +189,11 @@ async fn a_buyer_is_let_in_while_the_refresh_waits_and_a_refund_applies_within_t
     let mut refused_buyers = 0;
     for step in 0..80u32 {
         clock.advance(Duration::from_secs(5));
-        ask(&flooder, &base, &format!("ppt_forged_{step}")).await;
+        get_with_token(&flooder, &base, &format!("ppt_forged_{step}")).await;
         let nobody = user(&(80_000 + step).to_string());
         set(&figma, nobody.as_str(), &plugin(), PaymentStatus::Unpaid);
         let unpaid = figma.issue_token(&nobody, &plugin());
-        ask(&flooder, &base, unpaid.expose_secret()).await;
+        get_with_token(&flooder, &base, unpaid.expose_secret()).await;
         for id in &ids {
             let status = call(&app, as_user(id)).await.status.as_u16();
             if id == refunded {
