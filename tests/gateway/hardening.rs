@@ -216,6 +216,47 @@ async fn a_client_cannot_speak_for_the_gateway_nor_climb_out_of_the_upstream() {
     assert!(answer.ends_with("\r\n\r\n6"), "{answer}");
 }
 
+/// The whole answer to `request`, written as is on a connection of its own.
+async fn raw(base: &str, request: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn a_request_with_two_hosts_is_refused() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gateway = demo(&["--upstream", &upstream(calls.clone()).await]);
+    let buyer = &gateway.tokens[0];
+    // Which one the upstream, a cache or a log would take is anyone's
+    // guess (RFC 9112 3.2: 400).
+    for path in ["/docs", "/_figma_paywall/auth"] {
+        let answer = raw(
+            &gateway.base,
+            &format!("GET {path} HTTP/1.1\r\nHost: docs.example.com\r\nHost: evil.example\r\nX-Figma-Payment-Token: {buyer}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{path}: {answer}");
+        assert!(answer.contains(r#""reason":"invalid_host""#), "{answer}");
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // One Host is served.
+    let answer = raw(
+        &gateway.base,
+        &format!("GET /docs HTTP/1.1\r\nHost: docs.example.com\r\nX-Figma-Payment-Token: {buyer}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn only_the_proxies_it_trusts_say_who_the_client_is() {
     let upstream = telling_upstream().await;

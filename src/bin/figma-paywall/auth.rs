@@ -84,14 +84,16 @@ fn gate(gateway: &Gateway) -> RequirePaidLayer {
 /// The gateway's routes, with `--cors`'s headers on every answer.
 pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     let routes = routes(gateway, login);
-    match &gateway.cors {
+    let routes = match &gateway.cors {
         Some(cors) => routes
             .layer(axum::middleware::map_response(
                 crate::cors::drop_upstream_cors,
             ))
             .layer(cors.clone()),
         None => routes,
-    }
+    };
+    // Before anything reads the request.
+    routes.layer(axum::middleware::from_fn(crate::forwarded::one_host))
 }
 
 fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {

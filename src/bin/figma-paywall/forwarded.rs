@@ -2,14 +2,22 @@
 //! request's path as it came (never one that climbs out of the upstream's
 //! prefix), no hop-by-hop header (RFC 9110 §7.6.1), the forwarding headers
 //! as the gateway or a proxy it trusts says (never as the client says), and
-//! the caller's identity as the gate found it. And what a shared cache in
-//! front may keep of the answer: nothing.
+//! the caller's identity as the gate found it, for a request with one
+//! `Host`. And what a shared cache in front may keep of the answer:
+//! nothing.
 
 use std::{fmt::Write, net::IpAddr};
 
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
+use axum::{
+    extract::Request,
+    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri},
+    middleware::Next,
+    response::Response,
+};
 use figma_paywall::PaymentInformation;
 use ipnet::IpNet;
+
+use crate::envelope::envelope;
 
 /// The headers that name the buyer on a 200.
 pub(crate) const USER_ID: HeaderName = HeaderName::from_static("x-figma-user-id");
@@ -127,6 +135,20 @@ fn spoofs(name: &HeaderName) -> bool {
             .iter()
             .chain(&ROUTING)
             .any(|ours| like(name, ours.as_str().as_bytes()))
+}
+
+/// A request with more than one `Host` is refused with 400 (RFC 9112,
+/// 3.2), before anything reads it: the upstream, a cache and a log could
+/// each take a different one for the site asked.
+pub(crate) async fn one_host(req: Request, next: Next) -> Response {
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return envelope(
+            StatusCode::BAD_REQUEST,
+            "invalid_host",
+            "the request has several Host headers: send one",
+        );
+    }
+    next.run(req).await
 }
 
 /// The proxies whose forwarding headers are passed on.

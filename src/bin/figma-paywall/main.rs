@@ -15,6 +15,7 @@ mod check;
 mod config;
 mod cors;
 mod demo;
+mod envelope;
 mod forwarded;
 mod help;
 mod idle;

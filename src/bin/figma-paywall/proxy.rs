@@ -20,6 +20,7 @@ use hyper_util::{
 };
 
 use crate::{
+    envelope::envelope,
     forwarded::{
         climbs, drop_hop_by_hop, identity_headers, list_items, private_answer, request_headers,
         vary_on_caller, TrustedProxies,
@@ -94,17 +95,6 @@ fn pool() -> Client<HttpConnector, Body> {
     Client::builder(TokioExecutor::new())
         .http1_writev(false)
         .build(connector)
-}
-
-/// The gateway's own failure, in Figma's error envelope as every refusal.
-fn envelope(status: StatusCode, reason: &str, message: &str) -> Response {
-    let body = serde_json::json!({
-        "error": true,
-        "status": status.as_u16(),
-        "message": message,
-        "reason": reason,
-    });
-    (status, axum::Json(body)).into_response()
 }
 
 /// The protocol a request asks to switch to (`Connection: upgrade` and
