@@ -61,17 +61,20 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The forwarding headers besides `X-Forwarded-*`: set by the gateway, or
 /// passed on from a proxy it trusts. Among them, the headers CDNs and load
-/// balancers name the client's address in, which some frameworks read.
-const FORWARDING: [HeaderName; 9] = [
+/// balancers name the client's address (or the host it asked for) in,
+/// which some frameworks read.
+const FORWARDING: [HeaderName; 11] = [
     header::FORWARDED,
     X_REAL_IP,
     HeaderName::from_static("x-client-ip"),
     HeaderName::from_static("true-client-ip"),
     HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("fastly-client-ip"),
     HeaderName::from_static("x-cluster-client-ip"),
     HeaderName::from_static("client-ip"),
     HeaderName::from_static("x-original-forwarded-for"),
     HeaderName::from_static("x-original-host"),
+    HeaderName::from_static("x-host"),
 ];
 
 /// Headers some frameworks route by instead of the request's path (IIS,
@@ -360,6 +363,8 @@ mod tests {
             ("x_rewrite_url", "/admin"),
             ("cf-connecting-ip", "1.2.3.4"),
             ("x_client_ip", "1.2.3.4"),
+            ("fastly-client-ip", "1.2.3.4"),
+            ("x_host", "evil.example"),
             ("accept", "text/html"),
         ]);
         request_headers(&mut h, "203.0.113.7".parse().unwrap(), &loopback());
@@ -391,6 +396,7 @@ mod tests {
             ("x-figma-user-id", "5"),
             ("x_forwarded_port", "1"),
             ("true-client-ip", "198.51.100.1"),
+            ("fastly-client-ip", "198.51.100.1"),
             ("x-original-url", "/admin"),
         ]);
         request_headers(&mut h, "127.0.0.1".parse().unwrap(), &loopback());
@@ -399,6 +405,7 @@ mod tests {
         assert_eq!(h["x-forwarded-port"], "443");
         assert!(h.get("x_forwarded_port").is_none());
         assert_eq!(h["true-client-ip"], "198.51.100.1");
+        assert_eq!(h["fastly-client-ip"], "198.51.100.1");
         assert!(h.get("x-original-url").is_none());
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "docs.example.com");
