@@ -261,6 +261,73 @@ async fn a_request_with_two_hosts_is_refused() {
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
+/// An upstream whose answers ask shared caches to keep them: the
+/// `Cache-Control` in the query's `cc`, and the CDNs' own headers.
+async fn caching_upstream() -> String {
+    use axum::{extract::Query, Router};
+    let app = Router::new().fallback(
+        |Query(query): Query<std::collections::HashMap<String, String>>| async move {
+            let mut headers = axum::http::HeaderMap::new();
+            for (name, value) in [
+                ("cdn-cache-control", "public, max-age=86400"),
+                ("cloudflare-cdn-cache-control", "max-age=86400"),
+                ("surrogate-control", "max-age=86400"),
+                ("surrogate-key", "user-2001 invoices"),
+                ("edge-control", "cache-maxage=1d"),
+            ] {
+                headers.insert(name, value.parse().unwrap());
+            }
+            if let Some(cc) = query.get("cc") {
+                headers.insert("cache-control", cc.parse().unwrap());
+            }
+            (headers, "the buyer's page")
+        },
+    );
+    serve(app).await
+}
+
+#[tokio::test]
+async fn gated_answers_stay_out_of_shared_caches_whatever_the_upstream_says() {
+    let gateway = demo(&["--upstream", &caching_upstream().await]);
+    let client = Client::new();
+    for (upstream_says, sent) in [
+        (None, "private"),
+        (Some("public, max-age=600"), "private, max-age=600"),
+        (Some("s-maxage=60, max-age=5"), "private, max-age=5"),
+        // A qualified private lets a shared cache keep the rest.
+        (
+            Some(r#"private="set-cookie", max-age=60"#),
+            "private, max-age=60",
+        ),
+        (
+            Some(r#"public, private="set-cookie, x-user", s-maxage=600"#),
+            "private",
+        ),
+        (Some("no-store"), "no-store"),
+        (Some("private, max-age=60"), "private, max-age=60"),
+    ] {
+        let mut request = client
+            .get(format!("{}/page", gateway.base))
+            .header("X-Figma-Payment-Token", &gateway.tokens[0]);
+        if let Some(cc) = upstream_says {
+            request = request.query(&[("cc", cc)]);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let headers = answer.headers();
+        assert_eq!(headers["cache-control"], sent, "{upstream_says:?}");
+        for name in [
+            "cdn-cache-control",
+            "cloudflare-cdn-cache-control",
+            "surrogate-control",
+            "surrogate-key",
+            "edge-control",
+        ] {
+            assert!(!headers.contains_key(name), "{name} on a gated answer");
+        }
+    }
+}
+
 #[tokio::test]
 async fn only_the_proxies_it_trusts_say_who_the_client_is() {
     let upstream = telling_upstream().await;

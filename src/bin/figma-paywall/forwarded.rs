@@ -260,17 +260,67 @@ fn is_dot_segment(segment: &[u8]) -> bool {
     matches!(dots, 1 | 2)
 }
 
-/// A gated answer is for its caller alone: `Cache-Control: private` unless
-/// the upstream already keeps it out of shared caches (`private`,
-/// `no-store`); `public` and `s-maxage` dropped.
-pub(crate) fn private_answer(headers: &mut HeaderMap) {
-    if !headers.contains_key(header::CACHE_CONTROL) {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
-        return;
+/// What a CDN reads besides `Cache-Control`, dropped from a gated answer:
+/// the targeted fields (RFC 9213: `CDN-Cache-Control`, and any
+/// `*-CDN-Cache-Control`), `Surrogate-Control` and Akamai's
+/// `Edge-Control`, each of which a CDN obeys over `Cache-Control`; and the
+/// purge tags (`Surrogate-Key`, `Cache-Tag`), which mean nothing for an
+/// answer no shared cache keeps and may name the buyer.
+fn for_shared_caches(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.ends_with("cdn-cache-control")
+        || matches!(
+            name,
+            "surrogate-control" | "edge-control" | "surrogate-key" | "cache-tag"
+        )
+}
+
+/// The directives of the answer's `Cache-Control`, each trimmed: split at
+/// the commas outside quoted strings (`private="set-cookie, x-user"` is
+/// one).
+fn cache_directives(headers: &HeaderMap) -> Vec<String> {
+    let mut directives = Vec::new();
+    let mut push = |directive: &str| {
+        let directive = directive.trim();
+        if !directive.is_empty() {
+            directives.push(directive.to_owned());
+        }
+    };
+    for value in headers.get_all(header::CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        let (mut quoted, mut escaped, mut at) = (false, false, 0);
+        for (i, c) in value.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                ',' if !quoted => {
+                    push(&value[at..i]);
+                    at = i + 1;
+                }
+                _ => {}
+            }
+        }
+        push(&value[at..]);
     }
-    let directives: Vec<String> = list_items(headers, header::CACHE_CONTROL)
-        .map(str::to_owned)
+    directives
+}
+
+/// A gated answer is for its caller alone: `Cache-Control: private` unless
+/// the upstream already keeps it out of shared caches (an unqualified
+/// `private`, or `no-store`); `public`, `s-maxage` and a qualified
+/// `private="..."` (which lets a shared cache keep all but the fields it
+/// names) give way to `private`; and no CDN's own caching header is left.
+pub(crate) fn private_answer(headers: &mut HeaderMap) {
+    let theirs: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| for_shared_caches(name))
+        .cloned()
         .collect();
+    for name in theirs {
+        headers.remove(name);
+    }
+    let directives = cache_directives(headers);
     let name = |d: &str| {
         d.split('=')
             .next()
@@ -278,22 +328,29 @@ pub(crate) fn private_answer(headers: &mut HeaderMap) {
             .trim()
             .to_ascii_lowercase()
     };
-    if directives
+    // What lets a shared cache keep the answer, or part of it.
+    let shared = |d: &str| match name(d).as_str() {
+        "public" | "s-maxage" => true,
+        "private" => d.contains('='),
+        _ => false,
+    };
+    let kept_out = directives
         .iter()
-        .any(|d| matches!(name(d).as_str(), "private" | "no-store"))
-    {
+        .any(|d| d.eq_ignore_ascii_case("private") || name(d) == "no-store");
+    if kept_out && !directives.iter().any(|d| shared(d)) {
         return;
     }
     let kept = directives
         .iter()
-        .filter(|d| !matches!(name(d).as_str(), "public" | "s-maxage"));
+        .filter(|d| !shared(d) && name(d) != "private");
     let value = std::iter::once("private")
         .chain(kept.map(String::as_str))
         .collect::<Vec<_>>()
         .join(", ");
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(header::CACHE_CONTROL, value);
-    }
+    match HeaderValue::from_str(&value) {
+        Ok(value) => headers.insert(header::CACHE_CONTROL, value),
+        Err(_) => headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private")),
+    };
 }
 
 /// What identifies the caller, for `Vary` on a gated answer: a cache that
@@ -473,13 +530,31 @@ mod tests {
             (Some("s-maxage=60, max-age=5"), "private, max-age=5"),
             (Some("no-store"), "no-store"),
             (Some("private, max-age=60"), "private, max-age=60"),
+            (Some("no-store, public"), "private, no-store"),
+            (Some(r#"private="set-cookie""#), "private"),
+            (
+                Some(r#"PRIVATE="set-cookie, x-user", no-cache="a,\"b", max-age=9"#),
+                r#"private, no-cache="a,\"b", max-age=9"#,
+            ),
+            (Some("  , "), "private"),
         ] {
             let mut h = HeaderMap::new();
             if let Some(value) = upstream {
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
             }
+            h.insert("cdn-cache-control", HeaderValue::from_static("max-age=600"));
+            h.insert(
+                "Cloudflare-CDN-Cache-Control",
+                HeaderValue::from_static("max-age=600"),
+            );
+            h.insert("surrogate-control", HeaderValue::from_static("max-age=600"));
+            h.insert("surrogate-key", HeaderValue::from_static("user-2001"));
+            h.insert("etag", HeaderValue::from_static("\"1\""));
             private_answer(&mut h);
             assert_eq!(h[header::CACHE_CONTROL], sent, "{upstream:?}");
+            let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+            left.sort_unstable();
+            assert_eq!(left, ["cache-control", "etag"], "{upstream:?}");
         }
     }
 }
