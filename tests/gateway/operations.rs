@@ -11,15 +11,50 @@ use reqwest::{Client, StatusCode};
 
 use super::{auth, demo, demo_command, serve, start};
 
+/// `GET /_figma_paywall/health` with `bearer`, if any: its status and body.
+async fn health(base: &str, bearer: Option<&str>) -> (StatusCode, serde_json::Value) {
+    let mut request = Client::new().get(format!("{base}/_figma_paywall/health"));
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
 #[tokio::test]
-async fn health_says_it_serves() {
-    let gateway = demo(&[]);
-    let response = reqwest::get(format!("{}/_figma_paywall/health", gateway.base))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: serde_json::Value = response.json().await.unwrap();
+async fn health_says_it_serves_and_its_details_only_to_the_metrics_token() {
+    const TOKEN: &str = "a-scraper-secret-of-32-characters";
+    let gateway = demo(&["--metrics-token", TOKEN]);
+    // Anyone: that it serves, nothing that would size a flood.
+    for bearer in [None, Some("a-scraper-secret-of-32-characterz")] {
+        let (status, body) = health(&gateway.base, bearer).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            serde_json::json!({ "status": "serving" }),
+            "{bearer:?}"
+        );
+    }
+    // The metrics token's holder: the details too.
+    let (status, body) = health(&gateway.base, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "serving");
+    assert_eq!(body["figma_failing"], false);
+    for detail in [
+        "active_buyers",
+        "budget_per_minute",
+        "refresh_cycle_secs",
+        "cached_entries",
+    ] {
+        assert!(body[detail].is_number(), "no {detail} in {body}");
+    }
+    // Not backing off from a 429.
+    assert_eq!(body["backing_off_secs"], serde_json::Value::Null);
+    // Without a metrics token, nobody gets the details.
+    let plain = demo(&[]);
+    let (status, body) = health(&plain.base, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, serde_json::json!({ "status": "serving" }));
 }
 
 #[tokio::test]

@@ -16,6 +16,10 @@ use crate::scratch::free_port;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_figma-paywall");
 
+/// The replicas' metrics token: its holder reads the health's details
+/// (the refresh cycle each replica states).
+pub const METRICS_TOKEN: &str = "the-soak-s-metrics-token-of-32-chars";
+
 /// A `redis-server` of the soak's own, without persistence: a restart
 /// loses everything it held, as a Redis without AOF does.
 pub struct RedisServer {
@@ -162,6 +166,7 @@ impl Replica {
             // Started again under its name, as a StatefulSet's pod is: it
             // takes its own place among the replicas at once.
             .args(["--replica-name", &self.name])
+            .args(["--metrics-token", METRICS_TOKEN])
             .env("FIGMA_TOKEN", &c.access_token)
             .env("FIGMA_API_URL", &c.figma_url)
             .env("FIGMA_RATE_LIMIT", c.rate.0.to_string())

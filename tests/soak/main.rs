@@ -466,6 +466,7 @@ async fn read_cycle(http: reqwest::Client, base: String, name: String, checker: 
     let health = async {
         let answer = http
             .get(format!("{base}/_figma_paywall/health"))
+            .bearer_auth(infra::METRICS_TOKEN)
             .send()
             .await
             .ok()?;

@@ -22,7 +22,7 @@ use serde_json::json;
 use tower_layer::Layer;
 
 use crate::{
-    config::Gateway,
+    config::{Gateway, Secret},
     forwarded::{identity_headers, ANSWER_AGE},
     site::Page,
 };
@@ -116,7 +116,10 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
             any(passed).layer(forward_auth),
         )
         .route("/_figma_paywall/health", get(health))
-        .with_state(gateway.paywall.clone())
+        .with_state(Health {
+            paywall: gateway.paywall.clone(),
+            token: gateway.metrics_token.clone(),
+        })
         .merge(crate::metrics::router(gateway));
     let Some(upstream) = &gateway.upstream else {
         return app;
@@ -177,16 +180,38 @@ async fn passed(access: PaidAccess) -> Response {
     (StatusCode::OK, headers).into_response()
 }
 
-/// 200 while the gateway can serve; 503 while Figma is failing.
-async fn health(State(paywall): State<Paywall>) -> Response {
-    let stats = paywall.stats();
+/// What the health route reads: the paywall, and who may see its details.
+#[derive(Clone)]
+struct Health {
+    paywall: Paywall,
+    /// `--metrics-token`.
+    token: Option<Secret>,
+}
+
+/// 200 while the gateway can serve; 503 while Figma is failing. The
+/// details (the budget, active buyers, the refresh cycle: what would size
+/// a flood) only to holders of the metrics token.
+async fn health(State(health): State<Health>, headers: HeaderMap) -> Response {
+    let stats = health.paywall.stats();
     let status = if stats.figma_failing {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
+    let said = if stats.figma_failing {
+        "figma_failing"
+    } else {
+        "serving"
+    };
+    let details = health
+        .token
+        .as_ref()
+        .is_some_and(|token| crate::metrics::holds(token, &headers));
+    if !details {
+        return (status, Json(json!({ "status": said }))).into_response();
+    }
     let body = json!({
-        "status": if stats.figma_failing { "figma_failing" } else { "serving" },
+        "status": said,
         "figma_failing": stats.figma_failing,
         "backing_off_secs": stats.backing_off_secs,
         "budget_per_minute": stats.budget_per_minute,

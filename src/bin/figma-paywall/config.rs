@@ -167,9 +167,10 @@ pub(crate) struct Args {
     #[command(flatten)]
     page: crate::site::PageArgs,
 
-    /// Serve GET /_figma_paywall/metrics (Prometheus's text format) to
-    /// scrapers that send this as a bearer token. Without it, no metrics
-    /// are served: they say who was refused and why.
+    /// Serve GET /_figma_paywall/metrics (Prometheus's text format), and
+    /// the details of GET /_figma_paywall/health, to those who send this
+    /// as a bearer token. Without it, no metrics and no details are
+    /// served: they say who was refused and why, and size the budget.
     #[arg(
         long,
         value_name = "SECRET",

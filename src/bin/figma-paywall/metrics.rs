@@ -41,18 +41,25 @@ pub(crate) fn router(gateway: &Gateway) -> Router {
     )
 }
 
+/// Whether `headers` carry `token` as a bearer token (compared in
+/// constant time): a holder of the metrics token, who may read the
+/// metrics and the health's details.
+pub(crate) fn holds(token: &Secret, headers: &HeaderMap) -> bool {
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    bool::from(sent.as_bytes().ct_eq(token.0.as_bytes()))
+}
+
 fn scrape(
     paywall: &Paywall,
     handle: &PrometheusHandle,
     token: &Secret,
     headers: &HeaderMap,
 ) -> Response {
-    let sent = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !bool::from(sent.as_bytes().ct_eq(token.0.as_bytes())) {
+    if !holds(token, headers) {
         return (
             StatusCode::UNAUTHORIZED,
             "send the metrics token as a bearer token",
