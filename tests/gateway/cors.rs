@@ -155,3 +155,29 @@ async fn without_cors_preflights_go_on_to_the_upstream_which_answers_them() {
     assert_eq!(options.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn without_cors_a_preflight_to_forward_auth_is_refused_in_the_envelope() {
+    // A proxy lets a request through on forward auth's 2xx: a preflight
+    // (or a request shaped like one, with a body) must get a refusal, one
+    // that nginx passes on too (401 or 403), even with a buyer's token.
+    for args in [&[][..], &["--refusals-as", "403"][..]] {
+        let gateway = demo(args);
+        let buyer = ("x-figma-payment-token", gateway.tokens[0].as_str());
+        for path in ["/_figma_paywall/auth", "/_figma_paywall/auth/generate"] {
+            let url = format!("{}{path}", gateway.base);
+            let answer = send(Method::OPTIONS, &url, &[&PREFLIGHT[..], &[buyer]].concat()).await;
+            assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{args:?} {path}");
+            assert_eq!(answer.headers()["x-figma-refusal-status"], "403");
+            assert!(!answer.headers().contains_key("x-figma-user-id"));
+            let body: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(body["reason"], "cors_preflight", "{body}");
+            assert_eq!(body["error"], true);
+        }
+        // An OPTIONS that is no preflight is asked about as any request.
+        let auth = format!("{}/_figma_paywall/auth", gateway.base);
+        let options = send(Method::OPTIONS, &auth, &[buyer]).await;
+        assert_eq!(options.status(), StatusCode::OK);
+        assert_eq!(options.headers()["x-figma-user-id"], "2001");
+    }
+}

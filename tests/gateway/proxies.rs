@@ -338,6 +338,29 @@ async fn check_proxy(proxy: &Proxy, tokens: &[String], calls: &AtomicUsize, deny
         assert_eq!(calls.load(SeqCst), passed + 2, "{method}");
     }
 
+    // A request shaped like a CORS preflight, with a body and no token:
+    // the gateway refuses it, so no proxy passes it on.
+    let passed = calls.load(SeqCst);
+    let preflight = Client::new()
+        .request(Method::OPTIONS, &page)
+        .header("Origin", "null")
+        .header("Access-Control-Request-Method", "POST")
+        .body(r#"{"prompt":"a cat"}"#)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !preflight.status().is_success(),
+        "a preflight passed: {}",
+        preflight.status()
+    );
+    assert_eq!(
+        calls.load(SeqCst),
+        passed,
+        "a preflight reached the upstream"
+    );
+
     // A 3 MB upload streams through to the upstream.
     let seen: Value = Client::new()
         .post(&page)

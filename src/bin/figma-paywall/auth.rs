@@ -3,9 +3,10 @@
 //! gated and forwarded (`proxy.rs`); `--cors` around them all (`cors.rs`).
 
 use axum::{
-    extract::State,
+    extract::{Request, State},
     handler::Handler,
     http::{request::Parts, HeaderMap, HeaderName, StatusCode},
+    middleware::{from_fn_with_state, Next},
     response::{IntoResponse, Response},
     routing::{any, get},
     Json, Router,
@@ -15,6 +16,7 @@ use figma_paywall::{
         ForwardedFor, Identity, IdentityError, IdentitySource, PaymentTokenHeader,
         PaymentTokenQuery,
     },
+    is_cors_preflight,
     login::FigmaLogin,
     PaidAccess, Paywall, Refusal, RefusalReason, RequirePaidLayer,
 };
@@ -23,6 +25,7 @@ use tower_layer::Layer;
 
 use crate::{
     config::{Gateway, Secret},
+    envelope::envelope,
     forwarded::{identity_headers, ANSWER_AGE},
     site::Page,
 };
@@ -56,6 +59,36 @@ fn forward_auth_refusal(refusal: Refusal, refusals_as: Option<StatusCode>) -> Re
         .headers_mut()
         .insert(REFUSAL_STATUS, status.as_u16().into());
     if let Some(to) = refusals_as.filter(|_| status != StatusCode::UNAUTHORIZED) {
+        *response.status_mut() = to;
+    }
+    response
+}
+
+/// A CORS preflight to forward auth, without `--cors` (which answers
+/// every preflight first): refused, 403 (which nginx's `auth_request`
+/// passes on too, and `--refusals-as` may change to another 4xx). Every
+/// proxy lets a request through on forward auth's 2xx, and the request
+/// it asks about may be shaped like a preflight and carry a body or an
+/// upgrade: never on the gateway's say-so. The proxy answers preflights
+/// itself (docs/gateway.md).
+async fn refuse_preflight(
+    State(refusals_as): State<Option<StatusCode>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !is_cors_preflight(&req) {
+        return next.run(req).await;
+    }
+    let status = StatusCode::FORBIDDEN;
+    let mut response = envelope(
+        status,
+        "cors_preflight",
+        "a CORS preflight reached forward auth: answer preflights in the proxy in front (docs/gateway.md)",
+    );
+    response
+        .headers_mut()
+        .insert(REFUSAL_STATUS, status.as_u16().into());
+    if let Some(to) = refusals_as {
         *response.status_mut() = to;
     }
     response
@@ -104,16 +137,20 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
             .on_refusal(move |refusal, _parts| {
                 forward_auth_refusal(with_deny_status(refusal, deny), refusals_as)
             });
-    // Any method: Envoy, Traefik and nginx ask with the request's own.
+    // Any method: Envoy, Traefik and nginx ask with the request's own. A
+    // preflight is refused before the gate, which would answer it 204.
+    let refuse_preflight = from_fn_with_state(refusals_as, refuse_preflight);
     let app = Router::new()
         .route(
             "/_figma_paywall/auth",
-            any(passed).layer(forward_auth.clone()),
+            any(passed)
+                .layer(forward_auth.clone())
+                .layer(refuse_preflight.clone()),
         )
         // Envoy's ext_authz appends the original path to the service's.
         .route(
             "/_figma_paywall/auth/{*original}",
-            any(passed).layer(forward_auth),
+            any(passed).layer(forward_auth).layer(refuse_preflight),
         )
         .route("/_figma_paywall/health", get(health))
         .with_state(Health {
