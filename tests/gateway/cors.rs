@@ -3,7 +3,7 @@
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
-    Arc,
+    Arc, Mutex,
 };
 
 use reqwest::{Client, Method, Response, StatusCode};
@@ -141,19 +141,144 @@ async fn with_a_list_of_sites_only_those_are_answered_and_with_credentials() {
     }
 }
 
+/// What a method-agnostic upstream heard of each request: its method,
+/// headers and body.
+type Heard = Arc<Mutex<Vec<(String, axum::http::HeaderMap, usize)>>>;
+
+/// An upstream whose one handler serves any method, as Go's `HandleFunc`,
+/// a Django function view or an axum `any(...)` do: it notes what it
+/// heard, answers its paid content with its own CORS headers, and switches
+/// protocols (101) for whoever asks to upgrade.
+async fn method_agnostic_upstream(heard: Heard) -> String {
+    use axum::{
+        extract::Request,
+        http::{header, StatusCode},
+        response::IntoResponse,
+    };
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let heard = heard.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            heard.lock().unwrap().push((
+                parts.method.to_string(),
+                parts.headers.clone(),
+                body.len(),
+            ));
+            if parts.headers.contains_key(header::UPGRADE) {
+                return (
+                    StatusCode::SWITCHING_PROTOCOLS,
+                    [
+                        (header::UPGRADE, "websocket"),
+                        (header::CONNECTION, "upgrade"),
+                    ],
+                )
+                    .into_response();
+            }
+            (
+                [
+                    ("access-control-allow-origin", "*"),
+                    (
+                        "access-control-allow-headers",
+                        "content-type, x-figma-payment-token",
+                    ),
+                    ("vary", "Origin"),
+                    ("x-paid", "yes"),
+                ],
+                "the paid content, generated at a cost",
+            )
+                .into_response()
+        }
+    });
+    serve(app).await
+}
+
 #[tokio::test]
-async fn without_cors_preflights_go_on_to_the_upstream_which_answers_them() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let gateway = demo(&["--upstream", &upstream(calls.clone()).await]);
+async fn without_cors_a_preflight_goes_on_as_a_preflight_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let heard = Heard::default();
+    let gateway = demo(&["--upstream", &method_agnostic_upstream(heard.clone()).await]);
     let url = format!("{}/generate", gateway.base);
-    let preflight = send(Method::OPTIONS, &url, &PREFLIGHT).await;
-    assert_eq!(preflight.status(), StatusCode::OK);
-    assert_eq!(preflight.text().await.unwrap(), "upstream saw OPTIONS");
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // A preflight, with what a browser never sends on one: a body, the
+    // payment token, a cookie, credentials.
+    let mut request = Client::new()
+        .request(Method::OPTIONS, &url)
+        .header("cookie", "session=abc")
+        .header("x-figma-payment-token", "ppt_not-checked-on-a-preflight")
+        .header("authorization", "Bearer secret")
+        .header("x-custom", "1")
+        .body(r#"{"prompt":"a cat, for free"}"#);
+    for (name, value) in PREFLIGHT {
+        request = request.header(name, value);
+    }
+    let answer = request.send().await.unwrap();
+    // The upstream's status and CORS headers come back, nothing else.
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(allowed_origin(&answer).as_deref(), Some("*"));
+    assert_eq!(
+        answer.headers()["access-control-allow-headers"],
+        "content-type, x-figma-payment-token"
+    );
+    assert_eq!(answer.headers()["vary"], "Origin");
+    assert!(!answer.headers().contains_key("x-paid"));
+    assert_eq!(
+        answer.text().await.unwrap(),
+        "",
+        "the paid content came back"
+    );
+    {
+        let heard = heard.lock().unwrap();
+        assert_eq!(heard.len(), 1);
+        let (method, headers, body) = &heard[0];
+        assert_eq!(method, "OPTIONS");
+        assert_eq!(*body, 0, "the body reached the upstream");
+        assert_eq!(headers["origin"], "null");
+        assert_eq!(headers["access-control-request-method"], "POST");
+        assert_eq!(
+            headers["access-control-request-headers"],
+            "content-type,x-figma-payment-token"
+        );
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+        for name in [
+            "cookie",
+            "x-figma-payment-token",
+            "authorization",
+            "x-custom",
+            "content-length",
+            "transfer-encoding",
+        ] {
+            assert!(!headers.contains_key(name), "the upstream heard {name}");
+        }
+    }
+
+    // A preflight that asks to upgrade: no tunnel, and the upstream is
+    // never asked to switch.
+    let mut stream = tokio::net::TcpStream::connect(gateway.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"OPTIONS /ws HTTP/1.1\r\nHost: x\r\nOrigin: null\r\nAccess-Control-Request-Method: GET\r\n\
+              Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&head));
+    {
+        let heard = heard.lock().unwrap();
+        assert_eq!(heard.len(), 2);
+        assert!(!heard[1].1.contains_key("upgrade"), "{:?}", heard[1].1);
+        assert!(!heard[1].1.contains_key("sec-websocket-key"));
+    }
+
     // An OPTIONS request that is no preflight is gated as any other.
     let options = send(Method::OPTIONS, &url, &[]).await;
     assert_eq!(options.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(heard.lock().unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -164,10 +164,12 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     // This router's own connections to the upstream (one router a worker).
     let upstream = upstream.own_pool();
     // The proxy's handler as a service, under the gate, with no router of
-    // its own to go through.
-    let proxy = crate::proxy::forward.with_state(upstream);
+    // its own to go through; a preflight goes on as one before the gate
+    // (with --cors, the CORS layer answers it before either).
+    let proxy = crate::proxy::forward.with_state(upstream.clone());
+    let preflight = from_fn_with_state(upstream, crate::preflight::first);
     match login {
-        None => app.fallback_service(gate(gateway).layer(proxy)),
+        None => app.fallback_service(preflight.layer(gate(gateway).layer(proxy))),
         Some((login, page)) => {
             let deny = gateway.deny_status;
             let to_login = login.clone();
@@ -175,7 +177,7 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
                 crate::site::refuse(with_deny_status(refusal, deny), parts, &to_login, &page)
             });
             app.merge(login.router())
-                .fallback_service(gate.layer(proxy))
+                .fallback_service(preflight.layer(gate.layer(proxy)))
                 // The signed-in visitor, for the gate.
                 .layer(login.layer())
         }

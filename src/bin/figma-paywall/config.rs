@@ -145,8 +145,10 @@ pub(crate) struct Args {
     /// of site origins such as https://docs.example.com (cookies allowed).
     /// Preflights are answered here, and every answer carries the headers:
     /// the upstream's, the refusals and forward auth's. Leave it unset when
-    /// the proxy in front or the upstream does CORS (preflights then go on
-    /// to the upstream).
+    /// the proxy in front or the upstream does CORS: preflights then go on
+    /// to the upstream as preflights only (no body, no token, no cookie;
+    /// only its status and CORS headers come back), and forward auth
+    /// refuses them (403).
     #[arg(long, value_name = "ORIGINS", env = "FIGMA_PAYWALL_CORS")]
     cors: Option<String>,
 

@@ -89,7 +89,7 @@ const ROUTING: [HeaderName; 3] = [
 /// Whether `name` is a forwarding header as the gateway or a proxy spells
 /// it: any `X-Forwarded-*` (`-For`, `-Proto`, `-Host`, `-Port`, `-Prefix`,
 /// ...) or one of [`FORWARDING`].
-fn forwarding(name: &HeaderName) -> bool {
+pub(crate) fn forwarding(name: &HeaderName) -> bool {
     name.as_str().starts_with("x-forwarded-") || FORWARDING.contains(name)
 }
 

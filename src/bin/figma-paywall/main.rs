@@ -20,6 +20,7 @@ mod forwarded;
 mod help;
 mod idle;
 mod metrics;
+mod preflight;
 mod proxy;
 mod serve;
 

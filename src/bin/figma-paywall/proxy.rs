@@ -1,5 +1,6 @@
-//! The reverse proxy (`--upstream`): a request that passes the gate goes on
-//! to the upstream, bodies streamed both ways, with its headers as
+//! The reverse proxy (`--upstream`): a request that passes the gate (only
+//! one with its grant: a preflight went on before it, `preflight.rs`) goes
+//! on to the upstream, bodies streamed both ways, with its headers as
 //! `forwarded.rs` makes them (the caller's identity in the `X-Figma-*`
 //! headers, never the client's own), within `--upstream-timeout` (to
 //! start the answer, and for any pause in a body or a WebSocket: see
@@ -13,7 +14,7 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
-use figma_paywall::{is_cors_preflight, PaidAccess};
+use figma_paywall::PaidAccess;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioIo},
@@ -73,8 +74,45 @@ impl Upstream {
         }
     }
 
+    /// The proxies whose forwarding headers go on.
+    pub(crate) fn trusted(&self) -> &TrustedProxies {
+        &self.trusted
+    }
+
+    /// Sends `req`, which has no body, within `--upstream-timeout`: the
+    /// upstream's answer, or the gateway's failure to tell the client.
+    pub(crate) async fn send(
+        &self,
+        req: Request,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Response> {
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the upstream did not answer");
+                Err(unavailable())
+            }
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// 504: the upstream did not answer within `--upstream-timeout`.
+    fn timed_out(&self) -> Response {
+        tracing::warn!(
+            timeout_secs = self.timeout.as_secs_f64(),
+            "the upstream did not answer in time"
+        );
+        envelope(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            &format!(
+                "the upstream did not answer within {} s; try again later",
+                self.timeout.as_secs_f64()
+            ),
+        )
+    }
+
     /// Where `uri` (a path and query) goes upstream.
-    fn target(&self, uri: &Uri) -> Result<Uri, String> {
+    pub(crate) fn target(&self, uri: &Uri) -> Result<Uri, String> {
         let prefix = self.base.path().trim_end_matches('/');
         let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
         Uri::builder()
@@ -84,6 +122,15 @@ impl Upstream {
             .build()
             .map_err(|e| e.to_string())
     }
+}
+
+/// 502: the upstream could not be reached, or failed to answer.
+fn unavailable() -> Response {
+    envelope(
+        StatusCode::BAD_GATEWAY,
+        "upstream_unavailable",
+        "the upstream did not answer; try again later",
+    )
 }
 
 /// A pool of connections to the upstream.
@@ -144,9 +191,9 @@ pub(crate) async fn forward(
     access: Option<PaidAccess>,
     mut req: Request,
 ) -> Response {
-    // Only the gate's grant, or a CORS preflight it let by (no --cors: the
-    // upstream answers preflights), goes on.
-    if access.is_none() && !is_cors_preflight(&req) {
+    // Only the gate's grant goes on (a preflight went to the upstream
+    // before the gate, as a preflight only: preflight.rs).
+    if access.is_none() {
         tracing::error!("a request reached the proxy without the gate's grant");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
@@ -240,25 +287,8 @@ pub(crate) async fn forward(
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "the upstream did not answer");
-            envelope(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
-                "the upstream did not answer; try again later",
-            )
+            unavailable()
         }
-        Err(_) => {
-            tracing::warn!(
-                timeout_secs = upstream.timeout.as_secs_f64(),
-                "the upstream did not answer in time"
-            );
-            envelope(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                &format!(
-                    "the upstream did not answer within {} s; try again later",
-                    upstream.timeout.as_secs_f64()
-                ),
-            )
-        }
+        Err(_) => upstream.timed_out(),
     }
 }
