@@ -24,8 +24,9 @@ use serde_json::json;
 use tower_layer::Layer;
 
 use crate::{
-    config::{Gateway, Secret},
+    config::Gateway,
     envelope::envelope,
+    flags::Secret,
     forwarded::{identity_headers, ANSWER_AGE},
     site::Page,
 };

@@ -9,7 +9,12 @@ use figma_paywall::{
 };
 use http::StatusCode;
 
-use crate::{forwarded::TrustedProxies, proxy::Upstream, site::Page};
+use crate::{
+    flags::{deny_status, duration, Secret},
+    forwarded::TrustedProxies,
+    proxy::Upstream,
+    site::Page,
+};
 
 /// Serve paid Figma plugins, widgets and Community files only to buyers.
 ///
@@ -280,47 +285,6 @@ pub(crate) enum LogFormat {
     Text,
     /// One JSON object a line, its fields at the top level.
     Json,
-}
-
-/// A secret flag: never printed.
-#[derive(Clone)]
-pub(crate) struct Secret(pub(crate) String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.len() < 16 {
-            return Err("use at least 16 characters (openssl rand -hex 16)".to_owned());
-        }
-        Ok(Self(s.to_owned()))
-    }
-}
-
-/// A duration as people write it: `90s`, `10m`, `1h 30m`.
-fn duration(value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value)
-        .map_err(|e| format!("{value:?} is not a duration such as 90s, 10m or 1h ({e})"))
-}
-
-/// A deny status: a 4xx that tells a proxy "no" (not 407, which asks for
-/// proxy credentials).
-fn deny_status(value: &str) -> Result<u16, String> {
-    let code: u16 = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not an HTTP status code"))?;
-    if (400..500).contains(&code) && code != 407 {
-        Ok(code)
-    } else {
-        Err(format!(
-            "{code} is not a refusal: use a 4xx code, such as 402 (the default) or 403 (behind nginx)"
-        ))
-    }
 }
 
 /// A configured gateway, ready to serve.

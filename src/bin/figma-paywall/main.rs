@@ -16,6 +16,7 @@ mod config;
 mod cors;
 mod demo;
 mod envelope;
+mod flags;
 mod forwarded;
 mod help;
 mod idle;

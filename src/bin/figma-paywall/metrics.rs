@@ -14,7 +14,7 @@ use figma_paywall::Paywall;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Gateway, Secret};
+use crate::{config::Gateway, flags::Secret};
 
 /// The route, when a metrics token is configured.
 pub(crate) fn router(gateway: &Gateway) -> Router {
