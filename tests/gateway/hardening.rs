@@ -425,6 +425,49 @@ async fn slow_and_idle_connections_are_closed_and_cannot_take_every_place() {
 }
 
 #[tokio::test]
+async fn one_address_cannot_take_every_connection_place() {
+    // Loopback is no proxy here: each address is a client of its own.
+    let gateway = demo(&[
+        "--max-connections",
+        "4",
+        "--max-connections-per-client",
+        "2",
+        "--header-timeout",
+        "30s",
+        "--trusted-proxies",
+        "10.0.0.0/8",
+    ]);
+    let addr: std::net::SocketAddr = gateway.base.trim_start_matches("http://").parse().unwrap();
+    // 127.0.0.2 opens more silent connections than the whole cap.
+    let mut silent = Vec::new();
+    for _ in 0..6 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        silent.push(socket.connect(addr).await.unwrap());
+    }
+    // Another address is served at once, not once the header deadline
+    // (30 s) closes the silent ones.
+    let other = Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let answer = other
+        .get(format!("{}/_figma_paywall/auth", gateway.base))
+        .header("X-Figma-Payment-Token", &gateway.tokens[0])
+        .send()
+        .await
+        .expect("served beside 127.0.0.2's silent connections");
+    assert_eq!(answer.status(), StatusCode::OK);
+    // 127.0.0.2 keeps its two; the others were closed at once.
+    let mut closed = 0;
+    for stream in &mut silent {
+        closed += usize::from(closed_within(stream, Duration::from_secs(3)).await);
+    }
+    assert_eq!(closed, 4);
+}
+
+#[tokio::test]
 async fn the_connection_cap_counts_every_worker_s_connections() {
     let gateway = demo(&[
         "--header-timeout",

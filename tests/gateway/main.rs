@@ -223,6 +223,11 @@ fn a_misconfigured_gateway_stops_at_start_with_the_reason() {
             None,
             "not a duration",
         ),
+        (
+            &["--demo", "--max-connections-per-client", "0"][..],
+            None,
+            "--max-connections-per-client must be at least 1",
+        ),
         (&[][..], Some(("FIGMA_TOKEN", "figd_x")), "--plugin ID"),
         (
             &["--demo"][..],

@@ -261,6 +261,18 @@ pub(crate) struct Args {
     )]
     max_connections: usize,
 
+    /// The most connections one client address holds at once (an IPv6
+    /// client's /64), so that one cannot take every place of
+    /// --max-connections: its next ones are closed at once. Proxies in
+    /// --trusted-proxies carry many clients and are not capped (cap each
+    /// client there). [default: an eighth of --max-connections]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "FIGMA_PAYWALL_MAX_CONNECTIONS_PER_CLIENT"
+    )]
+    max_connections_per_client: Option<usize>,
+
     /// Threads serving requests, each with a runtime of its own and its own
     /// connections to the upstream, as nginx's worker processes. Default:
     /// one a CPU core.
@@ -290,7 +302,8 @@ pub(crate) enum LogFormat {
 /// A configured gateway, ready to serve.
 pub(crate) struct Gateway {
     pub(crate) listen: SocketAddr,
-    /// `--max-connections`, `--header-timeout`, `--shutdown-timeout`.
+    /// `--max-connections` (and `-per-client`), `--header-timeout`,
+    /// `--shutdown-timeout`.
     pub(crate) limits: crate::serve::Limits,
     /// `--workers`, or one a CPU core.
     pub(crate) workers: usize,
@@ -445,10 +458,16 @@ impl Gateway {
         if args.max_connections == 0 {
             return Err("--max-connections must be at least 1".to_owned());
         }
+        if args.max_connections_per_client == Some(0) {
+            return Err("--max-connections-per-client must be at least 1".to_owned());
+        }
         Ok(Self {
             listen: args.listen,
             limits: crate::serve::Limits {
                 max_connections: args.max_connections,
+                max_connections_per_client: args
+                    .max_connections_per_client
+                    .unwrap_or((args.max_connections / 8).max(1)),
                 header_timeout: args.header_timeout,
                 shutdown_timeout: args.shutdown_timeout,
             },

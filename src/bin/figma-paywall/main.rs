@@ -101,7 +101,7 @@ async fn run(args: config::Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (workers, stop) = serve::Workers::new(gateway.limits);
+    let (workers, stop) = serve::Workers::new(gateway.limits, gateway.trusted.clone());
     // The other workers: each a thread with its own runtime, its own
     // socket and its own routes (so its own connections to the upstream).
     let mut others = Vec::new();
