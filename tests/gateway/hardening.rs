@@ -566,7 +566,7 @@ async fn sigterm_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeou
 }
 
 /// An upstream that echoes the messages of a WebSocket on any path.
-async fn echo_upstream() -> String {
+pub(super) async fn echo_upstream() -> String {
     use axum::extract::ws::{Message, WebSocketUpgrade};
     let app = axum::Router::new().fallback(|ws: WebSocketUpgrade| async move {
         ws.on_upgrade(|mut socket| async move {
@@ -580,12 +580,12 @@ async fn echo_upstream() -> String {
     serve(app).await
 }
 
-type WebSocket =
+pub(super) type WebSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A WebSocket to `base`'s `/ws` with the plugin payment `token`, or the
 /// gateway's refusal.
-async fn open_websocket(base: &str, token: &str) -> Result<WebSocket, StatusCode> {
+pub(super) async fn open_websocket(base: &str, token: &str) -> Result<WebSocket, StatusCode> {
     use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Error};
     let mut request = format!("{}/ws", base.replacen("http://", "ws://", 1))
         .into_client_request()
@@ -601,7 +601,7 @@ async fn open_websocket(base: &str, token: &str) -> Result<WebSocket, StatusCode
 }
 
 /// Sends `text` on `socket` and reads the echo.
-async fn echoed(socket: &mut WebSocket, text: &str) -> String {
+pub(super) async fn echoed(socket: &mut WebSocket, text: &str) -> String {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     socket.send(Message::text(text)).await.unwrap();

@@ -15,6 +15,7 @@ mod proxies;
 #[path = "../common/scratch.rs"]
 mod scratch;
 mod site;
+mod websocket;
 
 use std::{
     process::{Child, Command, Stdio},

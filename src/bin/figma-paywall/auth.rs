@@ -167,7 +167,16 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     // The proxy's handler as a service, under the gate, with no router of
     // its own to go through; a preflight goes on as one before the gate
     // (with --cors, the CORS layer answers it before either).
-    let proxy = crate::proxy::forward.with_state(upstream.clone());
+    let proxy = crate::proxy::forward.with_state(crate::proxy::Proxy {
+        upstream: upstream.clone(),
+        recheck: crate::recheck::Recheck::new(
+            gateway.paywall.clone(),
+            &gateway.resources,
+            gateway.allow_trial,
+            &gateway.bypass,
+            gateway.lifetimes,
+        ),
+    });
     let preflight = from_fn_with_state(upstream, crate::preflight::first);
     match login {
         None => app.fallback_service(preflight.layer(gate(gateway).layer(proxy))),

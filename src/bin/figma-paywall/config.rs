@@ -314,6 +314,9 @@ pub(crate) struct Gateway {
     pub(crate) refusals_as: Option<StatusCode>,
     pub(crate) allow_trial: bool,
     pub(crate) bypass: Vec<UserId>,
+    /// `--paid-lifetime` and `--trial-lifetime`: when an open tunnel's
+    /// caller is checked again.
+    pub(crate) lifetimes: (Duration, Duration),
     /// Where requests that pass go, in reverse-proxy mode.
     pub(crate) upstream: Option<Upstream>,
     /// `--cors`: the headers for browsers on other origins.
@@ -486,6 +489,7 @@ impl Gateway {
                 .map_err(|e| format!("--refusals-as: {e}"))?,
             allow_trial: !args.no_trial,
             bypass,
+            lifetimes: (args.paid_lifetime, args.trial_lifetime),
             upstream,
             cors,
             trusted,

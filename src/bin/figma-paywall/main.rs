@@ -23,6 +23,7 @@ mod idle;
 mod metrics;
 mod preflight;
 mod proxy;
+mod recheck;
 mod serve;
 
 /// mimalloc, not glibc's malloc: requests are many small allocations made

@@ -6,7 +6,7 @@
 //! start the answer, and for any pause in a body or a WebSocket: see
 //! `idle.rs`).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use axum::{
     body::{Body, HttpBody},
@@ -14,7 +14,10 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
-use figma_paywall::PaidAccess;
+use figma_paywall::{
+    identity::{DefaultIdentity, IdentitySource},
+    PaidAccess,
+};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioIo},
@@ -27,8 +30,17 @@ use crate::{
         vary_on_caller, TrustedProxies,
     },
     idle::{splice, Stalled, Stalls},
+    recheck::Recheck,
     serve::Place,
 };
+
+/// The proxy's handler's state: the upstream, and how a tunnel's caller
+/// is checked again.
+#[derive(Clone)]
+pub(crate) struct Proxy {
+    pub(crate) upstream: Upstream,
+    pub(crate) recheck: Recheck,
+}
 
 /// The upstream, and the client that streams to it.
 #[derive(Clone)]
@@ -154,13 +166,15 @@ fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Copies bytes both ways between the client's upgraded connection and the
-/// upstream's, until both close, neither says anything for `idle`, or the
-/// gateway stops. The client's connection `place` is held until then.
+/// upstream's, until both close, neither says anything for `idle`, the
+/// caller may no longer hold it (`revoked`: a refund), or the gateway
+/// stops. The client's connection `place` is held until then.
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     idle: Duration,
     place: Option<Place>,
+    revoked: impl Future<Output = ()>,
 ) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
@@ -181,22 +195,25 @@ async fn tunnel(
             tracing::debug!(error = %e, "an upgraded connection ended");
         },
         () = stopping => tracing::debug!("an upgraded connection closed: the gateway stops"),
+        () = revoked => tracing::info!(
+            "an upgraded connection closed: the answer that let its caller in no longer does"
+        ),
     }
 }
 
 /// A request that passed the gate, on its way to the upstream.
 pub(crate) async fn forward(
-    State(upstream): State<Upstream>,
+    State(Proxy { upstream, recheck }): State<Proxy>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     access: Option<PaidAccess>,
     mut req: Request,
 ) -> Response {
     // Only the gate's grant goes on (a preflight went to the upstream
     // before the gate, as a preflight only: preflight.rs).
-    if access.is_none() {
+    let Some(access) = access else {
         tracing::error!("a request reached the proxy without the gate's grant");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
+    };
     if climbs(req.uri()) {
         return envelope(
             StatusCode::BAD_REQUEST,
@@ -218,12 +235,22 @@ pub(crate) async fn forward(
     // A WebSocket (or any `Upgrade`): the protocol asked for goes on, and
     // once the upstream switches, bytes flow both ways.
     let upgrade = upgrade_asked(req.headers());
+    // Who opens a tunnel, as the gate read them, to check them again.
+    let identity = match upgrade {
+        Some(_) => {
+            let (parts, body) = req.into_parts();
+            let identity = DefaultIdentity.identify(&parts).ok().flatten();
+            req = Request::from_parts(parts, body);
+            identity
+        }
+        None => None,
+    };
     let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let place = req.extensions_mut().remove::<Place>();
     let headers = req.headers_mut();
     // Whatever the client claims, the upstream hears only the gate.
     request_headers(headers, peer.ip(), &upstream.trusted);
-    if let Some(info) = access.as_ref().and_then(PaidAccess::info) {
+    if let Some(info) = access.info() {
         identity_headers(&info, headers);
     }
     if let Some(protocol) = &upgrade {
@@ -260,7 +287,8 @@ pub(crate) async fn forward(
             let switched_to = response.headers().get(header::UPGRADE).cloned();
             if let (true, Some(client_side)) = (switched, client_side) {
                 let upstream_side = hyper::upgrade::on(&mut response);
-                tokio::spawn(tunnel(client_side, upstream_side, idle, place));
+                let revoked = recheck.revoked(identity, access);
+                tokio::spawn(tunnel(client_side, upstream_side, idle, place, revoked));
             }
             let (mut parts, body) = response.into_parts();
             drop_hop_by_hop(&mut parts.headers);
