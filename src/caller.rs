@@ -51,6 +51,18 @@ impl ClientKey {
     pub fn from_bytes(bytes: impl AsRef<[u8]>) -> Self {
         Self(hash_of((0u8, bytes.as_ref())))
     }
+
+    /// A user the app authenticated (its `UserId`): each is a client of
+    /// their own.
+    pub(crate) fn from_user(user: &str) -> Self {
+        Self(hash_of((2u8, user)))
+    }
+
+    /// The one client of every lookup that names none (made through
+    /// `Paywall::lookup_token` directly).
+    pub(crate) fn nobody() -> Self {
+        Self(hash_of(3u8))
+    }
 }
 
 #[cfg(test)]

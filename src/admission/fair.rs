@@ -74,11 +74,17 @@ const HALF_LIFE: Duration = Duration::from_secs(30 * 60);
 /// How often a suspect gets a lookup in the new callers' lane.
 const TRICKLE_EVERY: Duration = Duration::from_secs(60);
 
-/// How many tokens a suspect asked about, and no slot has looked up yet,
-/// are remembered (by a fingerprint of the question, never the token).
-const PENDING_KEPT: usize = 16;
+/// How many of the tokens suspects asked about lately are remembered, by
+/// a fingerprint of the question (never the token), with when each was
+/// first asked about. moka's admission keeps a token asked about again
+/// over a flood of tokens asked about once.
+const ASKED_KEPT: u64 = 65_536;
 
-/// How long a token a suspect asked about stays pending without being
+/// How many tokens a suspect asked about again are remembered: the ones
+/// first asked about earliest.
+const AGAIN_KEPT: usize = 16;
+
+/// How long a token a suspect asked about is remembered without being
 /// asked about again.
 const PENDING_FOR: Duration = Duration::from_secs(3 * 60);
 
@@ -126,6 +132,8 @@ pub(super) struct Clients {
     recent: Mutex<HashMap<ClientKey, VecDeque<Instant>>>,
     /// What Figma said of each client's cold lookups in the last hour.
     records: Cache<ClientKey, Arc<Mutex<Record>>>,
+    /// When each token a suspect asked about was first asked about.
+    first_asked: Cache<(ClientKey, u64), Instant>,
     /// When a client's cold lookup first found no slot in time, until one
     /// of its cold lookups gets one: its next ones queue from then.
     waiting_since: Cache<ClientKey, Instant>,
@@ -148,19 +156,19 @@ struct Record {
     credit: f64,
     /// When it last had (or, all suspect, started waiting for) its trickle.
     trickle_at: Option<Instant>,
-    /// The tokens it asked about that no slot has looked up yet, while it
-    /// is a suspect.
-    pending: Vec<Pending>,
+    /// The tokens it asked about again that no slot has looked up yet,
+    /// while it is a suspect: the [`AGAIN_KEPT`] first asked about.
+    again: Vec<Again>,
 }
 
-/// A token a suspect asked about, by a fingerprint of the question.
+/// A token a suspect asked about again, by a fingerprint of the question.
 #[derive(Debug, Clone, Copy)]
-struct Pending {
+struct Again {
     question: u64,
+    /// When it was first asked about.
     first: Instant,
+    /// When it was last asked about.
     last: Instant,
-    /// Asked about again since it was first.
-    again: bool,
 }
 
 impl Record {
@@ -171,43 +179,36 @@ impl Record {
             refused: 0.0,
             credit: 0.0,
             trickle_at: None,
-            pending: Vec::new(),
+            again: Vec::new(),
         }
     }
 
-    /// Notes that `question` was asked about now; returns when it was
-    /// first asked about if it is the most senior of the tokens asked about
-    /// again (the one a caller has waited on longest).
-    fn ask_pending(&mut self, question: u64, now: Instant) -> Option<Instant> {
-        self.pending
-            .retain(|p| now.saturating_duration_since(p.last) < PENDING_FOR);
-        match self.pending.iter_mut().find(|p| p.question == question) {
-            Some(p) => {
-                p.last = now;
-                p.again = true;
-            }
+    /// Notes that `question`, first asked about at `first`, was asked about
+    /// again now; returns `first` if it is the most senior of the tokens
+    /// asked about again (the one a caller has waited on longest).
+    fn asked_again(&mut self, question: u64, first: Instant, now: Instant) -> Option<Instant> {
+        self.again
+            .retain(|a| now.saturating_duration_since(a.last) < PENDING_FOR);
+        match self.again.iter_mut().find(|a| a.question == question) {
+            Some(again) => again.last = now,
             None => {
-                if self.pending.len() >= PENDING_KEPT {
-                    // The one asked about least lately makes room.
-                    if let Some(stale) = self.pending.iter().enumerate().min_by_key(|(_, p)| p.last)
-                    {
-                        let stale = stale.0;
-                        self.pending.swap_remove(stale);
+                let again = Again {
+                    question,
+                    first,
+                    last: now,
+                };
+                if self.again.len() < AGAIN_KEPT {
+                    self.again.push(again);
+                } else if let Some(newest) = self.again.iter_mut().max_by_key(|a| a.first) {
+                    // Only the earliest are kept: one asked about later
+                    // than them all waits behind them anyway.
+                    if newest.first > first {
+                        *newest = again;
                     }
                 }
-                self.pending.push(Pending {
-                    question,
-                    first: now,
-                    last: now,
-                    again: false,
-                });
             }
         }
-        let senior = self
-            .pending
-            .iter()
-            .filter(|p| p.again)
-            .min_by_key(|p| p.first)?;
+        let senior = self.again.iter().min_by_key(|a| a.first)?;
         (senior.question == question).then_some(senior.first)
     }
 
@@ -239,6 +240,10 @@ impl Clients {
             records: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(SUSPECT_FOR)
+                .build(),
+            first_asked: Cache::builder()
+                .max_capacity(ASKED_KEPT)
+                .time_to_idle(PENDING_FOR)
                 .build(),
             waiting_since: Cache::builder()
                 .max_capacity(100_000)
@@ -275,7 +280,13 @@ impl Clients {
             record.decay(now);
             let share = record.refused_share();
             if share > 0.0 {
-                grant.senior_since = record.ask_pending(question, now);
+                grant.senior_since = match self.first_asked.get(&(*client, question)) {
+                    Some(first) => record.asked_again(question, first, now),
+                    None => {
+                        self.first_asked.insert((*client, question), now);
+                        None
+                    }
+                };
                 // Each attempt earns the share Figma did not refuse.
                 record.credit = (record.credit + 1.0 - share).min(1.0);
                 let trickle_due = record
@@ -399,7 +410,7 @@ impl Clients {
 
     /// `client`'s cold lookup got its slot (and was charged for it, if in
     /// the new callers' lane): it spends what let it in there, and its
-    /// token is no longer pending.
+    /// token is no longer waiting.
     pub(super) fn took(&self, client: &ClientKey, grant: Grant) {
         let now = self.clock.now();
         self.waiting_since.invalidate(client);
@@ -408,7 +419,8 @@ impl Clients {
         }
         if let Some(record) = self.records.get(client) {
             let mut record = record.lock().unwrap_or_else(|e| e.into_inner());
-            record.pending.retain(|p| p.question != grant.question);
+            record.again.retain(|a| a.question != grant.question);
+            self.first_asked.invalidate(&(*client, grant.question));
             match grant.via {
                 Via::Credit => record.credit -= 1.0,
                 Via::Trickle => record.trickle_at = Some(now),
@@ -611,6 +623,27 @@ mod tests {
             .collect();
         let (s, n) = (Lane::Suspect, Lane::NewCaller);
         assert_eq!(lanes, [s, s, s, n, n, s]);
+
+        // A flood of new tokens between a buyer's two asks does not make
+        // the buyer's token forgotten: it is still the senior one.
+        let flooded = ClientKey::from_bytes("flooded");
+        clients.answered(&flooded, true);
+        clients.answered(&flooded, true);
+        clock.advance(TRICKLE_EVERY);
+        let buyer = 1_000_000;
+        assert_eq!(
+            clients.lane(&flooded, buyer, 10).unwrap().lane,
+            Lane::Suspect
+        );
+        for question in 2_000_000..2_001_000 {
+            assert_eq!(
+                clients.lane(&flooded, question, 10).unwrap().lane,
+                Lane::Suspect
+            );
+        }
+        let again = clients.lane(&flooded, buyer, 10).unwrap();
+        assert_eq!(again.lane, Lane::NewCaller);
+        assert!(again.senior_since.is_some());
 
         // An address where honest users meet an attacker: half refused, so
         // half its cold lookups go on, the rest wait for idle slots.

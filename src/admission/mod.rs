@@ -37,12 +37,13 @@ mod fair;
 mod rate;
 mod report;
 mod shared;
+mod turns;
 
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "login")]
 pub(crate) use self::rate::Gcra;
-use self::{fair::Clients, rate::LocalBudget, report::Report, shared::Unshared};
+use self::{fair::Clients, rate::LocalBudget, report::Report, shared::Unshared, turns::Turns};
 pub(crate) use self::{
     rate::Rate,
     report::{LaneCounts, ACTIVE_WINDOW},
@@ -182,6 +183,8 @@ impl Ask {
 pub(crate) struct Admission {
     local: LocalBudget,
     clients: Clients,
+    /// New callers' turns at a budget replicas share.
+    turns: Turns,
     unshared: Unshared,
     report: Report,
     clock: Clock,
@@ -206,6 +209,7 @@ impl Admission {
         Self {
             local: LocalBudget::new(rate, max_waiting, max_wait, clock.clone()),
             clients: Clients::new(&clock),
+            turns: Turns::default(),
             unshared: Unshared::default(),
             report: Report::new(&clock),
             clock,
@@ -245,11 +249,34 @@ impl Admission {
             Patience::None => Duration::ZERO,
             Patience::Caller => self.local.max_wait,
         };
-        let client = cold.map(|(client, _)| client);
+        // Whom a cold lookup's slot is charged to: its client, or the one
+        // client of every lookup that names none.
+        let client = match ask.need {
+            Need::Cold { client, .. } => Some(client.unwrap_or_else(ClientKey::nobody)),
+            _ => None,
+        };
         let result = match shared {
             Some(shared) => {
                 let give_up_at = later(Instant::now(), patience);
                 let pair = (rate.per_minute, rate.burst);
+                // New callers take turns on this replica before they ask.
+                let _turn = match (lane, client) {
+                    (Lane::NewCaller, Some(client)) => {
+                        let per_client = self.local.waiting_per_client(rate);
+                        let turn = self
+                            .turns
+                            .take(client, give_up_at, &self.clients, per_client)
+                            .await;
+                        match turn {
+                            Ok(turn) => Some(turn),
+                            Err(e) => {
+                                self.report.counted(lane, false);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    _ => None,
+                };
                 let slot = shared::shared_slot(
                     shared,
                     &self.unshared,

@@ -135,10 +135,10 @@ type Place = (usize, Instant, u64);
 
 /// A lookup waiting for a slot.
 #[derive(Debug)]
-struct Waiter {
-    granted: Arc<Granted>,
+pub(super) struct Waiter {
+    pub(super) granted: Arc<Granted>,
     /// The client of a cold lookup, served in turn with the others.
-    client: Option<ClientKey>,
+    pub(super) client: Option<ClientKey>,
 }
 
 /// Leaves the queue however the wait ends, cancellation included.
@@ -147,6 +147,14 @@ struct InQueue<'a> {
     place: Place,
     /// Set when a slot was taken on its behalf.
     granted: Arc<Granted>,
+}
+
+impl InQueue<'_> {
+    /// Leaves the queue; `false` if it was no longer in it: a slot was
+    /// taken on its behalf.
+    fn leave(&self) -> bool {
+        self.budget.queue().remove(&self.place).is_some()
+    }
 }
 
 impl Drop for InQueue<'_> {
@@ -158,9 +166,21 @@ impl Drop for InQueue<'_> {
 /// A waiting lookup's slot, taken on its behalf by whoever noticed it was
 /// free, and the word that wakes it.
 #[derive(Debug, Default)]
-struct Granted {
-    taken: AtomicBool,
-    told: tokio::sync::Notify,
+pub(super) struct Granted {
+    pub(super) taken: AtomicBool,
+    pub(super) told: tokio::sync::Notify,
+}
+
+impl Granted {
+    /// Marks the slot (or turn) taken on the waiter's behalf, and wakes it.
+    pub(super) fn grant(&self) {
+        self.taken.store(true, Ordering::Release);
+        self.told.notify_one();
+    }
+
+    pub(super) fn is_taken(&self) -> bool {
+        self.taken.load(Ordering::Acquire)
+    }
 }
 
 /// The lane of a place in the queue.
@@ -309,7 +329,7 @@ impl LocalBudget {
 
     /// How many cold lookups of one client may wait in the new callers'
     /// lane: as many slots as the budget gives within a wait.
-    fn waiting_per_client(&self, rate: Rate) -> usize {
+    pub(super) fn waiting_per_client(&self, rate: Rate) -> usize {
         let slots = self.max_wait.as_secs_f64() / rate.interval().as_secs_f64();
         (slots.ceil() as usize)
             .saturating_add(rate.burst as usize)
@@ -335,8 +355,7 @@ impl LocalBudget {
             if let (Lane::NewCaller, Some(client)) = (lane_of(&next), &waiter.client) {
                 fair.charge(client);
             }
-            waiter.granted.taken.store(true, Ordering::Release);
-            waiter.granted.told.notify_one();
+            waiter.granted.grant();
         }
     }
 
@@ -404,7 +423,7 @@ impl LocalBudget {
             let wait = {
                 let mut current = self.current();
                 let next = self.serve(&mut current, fair, now);
-                if in_queue.granted.taken.load(Ordering::Acquire) {
+                if in_queue.granted.is_taken() {
                     return Ok(());
                 }
                 match next {
@@ -416,10 +435,12 @@ impl LocalBudget {
                 retry_after: wait,
                 reason,
             };
-            // A slot taken on its behalf meanwhile is not given up.
-            let given_up = |reason| match in_queue.granted.taken.load(Ordering::Acquire) {
-                true => Ok(()),
-                false => Err(throttled(reason)),
+            // A slot taken on its behalf meanwhile is not given up: the
+            // queue's lock tells, since a slot is taken and its waiter
+            // removed under it.
+            let given_up = |reason| match in_queue.leave() {
+                true => Err(throttled(reason)),
+                false => Ok(()),
             };
             if later(now, wait) > give_up_at {
                 return given_up(lane.throttle_reason());

@@ -115,7 +115,10 @@ impl Paywall {
         user: &UserId,
         resource: &Resource,
     ) -> Result<Lookup, Arc<Error>> {
-        self.lookup(CacheKey::user(user, resource), None::<fn() -> _>, || {
+        // Each signed-in user is a client of their own in the new callers'
+        // lane.
+        let client = || Some(ClientKey::from_user(user.as_str()));
+        self.lookup(CacheKey::user(user, resource), Some(client), || {
             Question::User(user.clone(), resource.clone())
         })
         .await
@@ -207,7 +210,8 @@ impl Paywall {
     /// A lookup: the hit path, else a miss (wait for the shared flight, or
     /// let a buyer in on an answer whose refresh waits for a slot, or a
     /// stale answer when Figma fails).
-    /// `client` is `Some` for token lookups: who asks, for the fair share.
+    /// `client` names who asks, for the fair share: the gate's client for a
+    /// token, the user for a user ID.
     async fn lookup(
         &self,
         key: CacheKey,

@@ -17,10 +17,11 @@ use crate::common::*;
 /// How far the mock clock moves each step.
 const STEP: Duration = Duration::from_millis(250);
 
-/// A caller who asks with one token every second (mock time) until let in.
+/// A caller who asks with one token every `every` until let in.
 struct Retrying {
     http: reqwest::Client,
     token: String,
+    every: Duration,
     arrived: Duration,
     asked: Option<Duration>,
     asking: Option<JoinHandle<u16>>,
@@ -32,6 +33,7 @@ impl Retrying {
         Self {
             http,
             token,
+            every: Duration::from_secs(1),
             arrived: now,
             asked: None,
             asking: None,
@@ -39,7 +41,7 @@ impl Retrying {
         }
     }
 
-    /// Looks at the answer to the last ask, asks again once a second has
+    /// Looks at the answer to the last ask, asks again once `every` has
     /// passed since it, and says whether the caller is in.
     async fn step(&mut self, base: &str, now: Duration) -> bool {
         if self.let_in_after.is_some() {
@@ -55,9 +57,7 @@ impl Retrying {
                 other => panic!("a buyer got {other}"),
             }
         }
-        let due = self
-            .asked
-            .is_none_or(|at| now >= at + Duration::from_secs(1));
+        let due = self.asked.is_none_or(|at| now >= at + self.every);
         if self.asking.is_none() && due {
             let (http, token, base) = (self.http.clone(), self.token.clone(), base.to_owned());
             self.asking = Some(tokio::spawn(async move {
@@ -67,6 +67,16 @@ impl Retrying {
         }
         false
     }
+}
+
+/// How long each of `buyers` waited to be let in (s), and the worst.
+fn waits_of(buyers: &[Retrying]) -> (Vec<f64>, f64) {
+    let waits: Vec<f64> = buyers
+        .iter()
+        .map(|b| b.let_in_after.unwrap().as_secs_f64())
+        .collect();
+    let worst = waits.iter().copied().fold(0.0, f64::max);
+    (waits, worst)
 }
 
 /// A token of a new user of the plugin with `status`.
@@ -135,11 +145,7 @@ async fn a_flood_of_unpaid_tokens_from_one_address_keeps_no_new_buyer_out() {
             buyer.step(&base, now).await;
         }
     }
-    let waits: Vec<f64> = buyers
-        .iter()
-        .map(|b| b.let_in_after.unwrap().as_secs_f64())
-        .collect();
-    let worst = waits.iter().copied().fold(0.0, f64::max);
+    let (waits, worst) = waits_of(&buyers);
     let flood_in = {
         let mut codes = std::collections::BTreeMap::new();
         for asked in flood {
@@ -264,4 +270,65 @@ async fn a_buyer_behind_an_attackers_address_gets_in_while_the_budget_is_idle() 
         "the buyer waited {waits:?}"
     );
     assert!(cost <= 3, "the attacker's tokens cost {cost} lookups");
+}
+
+/// The flood again, with the budget shared through Redis (which has no
+/// queue: new callers take turns on the replica before they ask it), in
+/// real time: 120 a minute (a slot every half second, a caller waits 2 s),
+/// a new UNPAID token 8 times a second from one address, a new buyer every
+/// 2 s elsewhere, asking every quarter of a second.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_a_flood_of_unpaid_tokens_keeps_no_new_buyer_out() {
+    use figma_paywall::redis::RedisTier;
+
+    use crate::redis::{prefix, redis_url};
+
+    let figma = mock_elsewhere();
+    let tier = RedisTier::builder(redis_url())
+        .prefix(prefix())
+        .build()
+        .unwrap();
+    let client = figma.client_builder().rate_limit(120, 2).build().unwrap();
+    let paywall = Paywall::builder(client).redis(tier).build().unwrap();
+    let base = serve_with_peers(echo_app().layer(RequirePaidLayer::new(&paywall, plugin()))).await;
+    let flooder = client_from([127, 0, 0, 2]);
+    let mut buyers: Vec<Retrying> = Vec::new();
+    let started = std::time::Instant::now();
+    let mut id = 700_000u64;
+    let mut tick = 0u32;
+    loop {
+        let now = started.elapsed();
+        if now >= Duration::from_secs(20) && buyers.iter().all(|b| b.let_in_after.is_some()) {
+            break;
+        }
+        assert!(
+            now < Duration::from_secs(60),
+            "buyers still out after a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(125)).await;
+        tick += 1;
+        id += 1;
+        let token = token_of(&figma, id, PaymentStatus::Unpaid);
+        let (http, base_) = (flooder.clone(), base.clone());
+        tokio::spawn(async move { get_with_token(&http, &base_, &token).await });
+        if tick.is_multiple_of(16) && now < Duration::from_secs(20) {
+            let n = buyers.len() as u8;
+            let token = token_of(&figma, 6_000 + u64::from(n), PaymentStatus::Paid);
+            let mut buyer = Retrying::new(client_from([127, 0, 1, 1 + n]), token, now);
+            buyer.every = Duration::from_millis(250);
+            buyers.push(buyer);
+        }
+        for buyer in &mut buyers {
+            buyer.step(&base, now).await;
+        }
+    }
+    let (waits, worst) = waits_of(&buyers);
+    println!(
+        "with Redis, {} new buyers let in after (s): {waits:?}, worst {worst:.2} s",
+        buyers.len()
+    );
+    assert!(buyers.len() >= 9);
+    // Two waits of a caller (2 s each), and the ask's own quarter second.
+    assert!(worst <= 4.5, "a new buyer waited {worst:.2} s: {waits:?}");
 }
