@@ -282,11 +282,12 @@ async fn without_cors_a_preflight_goes_on_as_a_preflight_only() {
 }
 
 #[tokio::test]
-async fn without_cors_a_preflight_to_forward_auth_is_refused_in_the_envelope() {
+async fn a_preflight_to_forward_auth_is_refused_in_the_envelope_with_cors_or_without() {
     // A proxy lets a request through on forward auth's 2xx: a preflight
     // (or a request shaped like one, with a body) must get a refusal, one
-    // that nginx passes on too (401 or 403), even with a buyer's token.
-    for args in [&[][..], &["--refusals-as", "403"][..]] {
+    // that nginx passes on too (401 or 403), even with a buyer's token,
+    // and even with --cors, whose layer would answer it 2xx.
+    for args in [&[][..], &["--refusals-as", "403"][..], &["--cors", "*"][..]] {
         let gateway = demo(args);
         let buyer = ("x-figma-payment-token", gateway.tokens[0].as_str());
         for path in ["/_figma_paywall/auth", "/_figma_paywall/auth/generate"] {
@@ -304,5 +305,7 @@ async fn without_cors_a_preflight_to_forward_auth_is_refused_in_the_envelope() {
         let options = send(Method::OPTIONS, &auth, &[buyer]).await;
         assert_eq!(options.status(), StatusCode::OK);
         assert_eq!(options.headers()["x-figma-user-id"], "2001");
+        let anyone = send(Method::OPTIONS, &auth, &[("origin", "null")]).await;
+        assert_eq!(anyone.status(), StatusCode::UNAUTHORIZED, "{args:?}");
     }
 }

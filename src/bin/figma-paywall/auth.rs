@@ -115,22 +115,48 @@ fn gate(gateway: &Gateway) -> RequirePaidLayer {
         .on_refusal(move |refusal, _parts| with_deny_status(refusal, deny).into_response())
 }
 
-/// The gateway's routes, with `--cors`'s headers on every answer.
+/// The gateway's routes, with `--cors`'s headers on every answer. Forward
+/// auth's `OPTIONS` requests go around the CORS layer, which would answer
+/// them 2xx itself, and a proxy lets through what forward auth answers 2xx:
+/// a preflight is refused there, any other asked about as any request.
 pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
-    let routes = routes(gateway, login);
+    let routes = forward_auth(gateway).merge(routes(gateway, login));
     let routes = match &gateway.cors {
         Some(cors) => routes
             .layer(axum::middleware::map_response(
                 crate::cors::drop_upstream_cors,
             ))
-            .layer(cors.clone()),
+            .layer(cors.clone())
+            .layer(from_fn_with_state(
+                forward_auth(gateway),
+                options_around_cors,
+            )),
         None => routes,
     };
     // Before anything reads the request.
     routes.layer(axum::middleware::from_fn(crate::forwarded::one_host))
 }
 
-fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
+/// Forward auth's `OPTIONS` requests to `forward_auth`, without CORS.
+async fn options_around_cors(
+    State(mut forward_auth): State<Router>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    let to_forward_auth =
+        path == "/_figma_paywall/auth" || path.starts_with("/_figma_paywall/auth/");
+    if req.method() != http::Method::OPTIONS || !to_forward_auth {
+        return next.run(req).await;
+    }
+    match tower_service::Service::call(&mut forward_auth, req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Forward auth, for nginx, Caddy, Traefik and Envoy.
+fn forward_auth(gateway: &Gateway) -> Router {
     let (deny, refusals_as) = (gateway.deny_status, gateway.refusals_as);
     let forward_auth =
         gate(gateway)
@@ -141,7 +167,7 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     // Any method: Envoy, Traefik and nginx ask with the request's own. A
     // preflight is refused before the gate, which would answer it 204.
     let refuse_preflight = from_fn_with_state(refusals_as, refuse_preflight);
-    let app = Router::new()
+    Router::new()
         .route(
             "/_figma_paywall/auth",
             any(passed)
@@ -153,6 +179,10 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
             "/_figma_paywall/auth/{*original}",
             any(passed).layer(forward_auth).layer(refuse_preflight),
         )
+}
+
+fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
+    let app = Router::new()
         .route("/_figma_paywall/health", get(health))
         .with_state(Health {
             paywall: gateway.paywall.clone(),

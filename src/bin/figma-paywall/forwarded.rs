@@ -271,7 +271,12 @@ fn for_shared_caches(name: &HeaderName) -> bool {
     name.ends_with("cdn-cache-control")
         || matches!(
             name,
-            "surrogate-control" | "edge-control" | "surrogate-key" | "cache-tag"
+            "surrogate-control"
+                | "edge-control"
+                | "surrogate-key"
+                | "cache-tag"
+                // nginx's proxy_cache obeys it over Cache-Control.
+                | "x-accel-expires"
         )
 }
 

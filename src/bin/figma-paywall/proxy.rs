@@ -16,7 +16,7 @@ use axum::{
 };
 use figma_paywall::{
     identity::{DefaultIdentity, IdentitySource},
-    PaidAccess,
+    PaidAccess, PAYMENT_TOKEN_QUERY,
 };
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
@@ -123,17 +123,38 @@ impl Upstream {
         )
     }
 
-    /// Where `uri` (a path and query) goes upstream.
+    /// Where `uri` (a path and query) goes upstream: without a plugin
+    /// payment token in its query, which the upstream's access logs would
+    /// keep.
     pub(crate) fn target(&self, uri: &Uri) -> Result<Uri, String> {
         let prefix = self.base.path().trim_end_matches('/');
-        let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+        let path = uri.path();
+        let query = uri.query().map(without_token).unwrap_or_default();
         Uri::builder()
             .scheme("http")
             .authority(self.base.authority().cloned().ok_or("no host")?)
-            .path_and_query(format!("{prefix}{path_and_query}"))
+            .path_and_query(format!("{prefix}{path}{query}"))
             .build()
             .map_err(|e| e.to_string())
     }
+}
+
+/// `query` as `?query`, without its `plugin_payment_token` pairs (by the
+/// name as the gate decodes it); the rest as sent. Empty if nothing is
+/// left.
+fn without_token(query: &str) -> String {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            let decoded = form_urlencoded::parse(name.as_bytes()).next();
+            decoded.is_none_or(|(name, _)| name != PAYMENT_TOKEN_QUERY)
+        })
+        .collect();
+    if kept.iter().all(|pair| pair.is_empty()) {
+        return String::new();
+    }
+    format!("?{}", kept.join("&"))
 }
 
 /// 502: the upstream could not be reached, or failed to answer.
@@ -318,5 +339,29 @@ pub(crate) async fn forward(
             unavailable()
         }
         Err(_) => upstream.timed_out(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_token;
+
+    #[test]
+    fn the_token_leaves_the_query_and_the_rest_stays_as_sent() {
+        assert_eq!(without_token("plugin_payment_token=t"), "");
+        assert_eq!(
+            without_token("a=1&plugin_payment_token=t&b=%20x"),
+            "?a=1&b=%20x"
+        );
+        assert_eq!(
+            without_token("plugin%5Fpayment%5Ftoken=t&page=2"),
+            "?page=2"
+        );
+        assert_eq!(without_token("plugin_payment_token"), "");
+        assert_eq!(
+            without_token("q=plugin_payment_token"),
+            "?q=plugin_payment_token"
+        );
+        assert_eq!(without_token(""), "");
     }
 }

@@ -215,7 +215,7 @@ impl Workers {
             // First its client's place (a proxy in front carries many):
             // past the client's cap, closed at once, so that it neither
             // waits for a place nor holds a file here.
-            let client_place = if proxies.trusts(&peer.ip()) {
+            let client_place = if proxies.trusts(&peer.ip().to_canonical()) {
                 None
             } else {
                 let client = client_of(peer.ip());
