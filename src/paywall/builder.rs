@@ -54,7 +54,7 @@ pub struct PaywallBuilder {
     /// The store's file, opened by `build`.
     #[cfg(feature = "store")]
     store: Option<std::path::PathBuf>,
-    shared: Option<Box<dyn Tier>>,
+    shared: Option<super::Shared>,
     keyring: Option<Keyring>,
     client_share: Option<u32>,
     /// The first setting that could not be used, which `build` returns.
@@ -193,7 +193,7 @@ impl PaywallBuilder {
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis(mut self, tier: crate::redis::RedisTier) -> Self {
-        self.shared = Some(Box::new(tier));
+        self.shared = Some(super::Shared::of(tier));
         self
     }
 
@@ -357,11 +357,12 @@ impl PaywallBuilder {
         let keyring = self
             .keyring
             .unwrap_or_else(|| Keyring::from_access_token(self.client.access_token()));
-        let tiers: Vec<Box<dyn Tier>> = store.into_iter().chain(self.shared).collect();
+        let local: Vec<Box<dyn Tier>> = store.into_iter().collect();
         let inner = Arc::new(Inner {
             client: self.client,
             cache,
-            tiers,
+            local,
+            shared: self.shared,
             keyring,
             seal_warned_at: std::sync::Mutex::new(None),
             flights: Flights::default(),
@@ -383,9 +384,9 @@ impl PaywallBuilder {
             started: clock.now(),
             clock,
         });
-        for tier in &inner.tiers {
+        if let Some(shared) = &inner.shared {
             let engine: Weak<dyn Invalidations> = Arc::downgrade(&inner) as Weak<Inner>;
-            tier.listen(engine);
+            shared.replicas.listen(engine);
         }
         Paywall { inner }
     }

@@ -90,9 +90,9 @@ impl Inner {
     /// This replica's breaker is open: tell the others, once an opening,
     /// so that they stop asking Figma too.
     pub(super) async fn tell_figma_failing(&self) {
-        if self.tiers.is_empty() {
+        let Some(shared) = &self.shared else {
             return;
-        }
+        };
         let Some(left) = self.client.figma_failing_for() else {
             return;
         };
@@ -109,9 +109,7 @@ impl Inner {
         let message = self
             .keyring
             .seal_message(Message::FigmaFailing, &encode_message(until, b""));
-        for tier in &self.tiers {
-            tier.announce(&message).await;
-        }
+        shared.replicas.announce(&message).await;
     }
 
     /// Another replica says Figma is failing until a time: if sealed, new

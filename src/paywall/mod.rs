@@ -63,7 +63,7 @@ use crate::{
     clock::Clock,
     error::{ceil_secs, ConfigError},
     stats::{Counters, PaywallStats},
-    tier::{Invalidation, Keyring, Tier},
+    tier::{Invalidation, Keyring, Replicas, Tier},
     PaymentsClient, PluginPaymentToken, UserId,
 };
 
@@ -92,9 +92,11 @@ pub struct Paywall {
 struct Inner {
     client: PaymentsClient,
     cache: Cache<CacheKey, Arc<Entry>, KeyHasher>,
-    /// Cache tiers beyond this process, asked in order on a miss: the
-    /// store on local disk, then Redis.
-    tiers: Vec<Box<dyn Tier>>,
+    /// Cache tiers of this process's own, asked in order on a miss: the
+    /// store on local disk.
+    local: Vec<Box<dyn Tier>>,
+    /// The tier replicas share (Redis), asked after them.
+    shared: Option<Shared>,
     /// Seals and opens what the tiers keep.
     keyring: Keyring,
     /// When an answer with a broken seal was last logged.
@@ -129,13 +131,34 @@ struct Inner {
     started: std::time::Instant,
 }
 
+/// The tier replicas share: what it stores, and what they coordinate
+/// through it (one Redis tier, seen as each).
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) tier: Arc<dyn Tier>,
+    pub(super) replicas: Arc<dyn Replicas>,
+}
+
+impl Shared {
+    /// `tier`, as both.
+    #[cfg(feature = "redis")]
+    pub(super) fn of<T: Tier + Replicas>(tier: T) -> Self {
+        let tier = Arc::new(tier);
+        Self {
+            tier: tier.clone(),
+            replicas: tier,
+        }
+    }
+}
+
 impl fmt::Debug for Paywall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Paywall")
             .field("client", &self.inner.client)
             .field("entries", &self.inner.cache.entry_count())
             .field("lifetimes", &self.inner.lifetimes)
-            .field("tiers", &self.inner.tiers)
+            .field("local", &self.inner.local)
+            .field("shared", &self.inner.shared.as_ref().map(|s| s.tier.name()))
             .finish()
     }
 }
@@ -212,11 +235,11 @@ impl Paywall {
 
     async fn invalidate(&self, what: Invalidation) {
         self.inner.forget(&what).await;
-        if self.inner.tiers.is_empty() {
+        if self.inner.local.is_empty() && self.inner.shared.is_none() {
             return;
         }
         let message = self.inner.seal_invalidation(&what);
-        for tier in &self.inner.tiers {
+        for tier in self.inner.tiers() {
             tier.invalidate(&what, &message).await;
         }
     }
@@ -361,10 +384,16 @@ impl Inner {
         };
         let mut deadline = max_wait + self.client.timeout() + Duration::from_secs(1);
         // A tier shared by replicas adds its lock and its shared budget.
-        if let Some(tier) = self.tiers.iter().find(|t| !t.lock_ttl().is_zero()) {
-            deadline += tier.lock_ttl() + max_wait;
+        if let Some(shared) = &self.shared {
+            deadline += shared.replicas.lock_ttl() + max_wait;
         }
         deadline
+    }
+
+    /// Every tier, in the order a miss reads them.
+    fn tiers(&self) -> impl Iterator<Item = &dyn Tier> {
+        let shared = self.shared.as_ref().map(|s| s.tier.as_ref());
+        self.local.iter().map(|t| t.as_ref()).chain(shared)
     }
 }
 

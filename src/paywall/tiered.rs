@@ -18,7 +18,7 @@ use std::{
 
 use futures_util::{future::BoxFuture, FutureExt};
 
-use super::{Inner, REFRESH_AT};
+use super::{Inner, Shared, REFRESH_AT};
 use crate::{
     admission::{Ask, Need, Patience, SharedBudget},
     client::Question,
@@ -99,82 +99,82 @@ impl Inner {
         ask: Ask,
         generation: u64,
     ) -> Fetched {
-        if self.tiers.is_empty() {
+        if self.local.is_empty() && self.shared.is_none() {
             return self.ask_figma(question, ask, None).await;
         }
         // A caller who waits may be let in on a stored answer within the
         // refresh cycle, as on one held in memory; a refresh asks Figma.
         let cycle =
             (ask.patience == Patience::Caller).then(|| self.client.admission().refresh_cycle());
-        let shared = self.tiers.iter().position(|t| !t.lock_ttl().is_zero());
         let mut fallback = Fallback::default();
-        for (i, tier) in self.tiers.iter().enumerate() {
-            if Some(i) == shared {
-                break; // read in the loop below, between attempts at its lock
-            }
-            match self.read(tier.as_ref(), key, cycle).await {
+        for (i, tier) in self.local.iter().enumerate() {
+            match self.read(tier.as_ref(), true, key, cycle).await {
                 Ok(Some(Found::Fresh(stored))) => {
                     self.stats.store_hits.add();
-                    self.copy(self.tiers_before(i), key, &stored).await;
+                    self.copy(self.local_before(i), key, &stored).await;
                     return Ok(self.answer(stored));
                 }
                 Ok(Some(found)) => fallback.offer(found),
                 Ok(None) | Err(Unavailable) => {}
             }
         }
-        let mut shared_down = shared.is_none();
-        if let Some(i) = shared {
-            let tier = self.tiers[i].as_ref();
-            let deadline = Instant::now() + tier.lock_ttl();
-            loop {
-                match self.read(tier, key, cycle).await {
-                    Ok(Some(Found::Fresh(stored))) => return self.shared_hit(i, key, stored).await,
-                    Ok(Some(found)) => fallback.offer(found),
-                    Ok(None) => {}
-                    Err(Unavailable) => break,
+        let Some(shared) = &self.shared else {
+            let ask = fallback.known_buyer(ask, self);
+            let result = self.ask_figma(question, ask, None).await;
+            self.write_through(key, &result, generation, false).await;
+            return self.or_fallback(result, fallback);
+        };
+        // Read between attempts at its lock.
+        let (tier, replicas) = (shared.tier.as_ref(), shared.replicas.as_ref());
+        let mut shared_down = false;
+        let deadline = Instant::now() + replicas.lock_ttl();
+        loop {
+            match self.read(tier, false, key, cycle).await {
+                Ok(Some(Found::Fresh(stored))) => return self.shared_hit(key, stored).await,
+                Ok(Some(found)) => fallback.offer(found),
+                Ok(None) => {}
+                Err(Unavailable) => break,
+            }
+            match replicas.lock(key).await {
+                Ok(true) => {
+                    // The holder before us may have written its answer
+                    // and let go between our read and our lock: look
+                    // once more before asking Figma.
+                    if let Ok(Some(Found::Fresh(stored))) = self.read(tier, false, key, None).await
+                    {
+                        replicas.unlock(key).await;
+                        return self.shared_hit(key, stored).await;
+                    }
+                    let ask = fallback.known_buyer(ask, self);
+                    let result = self.ask_shared(shared, question, ask).await;
+                    self.write_through(key, &result, generation, true).await;
+                    replicas.unlock(key).await;
+                    return self.or_fallback(result, fallback);
                 }
-                match tier.lock(key).await {
-                    Ok(true) => {
-                        // The holder before us may have written its answer
-                        // and let go between our read and our lock: look
-                        // once more before asking Figma.
-                        if let Ok(Some(Found::Fresh(stored))) = self.read(tier, key, None).await {
-                            tier.unlock(key).await;
-                            return self.shared_hit(i, key, stored).await;
-                        }
-                        let ask = fallback.known_buyer(ask, self);
-                        let result = self.ask_shared(tier, question, ask).await;
-                        self.write_through(key, &result, generation, true).await;
-                        tier.unlock(key).await;
-                        return self.or_fallback(result, fallback);
-                    }
-                    Ok(false) if Instant::now() < deadline => tokio::time::sleep(POLL).await,
-                    // The holder is gone: ask directly.
-                    Ok(false) => break,
-                    Err(Unavailable) => {
-                        shared_down = true;
-                        break;
-                    }
+                Ok(false) if Instant::now() < deadline => tokio::time::sleep(POLL).await,
+                // The holder is gone: ask directly.
+                Ok(false) => break,
+                Err(Unavailable) => {
+                    shared_down = true;
+                    break;
                 }
             }
         }
         // No lock: Redis is out of reach, or the holder is gone. A shared
         // budget is still kept to (or this replica's share of it).
         let ask = fallback.known_buyer(ask, self);
-        let result = match shared {
-            Some(i) => self.ask_shared(self.tiers[i].as_ref(), question, ask).await,
-            None => self.ask_figma(question, ask, None).await,
-        };
+        let result = self.ask_shared(shared, question, ask).await;
         self.write_through(key, &result, generation, !shared_down)
             .await;
         self.or_fallback(result, fallback)
     }
 
-    /// A fresh answer the shared tier `i` held: copied into the tiers
-    /// before it, and used.
-    async fn shared_hit(&self, i: usize, key: StoreKey, stored: Stored) -> Fetched {
+    /// A fresh answer the shared tier held: copied into the local tiers,
+    /// and used.
+    async fn shared_hit(&self, key: StoreKey, stored: Stored) -> Fetched {
         self.stats.tier_hits.add();
-        self.copy(self.tiers_before(i), key, &stored).await;
+        self.copy(self.local_before(self.local.len()), key, &stored)
+            .await;
         Ok(self.answer(stored))
     }
 
@@ -183,6 +183,7 @@ impl Inner {
     async fn read(
         &self,
         tier: &dyn Tier,
+        local: bool,
         key: StoreKey,
         cycle: Option<Duration>,
     ) -> Result<Option<Found>, Unavailable> {
@@ -222,8 +223,7 @@ impl Inner {
         let fresh = self.lifetimes.fresh_for(&stored.info.payment_status);
         // A local tier's answer from before invalidations may have been
         // missed is asked about again (Redis's own were invalidated there).
-        let demoted = tier.lock_ttl().is_zero()
-            && stored.fetched_ms < self.demoted_ms.load(Ordering::Acquire);
+        let demoted = local && stored.fetched_ms < self.demoted_ms.load(Ordering::Acquire);
         let grace = self.lifetimes.grace_for(&stored.info.payment_status);
         let stand_in = cycle
             .filter(|_| !demoted)
@@ -267,9 +267,9 @@ impl Inner {
         now.checked_sub(self.age(stored)).unwrap_or(now)
     }
 
-    /// The tiers read before the `i`th.
-    fn tiers_before(&self, i: usize) -> impl Iterator<Item = &dyn Tier> {
-        self.tiers[..i].iter().map(|t| t.as_ref())
+    /// The local tiers read before the `i`th.
+    fn local_before(&self, i: usize) -> impl Iterator<Item = &dyn Tier> {
+        self.local[..i].iter().map(|t| t.as_ref())
     }
 
     /// Copies a stored answer into `tiers`, keeping its age.
@@ -312,10 +312,12 @@ impl Inner {
         };
         let sealed = self.keyring.seal(key, &stored);
         let keep_for = self.lifetimes.keep_for(&info.payment_status);
-        for tier in &self.tiers {
-            if !shared && !tier.lock_ttl().is_zero() {
-                continue;
-            }
+        let shared = self
+            .shared
+            .as_ref()
+            .filter(|_| shared)
+            .map(|s| s.tier.as_ref());
+        for tier in self.local.iter().map(|t| t.as_ref()).chain(shared) {
             let _ = tier
                 .put(
                     key,
@@ -345,13 +347,17 @@ impl Inner {
         }
     }
 
-    /// Asks Figma within the back-off and budget the tier shares.
-    async fn ask_shared(&self, tier: &dyn Tier, question: &Question, ask: Ask) -> Fetched {
-        let shared = TierBudget { inner: self, tier };
-        let result = self.ask_figma(question, ask, Some(&shared)).await;
+    /// Asks Figma within the back-off and budget replicas share.
+    async fn ask_shared(&self, shared: &Shared, question: &Question, ask: Ask) -> Fetched {
+        let budget = TierBudget {
+            inner: self,
+            shared,
+        };
+        let result = self.ask_figma(question, ask, Some(&budget)).await;
         if let Err(Error::RateLimited(limit)) = &result {
             let delay = limit.back_off();
-            tier.back_off(delay, self.seal_back_off(delay)).await;
+            let message = self.seal_back_off(delay);
+            shared.replicas.back_off(delay, message).await;
         }
         result
     }
@@ -370,18 +376,19 @@ impl Inner {
     }
 }
 
-/// The budget a tier shares, as admission asks for it: the engine opens
-/// the sealed back-off the tier holds.
+/// The budget replicas share, as admission asks for it: the engine opens
+/// the sealed back-off the shared tier holds.
 struct TierBudget<'a> {
     inner: &'a Inner,
-    tier: &'a dyn Tier,
+    shared: &'a Shared,
 }
 
 impl SharedBudget for TierBudget<'_> {
     fn backing_off_for(&self) -> BoxFuture<'_, Option<Duration>> {
         async move {
-            let (left, message) = self.tier.backing_off_for().await.ok()??;
-            self.inner.open_back_off(left, &message, self.tier.name())
+            let (left, message) = self.shared.replicas.backing_off_for().await.ok()??;
+            self.inner
+                .open_back_off(left, &message, self.shared.tier.name())
         }
         .boxed()
     }
@@ -393,15 +400,17 @@ impl SharedBudget for TierBudget<'_> {
         reserve: Duration,
         charge: Charge,
     ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
-        self.tier.take_slot(per_minute, burst, reserve, charge)
+        self.shared
+            .replicas
+            .take_slot(per_minute, burst, reserve, charge)
     }
 
     fn unreachable_for(&self) -> Duration {
-        self.tier.unreachable_for()
+        self.shared.replicas.unreachable_for()
     }
 
     fn replicas(&self) -> u32 {
-        self.tier.replicas()
+        self.shared.replicas.replicas()
     }
 }
 

@@ -8,11 +8,10 @@
 //! only keeps, finds, forgets and, when it is shared by replicas,
 //! coordinates them.
 //!
-//! A tier local to one process (an embedded database) implements `get`,
-//! `put` and `invalidate` and keeps the defaults of the coordination
-//! methods; a tier shared by replicas (Redis) also shares the 429 back-off,
-//! the rate budget and a lock per cold key, and tells the engine of
-//! invalidations made by other replicas through [`Tier::listen`].
+//! Every tier implements [`Tier`] (get, put, invalidate). A tier shared by
+//! replicas (Redis) also implements [`Replicas`]: it shares the 429
+//! back-off, the rate budget and a lock per cold key, and tells the engine
+//! of what other replicas send through [`Replicas::listen`].
 
 pub(crate) mod codec;
 #[cfg(feature = "redis")]
@@ -24,7 +23,7 @@ pub(crate) mod store;
 
 use std::{fmt, sync::Weak, time::Duration};
 
-use futures_util::future::{self, BoxFuture, FutureExt};
+use futures_util::future::BoxFuture;
 
 use crate::{PaymentInformation, UserId};
 
@@ -131,52 +130,39 @@ pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
     /// deleted from the tier; `All` may only be told (Redis keeps its
     /// answers until they expire).
     fn invalidate<'a>(&'a self, what: &'a Invalidation, message: &'a [u8]) -> BoxFuture<'a, ()>;
+}
 
-    /// Tells every replica `message` (sealed), for a tier that replicas
-    /// share; a local tier has no one to tell.
-    fn announce<'a>(&'a self, _message: &'a [u8]) -> BoxFuture<'a, ()> {
-        Box::pin(async {})
-    }
+/// What replicas sharing a tier (Redis) coordinate through it: the
+/// messages they send each other, a lock per cold key, the 429 back-off
+/// and the rate budget. Only a tier shared by replicas has it; the engine
+/// holds it as an `Option`.
+pub(crate) trait Replicas: fmt::Debug + Send + Sync + 'static {
+    /// Tells every replica `message` (sealed).
+    fn announce<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, ()>;
 
-    /// Hands `engine` every invalidation message another replica sends
-    /// (the engine opens it), until the engine is dropped. A tier local to
-    /// one process hears none.
-    fn listen(&self, engine: Weak<dyn Invalidations>) {
-        drop(engine);
-    }
+    /// Hands `engine` every message another replica sends (the engine opens
+    /// it), until the engine is dropped.
+    fn listen(&self, engine: Weak<dyn Invalidations>);
 
     /// Takes the lock on a cold key so that one replica asks Figma for it:
     /// `false` when another replica holds it.
-    fn lock(&self, key: StoreKey) -> BoxFuture<'_, TierResult<bool>> {
-        let _ = key;
-        future::ready(Ok(true)).boxed()
-    }
+    fn lock(&self, key: StoreKey) -> BoxFuture<'_, TierResult<bool>>;
 
     /// Releases a lock this replica holds.
-    fn unlock(&self, key: StoreKey) -> BoxFuture<'_, ()> {
-        let _ = key;
-        future::ready(()).boxed()
-    }
+    fn unlock(&self, key: StoreKey) -> BoxFuture<'_, ()>;
 
     /// The longest a replica holds the lock on a cold key, and so the
-    /// longest others wait for it. Zero for a tier that does not lock.
-    fn lock_ttl(&self) -> Duration {
-        Duration::ZERO
-    }
+    /// longest others wait for it.
+    fn lock_ttl(&self) -> Duration;
 
     /// The back-off after a 429 that every replica keeps to, if one is set:
     /// how long it has left, and the sealed message that set it (the engine
     /// opens it, and ignores a back-off whose seal does not hold).
-    fn backing_off_for(&self) -> BoxFuture<'_, TierResult<Option<SharedBackOff>>> {
-        future::ready(Ok(None)).boxed()
-    }
+    fn backing_off_for(&self) -> BoxFuture<'_, TierResult<Option<SharedBackOff>>>;
 
     /// Stops every replica's calls to Figma for `delay`, never shortening a
     /// longer back-off; `message` is the back-off, sealed by the engine.
-    fn back_off(&self, delay: Duration, message: Vec<u8>) -> BoxFuture<'_, ()> {
-        let _ = (delay, message);
-        future::ready(()).boxed()
-    }
+    fn back_off(&self, delay: Duration, message: Vec<u8>) -> BoxFuture<'_, ()>;
 
     /// Takes a slot of a budget shared by replicas, if the budget keeps
     /// `reserve` after it (a lane's reserve: the time it must hold unspent
@@ -189,20 +175,13 @@ pub(crate) trait Tier: fmt::Debug + Send + Sync + 'static {
         burst: u32,
         reserve: Duration,
         charge: Charge,
-    ) -> BoxFuture<'_, TierResult<Option<Duration>>> {
-        let _ = (per_minute, burst, reserve, charge);
-        future::ready(Ok(None)).boxed()
-    }
+    ) -> BoxFuture<'_, TierResult<Option<Duration>>>;
 
     /// How many replicas share the budget; while the tier is unreachable
     /// each keeps to its share.
-    fn replicas(&self) -> u32 {
-        1
-    }
+    fn replicas(&self) -> u32;
 
     /// How long every command to the tier has failed (zero while it
     /// answers).
-    fn unreachable_for(&self) -> Duration {
-        Duration::ZERO
-    }
+    fn unreachable_for(&self) -> Duration;
 }

@@ -55,7 +55,8 @@ use self::scripts::{still_heard, FORGOTTEN_AFTER, FRESH_FOR};
 use futures_util::{future::BoxFuture, FutureExt};
 
 use super::{
-    Charge, Invalidation, Invalidations, SharedBackOff, StoreKey, Tier, TierResult, Unavailable,
+    Charge, Invalidation, Invalidations, Replicas, SharedBackOff, StoreKey, Tier, TierResult,
+    Unavailable,
 };
 use crate::{error::MAX_BACK_OFF, UserId};
 
@@ -213,7 +214,7 @@ impl RedisTier {
             .arg(&self.inner.replica)
             .arg(millis(FORGOTTEN_AFTER))
             .arg(known)
-            .arg(u8::from(still_heard(Tier::unreachable_for(self))));
+            .arg(u8::from(still_heard(Replicas::unreachable_for(self))));
         invocation
     }
 
@@ -434,7 +435,9 @@ impl Tier for RedisTier {
         }
         .boxed()
     }
+}
 
+impl Replicas for RedisTier {
     fn announce<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, ()> {
         self.publish_on(self.channel(), message.to_vec()).boxed()
     }
