@@ -43,12 +43,14 @@ use std::time::{Duration, Instant};
 
 #[cfg(feature = "login")]
 pub(crate) use self::rate::Gcra;
-use self::{fair::Clients, rate::LocalBudget, report::Report, shared::Unshared, turns::Turns};
-pub(crate) use self::{
-    rate::Rate,
-    report::{LaneCounts, ACTIVE_WINDOW},
-    shared::SharedBudget,
+use self::{
+    fair::Clients,
+    rate::LocalBudget,
+    report::{Report, ACTIVE_WINDOW},
+    shared::Unshared,
+    turns::Turns,
 };
+pub(crate) use self::{rate::Rate, report::LaneCounts, shared::SharedBudget};
 use crate::{
     clock::{later, Clock},
     error::{Error, RateLimit, ThrottleReason},
@@ -59,12 +61,18 @@ use crate::{
 /// average (the refresh cycle counts on it); new callers the rest.
 const REFRESH_SHARE_INVERSE: u32 = 2;
 
+/// Whether a buyer let in `ago` is still active: their answer is renewed
+/// ahead, and they count in the refresh cycle.
+pub(crate) fn active(ago: Duration) -> bool {
+    ago < ACTIVE_WINDOW
+}
+
 /// A let-in buyer's refresh comes ahead of new callers once their answer
 /// is this share of the refresh cycle old. At a half, such refreshes could
 /// take the whole budget (one a buyer every half cycle, where the cycle
 /// counts on half the budget); at one, a flood of new callers holds them
 /// off until their buyers are refused.
-pub(crate) const REFRESH_FIRST_AT: f32 = 0.75;
+const REFRESH_FIRST_AT: f32 = 0.75;
 
 /// A lane of the budget; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,11 +135,14 @@ impl Lane {
     }
 }
 
-/// What a call to Figma is for.
+/// What the engine knows of a call to Figma; admission picks its lane
+/// from it ([`Admission::admit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Need {
-    /// A known buyer's answer, past its lifetime.
-    Refresh,
+    /// A call through the client itself, outside any paywall.
+    Direct,
+    /// Renews an answer Figma gave at [`Ask::renews`].
+    Renewal(Renewal),
     /// A first lookup: of a token, from `client` when the gate knows it;
     /// of a user ID the app authenticated, or through the client directly.
     /// `question` tells its questions apart (a fingerprint of the cache
@@ -140,8 +151,19 @@ pub(crate) enum Need {
         client: Option<ClientKey>,
         question: u64,
     },
-    /// An answer renewed before it is needed.
-    RefreshAhead,
+}
+
+/// Why an answer is renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renewal {
+    /// Its caller waits on it: the answer is past its lifetime, or it is a
+    /// buyer's answer a tier held.
+    Waited,
+    /// Its buyer is let in on it meanwhile, past its lifetime, within the
+    /// refresh cycle.
+    LetIn,
+    /// Before it is needed: past its refresh point, or an active buyer's.
+    Ahead,
 }
 
 /// How long the call's caller can wait for a slot.
@@ -170,7 +192,7 @@ impl Ask {
     /// A call through the client itself, outside any paywall: nothing
     /// orders it among other calls, so it may take any slot.
     pub(crate) const DIRECT: Self = Self {
-        need: Need::Refresh,
+        need: Need::Direct,
         patience: Patience::Caller,
         renews: None,
     };
@@ -228,8 +250,20 @@ impl Admission {
         let rate = self.local.rate();
         let mut cold = None;
         let lane = match ask.need {
-            Need::Refresh => Lane::Refresh,
-            Need::RefreshAhead => Lane::RefreshAhead,
+            Need::Direct | Need::Renewal(Renewal::Waited) => Lane::Refresh,
+            Need::Renewal(Renewal::Ahead) => Lane::RefreshAhead,
+            // Made before its buyer's cycle ends: ahead of new callers
+            // once the answer is old enough, in idle slots until then.
+            Need::Renewal(Renewal::LetIn) => {
+                let age = ask.renews.map_or(Duration::MAX, |at| {
+                    self.clock.now().saturating_duration_since(at)
+                });
+                if age >= self.refresh_cycle().mul_f32(REFRESH_FIRST_AT) {
+                    Lane::Refresh
+                } else {
+                    Lane::RefreshAhead
+                }
+            }
             Need::Cold { client: None, .. } => Lane::NewCaller,
             Need::Cold {
                 client: Some(client),

@@ -7,9 +7,8 @@
 //! never in a tier or a log). A task, started by the paywall's first
 //! lookup on its runtime, waits for a slot no one else wants (the budget
 //! whole but for it, and no lookup waiting), then asks Figma again about
-//! the oldest answer of a buyer active within
-//! [`ACTIVE_WINDOW`](crate::admission::ACTIVE_WINDOW) that is past its
-//! refresh point, without waiting, in the refresh-ahead lane. So a slot
+//! the oldest answer of a buyer still active (`admission::active`) that
+//! is past its refresh point, without waiting, in the refresh-ahead lane. So a slot
 //! left idle by the callers goes to a buyer's renewal even when no request
 //! comes, and never one a caller wants. The task ends with the paywall.
 //!
@@ -27,7 +26,7 @@ use std::{
 
 use super::{key::CacheKey, Paywall};
 use crate::{
-    admission::{Need, ACTIVE_WINDOW},
+    admission::{active, Renewal},
     client::Question,
 };
 
@@ -77,7 +76,7 @@ impl Ahead {
             return;
         }
         if noted.len() >= MAX_NOTED {
-            noted.retain(|_, n| now.saturating_duration_since(n.seen) < ACTIVE_WINDOW);
+            noted.retain(|_, n| active(now.saturating_duration_since(n.seen)));
             if noted.len() >= MAX_NOTED {
                 return;
             }
@@ -158,7 +157,7 @@ impl Paywall {
         }
         match self.oldest_due(now) {
             Due::Now(key, question, fetched_at) => {
-                self.renew_behind(key, fetched_at, question, Need::RefreshAhead);
+                self.renew_behind(key, fetched_at, question, Renewal::Ahead);
                 // The slot it took (if it found one) is spent by then.
                 admission.rate().interval()
             }
@@ -184,7 +183,7 @@ impl Paywall {
         let mut noted = inner.ahead.lock();
         let flights = inner.flights.keys();
         noted.retain(|key, n| {
-            if now.saturating_duration_since(n.seen) >= ACTIVE_WINDOW {
+            if !active(now.saturating_duration_since(n.seen)) {
                 return false;
             }
             let Some(entry) = inner.cache.get(key) else {

@@ -10,7 +10,7 @@ use std::{
 
 use super::{entry::Entry, key::CacheKey, Paywall};
 use crate::{
-    admission::{Ask, Need, Patience, REFRESH_FIRST_AT},
+    admission::{Ask, Need, Patience, Renewal},
     client::Question,
     error::ThrottleReason,
     ClientKey, Error, PaymentInformation, PaymentStatus, PluginPaymentToken, Resource, UserId,
@@ -167,22 +167,22 @@ impl Paywall {
             && !entry.refreshing.swap(true, Ordering::AcqRel)
         {
             inner.stats.refreshes.add();
-            self.renew_behind(key, entry.fetched_at, question(), Need::RefreshAhead);
+            self.renew_behind(key, entry.fetched_at, question(), Renewal::Ahead);
         }
     }
 
     /// Asks Figma again about the answer at `key` (given at `fetched_at`)
-    /// in the background, in `need`'s lane, for a slot now or not at all:
-    /// no caller waits on it.
+    /// in the background, for a slot now or not at all: no caller waits on
+    /// it.
     pub(super) fn renew_behind(
         &self,
         key: CacheKey,
         fetched_at: Instant,
         question: Question,
-        need: Need,
+        why: Renewal,
     ) {
         let ask = Ask {
-            need,
+            need: Need::Renewal(why),
             patience: Patience::None,
             renews: Some(fetched_at),
         };
@@ -246,15 +246,8 @@ impl Paywall {
                 stats.unverified_served.add();
                 self.count_buyer(key, entry, &question, now);
                 // Its refresh waits for a spare slot until the answer is
-                // old enough to come ahead of new callers.
-                let cycle = inner.client.admission().refresh_cycle();
-                let age = now.saturating_duration_since(entry.fetched_at);
-                let need = if age >= cycle.mul_f32(REFRESH_FIRST_AT) {
-                    Need::Refresh
-                } else {
-                    Need::RefreshAhead
-                };
-                self.renew_behind(key, entry.fetched_at, question(), need);
+                // old enough to come ahead of new callers (admission says).
+                self.renew_behind(key, entry.fetched_at, question(), Renewal::LetIn);
                 tracing::trace!(
                     left_secs = until.saturating_duration_since(now).as_secs(),
                     "a buyer let in while their answer's refresh waits"
@@ -274,7 +267,7 @@ impl Paywall {
         // with one to fall back on. While the breaker is open or Figma asks
         // to back off, the flight fails at once instead.
         let need = match &cached {
-            Some(_) => Need::Refresh,
+            Some(_) => Need::Renewal(Renewal::Waited),
             None => Need::Cold {
                 client: client.and_then(|who| who()),
                 question: key.halves()[0],

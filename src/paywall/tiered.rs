@@ -20,7 +20,7 @@ use futures_util::{future::BoxFuture, FutureExt};
 
 use super::{Inner, Shared, REFRESH_AT};
 use crate::{
-    admission::{Ask, Need, Patience, SharedBudget},
+    admission::{Ask, Need, Patience, Renewal, SharedBudget},
     client::Question,
     error::Error,
     tier::{Charge, Opened, Refused, StoreKey, Stored, Tier, TierResult, Unavailable},
@@ -64,7 +64,7 @@ impl Fallback {
                 if matches!(ask.need, Need::Cold { .. }) && stored.info.payment_status.grants() =>
             {
                 Ask {
-                    need: Need::Refresh,
+                    need: Need::Renewal(Renewal::Waited),
                     renews: Some(inner.fetched_at(stored)),
                     ..ask
                 }
