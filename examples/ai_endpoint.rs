@@ -27,8 +27,8 @@ use axum::{
     Json, Router,
 };
 use figma_paywall::{
-    mock::MockFigma, PaidAccess, PaymentInformation, PaymentStatus, PaymentsClient, Paywall,
-    RequirePaidLayer, Resource, UserId, PAYMENT_TOKEN_HEADER,
+    identity, mock::MockFigma, PaidAccess, PaymentInformation, PaymentStatus, PaymentsClient,
+    Paywall, RequirePaidLayer, Resource, UserId,
 };
 use serde_json::{json, Value};
 use tower_http::cors::{Any, CorsLayer};
@@ -153,7 +153,7 @@ fn cors_for_plugins() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE, PAYMENT_TOKEN_HEADER])
+        .allow_headers([header::CONTENT_TYPE, identity::PAYMENT_TOKEN_HEADER])
         .expose_headers([header::RETRY_AFTER])
         .max_age(Duration::from_secs(600))
 }

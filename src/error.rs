@@ -1,4 +1,23 @@
-//! Errors: [`Error`] for a lookup, [`ConfigError`] for building a client.
+//! Errors: [`Error`] for a lookup, [`ConfigError`] for building a client,
+//! and what a throttled lookup says: [`ThrottleReason`], and the
+//! [`RateLimit`] of Figma's 429.
+//!
+//! # Example
+//!
+//! ```
+//! use figma_paywall::{error::ThrottleReason, Error};
+//!
+//! fn advice(error: &Error) -> String {
+//!     match error {
+//!         Error::Throttled { retry_after, reason: ThrottleReason::BudgetExhausted } => {
+//!             format!("our budget of lookups is spent: try again in {} s", retry_after.as_secs())
+//!         }
+//!         Error::RateLimited(limit) => format!("Figma said 429: retry after {:?}", limit.retry_after),
+//!         other => other.to_string(),
+//!     }
+//! }
+//! # let _ = advice;
+//! ```
 
 use std::{fmt, time::Duration};
 

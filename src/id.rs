@@ -33,7 +33,7 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// Figma's IDs are about 19 digits today; the bound leaves room to grow while
 /// keeping hostile input from costing memory or a request to Figma.
-pub const MAX_ID_LEN: usize = 32;
+pub(crate) const MAX_ID_LEN: usize = 32;
 
 /// Why a string is not a valid Figma ID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +45,7 @@ pub enum InvalidId {
         /// Which ID was being checked.
         what: &'static str,
     },
-    /// The ID is longer than [`MAX_ID_LEN`].
+    /// The ID is longer than [`UserId::MAX_LEN`] digits.
     #[error("the {what} is {len} characters long: Figma IDs have at most {MAX_ID_LEN} digits")]
     TooLong {
         /// Which ID was being checked.
@@ -150,7 +150,12 @@ macro_rules! id_type {
         pub struct $name(Digits);
 
         impl $name {
-            /// Checks `id` (ASCII digits only, 1 to [`MAX_ID_LEN`] of them) and wraps it.
+            /// The longest ID this crate accepts, in digits: Figma's are
+            /// about 19 today; the bound leaves room to grow while keeping
+            /// hostile input from costing memory or a request to Figma.
+            pub const MAX_LEN: usize = MAX_ID_LEN;
+
+            /// Checks `id` (ASCII digits only, 1 to [`MAX_LEN`](Self::MAX_LEN) of them) and wraps it.
             pub fn new(id: impl AsRef<str>) -> Result<Self, InvalidId> {
                 let id = id.as_ref();
                 check($what, id)?;

@@ -45,6 +45,7 @@ pub use crate::{
     caller::ClientKey,
     require_paid::{
         ClientKeySource, DefaultIdentity, ForwardedFor, Identity, IdentityError, IdentitySource,
-        Or, PaymentTokenHeader, PaymentTokenQuery, PeerAddr, UserIdExtension,
+        Or, PaymentTokenHeader, PaymentTokenQuery, PeerAddr, UserIdExtension, PAYMENT_TOKEN_HEADER,
+        PAYMENT_TOKEN_QUERY,
     },
 };

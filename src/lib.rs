@@ -10,7 +10,7 @@ mod admission;
 mod caller;
 mod client;
 mod clock;
-mod error;
+pub mod error;
 mod id;
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -37,21 +37,17 @@ pub mod mock;
 pub use tier::redis;
 
 pub(crate) use caller::ClientKey;
-pub use client::{
-    FigmaUser, PaymentsClient, PaymentsClientBuilder, ACCESS_TOKEN_HEADER, DEFAULT_BASE_URL,
-};
-pub use error::{ConfigError, Error, RateLimit, ThrottleReason};
-pub use id::{InvalidId, Resource, ResourceId, ResourceType, UserId, MAX_ID_LEN};
+pub use client::{FigmaUser, PaymentsClient, PaymentsClientBuilder};
+pub use error::{ConfigError, Error};
+pub use id::{InvalidId, Resource, ResourceId, ResourceType, UserId};
 pub use payment::{PaymentInformation, PaymentStatus, PurchaseDate};
 pub use paywall::{Lookup, Paywall, PaywallBuilder};
 pub use refusal::{Refusal, RefusalReason};
 pub use require_paid::{
     is_cors_preflight, AccessVia, MissingPaywall, PaidAccess, RequirePaid, RequirePaidFuture,
-    RequirePaidLayer, PAYMENT_TOKEN_HEADER, PAYMENT_TOKEN_QUERY,
+    RequirePaidLayer,
 };
-pub use secret::{
-    AccessToken, InvalidToken, PluginPaymentToken, MAX_ACCESS_TOKEN_LEN, MAX_PAYMENT_TOKEN_LEN,
-};
+pub use secret::{AccessToken, InvalidToken, PluginPaymentToken};
 pub use stats::PaywallStats;
 
 /// The README, BENCHMARKS.md and the guide in `docs/`: each of their Rust examples runs

@@ -21,10 +21,10 @@
 use std::fmt;
 
 /// The longest plugin payment token accepted, in bytes.
-pub const MAX_PAYMENT_TOKEN_LEN: usize = 2048;
+pub(crate) const MAX_PAYMENT_TOKEN_LEN: usize = 2048;
 
 /// The longest personal access token accepted, in bytes.
-pub const MAX_ACCESS_TOKEN_LEN: usize = 1024;
+pub(crate) const MAX_ACCESS_TOKEN_LEN: usize = 1024;
 
 /// Why a token was refused. It never includes the token itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,8 +81,11 @@ macro_rules! secret_type {
         pub struct $name(Box<str>);
 
         impl $name {
-            /// Checks the token (1 to the bound of visible ASCII characters)
-            /// and wraps it.
+            /// The longest token accepted, in bytes.
+            pub const MAX_LEN: usize = $max;
+
+            /// Checks the token (1 to [`MAX_LEN`](Self::MAX_LEN) visible
+            /// ASCII characters) and wraps it.
             pub fn new(token: impl AsRef<str>) -> Result<Self, InvalidToken> {
                 let token = token.as_ref();
                 check($what, $max, token)?;

@@ -9,7 +9,7 @@
 //!   answers, the failures were the callers' own (a token that makes Figma
 //!   fail), and the window starts again.
 //! - **Open**: no lookup is sent. Lookups fail at once with
-//!   [`ThrottleReason::FigmaFailing`](crate::ThrottleReason::FigmaFailing),
+//!   [`ThrottleReason::FigmaFailing`](crate::error::ThrottleReason::FigmaFailing),
 //!   which lets a stale PAID/TRIAL answer stand in and a fail-open gate let
 //!   callers through. After a cool-down (5 s, doubled by each failed probe up
 //!   to 30 s) one lookup goes through as a probe: any answer from Figma

@@ -59,10 +59,10 @@ use crate::{
 };
 
 /// Figma's production API.
-pub const DEFAULT_BASE_URL: &str = "https://api.figma.com";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://api.figma.com";
 
 /// The header Figma reads the personal access token from, `X-Figma-Token`.
-pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-figma-token");
+pub(crate) const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-figma-token");
 
 /// Answers larger than this are refused as malformed: Figma's are a few
 /// hundred bytes.
@@ -109,6 +109,12 @@ fn figma_failing(retry_after: Duration) -> Error {
 }
 
 impl PaymentsClient {
+    /// Figma's production API, where a client asks unless told otherwise.
+    pub const DEFAULT_BASE_URL: &str = DEFAULT_BASE_URL;
+
+    /// The header Figma reads the personal access token from, `X-Figma-Token`.
+    pub const ACCESS_TOKEN_HEADER: HeaderName = ACCESS_TOKEN_HEADER;
+
     /// Starts a builder with the given personal access token.
     pub fn builder(token: AccessToken) -> PaymentsClientBuilder {
         PaymentsClientBuilder::new(token)

@@ -380,7 +380,7 @@ impl FigmaLogin {
             client_secret: client_secret.into(),
             site_url: site_url.into(),
             authorize_url: DEFAULT_AUTHORIZE_URL.to_owned(),
-            api_url: crate::DEFAULT_BASE_URL.to_owned(),
+            api_url: crate::client::DEFAULT_BASE_URL.to_owned(),
             prefix: "/auth".to_owned(),
             key: None,
             cookie_name: "figma_session".to_owned(),

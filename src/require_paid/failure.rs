@@ -6,7 +6,7 @@
 use http::StatusCode;
 
 use super::identity::Mode;
-use crate::{Error, Paywall, Refusal, RefusalReason, ThrottleReason};
+use crate::{error::ThrottleReason, Error, Paywall, Refusal, RefusalReason};
 
 /// Maps a lookup error to what the caller is told. Only the creator's
 /// access token needs asking about (`GET /v1/me`, through the paywall, at

@@ -3,9 +3,10 @@
 use std::time::{Duration, Instant};
 
 use figma_paywall::{
+    error::ThrottleReason,
     mock::{Fault, MockFigma, StatusShape},
     AccessToken, Error, PaymentStatus, PaymentsClient, PluginPaymentToken, Resource, ResourceType,
-    ThrottleReason, UserId,
+    UserId,
 };
 
 fn user(id: &str) -> UserId {

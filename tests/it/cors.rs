@@ -9,8 +9,9 @@ use axum::{
     Router,
 };
 use figma_paywall::{
+    identity::PAYMENT_TOKEN_HEADER,
     mock::{MockClock, MockFigma},
-    PaidAccess, PaymentStatus, Paywall, RequirePaidLayer, PAYMENT_TOKEN_HEADER,
+    PaidAccess, PaymentStatus, Paywall, RequirePaidLayer,
 };
 use tower_http::cors::{Any, CorsLayer};
 

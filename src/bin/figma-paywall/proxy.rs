@@ -15,8 +15,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use figma_paywall::{
-    identity::{DefaultIdentity, IdentitySource},
-    PaidAccess, PAYMENT_TOKEN_QUERY,
+    identity::{DefaultIdentity, IdentitySource, PAYMENT_TOKEN_QUERY},
+    PaidAccess,
 };
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
