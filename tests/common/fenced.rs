@@ -15,7 +15,13 @@ pub struct Block {
 
 /// The fenced blocks of `page`, a path from the repository's root.
 pub fn blocks(page: &str) -> Vec<Block> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(page);
+    // The repository's root: the library's crate, or above the gateway's.
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = match crate_dir.join("README.md").exists() {
+        true => crate_dir,
+        false => crate_dir.parent().expect("the workspace's root"),
+    };
+    let path = root.join(page);
     let markdown = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut blocks = Vec::new();

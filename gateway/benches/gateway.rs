@@ -6,8 +6,8 @@
 //! median of the pairs' throughput ratios.
 //!
 //! ```sh
-//! cargo bench --features gateway --bench gateway
-//! GATEWAY_ROUNDS=7 GATEWAY_SECONDS=10 cargo bench --features gateway --bench gateway
+//! cargo bench -p figma-paywall-gateway --bench gateway
+//! GATEWAY_ROUNDS=7 GATEWAY_SECONDS=10 cargo bench -p figma-paywall-gateway --bench gateway
 //! ```
 //!
 //! Loopback only, bounded: `rounds x 3 x seconds` of load. Skipped, with a
@@ -34,7 +34,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 fn main() -> ExitCode {
     if !bench_mode() {
-        println!("gateway: skipped outside `cargo bench` (run `cargo bench --features gateway --bench gateway`)");
+        println!("gateway: skipped outside `cargo bench` (run `cargo bench -p figma-paywall-gateway --bench gateway`)");
         return ExitCode::SUCCESS;
     }
     let wrk_bin = std::env::var("WRK").unwrap_or_else(|_| "wrk".to_owned());

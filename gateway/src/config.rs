@@ -4,9 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
-use figma_paywall::{
-    mock::MockFigma, Error, PaymentsClient, Paywall, PluginPaymentToken, Resource, UserId,
-};
+use figma_paywall::{Error, PaymentsClient, Paywall, Resource, UserId};
 use http::StatusCode;
 
 use crate::{
@@ -331,7 +329,7 @@ pub(crate) struct Gateway {
     /// `--demo`), and the paywall page.
     login: Option<(Option<String>, Page)>,
     /// The mock Figma of `--demo`, and the demo's tokens.
-    pub(crate) demo: Option<(MockFigma, Vec<(&'static str, PluginPaymentToken)>)>,
+    pub(crate) demo: Option<crate::demo::Demo>,
 }
 
 impl Gateway {
@@ -406,18 +404,8 @@ impl Gateway {
             if token_set {
                 return Err("--demo runs on the embedded mock Figma, but FIGMA_TOKEN is set: unset it, or drop --demo to ask the real Figma".to_owned());
             }
-            if resources.is_empty() {
-                resources
-                    .push(Resource::plugin(crate::demo::DEMO_PLUGIN).map_err(|e| e.to_string())?);
-            }
-            let (mock, tokens) = crate::demo::demo_figma(&resources[0]).await?;
-            // FIGMA_RATE_LIMIT tries a small budget on the mock too.
-            let client = mock
-                .client_builder()
-                .rate_limit_from_env()
-                .and_then(|b| b.build())
-                .map_err(|e| e.to_string())?;
-            (client, Some((mock, tokens)))
+            let (client, demo) = crate::demo::Demo::start(&mut resources).await?;
+            (client, Some(demo))
         } else {
             if !token_set {
                 return Err("FIGMA_TOKEN is not set: export a personal access token of the resource's creator (https://www.figma.com/developers/api#access-tokens), or try the gateway with --demo".to_owned());
@@ -514,13 +502,7 @@ impl Gateway {
         };
         let site = site_url.clone().unwrap_or_else(|| format!("http://{addr}"));
         let login = match &self.demo {
-            Some((mock, _)) => figma_paywall::login::FigmaLogin::builder(
-                figma_paywall::mock::MOCK_CLIENT_ID,
-                figma_paywall::mock::MOCK_CLIENT_SECRET,
-                site,
-            )
-            .authorize_url(format!("{}/oauth", mock.url()))
-            .api_url(mock.url()),
+            Some(demo) => demo.login(site),
             None => figma_paywall::login::FigmaLogin::builder_from_env(site)
                 .map_err(|e| format!("--login: {e}"))?,
         };

@@ -1,4 +1,4 @@
-//! A bare reverse proxy: the yardstick of `benches/proxies.sh`, which
+//! A bare reverse proxy: the yardstick of `gateway/benches/proxies.sh`, which
 //! issue 23 sets the gateway's proxy against. axum's `Router` with one
 //! fallback that forwards through hyper-util's legacy client: no gate, no
 //! header work, nothing logged.

@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 const PLUGIN_ID: &str = "1122334455";
 
 fn plugin_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin")
 }
 
 /// Runs `program args` in `plugin/`; fails with what to install if it is

@@ -3,7 +3,7 @@
 //! checked the whole time.
 //!
 //! ```sh
-//! SOAK_SECS=180 cargo test --release --all-features --test soak -- --nocapture
+//! SOAK_SECS=180 cargo test --release --all-features -p figma-paywall-gateway --test soak -- --nocapture
 //! SOAK_SEED=1234 ...   # replays a run's fault schedule
 //! ```
 //!

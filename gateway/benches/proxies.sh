@@ -6,7 +6,7 @@
 # after the first request):
 #   direct          the upstream itself
 #   nginx           nginx proxy_pass, no gate
-#   bare            examples/bare_proxy.rs: axum + hyper-util, no gate (the target)
+#   bare            gateway/examples/bare_proxy.rs: axum + hyper-util, no gate (the target)
 #   gateway         figma-paywall --upstream (gate and proxy)
 #   nginx+auth      nginx auth_request to the gateway's forward auth, then proxy_pass
 #   compared        with COMPARE=path: another build of figma-paywall --upstream
@@ -16,8 +16,8 @@
 # EXTRA="--workers 1" adds flags to the gateway's (and the compared one's).
 # ONLY=gateway,compared runs those setups alone (a longer A/B in less time).
 #
-#   cargo build --release --features gateway --bin figma-paywall --example bare_proxy
-#   benches/proxies.sh [target/release/figma-paywall [target/release/examples/bare_proxy]]
+#   cargo build --release --all-features -p figma-paywall-gateway --bin figma-paywall --example bare_proxy
+#   gateway/benches/proxies.sh [target/release/figma-paywall [target/release/examples/bare_proxy]]
 # Needs nginx and wrk (Debian: apt-get install nginx wrk).
 set -euo pipefail
 bin=${1:-target/release/figma-paywall}

@@ -1,4 +1,4 @@
-//! The `figma-paywall` binary (feature `gateway`), run as a process and
+//! The `figma-paywall` binary (the crate `figma-paywall-gateway`), run as a process and
 //! asked over real HTTP as a proxy's forward auth would ask it; in
 //! `proxies.rs`, behind the real nginx, Caddy, Traefik and Envoy.
 

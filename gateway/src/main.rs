@@ -1,11 +1,11 @@
-//! `figma-paywall`: the gateway (feature `gateway`). Beside a proxy (nginx
+//! `figma-paywall`: the gateway (the crate `figma-paywall-gateway`). Beside a proxy (nginx
 //! `auth_request`, Caddy `forward_auth`, Traefik `ForwardAuth`, Envoy
 //! `ext_authz`) or called over HTTP by any backend, it answers "may this
 //! request pass?" with the library's own [`RequirePaidLayer`].
 //!
 //! ```sh
-//! cargo run --features gateway --bin figma-paywall -- --demo
-//! cargo run --features gateway --bin figma-paywall -- --help
+//! cargo run -p figma-paywall-gateway -- --demo
+//! cargo run -p figma-paywall-gateway -- --help
 //! ```
 //!
 //! [`RequirePaidLayer`]: figma_paywall::RequirePaidLayer
@@ -121,8 +121,8 @@ async fn run(args: config::Args) -> ExitCode {
         }
     }
     println!("figma-paywall listening on http://{addr}");
-    if let Some((_, tokens)) = &gateway.demo {
-        demo::print(tokens, addr, login.is_some());
+    if let Some(demo) = &gateway.demo {
+        demo.print(addr, login.is_some());
     }
     let app = auth::router(&gateway, login);
     tokio::spawn(async move {

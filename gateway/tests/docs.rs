@@ -1,18 +1,30 @@
 //! The README and the guide in `docs/`: every code block is run or
 //! checked. Rust blocks run as doctests (`src/lib.rs` includes each page);
-//! the proxies' configurations run in `tests/gateway/proxies.rs`; the
-//! TypeScript and JavaScript are type-checked and parsed in
-//! `tests/plugin.rs`. The shell commands, TOML and JSON are checked here:
-//! the examples, features, tests, flags and variables they name exist.
-#![cfg(feature = "gateway")]
+//! the proxies' configurations run in `gateway/tests/gateway/proxies.rs`;
+//! the TypeScript and JavaScript are type-checked and parsed in
+//! `gateway/tests/plugin.rs`. The shell commands, TOML and JSON are checked
+//! here: the packages, examples, features, tests, flags and variables they
+//! name exist. It lives with the gateway, whose `--help` it reads.
 
 #[path = "common/fenced.rs"]
 mod fenced;
 
 use std::{path::Path, process::Command};
 
+/// The workspace: the library at its root, the gateway in `gateway/`.
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the gateway's crate is in the workspace")
+}
+
+/// Where each package of the workspace lives, by name.
+fn package_dir(name: &str) -> Option<&'static str> {
+    match name {
+        "figma-paywall" => Some(""),
+        "figma-paywall-gateway" => Some("gateway/"),
+        _ => None,
+    }
 }
 
 fn read(path: &str) -> String {
@@ -87,19 +99,24 @@ fn every_block_is_checked_by_a_test() {
     assert!(checked >= 20, "only {checked} blocks found");
 }
 
-/// The features `Cargo.toml` declares.
+/// The features each package's `Cargo.toml` declares.
 fn cargo_features() -> Vec<String> {
-    let manifest = read("Cargo.toml");
-    let features = manifest
-        .split("\n[features]\n")
-        .nth(1)
-        .expect("a [features] table");
-    features
-        .lines()
-        .take_while(|l| !l.starts_with('['))
-        .filter_map(|l| l.split_once(" = "))
-        .map(|(name, _)| name.trim().to_owned())
-        .collect()
+    let mut all = Vec::new();
+    for manifest in ["Cargo.toml", "gateway/Cargo.toml"] {
+        let manifest = read(manifest);
+        let features = manifest
+            .split("\n[features]\n")
+            .nth(1)
+            .expect("a [features] table");
+        all.extend(
+            features
+                .lines()
+                .take_while(|l| !l.starts_with('['))
+                .filter_map(|l| l.split_once(" = "))
+                .map(|(name, _)| name.trim().to_owned()),
+        );
+    }
+    all
 }
 
 /// The gateway's `--help`.
@@ -126,7 +143,7 @@ fn sources() -> String {
         }
     }
     let mut all = String::new();
-    for dir in ["src", "examples", "tests", "benches", ".ci"] {
+    for dir in ["src", "examples", "tests", "benches", ".ci", "gateway"] {
         walk(&root().join(dir), &mut all);
     }
     all
@@ -145,7 +162,7 @@ fn check_shell(at: &str, text: &str, features: &[String], help: &str, sources: &
         while let Some((name, _)) = words.peek().and_then(|w| w.split_once('=')) {
             assert!(
                 sources.contains(name),
-                "{at}: {name} is read nowhere in src/, examples/, tests/, benches/ or .ci/"
+                "{at}: {name} is read nowhere in src/, examples/, tests/, benches/, .ci/ or gateway/"
             );
             words.next();
         }
@@ -186,32 +203,38 @@ fn check_shell(at: &str, text: &str, features: &[String], help: &str, sources: &
                         );
                     }
                 }
+                let package = value("-p").unwrap_or("figma-paywall");
+                let dir = package_dir(package)
+                    .unwrap_or_else(|| panic!("{at}: no package {package} in the workspace"));
                 if let Some(test) = value("--test") {
                     assert!(
-                        root().join(format!("tests/{test}.rs")).exists()
-                            || root().join(format!("tests/{test}/main.rs")).exists(),
-                        "{at}: no test target {test}"
+                        root().join(format!("{dir}tests/{test}.rs")).exists()
+                            || root().join(format!("{dir}tests/{test}/main.rs")).exists(),
+                        "{at}: no test target {test} in {package}"
                     );
                 }
                 if let Some(bench) = value("--bench") {
                     assert!(
-                        root().join(format!("benches/{bench}.rs")).exists(),
-                        "{at}: no bench {bench}"
+                        root().join(format!("{dir}benches/{bench}.rs")).exists(),
+                        "{at}: no bench {bench} in {package}"
                     );
                 }
                 if let Some(example) = value("--example") {
-                    let source = read(&format!("examples/{example}.rs"));
+                    let source = read(&format!("{dir}examples/{example}.rs"));
                     flags_of(theirs, &source, &format!("example {example}"));
-                } else if value("--bin") == Some("figma-paywall") {
+                } else if package == "figma-paywall-gateway" {
                     flags_of(theirs, help, "the gateway");
                 }
                 match ours.first() {
                     Some(&"run") | Some(&"test") | Some(&"bench") | Some(&"build") => {}
-                    Some(&"install") => assert_eq!(ours.get(1), Some(&"figma-paywall"), "{at}"),
+                    Some(&"install") => assert!(
+                        ours.contains(&"figma-paywall-gateway") || ours.contains(&"gateway"),
+                        "{at}: cargo install names the gateway's crate"
+                    ),
                     other => panic!("{at}: cargo {other:?} is not checked here"),
                 }
             }
-            script if script.starts_with("benches/") => {
+            script if script.starts_with("gateway/benches/") || script.starts_with("benches/") => {
                 assert!(root().join(script).exists(), "{at}: no script {script}")
             }
             other => panic!("{at}: no check for the command {other}; add one here"),
