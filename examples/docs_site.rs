@@ -10,7 +10,7 @@
 //! `FIGMA_CLIENT_ID`, `FIGMA_CLIENT_SECRET`, `FIGMA_FILE_ID` and
 //! `FIGMA_PLUGIN_ID` it runs on the real Figma; `SITE_URL` is its public
 //! address (default `http://127.0.0.1:$PORT`).
-#![allow(dead_code)] // tests/browser.rs reuses this file as a module
+#![allow(dead_code)] // testbed/tests/browser.rs reuses this file as a module
 
 use std::{error::Error, net::SocketAddr};
 

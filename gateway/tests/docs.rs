@@ -23,6 +23,7 @@ fn package_dir(name: &str) -> Option<&'static str> {
     match name {
         "figma-paywall" => Some(""),
         "figma-paywall-gateway" => Some("gateway/"),
+        "figma-paywall-testbed" => Some("testbed/"),
         _ => None,
     }
 }
@@ -102,7 +103,7 @@ fn every_block_is_checked_by_a_test() {
 /// The features each package's `Cargo.toml` declares.
 fn cargo_features() -> Vec<String> {
     let mut all = Vec::new();
-    for manifest in ["Cargo.toml", "gateway/Cargo.toml"] {
+    for manifest in ["Cargo.toml", "gateway/Cargo.toml", "testbed/Cargo.toml"] {
         let manifest = read(manifest);
         let features = manifest
             .split("\n[features]\n")
@@ -129,7 +130,7 @@ fn gateway_help() -> String {
     String::from_utf8(output.stdout).expect("UTF-8")
 }
 
-/// Everything under `src/`, `examples/`, `tests/`, `benches/` and `.ci/`, to find the
+/// Everything under `src/`, `examples/`, `tests/`, `.ci/`, `gateway/` and `testbed/`, to find the
 /// environment variables the docs name.
 fn sources() -> String {
     fn walk(dir: &Path, into: &mut String) {
@@ -143,7 +144,7 @@ fn sources() -> String {
         }
     }
     let mut all = String::new();
-    for dir in ["src", "examples", "tests", "benches", ".ci", "gateway"] {
+    for dir in ["src", "examples", "tests", ".ci", "gateway", "testbed"] {
         walk(&root().join(dir), &mut all);
     }
     all
@@ -162,7 +163,7 @@ fn check_shell(at: &str, text: &str, features: &[String], help: &str, sources: &
         while let Some((name, _)) = words.peek().and_then(|w| w.split_once('=')) {
             assert!(
                 sources.contains(name),
-                "{at}: {name} is read nowhere in src/, examples/, tests/, benches/, .ci/ or gateway/"
+                "{at}: {name} is read nowhere in src/, examples/, tests/, .ci/, gateway/ or testbed/"
             );
             words.next();
         }
@@ -234,7 +235,7 @@ fn check_shell(at: &str, text: &str, features: &[String], help: &str, sources: &
                     other => panic!("{at}: cargo {other:?} is not checked here"),
                 }
             }
-            script if script.starts_with("gateway/benches/") || script.starts_with("benches/") => {
+            script if script.starts_with("gateway/benches/") => {
                 assert!(root().join(script).exists(), "{at}: no script {script}")
             }
             other => panic!("{at}: no check for the command {other}; add one here"),

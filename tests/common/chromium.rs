@@ -1,5 +1,5 @@
 //! Headless Chromium driven over WebDriver (chromedriver), for the tests
-//! that go through a site as a visitor would: `tests/browser.rs` and the
+//! that go through a site as a visitor would: `testbed/tests/browser.rs` and the
 //! gateway's `--login` test. `.ci/run` installs Debian's `chromium` and
 //! `chromium-driver`; without them, `require` fails the test, saying what to install.
 

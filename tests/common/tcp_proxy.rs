@@ -1,6 +1,6 @@
 //! A TCP proxy in front of Redis, so that a test can make "Redis" stall or
 //! go away without touching the server others use: for the Redis tier's
-//! tests (`tests/it/redis.rs`) and the soak (`gateway/tests/soak`).
+//! tests (`testbed/tests/it/redis.rs`) and the soak (`gateway/tests/soak`).
 
 use std::{
     sync::{

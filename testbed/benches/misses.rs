@@ -9,7 +9,7 @@
 //!    flight: calls to Figma against distinct keys (expected: equal).
 //!
 //! ```sh
-//! cargo bench --bench misses
+//! cargo bench -p figma-paywall-testbed --bench misses
 //! ```
 //!
 //! Under `cargo test --benches` (no `--bench` argument) it runs a smaller
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             in_flight: 1_000,
         }
     } else {
-        println!("misses: smoke run (use `cargo bench --bench misses` for the real sizes)");
+        println!("misses: smoke run (use `cargo bench -p figma-paywall-testbed --bench misses` for the real sizes)");
         Sizes {
             herds: vec![500],
             rounds: 1,

@@ -31,10 +31,10 @@
 //! and how long a new buyer waited to be let in (p50, p99, max).
 //!
 //! ```sh
-//! cargo bench --bench economy                     # an 8-hour day
-//! ECONOMY_HOURS=2 cargo bench --bench economy     # a shorter one
-//! ECONOMY_DAYS=flood,naive cargo bench --bench economy   # some of the four days
-//! ECONOMY_DETAIL=1 cargo bench --bench economy    # and the gate's report hourly
+//! cargo bench -p figma-paywall-testbed --bench economy                     # an 8-hour day
+//! ECONOMY_HOURS=2 cargo bench -p figma-paywall-testbed --bench economy     # a shorter one
+//! ECONOMY_DAYS=flood,naive cargo bench -p figma-paywall-testbed --bench economy   # some of the four days
+//! ECONOMY_DETAIL=1 cargo bench -p figma-paywall-testbed --bench economy    # and the gate's report hourly
 //! ```
 
 mod common;

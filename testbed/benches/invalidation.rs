@@ -11,7 +11,7 @@
 //! timed, 10,000 other buyers are invalidated, and it is timed again.
 //!
 //! ```sh
-//! cargo bench --bench invalidation
+//! cargo bench -p figma-paywall-testbed --bench invalidation
 //! ```
 
 mod common;

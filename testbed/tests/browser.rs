@@ -3,7 +3,7 @@
 //! `chromium` and `chromium-driver`; without them the test fails, saying
 //! what to install.
 
-#[path = "../examples/docs_site.rs"]
+#[path = "../../examples/docs_site.rs"]
 mod docs_site;
 
 mod common {

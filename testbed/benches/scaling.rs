@@ -9,7 +9,7 @@
 //! and the throughput; the bench ends with a requests/second table.
 //!
 //! ```sh
-//! cargo bench --bench scaling
+//! cargo bench -p figma-paywall-testbed --bench scaling
 //! ```
 
 mod common;

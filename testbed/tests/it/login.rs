@@ -1,7 +1,7 @@
 //! "Sign in with Figma" against the mock's OAuth endpoints, over real HTTP,
 //! on the docs_site example.
 
-#[path = "../../examples/docs_site.rs"]
+#[path = "../../../examples/docs_site.rs"]
 mod docs_site;
 
 use figma_paywall::mock::MockFigma;

@@ -16,7 +16,7 @@
 //! types, and the resident set size.
 //!
 //! ```sh
-//! cargo bench --bench memory
+//! cargo bench -p figma-paywall-testbed --bench memory
 //! ```
 
 mod common;
@@ -202,7 +202,7 @@ fn main() {
     let entries: u64 = if bench_mode() {
         1_000_000
     } else {
-        println!("memory: smoke run (use `cargo bench --bench memory` for 1,000,000 entries)");
+        println!("memory: smoke run (use `cargo bench -p figma-paywall-testbed --bench memory` for 1,000,000 entries)");
         10_000
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -13,9 +13,9 @@
 //! Requests/sec, p50 and p99 and server CPU per request.
 //!
 //! ```sh
-//! cargo bench --bench load                          # wrk -t1 -c32, 5 rounds of 4 s
-//! LOAD_INFO_SUBSCRIBER=1 cargo bench --bench load   # with an INFO fmt subscriber
-//! LOAD_ROUNDS=7 LOAD_SECONDS=10 LOAD_THREADS=2 LOAD_CONNECTIONS=64 cargo bench --bench load
+//! cargo bench -p figma-paywall-testbed --bench load                          # wrk -t1 -c32, 5 rounds of 4 s
+//! LOAD_INFO_SUBSCRIBER=1 cargo bench -p figma-paywall-testbed --bench load   # with an INFO fmt subscriber
+//! LOAD_ROUNDS=7 LOAD_SECONDS=10 LOAD_THREADS=2 LOAD_CONNECTIONS=64 cargo bench -p figma-paywall-testbed --bench load
 //! ```
 //!
 //! Loopback only, bounded: `rounds x 8 x seconds` of load. Skipped, with a
@@ -76,7 +76,7 @@ struct Config {
 
 fn main() -> ExitCode {
     if !bench_mode() {
-        println!("load: skipped outside `cargo bench` (run `cargo bench --bench load`)");
+        println!("load: skipped outside `cargo bench` (run `cargo bench -p figma-paywall-testbed --bench load`)");
         return ExitCode::SUCCESS;
     }
     let wrk = std::env::var("WRK").unwrap_or_else(|_| "wrk".to_owned());

@@ -15,7 +15,7 @@
 //! end the bench prints each gate's added nanoseconds over the bare route.
 //!
 //! ```sh
-//! cargo bench --bench hit_path
+//! cargo bench -p figma-paywall-testbed --bench hit_path
 //! ```
 
 mod common;

@@ -2,7 +2,7 @@
 //! Redis server at `REDIS_URL` (skipped without it).
 //!
 //! ```text
-//! REDIS_URL=redis://127.0.0.1:6379 cargo bench --bench redis_tier --all-features
+//! REDIS_URL=redis://127.0.0.1:6379 cargo bench -p figma-paywall-testbed --bench redis_tier --all-features
 //! ```
 //!
 //! Replica A asks the mock Figma for N users (writing through to Redis);
