@@ -2,7 +2,7 @@
 //! Community file or a plugin, with "Sign in with Figma".
 //!
 //! ```text
-//! cargo run --example docs_site      # then open http://127.0.0.1:3001/docs/intro
+//! cargo run --features login --example docs_site   # then open http://127.0.0.1:3001/docs/intro
 //! ```
 //!
 //! Without `FIGMA_TOKEN` it runs on the embedded mock Figma: its sign-in page

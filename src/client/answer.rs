@@ -104,10 +104,13 @@ pub(crate) fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "proptest")]
     use proptest::prelude::*;
+    #[cfg(feature = "proptest")]
     use serde_json::{json, Value};
 
     use super::*;
+    #[cfg(feature = "proptest")]
     use crate::{PaymentStatus, ResourceType};
 
     #[test]
@@ -164,6 +167,7 @@ mod tests {
         assert!(matches!(err, Error::MalformedResponse { .. }));
     }
 
+    #[cfg(feature = "proptest")]
     fn config(cases: u32) -> ProptestConfig {
         ProptestConfig {
             cases,
@@ -172,6 +176,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "proptest")]
     proptest! {
         #![proptest_config(config(5_000))]
 
@@ -223,6 +228,7 @@ mod tests {
     }
 
     /// Arbitrary JSON biased toward the field names of Figma's answer.
+    #[cfg(feature = "proptest")]
     fn json_value(depth: u32) -> impl Strategy<Value = Value> {
         let key = prop_oneof![
             Just("user_id".to_owned()),

@@ -52,6 +52,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "proptest")]
     fn queries_are_encoded_so_no_value_adds_a_parameter() {
         let base = Url::parse("https://api.figma.com/v1/payments").unwrap();
         proptest::proptest!(proptest::prelude::ProptestConfig::with_cases(2000), |(raw in "[!-~]{1,64}")| {

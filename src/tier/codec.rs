@@ -137,6 +137,7 @@ pub(crate) fn decode_invalidation(text: &[u8]) -> Option<Invalidation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "proptest")]
     use proptest::prelude::*;
 
     #[test]
@@ -160,6 +161,7 @@ mod tests {
         assert_eq!(decode_message(&body[..7]), None);
     }
 
+    #[cfg(feature = "proptest")]
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
