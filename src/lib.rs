@@ -50,28 +50,34 @@ pub use require_paid::{
 pub use secret::{AccessToken, InvalidToken, PluginPaymentToken};
 pub use stats::PaywallStats;
 
-/// The README, BENCHMARKS.md and the guide in `docs/`: each of their Rust examples runs
-/// as a doctest (`tests/docs.rs` checks the other code blocks).
+/// The guide: the pages of the repository's `docs/` folder, so that a
+/// reader on docs.rs never needs the repository. Each page's Rust examples
+/// run as doctests.
+pub mod guide {
+    #[doc = include_str!("../docs/plugin.md")]
+    pub mod plugin {}
+    #[doc = include_str!("../docs/budget.md")]
+    pub mod budget {}
+    #[doc = include_str!("../docs/replicas.md")]
+    pub mod replicas {}
+    #[doc = include_str!("../docs/gateway.md")]
+    pub mod gateway {}
+    #[doc = include_str!("../docs/security.md")]
+    pub mod security {}
+    #[doc = include_str!("../docs/operations.md")]
+    pub mod operations {}
+    #[doc = include_str!("../docs/examples.md")]
+    pub mod examples {}
+}
+
+/// The README, BENCHMARKS.md and its history: their Rust examples run as
+/// doctests too (`gateway/tests/docs.rs` checks the other code blocks).
 #[cfg(doctest)]
-mod guide {
+mod pages {
     #[doc = include_str!("../README.md")]
     struct Readme;
     #[doc = include_str!("../BENCHMARKS.md")]
     struct Benchmarks;
     #[doc = include_str!("../docs/benchmarks-history.md")]
     struct BenchmarksHistory;
-    #[doc = include_str!("../docs/budget.md")]
-    struct Budget;
-    #[doc = include_str!("../docs/examples.md")]
-    struct Examples;
-    #[doc = include_str!("../docs/gateway.md")]
-    struct Gateway;
-    #[doc = include_str!("../docs/operations.md")]
-    struct Operations;
-    #[doc = include_str!("../docs/plugin.md")]
-    struct Plugin;
-    #[doc = include_str!("../docs/replicas.md")]
-    struct Replicas;
-    #[doc = include_str!("../docs/security.md")]
-    struct Security;
 }
