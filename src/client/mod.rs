@@ -345,12 +345,12 @@ impl PaymentsClient {
                 retry_after_secs = limit.retry_after.map(|d| d.as_secs()),
                 configured_per_minute = admission.configured().per_minute,
                 now_per_minute = rate.per_minute,
-                "Figma answered 429: this token's payment lookups are rate-limited. {}; lowered the budget to {} a minute for 30 minutes. Set FIGMA_RATE_LIMIT to your plan's Tier 3 limit (https://developers.figma.com/docs/rest-api/rate-limits)",
-                match published {
-                    Some(n) => format!("Figma allows this plan and seat {n} lookups a minute"),
-                    None => "Figma's answer does not say which plan and seat".to_owned(),
-                },
+                "Figma answered 429: budget lowered to {} a minute for 30 min; set FIGMA_RATE_LIMIT to your seat's Tier 3 limit ({})",
                 rate.per_minute,
+                match published {
+                    Some(n) => format!("{n}, Figma says"),
+                    None => "developers.figma.com/docs/rest-api/rate-limits".to_owned(),
+                },
             );
         }
         result

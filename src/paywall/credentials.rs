@@ -42,7 +42,7 @@ impl Paywall {
                 .unwrap_or_else(|e| e.into_inner());
             if alarmed_at.is_none_or(|at| now.saturating_duration_since(at) >= PAT_RECHECK) {
                 *alarmed_at = Some(now);
-                tracing::error!("Figma rejects FIGMA_TOKEN, the creator's personal access token: it is wrong, revoked or expired (personal access tokens last 90 days at most). Create a new one at https://www.figma.com/developers/api#access-tokens; until then every caller gets 503");
+                tracing::error!("Figma rejects FIGMA_TOKEN (wrong, revoked, or past its 90 days): callers get 503 until a new one is set (figma.com/developers/api#access-tokens)");
             }
         }
         rejected

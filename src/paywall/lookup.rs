@@ -359,9 +359,8 @@ impl Paywall {
                 active_buyers = active,
                 budget_per_minute = per_minute,
                 refresh_cycle_secs = cycle.as_secs(),
-                "your budget of {per_minute} a minute re-asks each of {active} active buyers every {} minutes, longer than an answer's lifetime of {} minutes: a refunded buyer keeps access that long (at most FIGMA_PAYWALL_MAX_UNVERIFIED). FIGMA_RATE_LIMIT={needed} would make it {} (Tier 3 allows 50, 100 or 150 on Dev and Full seats)",
+                "{per_minute} lookups a minute re-ask {active} active buyers every {} min, past a {}-min lifetime: refunds apply that late; FIGMA_RATE_LIMIT={needed} would fix it",
                 cycle.as_secs().div_ceil(60),
-                fresh_for.as_secs().div_ceil(60),
                 fresh_for.as_secs().div_ceil(60),
             );
         }

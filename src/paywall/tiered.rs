@@ -342,7 +342,7 @@ impl Inner {
             *warned = Some(now);
             tracing::warn!(
                 tier,
-                "ignored {what} whose seal does not hold: it was written without this app's key (FIGMA_PAYWALL_KEY), or altered. Whoever can write to {tier} may be trying to grant access or to stop it",
+                "ignored {what} whose seal does not hold: written without FIGMA_PAYWALL_KEY, or altered; whoever writes to {tier} may be tampering with access",
             );
         }
     }

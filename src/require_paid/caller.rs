@@ -62,7 +62,7 @@ impl ClientKeySource for PeerAddr {
         if peer.is_none() {
             static WARNED: AtomicBool = AtomicBool::new(false);
             if !WARNED.swap(true, Ordering::Relaxed) {
-                tracing::warn!("no ConnectInfo<SocketAddr> on requests: cold lookups are not shared fairly among clients, so one client can spend Figma's whole budget. Serve with into_make_service_with_connect_info::<SocketAddr>(), or set RequirePaidLayer::client_key");
+                tracing::warn!("no ConnectInfo<SocketAddr> on requests, so clients share the budget unfairly: serve with into_make_service_with_connect_info, or set client_key");
             }
         }
         peer.map(ClientKey::from_ip)

@@ -73,7 +73,7 @@ pub(super) async fn refusal_for(paywall: &Paywall, error: &Error, mode: Mode) ->
                 tracing::warn!(
                     budget_per_minute = now,
                     configured_per_minute = configured,
-                    "the budget of {now} payment lookups a minute at Figma is spent: callers who need a lookup get 503 until a slot frees. If your plan and seat allow more, set FIGMA_RATE_LIMIT (Tier 3: about 10 a minute on View and Collab seats, 50, 100 or 150 on Dev and Full seats of Professional, Organization and Enterprise plans)"
+                    "the budget of {now} payment lookups a minute at Figma is spent: callers get 503 until a slot frees; set FIGMA_RATE_LIMIT higher if your seat allows (10 to 150)"
                 );
             }
             let mut r = Refusal::new(
