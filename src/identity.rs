@@ -1,21 +1,5 @@
 //! Who is calling, and which client a caller counts as.
 //!
-//! **Who:** by default ([`DefaultIdentity`]) the gate reads, in this order,
-//! the header `X-Figma-Payment-Token`, the query parameter
-//! `plugin_payment_token`, and a [`UserId`](crate::UserId) request
-//! extension that the app's own authentication put there (the `login`
-//! feature's layer does). A user ID is never read from what the client
-//! sends, since anyone can claim any ID. Another [`IdentitySource`] goes in
-//! with [`RequirePaidLayer::identity`](crate::RequirePaidLayer::identity);
-//! any closure from the request's parts is one, and [`IdentitySource::or`]
-//! chains them.
-//!
-//! **Which client:** the fair share of Figma's budget tells clients apart
-//! by a [`ClientKey`], which a [`ClientKeySource`] reads from each request:
-//! by default [`PeerAddr`], the connection's address; behind a load
-//! balancer, [`ForwardedFor`], the address a trusted proxy appended
-//! ([`RequirePaidLayer::client_key`](crate::RequirePaidLayer::client_key)).
-//!
 //! # Example
 //!
 //! ```
@@ -40,6 +24,22 @@
 //! let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).identity(from_proxy);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! **Who:** by default ([`DefaultIdentity`]) the gate reads, in this order,
+//! the header `X-Figma-Payment-Token`, the query parameter
+//! `plugin_payment_token`, and a [`UserId`](crate::UserId) request
+//! extension that the app's own authentication put there (the `login`
+//! feature's layer does). A user ID is never read from what the client
+//! sends, since anyone can claim any ID. Another [`IdentitySource`] goes in
+//! with [`RequirePaidLayer::identity`](crate::RequirePaidLayer::identity);
+//! any closure from the request's parts is one, and [`IdentitySource::or`]
+//! chains them.
+//!
+//! **Which client:** the fair share of Figma's budget tells clients apart
+//! by a [`ClientKey`], which a [`ClientKeySource`] reads from each request:
+//! by default [`PeerAddr`], the connection's address; behind a load
+//! balancer, [`ForwardedFor`], the address a trusted proxy appended
+//! ([`RequirePaidLayer::client_key`](crate::RequirePaidLayer::client_key)).
 
 pub use crate::{
     caller::ClientKey,

@@ -1,20 +1,5 @@
 //! An embedded mock of Figma's payments API, for tests and offline work.
 //!
-//! [`MockFigma`] is an axum server on loopback that answers `GET /v1/payments`
-//! and `GET /v1/me` as Figma does: it checks `X-Figma-Token`, enforces the
-//! exactly-one-resource rule with 400s in Figma's error envelope, and answers
-//! from an in-memory ledger of purchases and plugin payment tokens. It can
-//! inject faults (a status, a 429 with `Retry-After`, latency, a malformed
-//! body, a dropped connection) and counts the requests it got, so tests can
-//! assert how many calls reached "Figma".
-//!
-//! For tests of plugin code, it also plays the plugin side of Figma over
-//! HTTP, what `figma.payments` does inside Figma: `POST
-//! /plugin/payment-token?user_id=…&plugin_id=…` answers a new plugin payment
-//! token for that user (`getPluginPaymentTokenAsync()`), and `POST
-//! /plugin/checkout?user_id=…&plugin_id=…` records a purchase, as a
-//! completed `initiateCheckoutAsync()` would.
-//!
 //! # Example
 //!
 //! ```
@@ -34,6 +19,21 @@
 //! assert_eq!(figma.payment_requests(), 1);
 //! # Ok(()) }
 //! ```
+//!
+//! [`MockFigma`] is an axum server on loopback that answers `GET /v1/payments`
+//! and `GET /v1/me` as Figma does: it checks `X-Figma-Token`, enforces the
+//! exactly-one-resource rule with 400s in Figma's error envelope, and answers
+//! from an in-memory ledger of purchases and plugin payment tokens. It can
+//! inject faults (a status, a 429 with `Retry-After`, latency, a malformed
+//! body, a dropped connection) and counts the requests it got, so tests can
+//! assert how many calls reached "Figma".
+//!
+//! For tests of plugin code, it also plays the plugin side of Figma over
+//! HTTP, what `figma.payments` does inside Figma: `POST
+//! /plugin/payment-token?user_id=…&plugin_id=…` answers a new plugin payment
+//! token for that user (`getPluginPaymentTokenAsync()`), and `POST
+//! /plugin/checkout?user_id=…&plugin_id=…` records a purchase, as a
+//! completed `initiateCheckoutAsync()` would.
 
 mod fault;
 mod ledger;

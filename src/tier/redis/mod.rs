@@ -1,5 +1,18 @@
 //! A cache tier in Redis shared by replicas (feature `redis`).
 //!
+//! # Example
+//!
+//! ```no_run
+//! use figma_paywall::{redis::RedisTier, Paywall, PaymentsClient};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let tier = RedisTier::builder("redis://127.0.0.1:6379").build()?;
+//! let paywall = Paywall::builder(PaymentsClient::from_env()?)
+//!     .redis(tier)
+//!     .build();
+//! # Ok(()) }
+//! ```
+//!
 //! With a [`RedisTier`], a lookup goes to the in-process cache, then Redis,
 //! then Figma; Figma's answers are written through to Redis with the same
 //! per-status lifetimes. Replicas also share, through Redis:
@@ -20,19 +33,6 @@
 //! command has a short timeout (default 100 ms), after which the lookup goes
 //! on with the in-process cache and Figma directly; the tier is used again
 //! as soon as Redis answers.
-//!
-//! # Example
-//!
-//! ```no_run
-//! use figma_paywall::{redis::RedisTier, Paywall, PaymentsClient};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let tier = RedisTier::builder("redis://127.0.0.1:6379").build()?;
-//! let paywall = Paywall::builder(PaymentsClient::from_env()?)
-//!     .redis(tier)
-//!     .build();
-//! # Ok(()) }
-//! ```
 
 mod builder;
 mod listen;
