@@ -186,14 +186,14 @@ impl Paywall {
             if !active(now.saturating_duration_since(n.seen)) {
                 return false;
             }
-            let Some(entry) = inner.cache.get(key) else {
+            let Some(entry) = inner.answers.cache.get(key) else {
                 return false;
             };
             if !entry.grants() {
                 return false;
             }
-            let refresh_at = inner.lifetimes.refresh_at(&entry);
-            let due = now >= refresh_at || entry.epoch != inner.epoch();
+            let refresh_at = inner.answers.lifetimes.refresh_at(&entry);
+            let due = now >= refresh_at || entry.epoch != inner.answers.epoch();
             // Due but asked about already: look again soon.
             let due_at = if due { now } else { refresh_at };
             if due && !flights.contains(key) {

@@ -1,7 +1,7 @@
 //! [`PaywallBuilder`]: the cache's size and lifetimes, and its tier.
 
 use std::{
-    sync::{atomic::AtomicU64, Arc, Weak},
+    sync::{Arc, Weak},
     time::Duration,
 };
 
@@ -360,31 +360,25 @@ impl PaywallBuilder {
         let local: Vec<Box<dyn Tier>> = store.into_iter().collect();
         let inner = Arc::new(Inner {
             client: self.client,
-            cache,
-            local,
-            shared: self.shared,
-            keyring,
-            seal_warned_at: std::sync::Mutex::new(None),
+            answers: super::answers::Answers::new(cache, index, self.lifetimes),
+            tiers: super::tiered::Tiers::new(
+                local,
+                self.shared,
+                keyring,
+                super::forgotten::Forgotten::new(
+                    self.lifetimes.longest_keep(),
+                    super::messages::MESSAGE_WINDOW,
+                ),
+            ),
             flights: Flights::default(),
             ahead: Default::default(),
             refused: Refused::default(),
-            forgotten: super::forgotten::Forgotten::new(
-                self.lifetimes.longest_keep(),
-                super::messages::MESSAGE_WINDOW,
-            ),
-            index,
-            verdicts: Default::default(),
-            lifetimes: self.lifetimes,
-            generation: AtomicU64::new(0),
-            epoch: std::sync::atomic::AtomicU32::new(0),
-            demoted_ms: AtomicU64::new(0),
-            told_failing_until: AtomicU64::new(0),
             pat_alarm: Default::default(),
             stats: Counters::default(),
             started: clock.now(),
             clock,
         });
-        if let Some(shared) = &inner.shared {
+        if let Some(shared) = &inner.tiers.shared {
             let engine: Weak<dyn Invalidations> = Arc::downgrade(&inner) as Weak<Inner>;
             shared.replicas.listen(engine);
         }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{Arc, Mutex},
     time::Instant,
 };
 
@@ -108,19 +108,19 @@ impl Paywall {
         ask: Ask,
     ) -> SharedResult {
         let inner = &self.inner;
-        if let Some(entry) = inner.cache.get(&key) {
+        if let Some(entry) = inner.answers.cache.get(&key) {
             if seen.is_none_or(|seen| entry.fetched_at > seen)
-                && inner.clock.now() < inner.lifetimes.fresh_until(&entry)
-                && entry.epoch == inner.epoch()
+                && inner.clock.now() < inner.answers.lifetimes.fresh_until(&entry)
+                && entry.epoch == inner.answers.epoch()
             {
                 return Ok(entry);
             }
         }
         let started = Instant::now();
-        let generation = inner.generation.load(Ordering::Acquire);
+        let generation = inner.answers.generation();
         // An answer fetched across a demotion is cached, but of the epoch
         // the lookup started in: not trusted as fresh.
-        let epoch = inner.epoch();
+        let epoch = inner.answers.epoch();
         // The client's own timeouts bound the request; this bounds the
         // whole lookup (budget wait, a tier's lock included) whatever happens.
         let deadline = inner.lookup_deadline(ask.patience);
@@ -157,10 +157,10 @@ impl Paywall {
                 return Err(error);
             }
         };
-        let entry = Entry::new(info, fetched_at, &inner.verdicts, epoch);
-        if inner.generation.load(Ordering::Acquire) == generation {
-            inner.file(&question, &entry, key);
-            inner.cache.insert(key, entry.clone());
+        let entry = Entry::new(info, fetched_at, &inner.answers.verdicts, epoch);
+        if inner.answers.generation() == generation {
+            inner.answers.file(&question, &entry, key);
+            inner.answers.cache.insert(key, entry.clone());
         }
         Ok(entry)
     }

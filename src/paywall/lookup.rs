@@ -133,13 +133,13 @@ impl Paywall {
         question: &impl Fn() -> Question,
     ) -> Result<Lookup, Option<Arc<Entry>>> {
         let inner = &self.inner;
-        let lifetimes = &inner.lifetimes;
+        let lifetimes = &inner.answers.lifetimes;
         let now = inner.clock.now();
         self.start_refresh_ahead();
-        let Some(entry) = inner.cache.get(&key) else {
+        let Some(entry) = inner.answers.cache.get(&key) else {
             return Err(None);
         };
-        if now >= lifetimes.fresh_until(&entry) || entry.epoch != inner.epoch() {
+        if now >= lifetimes.fresh_until(&entry) || entry.epoch != inner.answers.epoch() {
             return Err(Some(entry));
         }
         inner.stats.hits.add();
@@ -163,7 +163,7 @@ impl Paywall {
         now: Instant,
     ) {
         let inner = &self.inner;
-        if now >= inner.lifetimes.refresh_at(entry)
+        if now >= inner.answers.lifetimes.refresh_at(entry)
             && !entry.refreshing.swap(true, Ordering::AcqRel)
         {
             inner.stats.refreshes.add();
@@ -220,7 +220,7 @@ impl Paywall {
     ) -> Result<Lookup, Arc<Error>> {
         let inner = &self.inner;
         let stats = &inner.stats;
-        let lifetimes = &inner.lifetimes;
+        let lifetimes = &inner.answers.lifetimes;
         let cached = match self.hit(key, &question) {
             Ok(lookup) => return Ok(lookup),
             Err(cached) => cached,
@@ -345,12 +345,13 @@ impl Paywall {
     /// fresh, from before invalidations may have been missed, or past that).
     fn unverified_until(&self, entry: &Entry, now: Instant) -> Option<Instant> {
         let inner = &self.inner;
-        if now < inner.lifetimes.fresh_until(entry) || entry.epoch != inner.epoch() {
+        if now < inner.answers.lifetimes.fresh_until(entry) || entry.epoch != inner.answers.epoch()
+        {
             return None;
         }
         let admission = inner.client.admission();
         let cycle = admission.refresh_cycle();
-        let fresh_for = inner.lifetimes.fresh_for(entry.status());
+        let fresh_for = inner.answers.lifetimes.fresh_for(entry.status());
         if cycle > fresh_for && admission.warn_cycle() {
             let per_minute = admission.rate().per_minute;
             let active = admission.active_buyers();
@@ -365,6 +366,7 @@ impl Paywall {
             );
         }
         inner
+            .answers
             .lifetimes
             .unverified_until(entry, cycle)
             .filter(|&until| now < until)

@@ -29,7 +29,8 @@ impl Inner {
             .clock
             .unix_ms()
             .saturating_add(millis(delay.min(MAX_BACK_OFF)));
-        self.keyring
+        self.tiers
+            .keyring
             .seal_message(Message::BackOff, &encode_message(until, b""))
     }
 
@@ -43,6 +44,7 @@ impl Inner {
         tier: &str,
     ) -> Option<Duration> {
         let Some((until, _)) = self
+            .tiers
             .keyring
             .open_message(Message::BackOff, message)
             .and_then(decode_message)
@@ -57,7 +59,7 @@ impl Inner {
     /// `what`, sealed for every replica, with the time it was sent.
     pub(super) fn seal_invalidation(&self, what: &Invalidation) -> Vec<u8> {
         let text = encode_invalidation(what);
-        self.keyring.seal_message(
+        self.tiers.keyring.seal_message(
             Message::Invalidation,
             &encode_message(self.clock.unix_ms(), text.as_bytes()),
         )
@@ -67,6 +69,7 @@ impl Inner {
     /// sent within a minute of now.
     fn open_invalidation(&self, message: &[u8]) -> Option<Invalidation> {
         let Some((sent, text)) = self
+            .tiers
             .keyring
             .open_message(Message::Invalidation, message)
             .and_then(decode_message)
@@ -90,7 +93,7 @@ impl Inner {
     /// This replica's breaker is open: tell the others, once an opening,
     /// so that they stop asking Figma too.
     pub(super) async fn tell_figma_failing(&self) {
-        let Some(shared) = &self.shared else {
+        let Some(shared) = &self.tiers.shared else {
             return;
         };
         let Some(left) = self.client.figma_failing_for() else {
@@ -99,14 +102,17 @@ impl Inner {
         let until = self.clock.unix_ms().saturating_add(millis(left));
         // An opening already told (by this replica or heard from another).
         let told = self
+            .tiers
             .told_failing_until
             .load(std::sync::atomic::Ordering::Acquire);
         if until <= told.saturating_add(1_000) {
             return;
         }
-        self.told_failing_until
+        self.tiers
+            .told_failing_until
             .fetch_max(until, std::sync::atomic::Ordering::AcqRel);
         let message = self
+            .tiers
             .keyring
             .seal_message(Message::FigmaFailing, &encode_message(until, b""));
         shared.replicas.announce(&message).await;
@@ -117,6 +123,7 @@ impl Inner {
     /// too. Whether `message` was one.
     fn heard_figma_failing(&self, message: &[u8]) -> bool {
         let Some((until, _)) = self
+            .tiers
             .keyring
             .open_message(Message::FigmaFailing, message)
             .and_then(decode_message)
@@ -125,13 +132,14 @@ impl Inner {
         };
         let now = self.clock.unix_ms();
         let left = Duration::from_millis(until.saturating_sub(now));
-        if left.is_zero() || left > MESSAGE_WINDOW || !self.forgotten.first_hearing(message) {
+        if left.is_zero() || left > MESSAGE_WINDOW || !self.tiers.forgotten.first_hearing(message) {
             tracing::debug!(
                 "ignored a \"Figma is failing\" that is past, too far ahead, or heard before"
             );
             return true;
         }
-        self.told_failing_until
+        self.tiers
+            .told_failing_until
             .fetch_max(until, std::sync::atomic::Ordering::AcqRel);
         self.client.hear_figma_failing(left);
         true
@@ -156,7 +164,7 @@ impl Invalidations for Inner {
             }
             if let Some(what) = self.open_invalidation(message) {
                 // Sealed and recent, but heard before: a replay.
-                if !self.forgotten.first_hearing(message) {
+                if !self.tiers.forgotten.first_hearing(message) {
                     tracing::debug!("ignored an invalidation heard before (a replay)");
                     return;
                 }

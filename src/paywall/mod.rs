@@ -2,7 +2,10 @@
 //! client shares.
 //!
 //! One file a concern: the key of an answer (`key.rs`), the cached answer
-//! and its lifetimes (`entry.rs`), the hit path and stale fallback
+//! and its lifetimes (`entry.rs`), the answers held and what invalidations
+//! make of them (`answers.rs`, the type `Answers`), the tiers and what
+//! replicas tell each other (`tiered.rs`, the type `Tiers`, and
+//! `messages.rs`), the hit path and stale fallback
 //! (`lookup.rs`), coalescing of concurrent misses (`flight.rs`), what a miss
 //! asks beyond the cache (`tiered.rs`), the check of the creator's access
 //! token (`credentials.rs`) and the builder (`builder.rs`).
@@ -29,6 +32,7 @@
 //! ```
 
 mod ahead;
+mod answers;
 mod builder;
 mod credentials;
 mod entry;
@@ -43,27 +47,20 @@ mod tiered;
 
 use std::{
     fmt,
-    sync::{atomic::Ordering, Arc, OnceLock},
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
-use moka::sync::Cache;
-
 pub use self::{builder::PaywallBuilder, lookup::Lookup};
 use self::{
-    credentials::PatAlarm,
-    entry::{Entry, Lifetimes, REFRESH_AT},
-    flight::Flights,
-    key::{CacheKey, KeyHasher},
-    refused::Refused,
+    credentials::PatAlarm, entry::REFRESH_AT, flight::Flights, key::CacheKey, refused::Refused,
 };
 use crate::{
     admission::{Lane, Patience},
-    client::Question,
     clock::Clock,
     error::{ceil_secs, ConfigError},
     stats::{Counters, PaywallStats},
-    tier::{Invalidation, Keyring, Replicas, Tier},
+    tier::{Invalidation, Replicas, Tier},
     PaymentsClient, PluginPaymentToken, UserId,
 };
 
@@ -91,39 +88,15 @@ pub struct Paywall {
 
 struct Inner {
     client: PaymentsClient,
-    cache: Cache<CacheKey, Arc<Entry>, KeyHasher>,
-    /// Cache tiers of this process's own, asked in order on a miss: the
-    /// store on local disk.
-    local: Vec<Box<dyn Tier>>,
-    /// The tier replicas share (Redis), asked after them.
-    shared: Option<Shared>,
-    /// Seals and opens what the tiers keep.
-    keyring: Keyring,
-    /// When an answer with a broken seal was last logged.
-    seal_warned_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The answers this process holds.
+    answers: answers::Answers,
+    /// The tiers beyond this process, and what replicas tell each other.
+    tiers: tiered::Tiers,
     flights: Flights,
     /// Active buyers' answers, renewed in idle slots.
     ahead: ahead::Ahead,
     /// Tokens Figma refused lately.
     refused: Refused,
-    /// What this replica forgot lately, and the sealed messages it heard.
-    forgotten: forgotten::Forgotten,
-    /// Until when (Unix ms) replicas were last told that Figma is failing.
-    told_failing_until: std::sync::atomic::AtomicU64,
-    /// Which cached answers are about which user.
-    index: Arc<index::UserIndex>,
-    /// What cached answers say of which resource, shared.
-    verdicts: entry::Verdicts,
-    lifetimes: Lifetimes,
-    /// Bumped by every invalidation: a lookup that started before one does
-    /// not cache what it got.
-    generation: std::sync::atomic::AtomicU64,
-    /// Bumped when invalidations may have been lost: an answer cached
-    /// before (another epoch) is no longer fresh.
-    epoch: std::sync::atomic::AtomicU32,
-    /// When that last happened (Unix ms): an answer a local tier stored
-    /// before is no longer fresh either.
-    demoted_ms: std::sync::atomic::AtomicU64,
     pat_alarm: PatAlarm,
     stats: Counters,
     clock: Clock,
@@ -155,10 +128,13 @@ impl fmt::Debug for Paywall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Paywall")
             .field("client", &self.inner.client)
-            .field("entries", &self.inner.cache.entry_count())
-            .field("lifetimes", &self.inner.lifetimes)
-            .field("local", &self.inner.local)
-            .field("shared", &self.inner.shared.as_ref().map(|s| s.tier.name()))
+            .field("entries", &self.inner.answers.cache.entry_count())
+            .field("lifetimes", &self.inner.answers.lifetimes)
+            .field("local", &self.inner.tiers.local)
+            .field(
+                "shared",
+                &self.inner.tiers.shared.as_ref().map(|s| s.tier.name()),
+            )
             .finish()
     }
 }
@@ -235,11 +211,11 @@ impl Paywall {
 
     async fn invalidate(&self, what: Invalidation) {
         self.inner.forget(&what).await;
-        if self.inner.local.is_empty() && self.inner.shared.is_none() {
+        if self.inner.tiers.is_empty() {
             return;
         }
         let message = self.inner.seal_invalidation(&what);
-        for tier in self.inner.tiers() {
+        for tier in self.inner.tiers.all() {
             tier.invalidate(&what, &message).await;
         }
     }
@@ -248,7 +224,7 @@ impl Paywall {
     /// cache's pending upkeep (expiry, invalidation, counting) is done
     /// first, so that `cached_entries` counts what was just cached.
     pub fn stats(&self) -> PaywallStats {
-        self.inner.cache.run_pending_tasks();
+        self.inner.answers.cache.run_pending_tasks();
         let s = &self.inner.stats;
         let admission = self.inner.client.admission();
         let lanes = admission.lane_counts();
@@ -267,7 +243,7 @@ impl Paywall {
             stale_served: s.stale_served.get(),
             refusals_remembered: s.refusals_remembered.get(),
             background_refreshes: s.refreshes.get(),
-            cached_entries: self.inner.cache.entry_count(),
+            cached_entries: self.inner.answers.cache.entry_count(),
             lookups_in_flight: self.inner.flights.len(),
             waiting_for_slot: admission.waiting(),
             upstream_calls: calls,
@@ -304,73 +280,40 @@ impl Paywall {
     /// Stores `info` as the answer to `question`, as if Figma had just given
     /// it: for the unit tests of the gate, which run without a mock Figma.
     #[cfg(test)]
-    pub(crate) async fn seed(&self, question: &Question, info: crate::PaymentInformation) {
+    pub(crate) async fn seed(
+        &self,
+        question: &crate::client::Question,
+        info: crate::PaymentInformation,
+    ) {
         let key = CacheKey::of(question);
-        let entry = Entry::new(
+        let entry = entry::Entry::new(
             info,
             self.inner.clock.now(),
-            &self.inner.verdicts,
-            self.inner.epoch(),
+            &self.inner.answers.verdicts,
+            self.inner.answers.epoch(),
         );
-        self.inner.file(question, &entry, key);
-        self.inner.cache.insert(key, entry);
+        self.inner.answers.file(question, &entry, key);
+        self.inner.answers.cache.insert(key, entry);
     }
 }
 
 impl Inner {
-    /// Files the key of a new answer so that invalidating its user finds it.
-    /// A user's own answer about a shared resource needs no filing: its key
-    /// follows from the user and the resource (see `forget`). A token's
-    /// answer (the key hides the token) and anything else goes in the index.
-    fn file(&self, question: &Question, entry: &Entry, key: CacheKey) {
-        let found_by_user = match question {
-            Question::User(user, resource) => *user == entry.user && self.verdicts.holds(resource),
-            Question::Token(_) => false,
-        };
-        if !found_by_user {
-            self.index.add(&entry.user, key);
-        }
-    }
-
     /// Invalidations may have been lost: answers held so far are asked about
     /// again before they are trusted as fresh (they keep their grace).
     pub(super) fn demote(&self) {
-        self.demoted_ms
-            .store(self.clock.unix_ms(), Ordering::Release);
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.answers.demote(self.clock.unix_ms());
         tracing::warn!("invalidations may have been missed while Redis was unreachable: cached answers are asked about again before they are trusted");
     }
 
-    /// The epoch an answer cached now belongs to.
-    pub(super) fn epoch(&self) -> u32 {
-        self.epoch.load(Ordering::Acquire)
-    }
-
-    /// Forgets `what` in this process. Lookups under way do not cache what
-    /// they get.
+    /// Forgets `what` in this process: the answers, the refusals, and what
+    /// a tier may put back. Lookups under way do not cache what they get.
     pub(super) async fn forget(&self, what: &Invalidation) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.forgotten.record(what, self.clock.unix_ms());
+        self.tiers.forgotten.record(what, self.clock.unix_ms());
+        self.answers.forget(what);
         match what {
-            Invalidation::All => {
-                self.cache.invalidate_all();
-                self.refused.invalidate_all();
-                self.index.clear();
-            }
-            Invalidation::User(user) => {
-                // By key, never by predicate (see index.rs): the user's own
-                // answers about each resource, and what the index filed.
-                let own = self.verdicts.resources();
-                let own = own.iter().map(|resource| CacheKey::user(user, resource));
-                for key in own.chain(self.index.take(user)) {
-                    self.cache.invalidate(&key);
-                }
-            }
-            Invalidation::Key(key) => {
-                let key = CacheKey::from_store_key(*key);
-                self.cache.invalidate(&key);
-                self.refused.invalidate(&key);
-            }
+            Invalidation::All => self.refused.invalidate_all(),
+            Invalidation::Key(key) => self.refused.invalidate(&CacheKey::from_store_key(*key)),
+            Invalidation::User(_) => {}
         }
     }
 
@@ -384,23 +327,17 @@ impl Inner {
         };
         let mut deadline = max_wait + self.client.timeout() + Duration::from_secs(1);
         // A tier shared by replicas adds its lock and its shared budget.
-        if let Some(shared) = &self.shared {
+        if let Some(shared) = &self.tiers.shared {
             deadline += shared.replicas.lock_ttl() + max_wait;
         }
         deadline
-    }
-
-    /// Every tier, in the order a miss reads them.
-    fn tiers(&self) -> impl Iterator<Item = &dyn Tier> {
-        let shared = self.shared.as_ref().map(|s| s.tier.as_ref());
-        self.local.iter().map(|t| t.as_ref()).chain(shared)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{PaymentInformation, PaymentStatus, Resource};
+    use crate::{client::Question, PaymentInformation, PaymentStatus, Resource};
 
     #[tokio::test]
     async fn invalidating_a_user_drops_exactly_their_answers_by_key() {
@@ -417,7 +354,7 @@ mod tests {
         let info = PaymentInformation::new(user(5), &plugin, PaymentStatus::Paid);
         paywall.seed(&Question::Token(token.clone()), info).await;
         // Users' own answers need no filing; the token's is filed.
-        assert_eq!(paywall.inner.index.users(), 1);
+        assert_eq!(paywall.inner.answers.index.users(), 1);
 
         paywall.invalidate_user(&user(5)).await;
         assert!(
@@ -429,7 +366,7 @@ mod tests {
             let lookup = paywall.lookup_user(&user(i), &plugin).await.unwrap();
             assert!(lookup.from_cache(), "user {i} lost their answer");
         }
-        assert_eq!(paywall.inner.index.users(), 0);
+        assert_eq!(paywall.inner.answers.index.users(), 0);
     }
 
     #[tokio::test]
@@ -467,6 +404,7 @@ mod tests {
         for i in 0..entry::Verdicts::MAX {
             paywall
                 .inner
+                .answers
                 .verdicts
                 .fill(Resource::widget(i.to_string()).unwrap());
         }
@@ -476,7 +414,7 @@ mod tests {
         paywall
             .seed(&Question::User(user.clone(), plugin.clone()), info)
             .await;
-        assert_eq!(paywall.inner.index.users(), 1);
+        assert_eq!(paywall.inner.answers.index.users(), 1);
         paywall.invalidate_user(&user).await;
         assert!(paywall.lookup_user(&user, &plugin).await.is_err());
     }

@@ -12,18 +12,18 @@
 //! taken polls the shared tier until the lock's lifetime has passed.
 
 use std::{
-    sync::atomic::Ordering,
+    sync::{atomic::AtomicU64, Mutex},
     time::{Duration, Instant},
 };
 
 use futures_util::{future::BoxFuture, FutureExt};
 
-use super::{Inner, Shared, REFRESH_AT};
+use super::{forgotten::Forgotten, Inner, Shared, REFRESH_AT};
 use crate::{
     admission::{Ask, Need, Patience, Renewal, SharedBudget},
     client::Question,
     error::Error,
-    tier::{Charge, Opened, Refused, StoreKey, Stored, Tier, TierResult, Unavailable},
+    tier::{Charge, Keyring, Opened, Refused, StoreKey, Stored, Tier, TierResult, Unavailable},
     PaymentInformation,
 };
 
@@ -34,6 +34,52 @@ const POLL: Duration = Duration::from_millis(20);
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
 type Fetched = Result<(PaymentInformation, Instant), Error>;
+
+/// The tiers beyond this process: the local ones (the store) and the one
+/// replicas share (Redis), the key that seals what they keep, and what
+/// this replica forgot and heard from the others.
+pub(super) struct Tiers {
+    /// Asked in order on a miss, before the shared one.
+    pub(super) local: Vec<Box<dyn Tier>>,
+    pub(super) shared: Option<Shared>,
+    /// Seals and opens what the tiers keep.
+    pub(super) keyring: Keyring,
+    /// When an answer with a broken seal was last logged.
+    pub(super) seal_warned_at: Mutex<Option<Instant>>,
+    /// What this replica forgot lately, and the sealed messages it heard.
+    pub(super) forgotten: Forgotten,
+    /// Until when (Unix ms) replicas were last told that Figma is failing.
+    pub(super) told_failing_until: AtomicU64,
+}
+
+impl Tiers {
+    pub(super) fn new(
+        local: Vec<Box<dyn Tier>>,
+        shared: Option<Shared>,
+        keyring: Keyring,
+        forgotten: Forgotten,
+    ) -> Self {
+        Self {
+            local,
+            shared,
+            keyring,
+            seal_warned_at: Mutex::new(None),
+            forgotten,
+            told_failing_until: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether there is no tier at all.
+    pub(super) fn is_empty(&self) -> bool {
+        self.local.is_empty() && self.shared.is_none()
+    }
+
+    /// Every tier, in the order a miss reads them.
+    pub(super) fn all(&self) -> impl Iterator<Item = &dyn Tier> {
+        let shared = self.shared.as_ref().map(|s| s.tier.as_ref());
+        self.local.iter().map(|t| t.as_ref()).chain(shared)
+    }
+}
 
 /// A stored answer found young enough to use.
 enum Found {
@@ -99,7 +145,7 @@ impl Inner {
         ask: Ask,
         generation: u64,
     ) -> Fetched {
-        if self.local.is_empty() && self.shared.is_none() {
+        if self.tiers.local.is_empty() && self.tiers.shared.is_none() {
             return self.ask_figma(question, ask, None).await;
         }
         // A caller who waits may be let in on a stored answer within the
@@ -107,7 +153,7 @@ impl Inner {
         let cycle =
             (ask.patience == Patience::Caller).then(|| self.client.admission().refresh_cycle());
         let mut fallback = Fallback::default();
-        for (i, tier) in self.local.iter().enumerate() {
+        for (i, tier) in self.tiers.local.iter().enumerate() {
             match self.read(tier.as_ref(), true, key, cycle).await {
                 Ok(Some(Found::Fresh(stored))) => {
                     self.stats.store_hits.add();
@@ -118,7 +164,7 @@ impl Inner {
                 Ok(None) | Err(Unavailable) => {}
             }
         }
-        let Some(shared) = &self.shared else {
+        let Some(shared) = &self.tiers.shared else {
             let ask = fallback.known_buyer(ask, self);
             let result = self.ask_figma(question, ask, None).await;
             self.write_through(key, &result, generation, false).await;
@@ -173,7 +219,7 @@ impl Inner {
     /// and used.
     async fn shared_hit(&self, key: StoreKey, stored: Stored) -> Fetched {
         self.stats.tier_hits.add();
-        self.copy(self.local_before(self.local.len()), key, &stored)
+        self.copy(self.local_before(self.tiers.local.len()), key, &stored)
             .await;
         Ok(self.answer(stored))
     }
@@ -190,7 +236,7 @@ impl Inner {
         let Some(bytes) = tier.get(key).await? else {
             return Ok(None);
         };
-        let stored = match self.keyring.open(key, &bytes) {
+        let stored = match self.tiers.keyring.open(key, &bytes) {
             Ok(Opened::Current(stored)) => stored,
             Ok(Opened::Previous(stored)) => {
                 // Sealed under the key being retired: seal it anew, so that
@@ -212,7 +258,7 @@ impl Inner {
         };
         // From before this replica forgot it: put back by someone who can
         // write to the tier, or written by a lookup an invalidation overtook.
-        if self.forgotten.covers(key, &stored) {
+        if self.tiers.forgotten.covers(key, &stored) {
             tracing::debug!(
                 tier = tier.name(),
                 "ignored a stored answer from before an invalidation"
@@ -220,15 +266,22 @@ impl Inner {
             return Ok(None);
         }
         let age = self.age(&stored);
-        let fresh = self.lifetimes.fresh_for(&stored.info.payment_status);
+        let fresh = self
+            .answers
+            .lifetimes
+            .fresh_for(&stored.info.payment_status);
         // A local tier's answer from before invalidations may have been
         // missed is asked about again (Redis's own were invalidated there).
-        let demoted = local && stored.fetched_ms < self.demoted_ms.load(Ordering::Acquire);
-        let grace = self.lifetimes.grace_for(&stored.info.payment_status);
+        let demoted = local && self.answers.demoted_since(stored.fetched_ms);
+        let grace = self
+            .answers
+            .lifetimes
+            .grace_for(&stored.info.payment_status);
         let stand_in = cycle
             .filter(|_| !demoted)
             .and_then(|cycle| {
-                self.lifetimes
+                self.answers
+                    .lifetimes
                     .unverified_for(&stored.info.payment_status, cycle)
             })
             .is_some_and(|window| age < window);
@@ -269,7 +322,7 @@ impl Inner {
 
     /// The local tiers read before the `i`th.
     fn local_before(&self, i: usize) -> impl Iterator<Item = &dyn Tier> {
-        self.local[..i].iter().map(|t| t.as_ref())
+        self.tiers.local[..i].iter().map(|t| t.as_ref())
     }
 
     /// Copies a stored answer into `tiers`, keeping its age.
@@ -279,21 +332,21 @@ impl Inner {
         key: StoreKey,
         stored: &Stored,
     ) {
-        let keep = self.lifetimes.keep_for(&stored.info.payment_status);
+        let keep = self.answers.lifetimes.keep_for(&stored.info.payment_status);
         let left = keep.saturating_sub(self.age(stored));
         if left.is_zero() {
             return;
         }
         let mut sealed = None;
         for tier in tiers {
-            let sealed = sealed.get_or_insert_with(|| self.keyring.seal(key, stored));
+            let sealed = sealed.get_or_insert_with(|| self.tiers.keyring.seal(key, stored));
             let _ = tier
                 .put(
                     key,
                     sealed,
                     &stored.info.user_id,
                     left,
-                    self.lifetimes.longest_keep(),
+                    self.answers.lifetimes.longest_keep(),
                 )
                 .await;
         }
@@ -303,28 +356,29 @@ impl Inner {
     /// it answers), unless an invalidation came while it was fetched.
     async fn write_through(&self, key: StoreKey, result: &Fetched, generation: u64, shared: bool) {
         let Ok((info, _)) = result else { return };
-        if self.generation.load(Ordering::Acquire) != generation {
+        if self.answers.generation() != generation {
             return;
         }
         let stored = Stored {
             info: info.clone(),
             fetched_ms: self.clock.unix_ms(),
         };
-        let sealed = self.keyring.seal(key, &stored);
-        let keep_for = self.lifetimes.keep_for(&info.payment_status);
+        let sealed = self.tiers.keyring.seal(key, &stored);
+        let keep_for = self.answers.lifetimes.keep_for(&info.payment_status);
         let shared = self
+            .tiers
             .shared
             .as_ref()
             .filter(|_| shared)
             .map(|s| s.tier.as_ref());
-        for tier in self.local.iter().map(|t| t.as_ref()).chain(shared) {
+        for tier in self.tiers.local.iter().map(|t| t.as_ref()).chain(shared) {
             let _ = tier
                 .put(
                     key,
                     &sealed,
                     &info.user_id,
                     keep_for,
-                    self.lifetimes.longest_keep(),
+                    self.answers.lifetimes.longest_keep(),
                 )
                 .await;
         }
@@ -335,6 +389,7 @@ impl Inner {
     pub(super) fn warn_bad_seal(&self, what: &str, tier: &str) {
         let now = Instant::now();
         let mut warned = self
+            .tiers
             .seal_warned_at
             .lock()
             .unwrap_or_else(|e| e.into_inner());
