@@ -7,76 +7,40 @@
 //! 429s and waits for the rate budget are recorded as they happen, on the
 //! miss path only.
 
-use crate::Paywall;
+use crate::PaywallStats;
 
-impl Paywall {
-    /// Publishes this paywall's counters and gauges to the installed
-    /// `metrics` recorder: call it before each scrape (or on a timer).
-    ///
-    /// - `figma_paywall_lookups_total{outcome}`: `hit`, `miss`, `stale`
-    ///   (an expired answer stood in while Figma failed), `store` and
-    ///   `redis` (a miss answered by a tier), `refused_again` (a token Figma
-    ///   refused lately, refused without asking);
-    /// - `figma_paywall_requests_total{outcome}`: `granted`, or the refusal
-    ///   reason (`not_paid`, `rate_limited`, …);
-    /// - `figma_paywall_upstream_calls_total`;
-    /// - gauges `figma_paywall_cached_answers`,
-    ///   `figma_paywall_lookups_in_flight`,
-    ///   `figma_paywall_backing_off_seconds`,
-    ///   `figma_paywall_budget_per_minute`, `figma_paywall_figma_failing`;
-    /// - the capacity report: gauges `figma_paywall_active_buyers` and
-    ///   `figma_paywall_refresh_cycle_seconds`, and the counters
-    ///   `figma_paywall_budget_slots_total{lane, outcome}` (`lane`:
-    ///   `refresh`, `new_caller`, `refresh_ahead`, `suspect`; `outcome`:
-    ///   `used` or `refused`), `figma_paywall_budget_slots_idle_total` and
-    ///   `figma_paywall_unverified_served_total`.
-    ///
-    /// Recorded as they happen: the histogram
-    /// `figma_paywall_upstream_latency_seconds{endpoint}`, and the counters
-    /// `figma_paywall_rate_limited_total` (Figma's 429s) and
-    /// `figma_paywall_budget_waits_total` (lookups that queued for a slot).
-    ///
-    /// ```
-    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient};
-    /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("figd_x")?)?);
-    /// // In the handler of your metrics endpoint, before rendering:
-    /// paywall.record_metrics();
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-    pub fn record_metrics(&self) {
-        let s = self.stats();
-        for (outcome, n) in [
-            ("hit", s.cache_hits),
-            ("miss", s.cache_misses),
-            ("stale", s.stale_served),
-            ("store", s.store_hits),
-            ("redis", s.redis_hits),
-            ("refused_again", s.refusals_remembered),
-        ] {
-            ::metrics::counter!("figma_paywall_lookups_total", "outcome" => outcome).absolute(n);
-        }
-        ::metrics::counter!("figma_paywall_requests_total", "outcome" => "granted")
-            .absolute(s.granted);
-        for (reason, n) in &s.refused {
-            ::metrics::counter!("figma_paywall_requests_total", "outcome" => *reason).absolute(*n);
-        }
-        ::metrics::counter!("figma_paywall_upstream_calls_total").absolute(s.upstream_calls);
-        ::metrics::gauge!("figma_paywall_cached_answers").set(s.cached_entries as f64);
-        ::metrics::gauge!("figma_paywall_lookups_in_flight").set(s.lookups_in_flight as f64);
-        ::metrics::gauge!("figma_paywall_backing_off_seconds")
-            .set(s.backing_off_secs.unwrap_or(0) as f64);
-        ::metrics::gauge!("figma_paywall_budget_per_minute").set(f64::from(s.budget_per_minute));
-        ::metrics::gauge!("figma_paywall_figma_failing").set(f64::from(u8::from(s.figma_failing)));
-        ::metrics::gauge!("figma_paywall_active_buyers").set(s.active_buyers as f64);
-        ::metrics::gauge!("figma_paywall_refresh_cycle_seconds").set(s.refresh_cycle_secs as f64);
-        for (outcome, by_lane) in [("used", &s.slots_used), ("refused", &s.slots_refused)] {
-            for (lane, n) in by_lane {
-                ::metrics::counter!("figma_paywall_budget_slots_total", "lane" => *lane, "outcome" => outcome)
-                    .absolute(*n);
-            }
-        }
-        ::metrics::counter!("figma_paywall_budget_slots_idle_total").absolute(s.slots_idle);
-        ::metrics::counter!("figma_paywall_unverified_served_total").absolute(s.unverified_served);
+/// Publishes `s` to the installed `metrics` recorder; see
+/// [`Paywall::record_metrics`](crate::Paywall::record_metrics).
+pub(crate) fn record(s: PaywallStats) {
+    for (outcome, n) in [
+        ("hit", s.cache_hits),
+        ("miss", s.cache_misses),
+        ("stale", s.stale_served),
+        ("store", s.store_hits),
+        ("redis", s.redis_hits),
+        ("refused_again", s.refusals_remembered),
+    ] {
+        ::metrics::counter!("figma_paywall_lookups_total", "outcome" => outcome).absolute(n);
     }
+    ::metrics::counter!("figma_paywall_requests_total", "outcome" => "granted").absolute(s.granted);
+    for (reason, n) in &s.refused {
+        ::metrics::counter!("figma_paywall_requests_total", "outcome" => *reason).absolute(*n);
+    }
+    ::metrics::counter!("figma_paywall_upstream_calls_total").absolute(s.upstream_calls);
+    ::metrics::gauge!("figma_paywall_cached_answers").set(s.cached_entries as f64);
+    ::metrics::gauge!("figma_paywall_lookups_in_flight").set(s.lookups_in_flight as f64);
+    ::metrics::gauge!("figma_paywall_backing_off_seconds")
+        .set(s.backing_off_secs.unwrap_or(0) as f64);
+    ::metrics::gauge!("figma_paywall_budget_per_minute").set(f64::from(s.budget_per_minute));
+    ::metrics::gauge!("figma_paywall_figma_failing").set(f64::from(u8::from(s.figma_failing)));
+    ::metrics::gauge!("figma_paywall_active_buyers").set(s.active_buyers as f64);
+    ::metrics::gauge!("figma_paywall_refresh_cycle_seconds").set(s.refresh_cycle_secs as f64);
+    for (outcome, by_lane) in [("used", &s.slots_used), ("refused", &s.slots_refused)] {
+        for (lane, n) in by_lane {
+            ::metrics::counter!("figma_paywall_budget_slots_total", "lane" => *lane, "outcome" => outcome)
+                .absolute(*n);
+        }
+    }
+    ::metrics::counter!("figma_paywall_budget_slots_idle_total").absolute(s.slots_idle);
+    ::metrics::counter!("figma_paywall_unverified_served_total").absolute(s.unverified_served);
 }

@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{key::CacheKey, Paywall};
+use super::{key::CacheKey, Inner};
 use crate::{
     admission::{active, Renewal},
     client::Question,
@@ -103,11 +103,11 @@ impl Drop for Restart {
     }
 }
 
-impl Paywall {
+impl Inner {
     /// Starts the refresh-ahead task, once, on the runtime of the lookup
     /// that calls it: a load on the hit path otherwise.
-    pub(super) fn start_refresh_ahead(&self) {
-        let ahead = &self.inner.ahead;
+    pub(super) fn start_refresh_ahead(self: &Arc<Self>) {
+        let ahead = &self.ahead;
         if ahead.started.load(Ordering::Relaxed) || ahead.started.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -115,8 +115,8 @@ impl Paywall {
             ahead.started.store(false, Ordering::Release);
             return;
         };
-        let paywall = Arc::downgrade(&self.inner);
-        let clock = self.inner.clock.clone();
+        let paywall = Arc::downgrade(self);
+        let clock = self.clock.clone();
         runtime.spawn(async move {
             // If the runtime ends the task (a lookup on a short-lived
             // runtime started it), the next lookup starts it again.
@@ -130,12 +130,14 @@ impl Paywall {
                     std::task::Poll::Ready(std::future::Future::poll(moved.as_mut(), cx).is_ready())
                 })
                 .await;
-                let Some(inner) = paywall.upgrade() else {
+                // Held for the look only, never while the task sleeps: the
+                // paywall ends when its last user lets it go.
+                let Some(wait) = paywall
+                    .upgrade()
+                    .map(|inner| inner.refresh_ahead(clock.now()).min(LOOK_AT_LEAST_EVERY))
+                else {
                     return;
                 };
-                let wait = Paywall { inner }
-                    .refresh_ahead(clock.now())
-                    .min(LOOK_AT_LEAST_EVERY);
                 if !moved_already {
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
@@ -149,8 +151,8 @@ impl Paywall {
     /// If a slot no one else wants is free, asks Figma again about the
     /// oldest active buyer's answer past its refresh point. Returns how long
     /// until the next look.
-    fn refresh_ahead(&self, now: Instant) -> Duration {
-        let admission = self.inner.client.admission();
+    fn refresh_ahead(self: &Arc<Self>, now: Instant) -> Duration {
+        let admission = self.client.admission();
         let idle_in = admission.idle_slot_in();
         if !idle_in.is_zero() {
             return idle_in;
@@ -177,7 +179,7 @@ impl Paywall {
     /// longer active and answers no longer cached or no longer letting
     /// anyone in.
     fn oldest_due(&self, now: Instant) -> Due {
-        let inner = &self.inner;
+        let inner = self;
         let mut oldest: Option<(CacheKey, Instant)> = None;
         let mut next: Option<Instant> = None;
         let mut noted = inner.ahead.lock();

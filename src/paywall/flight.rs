@@ -13,9 +13,9 @@ use futures_util::{
     FutureExt,
 };
 
-use super::{entry::Entry, key::CacheKey, Paywall};
+use super::{entry::Entry, key::CacheKey, Inner};
 use crate::{
-    admission::{Ask, Need},
+    admission::{Ask, Need, Patience, Renewal},
     client::Question,
     Error,
 };
@@ -43,15 +43,15 @@ impl Flights {
 }
 
 /// Removes a finished flight from the map when dropped.
-struct Landed<'a>(&'a Paywall, CacheKey);
+struct Landed<'a>(&'a Inner, CacheKey);
 
 impl Drop for Landed<'_> {
     fn drop(&mut self) {
-        self.0.inner.flights.lock().remove(&self.1);
+        self.0.flights.lock().remove(&self.1);
     }
 }
 
-impl Paywall {
+impl Inner {
     /// Joins the lookup of `key` under way, or starts one in a spawned task.
     ///
     /// `seen` is when the entry the caller saw was fetched: a flight that
@@ -59,17 +59,17 @@ impl Paywall {
     /// a caller who saw an old entry just before another flight finished
     /// does not cause a second call.
     pub(super) fn flight(
-        &self,
+        self: &Arc<Self>,
         key: CacheKey,
         seen: Option<Instant>,
         question: Question,
         ask: Ask,
     ) -> Flight {
-        let mut flights = self.inner.flights.lock();
+        let mut flights = self.flights.lock();
         if let Some(flight) = flights.get(&key) {
             return flight.clone();
         }
-        let this = self.clone();
+        let this = Arc::clone(self);
         let task = tokio::spawn(async move {
             // Leaves the map however the lookup ends, panics included.
             let _landed = Landed(&this, key);
@@ -88,6 +88,24 @@ impl Paywall {
         flight
     }
 
+    /// Asks Figma again about the answer at `key` (given at `fetched_at`)
+    /// in the background, for a slot now or not at all: no caller waits on
+    /// it.
+    pub(super) fn renew_behind(
+        self: &Arc<Self>,
+        key: CacheKey,
+        fetched_at: Instant,
+        question: Question,
+        why: Renewal,
+    ) {
+        let ask = Ask {
+            need: Need::Renewal(why),
+            patience: Patience::None,
+            renews: Some(fetched_at),
+        };
+        drop(self.flight(key, Some(fetched_at), question, ask));
+    }
+
     /// Tells admission what Figma said of a client's cold lookup: its
     /// suspicion comes from these.
     fn answered_cold(&self, ask: Ask, refused: bool) {
@@ -96,7 +114,7 @@ impl Paywall {
             ..
         } = ask.need
         {
-            self.inner.client.admission().answered(&client, refused);
+            self.client.admission().answered(&client, refused);
         }
     }
 
@@ -107,7 +125,7 @@ impl Paywall {
         question: Question,
         ask: Ask,
     ) -> SharedResult {
-        let inner = &self.inner;
+        let inner = self;
         if let Some(entry) = inner.answers.cache.get(&key) {
             if seen.is_none_or(|seen| entry.fetched_at > seen)
                 && inner.clock.now() < inner.answers.lifetimes.fresh_until(&entry)

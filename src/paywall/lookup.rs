@@ -135,7 +135,7 @@ impl Paywall {
         let inner = &self.inner;
         let lifetimes = &inner.answers.lifetimes;
         let now = inner.clock.now();
-        self.start_refresh_ahead();
+        self.inner.start_refresh_ahead();
         let Some(entry) = inner.answers.cache.get(&key) else {
             return Err(None);
         };
@@ -167,26 +167,9 @@ impl Paywall {
             && !entry.refreshing.swap(true, Ordering::AcqRel)
         {
             inner.stats.refreshes.add();
-            self.renew_behind(key, entry.fetched_at, question(), Renewal::Ahead);
+            self.inner
+                .renew_behind(key, entry.fetched_at, question(), Renewal::Ahead);
         }
-    }
-
-    /// Asks Figma again about the answer at `key` (given at `fetched_at`)
-    /// in the background, for a slot now or not at all: no caller waits on
-    /// it.
-    pub(super) fn renew_behind(
-        &self,
-        key: CacheKey,
-        fetched_at: Instant,
-        question: Question,
-        why: Renewal,
-    ) {
-        let ask = Ask {
-            need: Need::Renewal(why),
-            patience: Patience::None,
-            renews: Some(fetched_at),
-        };
-        drop(self.flight(key, Some(fetched_at), question, ask));
     }
 
     /// Counts the buyer of a PAID/TRIAL answer as active, and notes their
@@ -230,7 +213,7 @@ impl Paywall {
         // A token Figma refused lately is refused again from memory: it
         // costs nothing, and renews nothing (no suspicion, no share).
         if client.is_some() {
-            if let Some(refusal) = self.remembered_refusal(&key) {
+            if let Some(refusal) = self.inner.remembered_refusal(&key) {
                 return Err(refusal);
             }
         }
@@ -247,7 +230,8 @@ impl Paywall {
                 self.count_buyer(key, entry, &question, now);
                 // Its refresh waits for a spare slot until the answer is
                 // old enough to come ahead of new callers (admission says).
-                self.renew_behind(key, entry.fetched_at, question(), Renewal::LetIn);
+                self.inner
+                    .renew_behind(key, entry.fetched_at, question(), Renewal::LetIn);
                 tracing::trace!(
                     left_secs = until.saturating_duration_since(now).as_secs(),
                     "a buyer let in while their answer's refresh waits"
@@ -278,7 +262,9 @@ impl Paywall {
             patience: Patience::Caller,
             renews: cached.as_ref().map(|e| e.fetched_at),
         };
-        let flight = self.flight(key, cached.as_ref().map(|e| e.fetched_at), question(), ask);
+        let flight = self
+            .inner
+            .flight(key, cached.as_ref().map(|e| e.fetched_at), question(), ask);
         // A caller waits no longer than a lookup of its own would, even on a
         // refresh that waits in the background.
         let result =

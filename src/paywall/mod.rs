@@ -189,6 +189,12 @@ impl Paywall {
         &self.inner.stats
     }
 
+    /// Whether Figma refuses the creator's access token; see
+    /// `credentials.rs`.
+    pub(crate) async fn access_token_rejected(&self, known: bool) -> bool {
+        self.inner.access_token_rejected(known).await
+    }
+
     /// Drops every cached answer about `user` (by user ID or by token), for
     /// example right after the plugin's checkout completes, so their next
     /// request asks Figma. With a Redis tier, every replica drops them.
@@ -218,6 +224,45 @@ impl Paywall {
         for tier in self.inner.tiers.all() {
             tier.invalidate(&what, &message).await;
         }
+    }
+
+    /// Publishes this paywall's counters and gauges to the installed
+    /// `metrics` recorder: call it before each scrape (or on a timer).
+    ///
+    /// - `figma_paywall_lookups_total{outcome}`: `hit`, `miss`, `stale`
+    ///   (an expired answer stood in while Figma failed), `store` and
+    ///   `redis` (a miss answered by a tier), `refused_again` (a token Figma
+    ///   refused lately, refused without asking);
+    /// - `figma_paywall_requests_total{outcome}`: `granted`, or the refusal
+    ///   reason (`not_paid`, `rate_limited`, …);
+    /// - `figma_paywall_upstream_calls_total`;
+    /// - gauges `figma_paywall_cached_answers`,
+    ///   `figma_paywall_lookups_in_flight`,
+    ///   `figma_paywall_backing_off_seconds`,
+    ///   `figma_paywall_budget_per_minute`, `figma_paywall_figma_failing`;
+    /// - the capacity report: gauges `figma_paywall_active_buyers` and
+    ///   `figma_paywall_refresh_cycle_seconds`, and the counters
+    ///   `figma_paywall_budget_slots_total{lane, outcome}` (`lane`:
+    ///   `refresh`, `new_caller`, `refresh_ahead`, `suspect`; `outcome`:
+    ///   `used` or `refused`), `figma_paywall_budget_slots_idle_total` and
+    ///   `figma_paywall_unverified_served_total`.
+    ///
+    /// Recorded as they happen: the histogram
+    /// `figma_paywall_upstream_latency_seconds{endpoint}`, and the counters
+    /// `figma_paywall_rate_limited_total` (Figma's 429s) and
+    /// `figma_paywall_budget_waits_total` (lookups that queued for a slot).
+    ///
+    /// ```
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient};
+    /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("figd_x")?)?);
+    /// // In the handler of your metrics endpoint, before rendering:
+    /// paywall.record_metrics();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn record_metrics(&self) {
+        crate::metrics::record(self.stats());
     }
 
     /// A snapshot of what the paywall has done since it started. The

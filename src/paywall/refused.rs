@@ -16,7 +16,7 @@ use moka::sync::Cache;
 
 use super::{
     key::{CacheKey, KeyHasher},
-    Paywall,
+    Inner,
 };
 use crate::{client::Question, Error};
 
@@ -56,13 +56,13 @@ impl Refused {
     }
 }
 
-impl Paywall {
+impl Inner {
     /// Figma's refusal of this token, if it refused it in the last 10
     /// minutes.
     pub(super) fn remembered_refusal(&self, key: &CacheKey) -> Option<Arc<Error>> {
-        let (error, at) = self.inner.refused.0.get(key)?;
-        (self.inner.clock.now().saturating_duration_since(at) < REMEMBER_FOR).then(|| {
-            self.inner.stats.refusals_remembered.add();
+        let (error, at) = self.refused.0.get(key)?;
+        (self.clock.now().saturating_duration_since(at) < REMEMBER_FOR).then(|| {
+            self.stats.refusals_remembered.add();
             error
         })
     }
@@ -83,8 +83,8 @@ impl Paywall {
             _ => false,
         };
         if refused {
-            let at = self.inner.clock.now();
-            self.inner.refused.0.insert(key, (error.clone(), at));
+            let at = self.clock.now();
+            self.refused.0.insert(key, (error.clone(), at));
         }
     }
 }
