@@ -28,6 +28,7 @@ use crate::{
     envelope::envelope,
     flags::Secret,
     forwarded::{identity_headers, ANSWER_AGE},
+    preflight::PreflightFirst,
     site::Page,
 };
 
@@ -133,8 +134,8 @@ pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Ro
             )),
         None => routes,
     };
-    // Before anything reads the request.
-    routes.layer(axum::middleware::from_fn(crate::forwarded::one_host))
+    // Several Hosts are refused before the router (serve.rs).
+    routes
 }
 
 /// Forward auth's `OPTIONS` requests to `forward_auth`, without CORS.
@@ -207,9 +208,8 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
             gateway.lifetimes,
         ),
     });
-    let preflight = from_fn_with_state(upstream, crate::preflight::first);
     match login {
-        None => app.fallback_service(preflight.layer(gate(gateway).layer(proxy))),
+        None => app.fallback_service(PreflightFirst::new(upstream, gate(gateway).layer(proxy))),
         Some((login, page)) => {
             let deny = gateway.deny_status;
             let to_login = login.clone();
@@ -217,7 +217,7 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
                 crate::site::refuse(with_deny_status(refusal, deny), parts, &to_login, &page)
             });
             app.merge(login.router())
-                .fallback_service(preflight.layer(gate.layer(proxy)))
+                .fallback_service(PreflightFirst::new(upstream, gate.layer(proxy)))
                 // The signed-in visitor, for the gate.
                 .layer(login.layer())
         }

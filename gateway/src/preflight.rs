@@ -8,16 +8,21 @@
 //! never its body. A handler that serves any method (Go's `HandleFunc`, a
 //! Django function view) so runs for nobody unchecked, with a body or not.
 
-use std::net::SocketAddr;
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    task::{Context, Poll},
+};
 
 use axum::{
     body::Body,
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{header, HeaderMap, HeaderName, Method, StatusCode},
-    middleware::Next,
     response::Response,
 };
 use figma_paywall::is_cors_preflight;
+use futures_util::future::{BoxFuture, Either};
+use tower_service::Service;
 
 use crate::{
     envelope::envelope,
@@ -35,17 +40,61 @@ const ASKS: [HeaderName; 4] = [
     HeaderName::from_static("access-control-request-private-network"),
 ];
 
-/// A preflight goes to the upstream as one; anything else on to `next`,
-/// the gate.
-pub(crate) async fn first(
-    State(upstream): State<Upstream>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if !is_cors_preflight(&req) {
-        return next.run(req).await;
+/// `inner` (the gate, then the proxy), but a preflight goes to the
+/// upstream as one first. A service of its own, not a `from_fn`
+/// middleware: a request that is no preflight goes on with nothing boxed.
+#[derive(Clone)]
+pub(crate) struct PreflightFirst<S> {
+    upstream: Upstream,
+    inner: S,
+}
+
+impl<S> PreflightFirst<S> {
+    pub(crate) fn new(upstream: Upstream, inner: S) -> Self {
+        Self { upstream, inner }
     }
+}
+
+impl<S> Service<Request> for PreflightFirst<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<BoxFuture<'static, Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if !is_cors_preflight(&req) {
+            return Either::Right(self.inner.call(req));
+        }
+        let upstream = self.upstream.clone();
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        Either::Left(Box::pin(async move {
+            Ok(match peer {
+                Some(peer) => preflight(upstream, peer, req).await,
+                None => {
+                    tracing::error!("a preflight without the connection's address: refused");
+                    envelope(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "the gateway could not tell who asked",
+                    )
+                }
+            })
+        }))
+    }
+}
+
+/// The preflight `req`, from `peer`, asked of the upstream as a preflight
+/// only.
+async fn preflight(upstream: Upstream, peer: SocketAddr, req: Request) -> Response {
     if climbs(req.uri()) {
         return envelope(
             StatusCode::BAD_REQUEST,

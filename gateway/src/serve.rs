@@ -28,7 +28,8 @@ use tokio::{
 };
 use tower_service::Service;
 
-use crate::forwarded::TrustedProxies;
+use crate::forwarded::{several_hosts, TrustedProxies};
+use futures_util::future::Either;
 
 /// What one client may hold, and how long the gateway waits at shutdown.
 #[derive(Clone, Copy, Debug)]
@@ -272,8 +273,12 @@ impl Workers {
                 if req.headers().contains_key(header::UPGRADE) {
                     req.extensions_mut().insert(upgrades_keep.clone());
                 }
+                // Several Hosts: refused before anything reads the request.
+                if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+                    return Either::Left(std::future::ready(Ok(several_hosts())));
+                }
                 // A router is always ready.
-                app.clone().call(req.map(Body::new))
+                Either::Right(app.clone().call(req.map(Body::new)))
             });
             let connection = http
                 .serve_connection(TokioIo::new(stream), service)
