@@ -322,7 +322,7 @@ impl Clients {
         let others: Vec<usize> = recent
             .iter()
             .filter(|(key, _)| *key != client)
-            .map(|(_, times)| times.iter().filter(|&&t| within(t, now)).count())
+            .map(|(_, times)| lately(times, now))
             .filter(|&n| n > 0)
             .collect();
         let share = max_min_share(f64::from(per_minute), &others)
@@ -362,9 +362,7 @@ impl Clients {
         let Some(client) = client else { return 0 };
         let now = self.clock.now();
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent
-            .get(client)
-            .map_or(0, |times| times.iter().filter(|&&t| within(t, now)).count())
+        recent.get(client).map_or(0, |times| lately(times, now))
     }
 
     /// Of `waiting` (their places and clients, in order), the one a slot of
@@ -380,7 +378,7 @@ impl Clients {
             client
                 .as_ref()
                 .and_then(|c| recent.get(c))
-                .map_or(0, |times| times.iter().filter(|&&t| within(t, now)).count())
+                .map_or(0, |times| lately(times, now))
         };
         let mut best: Option<(usize, P)> = None;
         for (place, client) in waiting {
@@ -461,6 +459,11 @@ impl Clients {
             r.refused_share()
         })
     }
+}
+
+/// How many of `times` are within the last minute.
+fn lately(times: &VecDeque<Instant>, now: Instant) -> usize {
+    times.iter().filter(|&&t| within(t, now)).count()
 }
 
 fn within(t: Instant, now: Instant) -> bool {

@@ -183,6 +183,18 @@ impl Granted {
     }
 }
 
+/// Whether `client` already has `cap` of `waiting`.
+pub(super) fn has_its_fill<'a>(
+    waiting: impl Iterator<Item = &'a Waiter>,
+    client: &ClientKey,
+    cap: usize,
+) -> bool {
+    waiting
+        .filter(|w| w.client.as_ref() == Some(client))
+        .count()
+        >= cap
+}
+
 /// The lane of a place in the queue.
 fn lane_of(place: &Place) -> Lane {
     Lane::ALL[place.0]
@@ -382,17 +394,20 @@ impl LocalBudget {
             self.arrivals.fetch_add(1, Ordering::Relaxed),
         );
         let granted = Arc::new(Granted::default());
-        let per_client = self.waiting_per_client(self.rate());
+        // Read before the queue is locked (`current` comes first).
+        let cap = (lane == Lane::NewCaller)
+            .then(|| self.waiting_per_client(self.rate()))
+            .zip(client);
         // In the queue from the start, so that the next slot goes by the
         // queue's order, this lookup's too; it leaves however the wait ends.
         {
             let mut queue = self.queue();
-            if lane == Lane::NewCaller && client.is_some() {
-                let mine = queue
+            if let Some((cap, client)) = cap {
+                let new_callers = queue
                     .iter()
-                    .filter(|(p, w)| lane_of(p) == Lane::NewCaller && w.client == client)
-                    .count();
-                if mine >= per_client {
+                    .filter(|(p, _)| lane_of(p) == Lane::NewCaller)
+                    .map(|(_, w)| w);
+                if has_its_fill(new_callers, &client, cap) {
                     return Err(Error::Throttled {
                         retry_after: self.max_wait,
                         reason: ThrottleReason::ClientShare,

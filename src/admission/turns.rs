@@ -17,7 +17,7 @@ use std::{
 
 use super::{
     fair::Clients,
-    rate::{Granted, Waiter},
+    rate::{has_its_fill, Granted, Waiter},
 };
 use crate::{
     error::{Error, ThrottleReason},
@@ -140,12 +140,7 @@ impl Turns {
         let arrival = self.arrivals.fetch_add(1, Ordering::Relaxed);
         {
             let mut state = self.state();
-            let mine = state
-                .waiting
-                .values()
-                .filter(|w| w.client == Some(client))
-                .count();
-            if mine >= per_client {
+            if has_its_fill(state.waiting.values(), &client, per_client) {
                 return Err(Error::Throttled {
                     retry_after: give_up_at.saturating_duration_since(Instant::now()),
                     reason: ThrottleReason::ClientShare,
