@@ -57,7 +57,6 @@ impl Clock {
 
     /// Now, in milliseconds since the Unix epoch: the time stored beside an
     /// answer that leaves the process.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn unix_ms(&self) -> u64 {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -126,6 +125,15 @@ impl MockClock {
                 Some(o.saturating_add(nanos))
             });
         self.moved.notify_waiters();
+    }
+
+    /// Moves the clock forward to the wall-clock time `at` (a month's last
+    /// minute, say, for credits' windows); no move if `at` has passed.
+    pub fn advance_to(&self, at: SystemTime) {
+        let now = SystemTime::now() + self.offset();
+        if let Ok(by) = at.duration_since(now) {
+            self.advance(by);
+        }
     }
 
     /// How far the clock has been moved.

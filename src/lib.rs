@@ -10,6 +10,7 @@ mod admission;
 mod caller;
 mod client;
 mod clock;
+pub mod credits;
 pub mod error;
 mod id;
 #[cfg(feature = "metrics")]
@@ -58,6 +59,8 @@ pub mod guide {
     pub mod plugin {}
     #[doc = include_str!("../docs/budget.md")]
     pub mod budget {}
+    #[doc = include_str!("../docs/credits.md")]
+    pub mod credits {}
     #[doc = include_str!("../docs/replicas.md")]
     pub mod replicas {}
     #[doc = include_str!("../docs/gateway.md")]

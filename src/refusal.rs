@@ -24,7 +24,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::{error::ceil_secs, PaymentStatus, ResourceId};
@@ -55,11 +55,17 @@ pub enum RefusalReason {
     TooManyLookups,
     /// Figma failed, timed out or could not be reached (502/503).
     FigmaUnavailable,
+    /// A buyer spent an allowance of the gate's credits (429, with
+    /// `Retry-After` until it renews).
+    CreditsExhausted,
+    /// The credits' counts could not be reached (503): nobody is let in
+    /// uncounted.
+    CreditsUnavailable,
 }
 
 impl RefusalReason {
     /// Every reason, in the order of their counters.
-    pub(crate) const ALL: [Self; 10] = [
+    pub(crate) const ALL: [Self; 12] = [
         Self::NoIdentity,
         Self::InvalidIdentity,
         Self::TokenRejected,
@@ -70,6 +76,8 @@ impl RefusalReason {
         Self::RateLimited,
         Self::TooManyLookups,
         Self::FigmaUnavailable,
+        Self::CreditsExhausted,
+        Self::CreditsUnavailable,
     ];
 
     /// Its place in [`ALL`](Self::ALL), for counters.
@@ -90,6 +98,8 @@ impl RefusalReason {
             Self::RateLimited => "rate_limited",
             Self::TooManyLookups => "too_many_lookups",
             Self::FigmaUnavailable => "figma_unavailable",
+            Self::CreditsExhausted => "credits_exhausted",
+            Self::CreditsUnavailable => "credits_unavailable",
         }
     }
 }
@@ -118,8 +128,11 @@ pub struct Refusal {
     pub payment_status: Option<PaymentStatus>,
     /// The resource the caller needs to buy, when known.
     pub resource_id: Option<ResourceId>,
-    /// When to try again, for 503s.
+    /// When to try again, for 503s and 429s.
     pub retry_after: Option<Duration>,
+    /// Headers the answer carries beside the envelope: the credits'
+    /// `RateLimit` fields, when an allowance refused.
+    pub(crate) headers: Option<Box<HeaderMap>>,
 }
 
 impl Refusal {
@@ -135,6 +148,7 @@ impl Refusal {
             payment_status: None,
             resource_id: None,
             retry_after: None,
+            headers: None,
         }
     }
 }
@@ -163,6 +177,9 @@ impl IntoResponse for Refusal {
         };
         let mut response = (self.status, Json(body)).into_response();
         response.extensions_mut().insert(self.reason);
+        if let Some(headers) = self.headers {
+            response.headers_mut().extend(*headers);
+        }
         if let Some(retry_after) = self.retry_after {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

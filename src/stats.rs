@@ -23,7 +23,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::RefusalReason;
+use crate::{credits::Bucket, RefusalReason};
 
 /// Everything a paywall and the gates built from it count.
 #[derive(Debug, Default)]
@@ -38,11 +38,39 @@ pub(crate) struct Counters {
     pub(crate) unverified_served: Counter,
     pub(crate) granted: Counter,
     refused: [Counter; RefusalReason::ALL.len()],
+    /// Metered requests let in (a reservation taken), by allowance.
+    credits_spent: [Counter; 3],
+    /// Metered requests refused for want of credits, by allowance.
+    credits_refused: [Counter; 3],
 }
 
 impl Counters {
     pub(crate) fn refused(&self, reason: RefusalReason) {
         self.refused[reason.index()].add();
+    }
+
+    /// A metered request let in (`taken`) or refused, spending `bucket`.
+    pub(crate) fn credits(&self, bucket: Bucket, taken: bool) {
+        let counters = if taken {
+            &self.credits_spent
+        } else {
+            &self.credits_refused
+        };
+        counters[bucket.index()].add();
+    }
+
+    /// Metered requests let in and refused, by status (`paid`, `trial`,
+    /// `unpaid`).
+    pub(crate) fn credits_by_status(
+        &self,
+    ) -> (BTreeMap<&'static str, u64>, BTreeMap<&'static str, u64>) {
+        let by = |counters: &[Counter; 3]| {
+            Bucket::ALL
+                .iter()
+                .map(|b| (b.as_str(), counters[b.index()].get()))
+                .collect()
+        };
+        (by(&self.credits_spent), by(&self.credits_refused))
     }
 
     pub(crate) fn refused_by_reason(&self) -> BTreeMap<&'static str, u64> {
@@ -149,6 +177,11 @@ pub struct PaywallStats {
     /// Slots the configured budget offered since the start that nobody
     /// took.
     pub slots_idle: u64,
+    /// Metered requests let in by a gate with credits, by the status whose
+    /// allowance they spent (`paid`, `trial`, `unpaid`: free tries).
+    pub credits_spent: BTreeMap<&'static str, u64>,
+    /// Metered requests refused because that allowance was spent.
+    pub credits_refused: BTreeMap<&'static str, u64>,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::{
     Inner, Paywall,
 };
 use crate::{
+    credits::Counts,
     stats::Counters,
     tier::{Invalidations, Keyring, Tier},
     ConfigError, PaymentsClient,
@@ -321,20 +322,27 @@ impl PaywallBuilder {
             return Err(error);
         }
         #[cfg(feature = "store")]
-        let store = match self.store.take() {
+        let (store, counts) = match self.store.take() {
             Some(path) => {
-                Some(Box::new(crate::tier::store::StoreTier::open(&path)?) as Box<dyn Tier>)
+                let store = crate::tier::store::StoreTier::open(&path)?;
+                let now = i64::try_from(self.client.clock().unix_ms() / 1000).unwrap_or(i64::MAX);
+                let counts: Arc<dyn Counts> = Arc::new(store.counts(now)?);
+                (Some(Box::new(store) as Box<dyn Tier>), Some(counts))
             }
-            None => None,
+            None => (None, None),
         };
         #[cfg(not(feature = "store"))]
-        let store = None;
-        Ok(self.assemble(store))
+        let (store, counts) = (None, None);
+        Ok(self.assemble(store, counts))
     }
 
     /// The paywall, with `store` as its first tier. Fails at nothing: what
     /// could fail is done.
-    pub(super) fn assemble(self, store: Option<Box<dyn Tier>>) -> Paywall {
+    pub(super) fn assemble(
+        self,
+        store: Option<Box<dyn Tier>>,
+        counts: Option<Arc<dyn Counts>>,
+    ) -> Paywall {
         let clock = self.client.clock().clone();
         let index = Arc::new(UserIndex::default());
         let unfile = index.clone();
@@ -358,6 +366,14 @@ impl PaywallBuilder {
             .keyring
             .unwrap_or_else(|| Keyring::from_access_token(self.client.access_token()));
         let local: Vec<Box<dyn Tier>> = store.into_iter().collect();
+        // Redis's counts, exact across replicas; else the store's; else
+        // this process's.
+        let counts = self
+            .shared
+            .as_ref()
+            .map(|shared| shared.counts.clone())
+            .or(counts)
+            .unwrap_or_else(|| Arc::new(crate::credits::MemoryCounts::default()));
         let inner = Arc::new(Inner {
             client: self.client,
             answers: super::answers::Answers::new(cache, index, self.lifetimes),
@@ -369,6 +385,7 @@ impl PaywallBuilder {
                     self.lifetimes.longest_keep(),
                     super::messages::MESSAGE_WINDOW,
                 ),
+                counts,
             ),
             flights: Flights::default(),
             ahead: Default::default(),

@@ -58,10 +58,11 @@ use self::{
 use crate::{
     admission::{Lane, Patience},
     clock::Clock,
+    credits::{Ask, Balance, Bucket, Counts, CountsError, Credits},
     error::{ceil_secs, ConfigError},
     stats::{Counters, PaywallStats},
     tier::{Invalidation, Replicas, Tier},
-    PaymentsClient, PluginPaymentToken, UserId,
+    PaymentStatus, PaymentsClient, PluginPaymentToken, UserId,
 };
 
 /// The cache and lookup engine shared by every [`RequirePaidLayer`](crate::RequirePaidLayer)
@@ -110,16 +111,19 @@ struct Inner {
 pub(super) struct Shared {
     pub(super) tier: Arc<dyn Tier>,
     pub(super) replicas: Arc<dyn Replicas>,
+    /// Where the gates' credits are counted, exactly across replicas.
+    pub(super) counts: Arc<dyn Counts>,
 }
 
 impl Shared {
     /// `tier`, as both.
     #[cfg(feature = "redis")]
-    pub(super) fn of<T: Tier + Replicas>(tier: T) -> Self {
+    pub(super) fn of<T: Tier + Replicas + Counts>(tier: T) -> Self {
         let tier = Arc::new(tier);
         Self {
             tier: tier.clone(),
-            replicas: tier,
+            replicas: tier.clone(),
+            counts: tier,
         }
     }
 }
@@ -143,7 +147,7 @@ impl Paywall {
     /// A paywall with the default cache settings.
     pub fn new(client: PaymentsClient) -> Self {
         // No store and no signing key of its own: nothing that can fail.
-        Self::builder(client).assemble(None)
+        Self::builder(client).assemble(None, None)
     }
 
     /// Starts a builder.
@@ -187,6 +191,100 @@ impl Paywall {
     /// What the gates built from this paywall count.
     pub(crate) fn counters(&self) -> &Counters {
         &self.inner.stats
+    }
+
+    /// Where the credits of the gates built from this paywall are counted.
+    pub(crate) fn credit_counts(&self) -> Arc<dyn Counts> {
+        self.inner.tiers.counts.clone()
+    }
+
+    /// Now, in Unix milliseconds, by the paywall's clock.
+    pub(crate) fn unix_ms(&self) -> u64 {
+        self.inner.clock.unix_ms()
+    }
+
+    /// The question of `user`'s balance in `status`'s allowance, now;
+    /// `None` for a status that has none.
+    fn balance_ask<'a>(
+        &self,
+        credits: &'a Credits,
+        user: &'a UserId,
+        status: &PaymentStatus,
+    ) -> Option<Ask<'a>> {
+        let bucket = Bucket::of(status)?;
+        Some(Ask {
+            user,
+            bucket,
+            allowances: credits.of(bucket),
+            cost: 0,
+            now: i64::try_from(self.unix_ms() / 1000).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// What `user` has left of `credits`' allowance for `status` (each
+    /// window's), as the gates built from this paywall count it.
+    ///
+    /// ```
+    /// use figma_paywall::{credits::{Credits, Window}, mock::MockFigma, Paywall, PaymentStatus, UserId};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let paywall = Paywall::new(MockFigma::start().await?.client()?);
+    /// let credits = Credits::new().paid(100, Window::Day);
+    /// let user = UserId::new("2001")?;
+    /// paywall.grant_credits(&credits, &user, &PaymentStatus::Paid, 10).await?;
+    /// let left = paywall.credits_left(&credits, &user, &PaymentStatus::Paid).await?;
+    /// assert_eq!(left.remaining(), Some(110));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the counts cannot be reached (Redis down).
+    pub async fn credits_left(
+        &self,
+        credits: &Credits,
+        user: &UserId,
+        status: &PaymentStatus,
+    ) -> Result<Balance, CountsError> {
+        let Some(ask) = self.balance_ask(credits, user, status) else {
+            return Ok(Balance::of(&[], 0));
+        };
+        let now = ask.now;
+        let windows = self.inner.tiers.counts.read(ask).await?;
+        Ok(Balance::of(&windows, now))
+    }
+
+    /// Gives `user` `amount` more credits in each current window of
+    /// `credits`' allowance for `status` (after a failed generation, say),
+    /// and says what is left; see [`credits_left`](Self::credits_left).
+    ///
+    /// # Errors
+    ///
+    /// When the counts cannot be reached (Redis down).
+    pub async fn grant_credits(
+        &self,
+        credits: &Credits,
+        user: &UserId,
+        status: &PaymentStatus,
+        amount: u64,
+    ) -> Result<Balance, CountsError> {
+        let Some(ask) = self.balance_ask(credits, user, status) else {
+            return Ok(Balance::of(&[], 0));
+        };
+        let (bucket, now) = (ask.bucket, ask.now);
+        let counts = &self.inner.tiers.counts;
+        let windows = counts.read(ask).await?;
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        counts.settle(user, bucket, &windows, -amount);
+        let windows: Vec<_> = windows
+            .into_iter()
+            .map(|mut u| {
+                u.used = u.used.saturating_sub(amount);
+                u
+            })
+            .collect();
+        Ok(Balance::of(&windows, now))
     }
 
     /// Whether Figma refuses the creator's access token; see
@@ -280,6 +378,7 @@ impl Paywall {
                 .collect()
         };
         let (calls, latency) = self.inner.client.upstream_calls();
+        let (credits_spent, credits_refused) = s.credits_by_status();
         PaywallStats {
             cache_hits: s.hits.get(),
             cache_misses: s.misses.get(),
@@ -308,6 +407,8 @@ impl Paywall {
             slots_used: by_lane(lanes.used),
             slots_refused: by_lane(lanes.refused),
             slots_idle: admission.idle_slots(),
+            credits_spent,
+            credits_refused,
         }
     }
 

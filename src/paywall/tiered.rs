@@ -12,7 +12,7 @@
 //! taken polls the shared tier until the lock's lifetime has passed.
 
 use std::{
-    sync::{atomic::AtomicU64, Mutex},
+    sync::{atomic::AtomicU64, Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -22,6 +22,7 @@ use super::{forgotten::Forgotten, Inner, Shared, REFRESH_AT};
 use crate::{
     admission::{Ask, Need, Patience, Renewal, SharedBudget},
     client::Question,
+    credits::Counts,
     error::Error,
     tier::{Charge, Keyring, Opened, Refused, StoreKey, Stored, Tier, TierResult, Unavailable},
     PaymentInformation,
@@ -50,6 +51,9 @@ pub(super) struct Tiers {
     pub(super) forgotten: Forgotten,
     /// Until when (Unix ms) replicas were last told that Figma is failing.
     pub(super) told_failing_until: AtomicU64,
+    /// Where the gates' credits are counted: in process, the store, or
+    /// Redis.
+    pub(super) counts: Arc<dyn Counts>,
 }
 
 impl Tiers {
@@ -58,6 +62,7 @@ impl Tiers {
         shared: Option<Shared>,
         keyring: Keyring,
         forgotten: Forgotten,
+        counts: Arc<dyn Counts>,
     ) -> Self {
         Self {
             local,
@@ -66,6 +71,7 @@ impl Tiers {
             seal_warned_at: Mutex::new(None),
             forgotten,
             told_failing_until: AtomicU64::new(0),
+            counts,
         }
     }
 

@@ -1,6 +1,8 @@
 //! How a request got through the gate: [`PaidAccess`] and [`AccessVia`].
 
-use crate::{Lookup, PaymentInformation};
+use http::Request;
+
+use crate::{credits::Meter, Lookup, PaymentInformation, Paywall};
 
 /// How a request got through the gate: a request extension the gate puts
 /// on every request it lets in, and an extractor. Handlers that only need
@@ -52,4 +54,46 @@ pub enum AccessVia {
     /// open: nobody checked that this caller paid, and there is no
     /// [`PaymentInformation`] to extract.
     FailOpen,
+    /// Figma says `UNPAID`, and the gate's credits gave this user a free
+    /// try ([`Credits::unpaid`](crate::credits::Credits::unpaid)): the
+    /// [`PaymentInformation`] says `UNPAID`.
+    FreeTry,
+}
+
+/// A caller the gate lets in: how, and the credits it reserved.
+pub(crate) struct Granted {
+    access: PaidAccess,
+    /// The credits it reserved, when the gate meters its status.
+    pub(crate) meter: Option<Meter>,
+}
+
+impl Granted {
+    pub(crate) fn new(access: PaidAccess) -> Self {
+        Self {
+            access,
+            meter: None,
+        }
+    }
+
+    pub(crate) fn access(&self) -> &PaidAccess {
+        &self.access
+    }
+
+    /// Lets `req` in: Figma's answer that let them in as a
+    /// `PaymentInformation` extension (none when the gate failed open),
+    /// how they got in as a [`PaidAccess`] one, and what it may report
+    /// it cost as a [`CreditCharge`](crate::credits::CreditCharge) when
+    /// it is metered. The meter settles once the response is made.
+    pub(crate) fn admit<B>(self, paywall: &Paywall, req: &mut Request<B>) -> Option<Meter> {
+        paywall.counters().granted.add();
+        let extensions = req.extensions_mut();
+        if let Some(info) = self.access.info() {
+            extensions.insert(info);
+        }
+        extensions.insert(self.access);
+        if let Some(meter) = &self.meter {
+            extensions.insert(meter.charge());
+        }
+        self.meter
+    }
 }

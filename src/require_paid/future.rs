@@ -12,6 +12,11 @@ use http::Request;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use crate::credits::Meter;
+
+/// The payment check: the request let in and its meter, or the refusal.
+type Check<B> = BoxFuture<'static, Result<(Request<B>, Option<Meter>), Response>>;
+
 pin_project! {
     /// The response future of [`RequirePaid`](super::RequirePaid): for a
     /// caller whose fresh answer was cached, the inner service's future
@@ -34,12 +39,13 @@ pin_project! {
     #[project = StateProj]
     enum State<S, F, B> {
         Check {
-            check: BoxFuture<'static, Result<Request<B>, Response>>,
+            check: Check<B>,
             inner: S,
         },
         Inner {
             #[pin]
             future: F,
+            meter: Option<Meter>,
         },
         Answered {
             response: Option<Response>,
@@ -52,10 +58,7 @@ where
     S: Service<Request<B>>,
 {
     /// The check, then `inner` (the service that was made ready).
-    pub(super) fn checking(
-        check: BoxFuture<'static, Result<Request<B>, Response>>,
-        inner: S,
-    ) -> Self {
+    pub(super) fn checking(check: Check<B>, inner: S) -> Self {
         Self {
             state: State::Check { check, inner },
         }
@@ -70,10 +73,11 @@ where
         }
     }
 
-    /// The inner service's future: the caller was let in already.
-    pub(super) fn admitted(future: S::Future) -> Self {
+    /// The inner service's future: the caller was let in already, and
+    /// `meter` settles their credits when it answers.
+    pub(super) fn admitted(future: S::Future, meter: Option<Meter>) -> Self {
         Self {
-            state: State::Inner { future },
+            state: State::Inner { future, meter },
         }
     }
 }
@@ -89,13 +93,19 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Check { check, inner } => match ready!(check.as_mut().poll(cx)) {
-                    Ok(req) => {
+                    Ok((req, meter)) => {
                         let future = inner.call(req);
-                        this.state.set(State::Inner { future });
+                        this.state.set(State::Inner { future, meter });
                     }
                     Err(refusal) => return Poll::Ready(Ok(refusal)),
                 },
-                StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Inner { future, meter } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(meter) = meter.take() {
+                        meter.finish(&mut response);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
                 StateProj::Answered { response } => {
                     let response = response.take().expect("polled after it was ready");
                     return Poll::Ready(Ok(response));

@@ -7,10 +7,11 @@ use http::{request::Parts, Request, StatusCode};
 use tracing::{field::Empty, Instrument};
 
 use super::{
-    caller::ClientKeys, failure::refusal_for, identity::Mode, AccessVia, Identity, IdentityError,
-    PaidAccess,
+    access::Granted, caller::ClientKeys, failure::refusal_for, identity::Mode, AccessVia, Identity,
+    IdentityError, PaidAccess,
 };
 use crate::{
+    credits::{CreditCost, Meter},
     Error, Lookup, PaymentStatus, Paywall, PluginPaymentToken, Refusal, RefusalReason, Resource,
     UserId,
 };
@@ -27,24 +28,8 @@ pub(crate) struct Gate {
     pub(super) refusal: Option<RefusalHandler>,
     /// Who the client is, for the fair share of cold lookups.
     pub(super) client_key: ClientKeys,
-}
-
-pub(super) struct Granted {
-    access: PaidAccess,
-}
-
-impl Granted {
-    /// Lets `req` in: Figma's answer that let them in as a
-    /// `PaymentInformation` extension (none when the gate failed open),
-    /// and how they got in as a [`PaidAccess`] one.
-    pub(super) fn admit<B>(self, paywall: &Paywall, req: &mut Request<B>) {
-        paywall.counters().granted.add();
-        let extensions = req.extensions_mut();
-        if let Some(info) = self.access.info() {
-            extensions.insert(info);
-        }
-        extensions.insert(self.access);
-    }
+    /// What each caller may spend, when the gate meters credits.
+    pub(super) credits: Option<super::metered::Metering>,
 }
 
 /// The hit path, decided without awaiting anything: a grant for a caller
@@ -55,12 +40,13 @@ impl Granted {
 pub(crate) fn cached_grant(
     gate: &Gate,
     identity: &Result<Option<Identity>, IdentityError>,
+    cost: Option<u64>,
 ) -> Option<Granted> {
     match identity {
         // With DEBUG on, every request gets its span from the full check.
-        Ok(Some(identity)) if !tracing::enabled!(tracing::Level::DEBUG) => {
-            gate.grant_cached(identity)
-        }
+        Ok(Some(identity)) if !tracing::enabled!(tracing::Level::DEBUG) => gate
+            .grant_cached(identity)
+            .and_then(|granted| gate.meter_now(granted, cost)),
         _ => None,
     }
 }
@@ -71,7 +57,7 @@ pub(crate) async fn check<B>(
     identity: Result<Option<Identity>, IdentityError>,
     parts: Parts,
     body: B,
-) -> Result<Request<B>, Response> {
+) -> Result<(Request<B>, Option<Meter>), Response> {
     // DEBUG, and no formatting: with an INFO subscriber this costs nothing.
     let first = &gate.resources[0];
     let span = tracing::debug_span!(
@@ -85,23 +71,34 @@ pub(crate) async fn check<B>(
         upstream_ms = Empty,
     );
     let paywall = &gate.paywall;
-    let decision = gate
-        .decide(paywall, identity, &parts)
-        .instrument(span.clone())
-        .await;
+    let cost = parts.extensions.get::<CreditCost>().map(|c| c.0);
+    let decision = async {
+        let granted = gate.decide(paywall, identity, &parts).await?;
+        gate.meter(granted, cost).await
+    }
+    .instrument(span.clone())
+    .await;
     match decision {
         Ok(granted) => {
             span.record("outcome", "granted");
             let mut req = Request::from_parts(parts, body);
-            granted.admit(paywall, &mut req);
-            Ok(req)
+            let meter = granted.admit(paywall, &mut req);
+            Ok((req, meter))
         }
         Err(refusal) => {
             let reason = refusal.reason;
             paywall.counters().refused(reason);
             span.record("outcome", reason.as_str());
             let mut response = match &gate.refusal {
-                Some(handler) => (handler.0)(refusal, &parts),
+                Some(handler) => {
+                    // The credits' RateLimit fields, whoever writes the body.
+                    let headers = refusal.headers.clone();
+                    let mut response = (handler.0)(refusal, &parts);
+                    if let Some(headers) = headers {
+                        response.headers_mut().extend(*headers);
+                    }
+                    response
+                }
                 None => refusal.into_response(),
             };
             // For a TraceLayer or metrics outside, whoever wrote the body.
@@ -112,6 +109,32 @@ pub(crate) async fn check<B>(
 }
 
 impl Gate {
+    /// `granted`, its cost reserved if that needs no wait; `None` sends the
+    /// request the full check's way.
+    fn meter_now(&self, granted: Granted, cost: Option<u64>) -> Option<Granted> {
+        match &self.credits {
+            Some(credits) => credits.meter_now(&self.paywall, granted, cost),
+            None => Some(granted),
+        }
+    }
+
+    /// `granted`, its cost reserved, or the refusal of an allowance spent.
+    async fn meter(&self, granted: Granted, cost: Option<u64>) -> Result<Granted, Refusal> {
+        match &self.credits {
+            Some(credits) => credits.meter(&self.paywall, granted, cost).await,
+            None => Ok(granted),
+        }
+    }
+
+    /// A free try for `lookup`'s non-buyer, if the gate gives them; else
+    /// `refusal`.
+    fn free_try(&self, lookup: Option<Lookup>, refusal: Refusal) -> Result<Granted, Refusal> {
+        match &self.credits {
+            Some(credits) => credits.free_try(lookup, refusal),
+            None => Err(refusal),
+        }
+    }
+
     /// A grant from fresh cached answers alone, or `None`. Resources are
     /// tried in the full check's order, stopping where it would have to
     /// wait, so the fast path grants exactly what the full check grants.
@@ -196,11 +219,22 @@ impl Gate {
                 "this plugin payment token was issued for another plugin or widget",
             ));
         };
+        let free_try = self.free_try_with(&lookup);
         self.judge(lookup, resource)
+            .or_else(|refusal| self.free_try(free_try, refusal))
+    }
+
+    /// `lookup` again, if a refusal of it may still spend a free try.
+    fn free_try_with(&self, lookup: &Lookup) -> Option<Lookup> {
+        let metering = self.credits.as_ref()?;
+        metering.gives_free_tries(lookup).then(|| lookup.clone())
     }
 
     async fn decide_user(&self, paywall: &Paywall, user: &UserId) -> Result<Granted, Refusal> {
         let mut refusal = None;
+        // The first answer that may spend a free try, once every resource
+        // refused.
+        let mut free_try = None;
         for resource in &self.resources {
             let started = Instant::now();
             let lookup = match paywall.lookup_user(user, resource).await {
@@ -226,6 +260,9 @@ impl Gate {
                 )));
                 continue;
             }
+            if free_try.is_none() {
+                free_try = self.free_try_with(&lookup);
+            }
             match self.judge(lookup, resource) {
                 Ok(granted) => return Ok(granted),
                 Err(not_paid) => {
@@ -242,7 +279,13 @@ impl Gate {
                 }
             }
         }
-        refusal.unwrap_or_else(unreachable_refusal)
+        let refusal = refusal.unwrap_or_else(unreachable_refusal);
+        match refusal {
+            Err(not_paid) if not_paid.reason == RefusalReason::NotPaid => {
+                self.free_try(free_try, not_paid)
+            }
+            refusal => refusal,
+        }
     }
 
     /// PAID passes, TRIAL passes unless refused, the bypass list passes;
@@ -256,12 +299,10 @@ impl Gate {
             _ => None,
         };
         match via {
-            Some(via) => Ok(Granted {
-                access: PaidAccess {
-                    via,
-                    lookup: Some(lookup),
-                },
-            }),
+            Some(via) => Ok(Granted::new(PaidAccess {
+                via,
+                lookup: Some(lookup),
+            })),
             None => {
                 tracing::debug!(%status, "refused: not paid");
                 let mut refusal = Refusal::new(
@@ -295,12 +336,10 @@ impl Gate {
             && paywall.client().figma_failing_for().is_some()
         {
             tracing::warn!(error = %error, "Figma could not answer; letting the caller through (fail-open)");
-            return Ok(Granted {
-                access: PaidAccess {
-                    via: AccessVia::FailOpen,
-                    lookup: None,
-                },
-            });
+            return Ok(Granted::new(PaidAccess {
+                via: AccessVia::FailOpen,
+                lookup: None,
+            }));
         }
         Err(refusal)
     }

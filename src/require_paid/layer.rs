@@ -11,7 +11,7 @@ use super::{
     gate::{Gate, RefusalHandler},
     ClientKeySource, DefaultIdentity, IdentitySource, PeerAddr, RequirePaid,
 };
-use crate::{Paywall, Refusal, Resource, UserId};
+use crate::{credits::Credits, Paywall, Refusal, Resource, UserId};
 
 /// The layer that gates a service on Figma payment status; build it with
 /// [`RequirePaid::plugin`] and its siblings (one paywall from the
@@ -69,6 +69,7 @@ impl RequirePaidLayer {
                 fail_open: false,
                 refusal: None,
                 client_key: ClientKeys(Arc::new(PeerAddr)),
+                credits: None,
             }),
             identity: DefaultIdentity,
         }
@@ -126,6 +127,28 @@ impl<I> RequirePaidLayer<I> {
     /// ```
     pub fn bypass(mut self, users: impl IntoIterator<Item = UserId>) -> Self {
         Arc::make_mut(&mut self.gate).bypass.extend(users);
+        self
+    }
+
+    /// Meters what each caller spends: buyers their status's allowance, and
+    /// non-buyers free tries where [`Credits::unpaid`] gives them. Counts
+    /// live where the paywall keeps answers: in process, in its store, or
+    /// in Redis, shared by replicas. See [`credits`](crate::credits).
+    ///
+    /// ```
+    /// # use figma_paywall::{AccessToken, Paywall, PaymentsClient, RequirePaidLayer, Resource};
+    /// use figma_paywall::credits::{Credits, Window};
+    /// # let paywall = Paywall::new(PaymentsClient::new(AccessToken::new("t")?)?);
+    /// let credits = Credits::new().paid(100, Window::Day).unpaid(5, Window::Ever);
+    /// let layer = RequirePaidLayer::new(&paywall, Resource::plugin("1")?).credits(credits.cost(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn credits(mut self, credits: Credits) -> Self {
+        let counts = self.gate.paywall.credit_counts();
+        Arc::make_mut(&mut self.gate).credits = Some(super::metered::Metering {
+            plan: credits,
+            counts,
+        });
         self
     }
 

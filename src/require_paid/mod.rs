@@ -32,6 +32,7 @@ mod future;
 mod gate;
 mod identity;
 mod layer;
+mod metered;
 mod service;
 
 #[cfg(test)]

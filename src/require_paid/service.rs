@@ -11,7 +11,7 @@ use super::{
     gate::{cached_grant, check},
     DefaultIdentity, IdentitySource, RequirePaidFuture, RequirePaidLayer,
 };
-use crate::{Paywall, Resource};
+use crate::{credits::CreditCost, Paywall, Resource};
 
 /// A service that lets a request through to `S` only when its caller has
 /// paid; made by [`RequirePaidLayer`].
@@ -168,10 +168,11 @@ where
         let identity = self.layer.identity.identify(&parts);
         // A buyer whose fresh answer is cached: straight to the service
         // that was made ready.
-        if let Some(granted) = cached_grant(&self.layer.gate, &identity) {
+        let cost = parts.extensions.get::<CreditCost>().map(|c| c.0);
+        if let Some(granted) = cached_grant(&self.layer.gate, &identity, cost) {
             let mut req = Request::from_parts(parts, body);
-            granted.admit(&self.layer.gate.paywall, &mut req);
-            return RequirePaidFuture::admitted(self.inner.call(req));
+            let meter = granted.admit(&self.layer.gate.paywall, &mut req);
+            return RequirePaidFuture::admitted(self.inner.call(req), meter);
         }
         // Anything else waits for the check: the service that was made ready
         // goes into the future, a clone stays for the next call. See

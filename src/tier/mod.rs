@@ -20,6 +20,8 @@ pub mod redis;
 pub(crate) mod seal;
 #[cfg(feature = "store")]
 pub(crate) mod store;
+#[cfg(feature = "store")]
+pub(crate) mod store_counts;
 
 use std::{fmt, sync::Weak, time::Duration};
 

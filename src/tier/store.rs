@@ -334,6 +334,19 @@ impl Tier for StoreTier {
 }
 
 impl StoreTier {
+    /// The credits' counts this store's file keeps, as of `now` (Unix
+    /// seconds).
+    pub(crate) fn counts(&self, now: i64) -> Result<super::store_counts::StoreCounts, ConfigError> {
+        super::store_counts::StoreCounts::open(self.db.clone(), now).map_err(|e| {
+            store_error(
+                &self.path,
+                format!("could not read the credits' counts: {e}"),
+            )
+        })
+    }
+}
+
+impl StoreTier {
     /// How many answers the store holds (expired ones not yet swept
     /// included).
     #[cfg(test)]

@@ -205,6 +205,9 @@ impl RedisTierBuilder {
                 replicas_floor: self.replicas,
                 unlock: Script::new(UNLOCK),
                 back_off: Script::new(BACK_OFF),
+                reserve_credits: Script::new(super::counts::RESERVE),
+                settle_credits: Script::new(super::counts::SETTLE),
+                offline: super::counts::offline_counts(),
                 health: Mutex::new(Health::default()),
             }),
         })

@@ -35,6 +35,7 @@
 //! as soon as Redis answers.
 
 mod builder;
+mod counts;
 mod listen;
 mod scripts;
 
@@ -80,6 +81,10 @@ struct TierInner {
     heartbeat: Script,
     unlock: Script,
     back_off: Script,
+    reserve_credits: Script,
+    settle_credits: Script,
+    /// Each user's count as last read, for an outage.
+    offline: counts::OfflineCounts,
     health: Mutex<Health>,
     /// How many replicas share the budget: the most Redis has heard from in
     /// a minute, over the last minute it answered (so that a Redis restart,

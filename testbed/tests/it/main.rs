@@ -18,6 +18,7 @@ mod breaker;
 mod budget;
 mod client;
 mod cors;
+mod credits;
 mod fairness;
 mod faults;
 mod lanes;
