@@ -15,20 +15,22 @@
 //! `FIGMA_RATE_LIMIT` (`FIGMA_RATE_BURST`) the budget, on the mock too.
 //! `FIGMA_PAYWALL_BYPASS` (user IDs, comma-separated) lets those users in
 //! whatever Figma says: you, the creator, whom Figma answers `UNPAID` for
-//! your own plugin.
+//! your own plugin. `FIGMA_PAYWALL_CREDITS` meters `/generate` with
+//! credits, as the gateway's `--credits` does: `paid=100/day,unpaid=20/day`
+//! gives buyers 100 calls a day and everyone else 20 free tries a day.
 
 use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, Method, StatusCode},
+    http::{header, HeaderMap, HeaderName, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
 use figma_paywall::{
-    identity, mock::MockFigma, PaidAccess, PaymentInformation, PaymentStatus, PaymentsClient,
-    Paywall, RequirePaidLayer, Resource, UserId,
+    credits::Credits, identity, mock::MockFigma, PaidAccess, PaymentInformation, PaymentStatus,
+    PaymentsClient, Paywall, RequirePaidLayer, Resource, UserId,
 };
 use serde_json::{json, Value};
 use tower_http::cors::{Any, CorsLayer};
@@ -95,10 +97,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|id| !id.is_empty())
         .map(|id| UserId::new(id).map_err(|e| format!("FIGMA_PAYWALL_BYPASS {id:?}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut gate = RequirePaidLayer::new(&paywall, plugin).bypass(bypass);
+    if let Some(credits) = std::env::var("FIGMA_PAYWALL_CREDITS")
+        .ok()
+        .filter(|c| !c.is_empty())
+    {
+        gate = gate.credits(credits.parse::<Credits>()?);
+    }
     let mut app = Router::new()
         .route("/generate", post(generate))
         // On the routes above only: any other path is a 404, not a 401.
-        .route_layer(RequirePaidLayer::new(&paywall, plugin).bypass(bypass))
+        .route_layer(gate)
         .route("/health", get(|| async { "ok" }));
     if let Some(token) = stats_token.clone() {
         app = app.route(
@@ -148,13 +157,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// their calls succeed only against `Access-Control-Allow-Origin: *`. Put
 /// outside the gate, so that a non-buyer's plugin can read the 402's
 /// `reason` and open checkout, and scripts can read `Retry-After` on a 429
-/// or 503. It answers preflights too: the gate never lets one through.
+/// or 503, and `RateLimit` with credits. It answers preflights too: the
+/// gate never lets one through.
 fn cors_for_plugins() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, identity::PAYMENT_TOKEN_HEADER])
-        .expose_headers([header::RETRY_AFTER])
+        // Retry-After on a 429 or 503; what credits are left (RateLimit).
+        .expose_headers([
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 

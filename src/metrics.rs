@@ -43,4 +43,10 @@ pub(crate) fn record(s: PaywallStats) {
     }
     ::metrics::counter!("figma_paywall_budget_slots_idle_total").absolute(s.slots_idle);
     ::metrics::counter!("figma_paywall_unverified_served_total").absolute(s.unverified_served);
+    for (outcome, by_status) in [("spent", &s.credits_spent), ("refused", &s.credits_refused)] {
+        for (status, n) in by_status {
+            ::metrics::counter!("figma_paywall_credits_requests_total", "status" => *status, "outcome" => outcome)
+                .absolute(*n);
+        }
+    }
 }

@@ -9,9 +9,10 @@ use axum::{
     middleware::{from_fn_with_state, Next},
     response::{IntoResponse, Response},
     routing::{any, get},
-    Json, Router,
+    Extension, Json, Router,
 };
 use figma_paywall::{
+    credits::CreditCharge,
     identity::{
         ForwardedFor, Identity, IdentityError, IdentitySource, PaymentTokenHeader,
         PaymentTokenQuery,
@@ -25,6 +26,7 @@ use tower_layer::Layer;
 
 use crate::{
     config::Gateway,
+    credits::{own_path, remaining_header, PriceByPath, PriceLayer},
     envelope::envelope,
     flags::Secret,
     forwarded::{identity_headers, ANSWER_AGE},
@@ -103,7 +105,8 @@ fn gate(gateway: &Gateway) -> RequirePaidLayer {
         .resources
         .split_first()
         .expect("the flags name at least one resource");
-    more.iter()
+    let gate = more
+        .iter()
         .cloned()
         .fold(
             RequirePaidLayer::new(&gateway.paywall, first.clone()),
@@ -113,7 +116,11 @@ fn gate(gateway: &Gateway) -> RequirePaidLayer {
         .bypass(gateway.bypass.iter().cloned())
         // The proxies in front (--trusted-proxies) say who the client is.
         .client_key(ForwardedFor::trusting(gateway.trusted.0.iter().copied()))
-        .on_refusal(move |refusal, _parts| with_deny_status(refusal, deny).into_response())
+        .on_refusal(move |refusal, _parts| with_deny_status(refusal, deny).into_response());
+    match &gateway.credits {
+        Some(metered) => gate.credits(metered.credits.clone()),
+        None => gate,
+    }
 }
 
 /// The gateway's routes, with `--cors`'s headers on every answer. Forward
@@ -168,17 +175,23 @@ fn forward_auth(gateway: &Gateway) -> Router {
     // Any method: Envoy, Traefik and nginx ask with the request's own. A
     // preflight is refused before the gate, which would answer it 204.
     let refuse_preflight = from_fn_with_state(refusals_as, refuse_preflight);
+    // What the original request costs, by its path.
+    let price = PriceLayer::new(gateway.credits.clone(), original_path);
     Router::new()
         .route(
             "/_figma_paywall/auth",
             any(passed)
                 .layer(forward_auth.clone())
+                .layer(price.clone())
                 .layer(refuse_preflight.clone()),
         )
         // Envoy's ext_authz appends the original path to the service's.
         .route(
             "/_figma_paywall/auth/{*original}",
-            any(passed).layer(forward_auth).layer(refuse_preflight),
+            any(passed)
+                .layer(forward_auth)
+                .layer(price)
+                .layer(refuse_preflight),
         )
 }
 
@@ -189,7 +202,12 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
             paywall: gateway.paywall.clone(),
             token: gateway.metrics_token.clone(),
         })
-        .merge(crate::metrics::router(gateway));
+        .merge(crate::metrics::router(gateway))
+        .merge(crate::credits::router(
+            &gateway.paywall,
+            gateway.credits.as_ref(),
+            gateway.metrics_token.as_ref(),
+        ));
     let Some(upstream) = &gateway.upstream else {
         return app;
     };
@@ -209,19 +227,41 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
         ),
     });
     match login {
-        None => app.fallback_service(PreflightFirst::new(upstream, gate(gateway).layer(proxy))),
+        None => app.fallback_service(PreflightFirst::new(
+            upstream,
+            PriceByPath::new(
+                gate(gateway).layer(proxy),
+                gateway.credits.clone(),
+                own_path,
+            ),
+        )),
         Some((login, page)) => {
             let deny = gateway.deny_status;
             let to_login = login.clone();
             let gate = gate(gateway).on_refusal(move |refusal, parts| {
                 crate::site::refuse(with_deny_status(refusal, deny), parts, &to_login, &page)
             });
+            let priced = PriceByPath::new(gate.layer(proxy), gateway.credits.clone(), own_path);
             app.merge(login.router())
-                .fallback_service(PreflightFirst::new(upstream, gate.layer(proxy)))
+                .fallback_service(PreflightFirst::new(upstream, priced))
                 // The signed-in visitor, for the gate.
                 .layer(login.layer())
         }
     }
+}
+
+/// The path of the request a proxy asks about: its original URI's
+/// (nginx, Traefik, Caddy), else what Envoy appends to forward auth's.
+fn original_path(req: &Request) -> Option<String> {
+    if let Some(original) = ORIGINAL_URI.iter().find_map(|name| req.headers().get(name)) {
+        let uri: http::Uri = original.to_str().ok()?.parse().ok()?;
+        return Some(uri.path().to_owned());
+    }
+    req.uri()
+        .path()
+        .strip_prefix("/_figma_paywall/auth")
+        .filter(|rest| rest.starts_with('/'))
+        .map(str::to_owned)
 }
 
 /// The token of the request a proxy asks about: in its
@@ -248,13 +288,15 @@ fn forwarded_identity(parts: &Parts) -> Result<Option<Identity>, IdentityError> 
     PaymentTokenQuery.identify(&original)
 }
 
-/// 200, naming the buyer for the proxy to pass on.
-async fn passed(access: PaidAccess) -> Response {
+/// 200, naming the buyer (and what credits they have left) for the proxy
+/// to pass on.
+async fn passed(access: PaidAccess, charge: Option<Extension<CreditCharge>>) -> Response {
     let mut headers = HeaderMap::new();
     if let Some(lookup) = &access.lookup {
         identity_headers(&lookup.info(), &mut headers);
         headers.insert(ANSWER_AGE, lookup.age().as_secs().into());
     }
+    remaining_header(charge.as_ref().map(|c| &c.0), &mut headers);
     tracing::debug!(via = ?access.via, "passed");
     (StatusCode::OK, headers).into_response()
 }
@@ -285,7 +327,7 @@ async fn health(State(health): State<Health>, headers: HeaderMap) -> Response {
     let details = health
         .token
         .as_ref()
-        .is_some_and(|token| crate::metrics::holds(token, &headers));
+        .is_some_and(|token| token.held_by(&headers));
     if !details {
         return (status, Json(json!({ "status": said }))).into_response();
     }
@@ -297,6 +339,8 @@ async fn health(State(health): State<Health>, headers: HeaderMap) -> Response {
         "cached_entries": stats.cached_entries,
         "active_buyers": stats.active_buyers,
         "refresh_cycle_secs": stats.refresh_cycle_secs,
+        "credits_spent": stats.credits_spent,
+        "credits_refused": stats.credits_refused,
     });
     (status, Json(body)).into_response()
 }

@@ -172,6 +172,9 @@ pub(crate) struct Args {
     #[command(flatten)]
     page: crate::site::PageArgs,
 
+    #[command(flatten)]
+    credits: crate::credits::CreditArgs,
+
     /// Serve GET /_figma_paywall/metrics (Prometheus's text format), and
     /// the details of GET /_figma_paywall/health, to those who send this
     /// as a bearer token. Without it, no metrics and no details are
@@ -330,6 +333,8 @@ pub(crate) struct Gateway {
     login: Option<(Option<String>, Page)>,
     /// The mock Figma of `--demo`, and the demo's tokens.
     pub(crate) demo: Option<crate::demo::Demo>,
+    /// `--credits` and `--credit-cost`.
+    pub(crate) credits: Option<crate::credits::Metered>,
 }
 
 impl Gateway {
@@ -445,6 +450,11 @@ impl Gateway {
             redis = Some(tier.clone());
             builder = builder.redis(tier);
         }
+        let credits = crate::credits::Metered::from_args(args.credits)?;
+        let stored = std::env::var_os("FIGMA_PAYWALL_STORE").is_some_and(|s| !s.is_empty());
+        if credits.is_some() && redis.is_none() && !stored {
+            tracing::warn!("credits are counted in this process only: a restart gives everyone their allowance again; set FIGMA_PAYWALL_STORE or REDIS_URL to keep counts");
+        }
         let first = resources[0].clone();
         if args.max_connections == 0 {
             return Err("--max-connections must be at least 1".to_owned());
@@ -488,6 +498,7 @@ impl Gateway {
                 false => None,
             },
             demo,
+            credits,
         })
     }
 

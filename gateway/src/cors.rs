@@ -35,7 +35,11 @@ pub(crate) fn layer(origins: &str) -> Result<CorsLayer, String> {
     Ok(base
         .allow_origin(AllowOrigin::list(list))
         .allow_credentials(true)
-        .expose_headers([header::RETRY_AFTER]))
+        .expose_headers([
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
+        ]))
 }
 
 /// Drops the upstream's own CORS headers: with `--cors` the gateway alone

@@ -7,6 +7,20 @@ use std::time::Duration;
 #[derive(Clone)]
 pub(crate) struct Secret(pub(crate) String);
 
+impl Secret {
+    /// Whether `headers` carry this secret as a bearer token, compared in
+    /// constant time.
+    pub(crate) fn held_by(&self, headers: &axum::http::HeaderMap) -> bool {
+        use subtle::ConstantTimeEq;
+        let sent = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        bool::from(sent.as_bytes().ct_eq(self.0.as_bytes()))
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")

@@ -14,6 +14,7 @@ mod auth;
 mod check;
 mod config;
 mod cors;
+mod credits;
 mod demo;
 mod envelope;
 mod flags;

@@ -12,7 +12,6 @@ use axum::{
 };
 use figma_paywall::Paywall;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use subtle::ConstantTimeEq;
 
 use crate::{config::Gateway, flags::Secret};
 
@@ -41,25 +40,13 @@ pub(crate) fn router(gateway: &Gateway) -> Router {
     )
 }
 
-/// Whether `headers` carry `token` as a bearer token (compared in
-/// constant time): a holder of the metrics token, who may read the
-/// metrics and the health's details.
-pub(crate) fn holds(token: &Secret, headers: &HeaderMap) -> bool {
-    let sent = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    bool::from(sent.as_bytes().ct_eq(token.0.as_bytes()))
-}
-
 fn scrape(
     paywall: &Paywall,
     handle: &PrometheusHandle,
     token: &Secret,
     headers: &HeaderMap,
 ) -> Response {
-    if !holds(token, headers) {
+    if !token.held_by(headers) {
         return (
             StatusCode::UNAUTHORIZED,
             "send the metrics token as a bearer token",

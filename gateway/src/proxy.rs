@@ -15,6 +15,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use figma_paywall::{
+    credits::CreditCharge,
     identity::{DefaultIdentity, IdentitySource, PAYMENT_TOKEN_QUERY},
     PaidAccess,
 };
@@ -24,6 +25,7 @@ use hyper_util::{
 };
 
 use crate::{
+    credits::{remaining_header, take_reported},
     envelope::envelope,
     forwarded::{
         climbs, drop_hop_by_hop, identity_headers, list_items, private_answer, request_headers,
@@ -274,6 +276,9 @@ pub(crate) async fn forward(
     if let Some(info) = access.info() {
         identity_headers(&info, headers);
     }
+    let charge = req.extensions().get::<CreditCharge>().cloned();
+    let headers = req.headers_mut();
+    remaining_header(charge.as_ref(), headers);
     if let Some(protocol) = &upgrade {
         headers.insert(header::UPGRADE, protocol.clone());
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -313,6 +318,7 @@ pub(crate) async fn forward(
             }
             let (mut parts, body) = response.into_parts();
             drop_hop_by_hop(&mut parts.headers);
+            take_reported(charge.as_ref(), &mut parts.headers);
             if let (true, Some(protocol)) = (switched, switched_to) {
                 parts.headers.insert(header::UPGRADE, protocol);
                 parts

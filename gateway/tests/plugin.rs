@@ -145,6 +145,34 @@ fn the_helper_lets_a_buyer_in_and_turns_a_402_into_checkout_against_ai_endpoint(
 }
 
 #[test]
+fn the_helper_reads_free_tries_and_credits_then_opens_checkout_against_ai_endpoint() {
+    let server = AiEndpoint::start(&[("FIGMA_PAYWALL_CREDITS", "paid=100/day,unpaid=2/day")]);
+
+    // A non-buyer's two free tries, then the 402 (no checkout asked).
+    for left in [1, 0] {
+        let free = paid_fetch(&server, "2003", &[("CHECKOUT", "false")]);
+        assert_eq!(free["status"], 200, "{free}");
+        assert_eq!(free["body"]["payment_status"]["type"], "UNPAID");
+        assert_eq!(free["credits"]["remaining"], left, "{free}");
+        assert_eq!(free["credits"]["limit"], 2);
+        assert_eq!(free["credits"]["window"], "day");
+        assert!(free["credits"]["resetsInSeconds"].as_u64().unwrap() <= 86_400);
+    }
+    let out = paid_fetch(&server, "2003", &[("CHECKOUT", "false")]);
+    assert_eq!(out["status"], 402, "{out}");
+    assert_eq!(out["body"]["reason"], "not_paid");
+    assert_eq!(out["credits"]["remaining"], 0);
+
+    // With checkout, the tries spent open it; the user buys and is in, on
+    // the buyers' allowance.
+    let bought = paid_fetch(&server, "2003", &[("IN_CHECKOUT", "buy")]);
+    assert_eq!(bought["status"], 200, "{bought}");
+    assert_eq!(bought["checkouts"], json!(["PAID_FEATURE"]));
+    assert_eq!(bought["credits"]["remaining"], 99);
+    assert_eq!(bought["credits"]["limit"], 100);
+}
+
+#[test]
 fn the_helper_waits_out_retry_after_from_ai_endpoint() {
     // A budget of 10 a minute, one at once: a slot every 6 s, and a new
     // caller's 7.5 s after the last (it leaves refreshes a quarter of a
@@ -349,6 +377,9 @@ fn the_typescript_and_javascript_the_docs_show_type_check_against_the_package() 
         main.len() >= 3 && !ui.is_empty(),
         "the READMEs and docs/plugin.md show paidFetch, in the main thread and the UI"
     );
+    // The main thread has no DOM: the package's stand-in for the one DOM
+    // type its Structured Fields parser names, as its own tsconfig.json.
+    main.push("../src/buffer-source.d.ts".to_owned());
     for (config, files, lib, types) in [
         (
             "tsconfig.json",

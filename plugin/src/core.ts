@@ -1,3 +1,5 @@
+import { parseList } from 'structured-headers'
+
 // What `paidFetch` does, wherever it runs: the main thread (Figma's `fetch`
 // and `figma.payments`) and the UI iframe (the browser's `fetch`, and the
 // main thread through the bridge) each give it a `Host`.
@@ -17,7 +19,8 @@ export interface PaidFetchOptions {
   /**
    * On a `429` or `503` whose `Retry-After` is at most this many
    * milliseconds, wait and send the request once more. `0` never waits.
-   * Default 10 000 (10 s).
+   * Default 10 000 (10 s). A `429` for spent credits
+   * (`credits_exhausted`) is never waited out: it renews with its window.
    */
   maxWaitMs?: number
   /**
@@ -188,6 +191,59 @@ function allowedOrigin(entry: string): string {
   return origin
 }
 
+/**
+ * What a metered answer says of the caller's credits (the server's
+ * `RateLimit` and `RateLimit-Policy` fields): the window with the least
+ * left, which is what the next calls may spend.
+ */
+export interface Credits {
+  /** What is left in that window (never below 0). */
+  remaining: number
+  /** That window's allowance. */
+  limit: number
+  /** Seconds until it renews; `undefined` for an allowance that never does ("5 tries, ever"). */
+  resetsInSeconds: number | undefined
+  /** Its name: `hour`, `day`, `month` or `ever`. */
+  window: string
+}
+
+/** Each member of a Structured Fields list of strings: its name and integer parameters. */
+function members(value: string | null | undefined): Map<string, Map<string, number>> {
+  const out = new Map<string, Map<string, number>>()
+  if (!value) return out
+  let list
+  try {
+    list = parseList(value)
+  } catch {
+    return out
+  }
+  for (const [item, params] of list) {
+    if (typeof item !== 'string') continue
+    const numbers = new Map<string, number>()
+    for (const [key, param] of params) if (typeof param === 'number') numbers.set(key, param)
+    out.set(item, numbers)
+  }
+  return out
+}
+
+/**
+ * The credits an answer reports, read with `header` (a response's header by
+ * name); `undefined` when it carries none, or none that can be read.
+ */
+export function creditsFrom(header: (name: string) => string | null | undefined): Credits | undefined {
+  const policies = members(header('ratelimit-policy'))
+  let least: Credits | undefined
+  for (const [window, state] of members(header('ratelimit'))) {
+    const remaining = state.get('r')
+    const limit = policies.get(window)?.get('q')
+    if (remaining === undefined || limit === undefined) continue
+    if (least === undefined || remaining < least.remaining) {
+      least = { remaining, limit, resetsInSeconds: state.get('t'), window }
+    }
+  }
+  return least
+}
+
 /** `Retry-After` in milliseconds: seconds, or an HTTP date (RFC 9110). */
 export function retryAfterMs(value: string | null, now: number = Date.now()): number | undefined {
   if (value === null) return undefined
@@ -219,8 +275,14 @@ export async function paidFetchWith<R>(host: Host<R>, call: Call, options: PaidF
     }
   }
 
-  // The server's budget at Figma is busy: wait if it is worth it.
+  // The server's budget at Figma is busy: wait if it is worth it. Spent
+  // credits are not: their Retry-After is when the window renews.
   const status = host.status(response)
+  if (status === 429) {
+    const peeked = await host.reason(response)
+    response = peeked.response
+    if (peeked.reason === 'credits_exhausted') return response
+  }
   if (status === 429 || status === 503) {
     const wait = retryAfterMs(host.header(response, 'retry-after'))
     if (wait !== undefined && wait <= maxWaitMs) {

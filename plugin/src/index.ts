@@ -27,6 +27,8 @@ import {
   type BridgeReply,
   type BridgeRequest,
   callTo,
+  type Credits,
+  creditsFrom,
   type Host,
   type Interstitial,
   networkMessage,
@@ -41,6 +43,7 @@ import {
 } from './core.js'
 
 export {
+  type Credits,
   DEFAULT_MAX_WAIT_MS,
   type Interstitial,
   type PaidFetchOptions,
@@ -157,6 +160,21 @@ function utf8(text: string): ArrayBuffer {
       )
   }
   return new Uint8Array(bytes).buffer
+}
+
+/**
+ * What a metered answer says of the caller's credits: the window with the
+ * least left (`remaining`, `limit`, `resetsInSeconds`, `window`), or
+ * `undefined` when the server does not meter this call.
+ *
+ * ```ts
+ * const response = await paidFetch(`${SERVER}/generate`, { method: 'POST', body })
+ * const credits = creditsOf(response)
+ * if (credits) figma.notify(`${credits.remaining} of ${credits.limit} tries left`)
+ * ```
+ */
+export function creditsOf(response: FetchResponse): Credits | undefined {
+  return creditsFrom((name) => header(response, name))
 }
 
 /** A header of Figma's response, whatever the case of its name. */

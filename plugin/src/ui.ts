@@ -23,6 +23,7 @@ import {
   type BridgeReply,
   type BridgeRequest,
   callTo,
+  creditsFrom,
   type Host,
   type Interstitial,
   networkMessage,
@@ -34,8 +35,10 @@ import {
   reasonOf,
   type Token,
 } from './core.js'
+import type { Credits } from './core.js'
 
 export {
+  type Credits,
   DEFAULT_MAX_WAIT_MS,
   type Interstitial,
   type PaidFetchOptions,
@@ -44,6 +47,21 @@ export {
   type PaywallErrorCode,
   retryAfterMs,
 } from './core.js'
+
+/**
+ * What a metered answer says of the caller's credits: the window with the
+ * least left (`remaining`, `limit`, `resetsInSeconds`, `window`), or
+ * `undefined` when the server does not meter this call.
+ *
+ * ```ts
+ * const response = await paidFetch(`${SERVER}/generate`, { method: 'POST', body })
+ * const credits = creditsOf(response)
+ * if (credits) status.textContent = `${credits.remaining} of ${credits.limit} left`
+ * ```
+ */
+export function creditsOf(response: Response): Credits | undefined {
+  return creditsFrom((name) => response.headers.get(name))
+}
 
 /** `paidFetch`'s options in the UI. */
 export interface UiPaidFetchOptions extends PaidFetchOptions {

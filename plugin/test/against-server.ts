@@ -65,6 +65,7 @@ console.log(
   JSON.stringify({
     status: response.status,
     retryAfter: response.headersObject['retry-after'] ?? null,
+    credits: main.creditsOf(response) ?? null,
     body,
     checkouts: figma.checkouts,
     tokensMinted: figma.tokensMinted,

@@ -186,3 +186,44 @@ test('Retry-After in seconds or as an HTTP date', async () => {
   assert.equal(main.retryAfterMs('soon'), undefined)
   assert.equal(main.retryAfterMs(null), undefined)
 })
+
+test('a 429 for spent credits is never waited out, whatever its Retry-After', async () => {
+  const { server, figma, main } = await setUp()
+  server.buyer = true
+  server.busy.push({
+    status: 429,
+    headers: { 'content-type': 'application/json', 'retry-after': '1' },
+    body: JSON.stringify({ error: true, status: 429, reason: 'credits_exhausted' }),
+  })
+  const spent = await main.paidFetch(URL_, POST, { maxWaitMs: 60_000 })
+  assert.equal(spent.status, 429)
+  assert.equal((await spent.json()).reason, 'credits_exhausted', 'the body is still readable')
+  assert.equal(server.tokensSeen.length, 1)
+  assert.deepEqual(figma.checkouts, [])
+})
+
+test('creditsOf reads the window with the least left from RateLimit and RateLimit-Policy', async () => {
+  const { server, main } = await setUp()
+  server.buyer = true
+  server.busy.push({
+    status: 200,
+    headers: {
+      'RateLimit-Policy': '"month";q=1000;w=2592000, "day";q=100;w=86400',
+      RateLimit: '"month";r=912;t=1209600, "day";r=37;t=35100',
+    },
+    body: '{}',
+  })
+  const response = await main.paidFetch(URL_, POST)
+  assert.deepEqual(main.creditsOf(response), { remaining: 37, limit: 100, resetsInSeconds: 35100, window: 'day' })
+  server.busy.push({
+    status: 200,
+    headers: { 'ratelimit-policy': '"ever";q=5', ratelimit: '"ever";r=2' },
+    body: '{}',
+  })
+  const tries = await main.paidFetch(URL_, POST)
+  assert.deepEqual(main.creditsOf(tries), { remaining: 2, limit: 5, resetsInSeconds: undefined, window: 'ever' })
+  // None, or none that parses: undefined, never a throw.
+  assert.equal(main.creditsOf(await main.paidFetch(URL_, POST)), undefined)
+  server.busy.push({ status: 200, headers: { ratelimit: '"day";r=', 'ratelimit-policy': 'garbage ((' }, body: '{}' })
+  assert.equal(main.creditsOf(await main.paidFetch(URL_, POST)), undefined)
+})

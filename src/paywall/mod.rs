@@ -342,8 +342,10 @@ impl Paywall {
     ///   `figma_paywall_refresh_cycle_seconds`, and the counters
     ///   `figma_paywall_budget_slots_total{lane, outcome}` (`lane`:
     ///   `refresh`, `new_caller`, `refresh_ahead`, `suspect`; `outcome`:
-    ///   `used` or `refused`), `figma_paywall_budget_slots_idle_total` and
-    ///   `figma_paywall_unverified_served_total`.
+    ///   `used` or `refused`), `figma_paywall_budget_slots_idle_total`,
+    ///   `figma_paywall_unverified_served_total` and
+    ///   `figma_paywall_credits_requests_total{status, outcome}` (metered
+    ///   requests, `spent` or `refused`, by `paid`, `trial`, `unpaid`).
     ///
     /// Recorded as they happen: the histogram
     /// `figma_paywall_upstream_latency_seconds{endpoint}`, and the counters

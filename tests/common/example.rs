@@ -104,6 +104,7 @@ impl AiEndpoint {
             .env_remove("FIGMA_RATE_LIMIT")
             .env_remove("FIGMA_RATE_BURST")
             .env_remove("FIGMA_PAYWALL_STORE")
+            .env_remove("FIGMA_PAYWALL_CREDITS")
             .env("PORT", port.to_string())
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())

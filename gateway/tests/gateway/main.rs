@@ -4,6 +4,7 @@
 
 mod browser;
 mod cors;
+mod credits;
 #[allow(dead_code)]
 #[path = "../common/example.rs"]
 mod example;
