@@ -451,10 +451,6 @@ impl Gateway {
             builder = builder.redis(tier);
         }
         let credits = crate::credits::Metered::from_args(args.credits)?;
-        let stored = std::env::var_os("FIGMA_PAYWALL_STORE").is_some_and(|s| !s.is_empty());
-        if credits.is_some() && redis.is_none() && !stored {
-            tracing::warn!("credits are counted in this process only: a restart gives everyone their allowance again; set FIGMA_PAYWALL_STORE or REDIS_URL to keep counts");
-        }
         let first = resources[0].clone();
         if args.max_connections == 0 {
             return Err("--max-connections must be at least 1".to_owned());

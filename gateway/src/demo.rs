@@ -85,14 +85,20 @@ mod mock {
 
         /// The demo's tokens, and commands to try at `addr`.
         pub(crate) fn print(&self, addr: SocketAddr, login: bool) {
-            print(&self.tokens, addr, login);
+            print(&self.tokens, addr, login, &self.mock.url());
         }
     }
 
     /// With `--demo`: the demo's tokens, and commands to try at `addr`; with
     /// `--login` too, the site to open in a browser and whom to sign in as.
-    fn print(tokens: &[(&'static str, PluginPaymentToken)], addr: SocketAddr, login: bool) {
+    fn print(
+        tokens: &[(&'static str, PluginPaymentToken)],
+        addr: SocketAddr,
+        login: bool,
+        figma: &str,
+    ) {
         println!("\nRunning on the embedded mock Figma (--demo).");
+        println!("mock Figma on {figma}");
         if login {
             println!("\nOpen http://{addr}/ in a browser and sign in with the mock Figma as:");
             for (id, who, _) in USERS {

@@ -92,10 +92,16 @@ fn the_packages_own_tests_pass() {
 /// One `paidFetch` of the built helper in node, as `user` with a fake
 /// `figma` whose tokens and checkout are the mock Figma's: what it got.
 fn paid_fetch(server: &AiEndpoint, user: &str, env: &[(&str, &str)]) -> Value {
+    paid_fetch_at(&server.base, &server.figma, user, env)
+}
+
+/// [`paid_fetch`] against the server at `base`, whose mock Figma is at
+/// `figma`.
+fn paid_fetch_at(base: &str, figma: &str, user: &str, env: &[(&str, &str)]) -> Value {
     package_tested();
     let mut all = vec![
-        ("SERVER_URL", server.base.as_str()),
-        ("FIGMA_URL", server.figma.as_str()),
+        ("SERVER_URL", base),
+        ("FIGMA_URL", figma),
         ("PLUGIN_ID", PLUGIN_ID),
         ("USER_ID", user),
     ];
@@ -172,6 +178,44 @@ fn the_helper_reads_free_tries_and_credits_then_opens_checkout_against_ai_endpoi
     assert_eq!(bought["credits"]["limit"], 100);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helper_reads_credits_through_the_gateway_as_its_upstream_charges_them() {
+    use axum::response::IntoResponse;
+    // Each call really costs 1, whatever the path's cost.
+    let upstream = serve(axum::Router::new().fallback(|| async {
+        (
+            [("x-figma-credits-used", "1")],
+            axum::Json(json!({ "result": "generated" })),
+        )
+            .into_response()
+    }))
+    .await;
+    let (_gateway, base, _, figma) = gateway_with(
+        &upstream,
+        &[
+            "--credits",
+            "paid=10/day,unpaid=5/day",
+            "--credit-cost",
+            "/generate=3",
+        ],
+    );
+    let run = move |user: &'static str, env: &'static [(&'static str, &'static str)]| {
+        let (base, figma) = (base.clone(), figma.clone());
+        tokio::task::spawn_blocking(move || paid_fetch_at(&base, &figma, user, env))
+    };
+    // A non-buyer: 3 reserved, 1 charged, twice.
+    for left in [4, 3] {
+        let free = run("2003", &[("CHECKOUT", "false")]).await.unwrap();
+        assert_eq!(free["status"], 200, "{free}");
+        assert_eq!(free["credits"]["remaining"], left, "{free}");
+        assert_eq!(free["credits"]["limit"], 5);
+    }
+    let buyer = run("2001", &[("STATUS", "PAID")]).await.unwrap();
+    assert_eq!(buyer["status"], 200, "{buyer}");
+    assert_eq!(buyer["credits"]["remaining"], 9, "{buyer}");
+    assert_eq!(buyer["credits"]["limit"], 10);
+}
+
 #[test]
 fn the_helper_waits_out_retry_after_from_ai_endpoint() {
     // A budget of 10 a minute, one at once: a slot every 6 s, and a new
@@ -209,6 +253,13 @@ fn the_helper_waits_out_retry_after_from_ai_endpoint() {
 /// A gateway `--demo --cors '*' --upstream` an upstream that answers
 /// every buyer: its base URL and demo tokens.
 fn gateway_with_cors(upstream: &str) -> (Killed, String, Vec<String>) {
+    let (child, base, tokens, _) = gateway_with(upstream, &[]);
+    (child, base, tokens)
+}
+
+/// The gateway with `--demo --cors '*' --upstream upstream` and `args`: the
+/// process, its base URL, the demo's tokens and the mock Figma's URL.
+fn gateway_with(upstream: &str, args: &[&str]) -> (Killed, String, Vec<String>, String) {
     let mut child = Killed(
         Command::new(env!("CARGO_BIN_EXE_figma-paywall"))
             .args([
@@ -220,6 +271,7 @@ fn gateway_with_cors(upstream: &str) -> (Killed, String, Vec<String>) {
                 "--upstream",
                 upstream,
             ])
+            .args(args)
             .env_remove("FIGMA_TOKEN")
             .env_remove("REDIS_URL")
             .env_remove("FIGMA_PAYWALL_STORE")
@@ -232,7 +284,10 @@ fn gateway_with_cors(upstream: &str) -> (Killed, String, Vec<String>) {
     let base = demo
         .after("figma-paywall listening on ")
         .expect("the gateway says where it listens");
-    (child, base, demo.tokens)
+    let figma = demo
+        .after("mock Figma on ")
+        .expect("the gateway names its mock Figma");
+    (child, base, demo.tokens, figma)
 }
 
 /// Serves `app` on a free loopback port: its base URL.

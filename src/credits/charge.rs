@@ -6,11 +6,6 @@ use std::sync::{
     Arc,
 };
 
-use axum::response::Response;
-
-use super::{counts::Used, headers, Bucket, Counts, Reserved};
-use crate::UserId;
-
 /// Not reported.
 const NONE: u64 = u64::MAX;
 
@@ -67,6 +62,16 @@ impl CreditCharge {
     pub fn remaining(&self) -> Option<i64> {
         self.remaining
     }
+
+    /// A charge of `reserved` credits, with `remaining` left after it,
+    /// nothing reported yet.
+    pub(crate) fn new(reserved: u64, remaining: Option<i64>) -> Self {
+        Self {
+            reported: Arc::new(AtomicU64::new(NONE)),
+            reserved,
+            remaining,
+        }
+    }
 }
 
 /// One request's cost in credits, set by a middleware before the gate: it
@@ -86,78 +91,3 @@ impl CreditCharge {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CreditCost(pub u64);
-
-/// A metered request on its way: its reservation, settled and written
-/// into the response's headers when the response is made.
-pub(crate) struct Meter {
-    pub(crate) counts: Arc<dyn Counts>,
-    pub(crate) user: UserId,
-    pub(crate) bucket: Bucket,
-    pub(crate) reserved: Reserved,
-    pub(crate) cost: u64,
-    pub(crate) now: i64,
-    pub(crate) charge: CreditCharge,
-}
-
-impl std::fmt::Debug for Meter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Meter")
-            .field("bucket", &self.bucket)
-            .field("cost", &self.cost)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Meter {
-    pub(crate) fn new(
-        counts: Arc<dyn Counts>,
-        user: UserId,
-        bucket: Bucket,
-        reserved: Reserved,
-        cost: u64,
-        now: i64,
-    ) -> Self {
-        let charge = CreditCharge {
-            reported: Arc::new(AtomicU64::new(NONE)),
-            reserved: cost,
-            remaining: reserved.windows.iter().map(Used::remaining).min(),
-        };
-        Self {
-            counts,
-            user,
-            bucket,
-            reserved,
-            cost,
-            now,
-            charge,
-        }
-    }
-
-    /// The handle the handler reports through.
-    pub(crate) fn charge(&self) -> CreditCharge {
-        self.charge.clone()
-    }
-
-    /// What the reported cost changes: settled, and the headers written.
-    pub(crate) fn finish(self, response: &mut Response) -> i64 {
-        let cost = i64::try_from(self.cost).unwrap_or(i64::MAX);
-        let delta = self.charge.reported().map_or(0, |used| {
-            i64::try_from(used).unwrap_or(i64::MAX).saturating_sub(cost)
-        });
-        if delta != 0 {
-            self.counts
-                .settle(&self.user, self.bucket, &self.reserved.windows, delta);
-        }
-        let windows: Vec<Used> = self
-            .reserved
-            .windows
-            .iter()
-            .map(|u| Used {
-                used: u.used.saturating_add(delta),
-                ..*u
-            })
-            .collect();
-        headers::write(response.headers_mut(), &windows, self.now);
-        cost.saturating_add(delta)
-    }
-}

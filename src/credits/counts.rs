@@ -56,6 +56,11 @@ pub struct CountsError(pub(crate) String);
 /// Where counts live: in process, the store, or Redis. Each reservation is
 /// one atomic step over every window of the ask.
 pub(crate) trait Counts: Send + Sync + fmt::Debug {
+    /// Whether counts outlive the process (the store, Redis).
+    fn outlive_the_process(&self) -> bool {
+        true
+    }
+
     /// The reservation at once, where it needs no wait (in process), else
     /// `None`: the caller awaits [`reserve`](Self::reserve).
     fn reserve_now(&self, ask: &Ask<'_>) -> Option<Result<Reserved, CountsError>>;
@@ -213,7 +218,8 @@ pub(crate) struct MemoryCounts {
 
 #[derive(Default)]
 struct Shard {
-    slots: HashMap<Owner, Vec<Slot>>,
+    /// Each bucket's users' slots, looked up by a borrowed user ID.
+    slots: [HashMap<UserId, Vec<Slot>>; 3],
     /// How many owners the shard held after its last sweep.
     swept_at: usize,
 }
@@ -244,15 +250,19 @@ impl MemoryCounts {
     ) -> R {
         let mut shard = self.shard(user, bucket);
         shard.sweep(now);
-        let slots = shard.slots.entry((user.clone(), bucket)).or_default();
-        f(slots)
+        let users = &mut shard.slots[bucket.index()];
+        // No allocation for a user seen before.
+        if let Some(slots) = users.get_mut(user) {
+            return f(slots);
+        }
+        f(users.entry(user.clone()).or_default())
     }
 
     /// Sets an owner's slots, as read back from the store.
     #[cfg_attr(not(feature = "store"), allow(dead_code))]
     pub(crate) fn load(&self, owner: Owner, slots: Vec<Slot>) {
         let mut shard = self.shard(&owner.0, owner.1);
-        shard.slots.insert(owner, slots);
+        shard.slots[owner.1.index()].insert(owner.0, slots);
     }
 }
 
@@ -260,16 +270,22 @@ impl Shard {
     /// Drops the owners whose every window has ended, each time the shard
     /// has doubled since it last looked: a month's users at most stay.
     fn sweep(&mut self, now: i64) {
-        if self.slots.len() < 1_024 || self.slots.len() < self.swept_at * 2 {
+        let held: usize = self.slots.iter().map(HashMap::len).sum();
+        if held < 1_024 || held < self.swept_at * 2 {
             return;
         }
-        self.slots
-            .retain(|_, slots| slots.iter().any(|s| s.span.end.is_none_or(|end| end > now)));
-        self.swept_at = self.slots.len();
+        for users in &mut self.slots {
+            users.retain(|_, slots| slots.iter().any(|s| s.span.end.is_none_or(|end| end > now)));
+        }
+        self.swept_at = self.slots.iter().map(HashMap::len).sum();
     }
 }
 
 impl Counts for MemoryCounts {
+    fn outlive_the_process(&self) -> bool {
+        false
+    }
+
     fn reserve_now(&self, ask: &Ask<'_>) -> Option<Result<Reserved, CountsError>> {
         Some(Ok(self.with(ask.user, ask.bucket, ask.now, |slots| {
             reserve_in(slots, ask)

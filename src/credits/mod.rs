@@ -38,12 +38,10 @@ mod headers;
 mod plan;
 mod window;
 
-pub(crate) use charge::Meter;
 pub use charge::{CreditCharge, CreditCost};
 pub use counts::CountsError;
 #[cfg(feature = "store")]
 pub(crate) use counts::Slot;
-#[cfg(any(feature = "store", feature = "redis"))]
 pub(crate) use counts::Used;
 pub(crate) use counts::{Ask, Reserved};
 pub use counts::{Balance, WindowBalance};

@@ -1,9 +1,15 @@
 //! What a creator allows: [`Credits`], its [`Allowance`]s, and the gateway's
 //! text form of them.
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::{
+    fmt,
+    str::FromStr,
+    sync::{Arc, OnceLock},
+};
 
-use super::Window;
+use http::HeaderValue;
+
+use super::{counts::Used, Window};
 use crate::PaymentStatus;
 
 /// An amount of credits a [`Window`] may spend.
@@ -63,13 +69,30 @@ impl Bucket {
 /// assert_eq!(parsed.cost(5).charge(), 5);
 /// # Ok::<(), figma_paywall::credits::InvalidCredits>(())
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 #[must_use]
 pub struct Credits {
-    /// Each bucket's allowances, in [`Bucket`] order.
-    plan: Arc<[Vec<Allowance>; 3]>,
+    plan: Arc<Plan>,
     cost: u64,
 }
+
+/// The allowances, and the `RateLimit-Policy` each bucket's answers carry.
+#[derive(Clone, Default)]
+struct Plan {
+    /// Each bucket's allowances, in [`Bucket`] order.
+    allowances: [Vec<Allowance>; 3],
+    /// Each bucket's `RateLimit-Policy`, by the month's length (28 to 31
+    /// days): the same for every answer of that month.
+    policies: [[OnceLock<Option<HeaderValue>>; 4]; 3],
+}
+
+impl PartialEq for Credits {
+    fn eq(&self, other: &Self) -> bool {
+        self.plan.allowances == other.plan.allowances && self.cost == other.cost
+    }
+}
+
+impl Eq for Credits {}
 
 impl Default for Credits {
     fn default() -> Self {
@@ -91,7 +114,7 @@ impl Credits {
     /// request costs 1.
     pub fn new() -> Self {
         Self {
-            plan: Arc::new([Vec::new(), Vec::new(), Vec::new()]),
+            plan: Arc::default(),
             cost: 1,
         }
     }
@@ -131,14 +154,31 @@ impl Credits {
     }
 
     pub(crate) fn of(&self, bucket: Bucket) -> &[Allowance] {
-        &self.plan[bucket.index()]
+        &self.plan.allowances[bucket.index()]
+    }
+
+    /// The `RateLimit-Policy` of `bucket`'s `windows`, written once a
+    /// month's length.
+    pub(crate) fn policy(&self, bucket: Bucket, windows: &[Used]) -> Option<HeaderValue> {
+        let month = windows
+            .iter()
+            .find(|u| u.allowance.window == Window::Month)
+            .and_then(|u| u.span.end.map(|end| (end - u.span.start) / 86_400 - 28))
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|i| *i < 4)
+            .unwrap_or(0);
+        self.plan.policies[bucket.index()][month]
+            .get_or_init(|| super::headers::policy(windows))
+            .clone()
     }
 
     fn allow(mut self, bucket: Bucket, amount: u64, window: Window) -> Self {
-        let list = &mut Arc::make_mut(&mut self.plan)[bucket.index()];
+        let plan = Arc::make_mut(&mut self.plan);
+        let list = &mut plan.allowances[bucket.index()];
         // One allowance a window: the last one set wins.
         list.retain(|a| a.window != window);
         list.push(Allowance { amount, window });
+        plan.policies = Default::default();
         self
     }
 }

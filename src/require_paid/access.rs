@@ -2,7 +2,8 @@
 
 use http::Request;
 
-use crate::{credits::Meter, Lookup, PaymentInformation, Paywall};
+use super::meter::Meter;
+use crate::{Lookup, PaymentInformation, Paywall};
 
 /// How a request got through the gate: a request extension the gate puts
 /// on every request it lets in, and an extractor. Handlers that only need
@@ -64,7 +65,7 @@ pub enum AccessVia {
 pub(crate) struct Granted {
     access: PaidAccess,
     /// The credits it reserved, when the gate meters its status.
-    pub(crate) meter: Option<Meter>,
+    pub(crate) meter: Option<Box<Meter>>,
 }
 
 impl Granted {
@@ -84,7 +85,7 @@ impl Granted {
     /// how they got in as a [`PaidAccess`] one, and what it may report
     /// it cost as a [`CreditCharge`](crate::credits::CreditCharge) when
     /// it is metered. The meter settles once the response is made.
-    pub(crate) fn admit<B>(self, paywall: &Paywall, req: &mut Request<B>) -> Option<Meter> {
+    pub(crate) fn admit<B>(self, paywall: &Paywall, req: &mut Request<B>) -> Option<Box<Meter>> {
         paywall.counters().granted.add();
         let extensions = req.extensions_mut();
         if let Some(info) = self.access.info() {

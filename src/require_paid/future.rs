@@ -12,10 +12,10 @@ use http::Request;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::credits::Meter;
+use super::meter::Meter;
 
 /// The payment check: the request let in and its meter, or the refusal.
-type Check<B> = BoxFuture<'static, Result<(Request<B>, Option<Meter>), Response>>;
+type Check<B> = BoxFuture<'static, Result<(Request<B>, Option<Box<Meter>>), Response>>;
 
 pin_project! {
     /// The response future of [`RequirePaid`](super::RequirePaid): for a
@@ -45,7 +45,7 @@ pin_project! {
         Inner {
             #[pin]
             future: F,
-            meter: Option<Meter>,
+            meter: Option<Box<Meter>>,
         },
         Answered {
             response: Option<Response>,
@@ -75,7 +75,7 @@ where
 
     /// The inner service's future: the caller was let in already, and
     /// `meter` settles their credits when it answers.
-    pub(super) fn admitted(future: S::Future, meter: Option<Meter>) -> Self {
+    pub(super) fn admitted(future: S::Future, meter: Option<Box<Meter>>) -> Self {
         Self {
             state: State::Inner { future, meter },
         }

@@ -7,13 +7,12 @@ use http::{request::Parts, Request, StatusCode};
 use tracing::{field::Empty, Instrument};
 
 use super::{
-    access::Granted, caller::ClientKeys, failure::refusal_for, identity::Mode, AccessVia, Identity,
-    IdentityError, PaidAccess,
+    access::Granted, caller::ClientKeys, failure::refusal_for, identity::Mode, meter::Meter,
+    AccessVia, Identity, IdentityError, PaidAccess,
 };
 use crate::{
-    credits::{CreditCost, Meter},
-    Error, Lookup, PaymentStatus, Paywall, PluginPaymentToken, Refusal, RefusalReason, Resource,
-    UserId,
+    credits::CreditCost, Error, Lookup, PaymentStatus, Paywall, PluginPaymentToken, Refusal,
+    RefusalReason, Resource, UserId,
 };
 
 /// What a gate checks, and the paywall it asks: one `Arc` to clone per
@@ -57,7 +56,7 @@ pub(crate) async fn check<B>(
     identity: Result<Option<Identity>, IdentityError>,
     parts: Parts,
     body: B,
-) -> Result<(Request<B>, Option<Meter>), Response> {
+) -> Result<(Request<B>, Option<Box<Meter>>), Response> {
     // DEBUG, and no formatting: with an INFO subscriber this costs nothing.
     let first = &gate.resources[0];
     let span = tracing::debug_span!(

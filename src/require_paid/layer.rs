@@ -145,6 +145,11 @@ impl<I> RequirePaidLayer<I> {
     /// ```
     pub fn credits(mut self, credits: Credits) -> Self {
         let counts = self.gate.paywall.credit_counts();
+        // Once a process: an app builds a gate a route, the gateway several.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        if !counts.outlive_the_process() {
+            SAID.call_once(|| tracing::warn!("credits are counted in this process only: a restart gives everyone their allowance again; give the paywall a store or a Redis tier to keep counts"));
+        }
         Arc::make_mut(&mut self.gate).credits = Some(super::metered::Metering {
             plan: credits,
             counts,

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use http::{HeaderMap, StatusCode};
 
-use super::{access::Granted, AccessVia, PaidAccess};
+use super::{access::Granted, meter::Meter, AccessVia, PaidAccess};
 use crate::{
-    credits::{Ask, Bucket, Counts, CountsError, Credits, Meter, Reserved},
+    credits::{Ask, Bucket, Counts, CountsError, Credits, Reserved},
     Lookup, PaymentStatus, Paywall, Refusal, RefusalReason, Resource, UserId,
 };
 
@@ -23,7 +23,7 @@ impl Metering {
     /// Whose count `granted` would spend, and which allowance: `None` when
     /// its status has none (or nobody's answer let it in: bypass,
     /// fail-open).
-    fn whose(&self, granted: &Granted) -> Option<(UserId, Bucket)> {
+    fn whose(&self, granted: &Granted) -> Option<(Lookup, Bucket)> {
         let access = granted.access();
         if !matches!(
             access.via,
@@ -33,7 +33,8 @@ impl Metering {
         }
         let lookup = access.lookup.as_ref()?;
         let bucket = Bucket::of(lookup.payment_status())?;
-        (!self.plan.of(bucket).is_empty()).then(|| (lookup.user_id().clone(), bucket))
+        // The lookup (an `Arc`) names the user for as long as the meter lives.
+        (!self.plan.of(bucket).is_empty()).then(|| (lookup.clone(), bucket))
     }
 
     fn ask<'a>(&'a self, user: &'a UserId, bucket: Bucket, cost: Option<u64>, now: i64) -> Ask<'a> {
@@ -55,6 +56,7 @@ impl Metering {
     fn outcome(
         &self,
         mut granted: Granted,
+        lookup: &Lookup,
         ask: &Ask<'_>,
         reserved: Result<Reserved, CountsError>,
     ) -> Result<Granted, Refusal> {
@@ -75,14 +77,16 @@ impl Metering {
             let resource = granted.access().lookup.as_ref().map(Lookup::resource);
             return Err(exhausted(ask, &reserved, resource));
         }
-        granted.meter = Some(Meter::new(
+        let policy = self.plan.policy(ask.bucket, &reserved.windows);
+        granted.meter = Some(Box::new(Meter::new(
             self.counts.clone(),
-            ask.user.clone(),
+            lookup.clone(),
             ask.bucket,
             reserved,
             ask.cost,
             ask.now,
-        ));
+            policy,
+        )));
         Ok(granted)
     }
 }
@@ -98,14 +102,14 @@ impl Metering {
         granted: Granted,
         cost: Option<u64>,
     ) -> Option<Granted> {
-        let Some((user, bucket)) = self.whose(&granted) else {
+        let Some((lookup, bucket)) = self.whose(&granted) else {
             return Some(granted);
         };
-        let ask = self.ask(&user, bucket, cost, unix_now(paywall));
+        let ask = self.ask(lookup.user_id(), bucket, cost, unix_now(paywall));
         let reserved = self.counts.reserve_now(&ask)?;
         // A refusal takes the full check, which words it and counts it;
         // nothing was taken.
-        let outcome = self.outcome(granted, &ask, reserved).ok()?;
+        let outcome = self.outcome(granted, &lookup, &ask, reserved).ok()?;
         paywall.counters().credits(bucket, true);
         Some(outcome)
     }
@@ -118,12 +122,12 @@ impl Metering {
         granted: Granted,
         cost: Option<u64>,
     ) -> Result<Granted, Refusal> {
-        let Some((user, bucket)) = self.whose(&granted) else {
+        let Some((lookup, bucket)) = self.whose(&granted) else {
             return Ok(granted);
         };
-        let ask = self.ask(&user, bucket, cost, unix_now(paywall));
+        let ask = self.ask(lookup.user_id(), bucket, cost, unix_now(paywall));
         let reserved = self.counts.reserve(ask).await;
-        let outcome = self.outcome(granted, &ask, reserved);
+        let outcome = self.outcome(granted, &lookup, &ask, reserved);
         paywall.counters().credits(bucket, outcome.is_ok());
         outcome
     }
@@ -221,7 +225,7 @@ fn exhausted(ask: &Ask<'_>, reserved: &Reserved, resource: Option<&Resource>) ->
         ),
     };
     let mut headers = HeaderMap::new();
-    crate::credits::write_headers(&mut headers, &reserved.windows, ask.now);
+    crate::credits::write_headers(&mut headers, &reserved.windows, None, 0, ask.now);
     refusal.headers = Some(Box::new(headers));
     refusal
 }

@@ -32,6 +32,7 @@ mod future;
 mod gate;
 mod identity;
 mod layer;
+mod meter;
 mod metered;
 mod service;
 
