@@ -216,7 +216,14 @@ fn routes(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Router {
     // The proxy's handler as a service, under the gate, with no router of
     // its own to go through; a preflight goes on as one before the gate
     // (with --cors, the CORS layer answers it before either).
+    // The sign-in's own cookies stop here.
+    let own_cookies: std::sync::Arc<[String]> = login
+        .as_ref()
+        .map(|(login, _)| login.cookie_names().map(str::to_owned).to_vec())
+        .unwrap_or_default()
+        .into();
     let proxy = crate::proxy::forward.with_state(crate::proxy::Proxy {
+        own_cookies,
         upstream: upstream.clone(),
         recheck: crate::recheck::Recheck::new(
             gateway.paywall.clone(),

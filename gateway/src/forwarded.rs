@@ -40,6 +40,34 @@ pub(crate) fn identity_headers(info: &PaymentInformation, headers: &mut HeaderMa
     }
 }
 
+/// Drops the cookies named `names` (the gateway's own: the sign-in
+/// session's) from every `Cookie` header, keeping the others as sent.
+pub(crate) fn drop_cookies(headers: &mut HeaderMap, names: &[String]) {
+    if names.is_empty() || !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name).trim();
+            !names.iter().any(|own| own == name)
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if kept.is_empty() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// The headers that concern one connection only, never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -382,6 +410,34 @@ pub(crate) fn vary_on_caller(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateways_own_cookies_never_go_upstream_and_the_sites_do() {
+        let own = ["figma_session".to_owned(), "figma_oauth".to_owned()];
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; figma_session=sealed; b=2"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("figma_oauth=flow"));
+        drop_cookies(&mut h, &own);
+        assert_eq!(
+            h.get_all(header::COOKIE).iter().collect::<Vec<_>>(),
+            ["a=1; b=2"]
+        );
+        let mut only = HeaderMap::new();
+        only.insert(
+            header::COOKIE,
+            HeaderValue::from_static("figma_session=sealed"),
+        );
+        drop_cookies(&mut only, &own);
+        assert!(only.get(header::COOKIE).is_none());
+        // A cookie whose name merely starts like one of ours stays.
+        let mut near = HeaderMap::new();
+        near.insert(header::COOKIE, HeaderValue::from_static("figma_session2=x"));
+        drop_cookies(&mut near, &own);
+        assert_eq!(near[header::COOKIE], "figma_session2=x");
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         pairs

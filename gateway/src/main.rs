@@ -72,7 +72,7 @@ async fn run(args: config::Args) -> ExitCode {
     let gateway = match config::Gateway::start(args).await {
         Ok(gateway) => gateway,
         Err(why) if check => {
-            println!("FAIL {why}");
+            check::say(&format!("FAIL {why}"));
             return ExitCode::FAILURE;
         }
         Err(why) => {

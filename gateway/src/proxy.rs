@@ -6,7 +6,7 @@
 //! start the answer, and for any pause in a body or a WebSocket: see
 //! `idle.rs`).
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::{Body, HttpBody},
@@ -28,8 +28,8 @@ use crate::{
     credits::{remaining_header, take_reported},
     envelope::envelope,
     forwarded::{
-        climbs, drop_hop_by_hop, identity_headers, list_items, private_answer, request_headers,
-        vary_on_caller, TrustedProxies,
+        climbs, drop_cookies, drop_hop_by_hop, identity_headers, list_items, private_answer,
+        request_headers, vary_on_caller, TrustedProxies,
     },
     idle::{splice, Stalled, Stalls},
     recheck::Recheck,
@@ -42,6 +42,8 @@ use crate::{
 pub(crate) struct Proxy {
     pub(crate) upstream: Upstream,
     pub(crate) recheck: Recheck,
+    /// The gateway's own cookies (`--login`'s session), never passed on.
+    pub(crate) own_cookies: Arc<[String]>,
 }
 
 /// The upstream, and the client that streams to it.
@@ -102,16 +104,37 @@ impl Upstream {
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "the upstream did not answer");
+                tracing::warn!(upstream = %self.base, error = %causes(&e), "the upstream did not answer");
                 Err(unavailable())
             }
             Err(_) => Err(self.timed_out()),
         }
     }
 
+    /// `--check`: whether the upstream answers `GET /` (any status), or
+    /// why not, naming it.
+    pub(crate) async fn probe(&self) -> Result<StatusCode, String> {
+        let mut req = Request::new(Body::empty());
+        *req.uri_mut() = self.base.clone();
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Ok(Ok(answer)) => Ok(answer.status()),
+            Ok(Err(e)) => Err(format!("{}: {}", self.base, causes(&e))),
+            Err(_) => Err(format!(
+                "{}: no answer within {:?} (--upstream-timeout)",
+                self.base, self.timeout
+            )),
+        }
+    }
+
+    /// The upstream named in a log line or `--check`.
+    pub(crate) fn url(&self) -> &Uri {
+        &self.base
+    }
+
     /// 504: the upstream did not answer within `--upstream-timeout`.
     fn timed_out(&self) -> Response {
         tracing::warn!(
+            upstream = %self.base,
             timeout_secs = self.timeout.as_secs_f64(),
             "the upstream did not answer in time"
         );
@@ -226,7 +249,11 @@ async fn tunnel(
 
 /// A request that passed the gate, on its way to the upstream.
 pub(crate) async fn forward(
-    State(Proxy { upstream, recheck }): State<Proxy>,
+    State(Proxy {
+        upstream,
+        recheck,
+        own_cookies,
+    }): State<Proxy>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     access: Option<PaidAccess>,
     mut req: Request,
@@ -273,6 +300,7 @@ pub(crate) async fn forward(
     let headers = req.headers_mut();
     // Whatever the client claims, the upstream hears only the gate.
     request_headers(headers, peer.ip(), &upstream.trusted);
+    drop_cookies(headers, &own_cookies);
     if let Some(info) = access.info() {
         identity_headers(&info, headers);
     }
@@ -341,11 +369,27 @@ pub(crate) async fn forward(
             )
         }
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "the upstream did not answer");
+            tracing::warn!(upstream = %upstream.url(), error = %causes(&e), "the upstream did not answer");
             unavailable()
         }
         Err(_) => upstream.timed_out(),
     }
+}
+
+/// An error and its causes, outermost first: "client error (Connect):
+/// tcp connect error: Connection refused (os error 111)".
+pub(crate) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -480,6 +480,20 @@ impl FigmaLogin {
         }
     }
 
+    /// The cookies sign-in sets (the session's and the sign-in flow's):
+    /// a proxy in front of a site drops them before the site sees the
+    /// request, as the gateway does, since each holds a sealed session.
+    ///
+    /// ```no_run
+    /// # use figma_paywall::login::FigmaLogin;
+    /// # fn run(login: FigmaLogin) {
+    /// assert!(login.cookie_names().contains(&"figma_session"));
+    /// # }
+    /// ```
+    pub fn cookie_names(&self) -> [&str; 2] {
+        [self.inner.cookie_name.as_str(), FLOW_COOKIE]
+    }
+
     /// Where to send a visitor to sign in and come back to `next`.
     pub fn login_path(&self, next: &str) -> String {
         let mut url = Url::parse("http://x/").expect("valid URL");

@@ -304,6 +304,7 @@ async fn upstream(calls: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Stri
                 "resource_type": header("x-figma-resource-type"),
                 "answer_age": header("x-figma-answer-age"),
                 "custom": header("x-custom"),
+                "cookie": header("cookie"),
                 "forwarded_for": header("x-forwarded-for"),
                 "forwarded_host": header("x-forwarded-host"),
                 "len": body.len(),
@@ -435,6 +436,91 @@ fn check_says_what_is_wrong_and_exits_1_or_0() {
     let output = command(&["--version"]).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stdout)
         .starts_with(&format!("figma-paywall {}", env!("CARGO_PKG_VERSION"))));
+}
+
+/// What start refuses, `--check` refuses, in the same words (a port
+/// already taken, a sign-in key too short: both once said "ok" and then
+/// failed to start); and a closed pipe ends `--check` without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_what_start_refuses_in_the_same_words() {
+    let figma = figma_paywall::mock::MockFigma::start().await.unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let signing_in: &[(&str, &str)] = &[
+        ("FIGMA_CLIENT_ID", "id"),
+        ("FIGMA_CLIENT_SECRET", "secret"),
+        ("FIGMA_SESSION_KEY", "short"),
+    ];
+    // The flags, the environment, and words of start's refusal.
+    type Case<'a> = (Vec<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 2] = [
+        (vec!["--listen", &taken], &[], "cannot listen on"),
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--login",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--site-url",
+                "https://docs.example.com",
+            ],
+            signing_in,
+            "FIGMA_SESSION_KEY",
+        ),
+    ];
+    for (args, env, words) in cases {
+        let run = |check: bool| {
+            let mut command = command(&[&["--plugin", "1122334455"][..], &args].concat());
+            if check {
+                command.arg("--check");
+            }
+            command
+                .env("FIGMA_API_URL", figma.url())
+                .env("FIGMA_TOKEN", figma_paywall::mock::MOCK_ACCESS_TOKEN)
+                .envs(env.iter().copied())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            command.spawn().unwrap()
+        };
+        let checked = run(true).wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&checked.stdout).into_owned();
+        assert_eq!(checked.status.code(), Some(1), "{said}");
+        let refusal = said
+            .lines()
+            .find_map(|l| l.strip_prefix("FAIL ").filter(|l| l.contains(words)))
+            .unwrap_or_else(|| panic!("--check does not refuse {words}: {said}"))
+            .to_owned();
+        let mut started = run(false);
+        let exited = exit_within(&mut started, Duration::from_secs(20)).await;
+        let _ = started.kill();
+        let output = started.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            exited.and_then(|s| s.code()),
+            Some(2),
+            "start took what --check refused: {stderr}"
+        );
+        assert!(
+            stderr.contains(&refusal),
+            "{refusal:?} is not what start says: {stderr}"
+        );
+    }
+    // Every line to a pipe already closed: no panic (101), the verdict stands.
+    let mut closed = demo_command(&["--check"]);
+    let mut child = closed
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// `--help`'s example command lines, each with `--check` added, against a

@@ -112,7 +112,7 @@ async fn a_website_signs_visitors_in_and_shows_non_buyers_the_paywall() {
     let buyer = sign_in(&http, &gateway.base, "2001").await;
     let seen: Value = http
         .get(&page)
-        .header(COOKIE, &buyer)
+        .header(COOKIE, format!("theme=dark; {buyer}; lang=en"))
         .header("X-Figma-User-Id", "9999")
         .send()
         .await
@@ -121,6 +121,8 @@ async fn a_website_signs_visitors_in_and_shows_non_buyers_the_paywall() {
         .await
         .unwrap();
     assert_eq!(seen["user"], "2001");
+    // The site's own cookies go on; the gateway's session stops here.
+    assert_eq!(seen["cookie"], "theme=dark; lang=en");
 
     // Someone who has not bought it gets the paywall page.
     let other = sign_in(&http, &gateway.base, "2003").await;
