@@ -235,6 +235,9 @@ fn check_shell(at: &str, text: &str, features: &[String], help: &str, sources: &
                     other => panic!("{at}: cargo {other:?} is not checked here"),
                 }
             }
+            script if script.starts_with(".ci/") => {
+                assert!(root().join(script).exists(), "{at}: no script {script}")
+            }
             script if script.starts_with("gateway/benches/") => {
                 assert!(root().join(script).exists(), "{at}: no script {script}")
             }
