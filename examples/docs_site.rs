@@ -134,7 +134,8 @@ fn wants_html(parts: &Parts) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
-const STYLE: &str = "<style>body{font:16px/1.5 system-ui;max-width:40em;margin:3em auto}</style>";
+// Readable on a phone too: the viewport follows the device.
+const STYLE: &str = "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>body{font:16px/1.5 system-ui;max-width:40em;margin:3em auto;padding:0 1em}</style>";
 
 /// Browsers get a page (or are sent to sign in); API clients get JSON.
 fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, buy: &Resource) -> Response {

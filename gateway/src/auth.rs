@@ -142,7 +142,10 @@ pub(crate) fn router(gateway: &Gateway, login: Option<(FigmaLogin, Page)>) -> Ro
         None => routes,
     };
     // Several Hosts are refused before the router (serve.rs).
-    routes
+    match gateway.access_log {
+        true => routes.layer(crate::access::layer()),
+        false => routes,
+    }
 }
 
 /// Forward auth's `OPTIONS` requests to `forward_auth`, without CORS.
@@ -304,8 +307,12 @@ async fn passed(access: PaidAccess, charge: Option<Extension<CreditCharge>>) -> 
         headers.insert(ANSWER_AGE, lookup.age().as_secs().into());
     }
     remaining_header(charge.as_ref().map(|c| &c.0), &mut headers);
+    let served = crate::access::Served {
+        user: access.lookup.as_ref().map(|l| l.user_id().clone()),
+        upstream: None,
+    };
     tracing::debug!(via = ?access.via, "passed");
-    (StatusCode::OK, headers).into_response()
+    (StatusCode::OK, headers, Extension(served)).into_response()
 }
 
 /// What the health route reads: the paywall, and who may see its details.

@@ -75,7 +75,8 @@ pub(crate) struct Args {
         long,
         value_name = "ADDR",
         env = "FIGMA_PAYWALL_LISTEN",
-        default_value = "127.0.0.1:4180"
+        default_value = "127.0.0.1:4180",
+        value_parser = crate::flags::listen_addr
     )]
     listen: SocketAddr,
 
@@ -250,6 +251,19 @@ pub(crate) struct Args {
     )]
     pub(crate) log_format: LogFormat,
 
+    /// One line a request at `info`: the client, method, path (never the
+    /// query), status, a refusal's reason, the user let in, the time, the
+    /// body's length and the upstream's time. `off` leaves it out.
+    #[arg(
+        long,
+        value_name = "ON_OR_OFF",
+        env = "FIGMA_PAYWALL_ACCESS_LOG",
+        default_value = "on",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    access_log: bool,
+
     /// The most connections served at once; past it new ones wait in the
     /// kernel's queue (and one a worker, accepted, for the next place).
     /// Keep it under the process's open-file limit (`ulimit -n`), with room
@@ -335,6 +349,8 @@ pub(crate) struct Gateway {
     pub(crate) demo: Option<crate::demo::Demo>,
     /// `--credits` and `--credit-cost`.
     pub(crate) credits: Option<crate::credits::Metered>,
+    /// `--access-log`.
+    pub(crate) access_log: bool,
 }
 
 impl Gateway {
@@ -495,6 +511,7 @@ impl Gateway {
             },
             demo,
             credits,
+            access_log: args.access_log,
         })
     }
 

@@ -37,6 +37,24 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// The address to listen on: `127.0.0.1:4180`, `[::1]:4180`, or a name
+/// and port such as `localhost:4180` (its first address, IPv4 first).
+pub(crate) fn listen_addr(value: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    let usage = "give an address and port, such as 127.0.0.1:4180, [::]:4180 or localhost:4180";
+    let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(value)
+        .map_err(|e| format!("{value:?}: {e}; {usage}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{value:?} names no address; {usage}"))
+}
+
 /// A duration as people write it: `90s`, `10m`, `1h 30m`.
 pub(crate) fn duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value)
@@ -55,5 +73,26 @@ pub(crate) fn deny_status(value: &str) -> Result<u16, String> {
         Err(format!(
             "{code} is not a refusal: use a 4xx code, such as 402 (the default) or 403 (behind nginx)"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_an_address_or_a_name_and_a_port() {
+        assert_eq!(
+            listen_addr("127.0.0.1:4180").unwrap().to_string(),
+            "127.0.0.1:4180"
+        );
+        assert_eq!(listen_addr("[::1]:80").unwrap().to_string(), "[::1]:80");
+        assert_eq!(
+            listen_addr("localhost:4180").unwrap().to_string(),
+            "127.0.0.1:4180"
+        );
+        assert!(listen_addr("localhost")
+            .unwrap_err()
+            .contains("localhost:4180"));
     }
 }

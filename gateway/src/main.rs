@@ -10,6 +10,7 @@
 //!
 //! [`RequirePaidLayer`]: figma_paywall::RequirePaidLayer
 
+mod access;
 mod auth;
 mod check;
 mod config;

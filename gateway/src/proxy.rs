@@ -324,6 +324,8 @@ pub(crate) async fn forward(
             (Request::from_parts(parts, Body::new(body)), Some(sent))
         }
     };
+    let asked = std::time::Instant::now();
+    let served_user = access.lookup.as_ref().map(|l| l.user_id().clone());
     let answer = upstream.client.request(req);
     let answer = async move {
         tokio::pin!(answer);
@@ -355,6 +357,10 @@ pub(crate) async fn forward(
             }
             private_answer(&mut parts.headers);
             vary_on_caller(&mut parts.headers);
+            parts.extensions.insert(crate::access::Served {
+                user: served_user,
+                upstream: Some(asked.elapsed()),
+            });
             Response::from_parts(parts, Body::new(Stalls::new(idle, body)))
         }
         Ok(Err(e)) if Stalled::caused(&e) => {

@@ -65,6 +65,18 @@ async fn sign_in_read_docs_sign_out_and_hit_the_paywall() {
         let page = text(&client).await;
         assert!(page.contains("Payment required"), "{page}");
         assert!(page.contains("UNPAID"), "{page}");
+        // Readable on a phone: the page sets its viewport.
+        let viewport = client
+            .execute(
+                "return document.querySelector('meta[name=viewport]')?.content ?? null",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            viewport, "width=device-width, initial-scale=1",
+            "the paywall page has no viewport"
+        );
         // To look at the page: PAYWALL_SCREENSHOT=/tmp/paywall.png cargo test --test browser
         if let Some(path) = std::env::var_os("PAYWALL_SCREENSHOT") {
             std::fs::write(path, client.screenshot().await.unwrap()).unwrap();

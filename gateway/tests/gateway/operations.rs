@@ -11,6 +11,22 @@ use reqwest::{Client, StatusCode};
 
 use super::{auth, demo, demo_command, serve, start};
 
+/// The demo with `args` and `RUST_LOG=info`, and what it logs, read to
+/// the end once it exits.
+fn logging(args: &[&str]) -> (super::Gateway, std::thread::JoinHandle<Vec<String>>) {
+    let mut command = demo_command(args);
+    command.env("RUST_LOG", "info").stderr(Stdio::piped());
+    let mut gateway = start(command);
+    let stderr = gateway.child.stderr.take().expect("stderr");
+    let logs = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    (gateway, logs)
+}
+
 /// `GET /_figma_paywall/health` with `bearer`, if any: its status and body.
 async fn health(base: &str, bearer: Option<&str>) -> (StatusCode, serde_json::Value) {
     let mut request = Client::new().get(format!("{base}/_figma_paywall/health"));
@@ -132,16 +148,7 @@ async fn slow_upstream(delay: Duration, arrived: std::sync::Arc<tokio::sync::Not
 async fn sigterm_finishes_the_requests_in_flight_and_logs_are_json_lines() {
     let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
     let upstream = slow_upstream(Duration::from_millis(800), arrived.clone()).await;
-    let mut command = demo_command(&["--upstream", &upstream, "--log-format", "json"]);
-    command.env("RUST_LOG", "info").stderr(Stdio::piped());
-    let mut gateway = start(command);
-    let stderr = gateway.child.stderr.take().expect("stderr");
-    let logs = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let (mut gateway, logs) = logging(&["--upstream", &upstream, "--log-format", "json"]);
     let buyer = gateway.tokens[0].clone();
 
     // A request reaches the slow upstream; SIGTERM comes while it waits.
@@ -183,5 +190,66 @@ async fn sigterm_finishes_the_requests_in_flight_and_logs_are_json_lines() {
             messages.iter().any(|m| m == said),
             "no {said:?} in {logs:#?}"
         );
+    }
+}
+
+/// The access log, as JSON lines: one a request, with the path but never
+/// the query (where a token may be), the status, a refusal's reason, the
+/// user let in and the upstream's time; `--access-log off` leaves it out.
+#[tokio::test]
+async fn the_access_log_has_a_line_a_request_and_never_a_token() {
+    let upstream = serve(axum::Router::new().fallback(|| async { "upstream" })).await;
+    for on in [true, false] {
+        let mut args = vec!["--upstream", upstream.as_str(), "--log-format", "json"];
+        if !on {
+            args.extend(["--access-log", "off"]);
+        }
+        let (mut gateway, logs) = logging(&args);
+        let [buyer, _, unpaid] = <[String; 3]>::try_from(gateway.tokens.clone()).unwrap();
+        let client = Client::new();
+        let paid = client
+            .get(format!(
+                "{}/docs/page?plugin_payment_token={buyer}",
+                gateway.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(paid.status(), StatusCode::OK);
+        let refused = client
+            .get(format!("{}/docs/other", gateway.base))
+            .header("X-Figma-Payment-Token", &unpaid)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::PAYMENT_REQUIRED);
+        let _ = gateway.child.kill();
+        let _ = gateway.child.wait();
+        let logs = logs.join().unwrap();
+        let lines: Vec<serde_json::Value> = logs
+            .iter()
+            .filter(|line| line.contains("figma_paywall::access"))
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect();
+        if !on {
+            assert!(lines.is_empty(), "{lines:#?}");
+            continue;
+        }
+        assert_eq!(lines.len(), 2, "{logs:#?}");
+        let (paid, refused) = (&lines[0], &lines[1]);
+        assert_eq!(paid["span"]["path"], "/docs/page");
+        assert_eq!(paid["span"]["method"], "GET");
+        assert_eq!(paid["span"]["client"], "127.0.0.1");
+        assert_eq!(paid["status"], 200);
+        assert_eq!(paid["user"], "2001");
+        assert!(paid["upstream_ms"].as_f64().is_some(), "{paid}");
+        assert_eq!(refused["status"], 402);
+        assert_eq!(refused["reason"], "not_paid");
+        for line in &logs {
+            assert!(
+                !line.contains(&buyer) && !line.contains(&unpaid),
+                "a token in the logs: {line}"
+            );
+        }
     }
 }
