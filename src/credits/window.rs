@@ -2,8 +2,6 @@
 
 use std::str::FromStr;
 
-use time::{Date, Month, OffsetDateTime, Time};
-
 /// How long an allowance lasts before it renews. Windows are fixed and
 /// aligned to UTC: an hour from :00, a day from 00:00, a calendar month
 /// from its first day; [`Ever`](Self::Ever) never renews.
@@ -82,19 +80,36 @@ impl Span {
     /// When it renews, as a person reads it: "at 15:00 UTC",
     /// "on 1 January", "never".
     pub(crate) fn renewal(&self, window: Window) -> String {
-        let Some(end) = self
-            .end
-            .and_then(|e| OffsetDateTime::from_unix_timestamp(e).ok())
-        else {
+        let Some((_, month, day, hour)) = self.end.and_then(civil) else {
             return "never".to_owned();
         };
+        let month = MONTHS[month as usize - 1];
         match window {
-            Window::Hour => format!("at {:02}:00 UTC", end.hour()),
-            Window::Day => format!("at 00:00 UTC on {} {}", end.day(), end.month()),
-            _ => format!("on {} {}", end.day(), end.month()),
+            Window::Hour => format!("at {hour:02}:00 UTC"),
+            Window::Day => format!("at 00:00 UTC on {day} {month}"),
+            _ => format!("on {day} {month}"),
         }
     }
 }
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// The years a window may fall in: beyond them a day stands in for a
+/// month, and a renewal reads "never" (no panic, no overflow).
+const YEARS: std::ops::RangeInclusive<i64> = 1..=9_999;
 
 fn fixed(now: i64, len: i64) -> Span {
     let start = now.saturating_sub(now.rem_euclid(len));
@@ -105,72 +120,105 @@ fn fixed(now: i64, len: i64) -> Span {
 }
 
 fn month(now: i64) -> Span {
-    let Ok(at) = OffsetDateTime::from_unix_timestamp(now) else {
-        // Out of time's range: a day stands in, never a panic.
+    let Some((year, month, _, _)) = civil(now) else {
         return fixed(now, 86_400);
     };
-    let first = |year: i32, month: Month| {
-        Date::from_calendar_date(year, month, 1)
-            .map(|d| d.with_time(Time::MIDNIGHT).assume_utc().unix_timestamp())
-    };
-    let (year, m) = (at.year(), at.month());
-    let next = if m == Month::December {
-        first(year + 1, Month::January)
+    let (next_year, next_month) = if month == 12 {
+        (year + 1, 1)
     } else {
-        first(year, m.next())
+        (year, month + 1)
     };
-    match (first(year, m), next) {
-        (Ok(start), Ok(end)) => Span {
-            start,
-            end: Some(end),
-        },
-        _ => fixed(now, 86_400),
+    Span {
+        start: days_from_civil(year, month, 1) * 86_400,
+        end: Some(days_from_civil(next_year, next_month, 1) * 86_400),
     }
+}
+
+/// The UTC year, month, day and hour of Unix second `at`, within [`YEARS`].
+fn civil(at: i64) -> Option<(i64, u32, u32, u32)> {
+    let (days, secs) = (at.div_euclid(86_400), at.rem_euclid(86_400));
+    // Civil from days (the proleptic Gregorian calendar, as Howard
+    // Hinnant's `civil_from_days`), on days kept far from overflow.
+    if !(-1_000_000_000..=1_000_000_000).contains(&days) {
+        return None;
+    }
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    YEARS
+        .contains(&year)
+        .then_some((year, month, day, (secs / 3_600) as u32))
+}
+
+/// Days since the Unix epoch of a UTC date (Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Unix seconds of a UTC date and time.
-    fn at(y: i32, m: Month, d: u8, h: u8, min: u8) -> i64 {
-        Date::from_calendar_date(y, m, d)
-            .unwrap()
-            .with_hms(h, min, 0)
-            .unwrap()
-            .assume_utc()
-            .unix_timestamp()
+    /// Unix seconds of a UTC date and time, from the calendar above; the
+    /// first test pins it to timestamps worked out elsewhere.
+    fn at(y: i64, m: u32, d: u32, h: i64, min: i64) -> i64 {
+        days_from_civil(y, m, d) * 86_400 + h * 3_600 + min * 60
+    }
+
+    #[test]
+    fn the_calendar_agrees_with_known_timestamps() {
+        for (date, unix) in [
+            (at(2027, 1, 31, 23, 59), 1_801_439_940),
+            (at(2027, 4, 15, 0, 0), 1_807_747_200),
+            (at(2100, 2, 28, 12, 0), 4_107_499_200),
+            (at(2028, 2, 1, 0, 0), 1_832_976_000),
+            (at(2026, 12, 31, 23, 59), 1_798_761_540),
+            (at(1970, 1, 1, 0, 0), 0),
+        ] {
+            assert_eq!(date, unix);
+        }
+        assert_eq!(civil(1_804_083_900), Some((2027, 3, 3, 14)));
+        assert_eq!(civil(-1), Some((1969, 12, 31, 23)));
     }
 
     #[test]
     fn months_of_31_30_and_28_days_and_the_years_end() {
         let cases = [
-            (at(2027, Month::January, 31, 23, 59), 31),
-            (at(2027, Month::April, 15, 0, 0), 30),
-            (at(2100, Month::February, 28, 12, 0), 28), // 2100 is no leap year
-            (at(2028, Month::February, 1, 0, 0), 29),
-            (at(2026, Month::December, 31, 23, 59), 31),
+            (at(2027, 1, 31, 23, 59), 31),
+            (at(2027, 4, 15, 0, 0), 30),
+            (at(2100, 2, 28, 12, 0), 28), // 2100 is no leap year
+            (at(2028, 2, 1, 0, 0), 29),
+            (at(2026, 12, 31, 23, 59), 31),
         ];
         for (now, days) in cases {
             let span = Window::Month.span(now);
             assert_eq!(span.end.unwrap() - span.start, days * 86_400, "{now}");
             assert!(span.start <= now && now < span.end.unwrap());
         }
-        let december = Window::Month.span(at(2026, Month::December, 31, 23, 59));
-        assert_eq!(december.end, Some(at(2027, Month::January, 1, 0, 0)));
+        let december = Window::Month.span(at(2026, 12, 31, 23, 59));
+        assert_eq!(december.end, Some(at(2027, 1, 1, 0, 0)));
         assert_eq!(december.renewal(Window::Month), "on 1 January");
     }
 
     #[test]
     fn hours_and_days_start_on_the_hour_and_at_midnight_utc() {
-        let now = at(2027, Month::March, 3, 14, 25);
-        assert_eq!(
-            Window::Hour.span(now).start,
-            at(2027, Month::March, 3, 14, 0)
-        );
+        let now = at(2027, 3, 3, 14, 25);
+        assert_eq!(Window::Hour.span(now).start, at(2027, 3, 3, 14, 0));
         assert_eq!(Window::Hour.span(now).renews_in(now), Some(35 * 60));
         assert_eq!(Window::Hour.span(now).renewal(Window::Hour), "at 15:00 UTC");
-        assert_eq!(Window::Day.span(now).start, at(2027, Month::March, 3, 0, 0));
+        assert_eq!(Window::Day.span(now).start, at(2027, 3, 3, 0, 0));
         assert_eq!(
             Window::Day.span(now).renewal(Window::Day),
             "at 00:00 UTC on 4 March"
@@ -181,7 +229,7 @@ mod tests {
 
     #[test]
     fn times_out_of_range_do_not_panic() {
-        for now in [i64::MIN, i64::MAX, -1] {
+        for now in [i64::MIN, i64::MAX, -1, 253_402_300_800] {
             for w in [Window::Hour, Window::Day, Window::Month, Window::Ever] {
                 let _ = w.span(now).renewal(w);
             }
