@@ -3,8 +3,7 @@
 
 import { installPaywallBridge, paidFetch, PaywallError } from 'figma-paywall-plugin'
 
-/** The plugin's server: `cargo run --example ai_endpoint`. */
-const SERVER = 'http://localhost:3000'
+import { SERVER } from './server'
 
 figma.showUI(__html__, { width: 320, height: 260, themeColors: true })
 installPaywallBridge()

@@ -3,7 +3,7 @@
 
 import { type Credits, creditsOf, paidFetch, PaywallError } from 'figma-paywall-plugin/ui'
 
-const SERVER = 'http://localhost:3000'
+import { SERVER } from './server'
 
 const prompt = document.getElementById('prompt') as HTMLTextAreaElement
 const output = document.getElementById('output') as HTMLElement

@@ -20,7 +20,13 @@ test('the manifest asks for payments and lets the plugin reach its server', asyn
   for (const source of [code, ui]) {
     const servers = new Set(source.match(/https?:\/\/localhost:\d+/g))
     assert.ok(servers.size > 0)
-    for (const server of servers) assert.ok(manifest.networkAccess.allowedDomains.includes(server), server)
+    // A server on this machine is for development: Figma's devAllowedDomains.
+    for (const server of servers) assert.ok(manifest.networkAccess.devAllowedDomains.includes(server), server)
+    for (const server of servers) assert.ok(!manifest.networkAccess.allowedDomains.includes(server), server)
+  }
+  // The server's URL is written in one place: server.ts.
+  for (const file of ['code.ts', 'ui.ts']) {
+    assert.doesNotMatch(await readFile(example(file), 'utf8'), /https?:\/\//, file)
   }
   // One script each, as Figma loads them: no module syntax, no file to fetch.
   assert.doesNotMatch(code, /^\s*(import|export)\s/m)
