@@ -5,7 +5,7 @@
 use axum::{
     extract::{Request, State},
     handler::Handler,
-    http::{request::Parts, HeaderMap, HeaderName, StatusCode},
+    http::{request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode},
     middleware::{from_fn_with_state, Next},
     response::{IntoResponse, Response},
     routing::{any, get},
@@ -54,14 +54,22 @@ fn with_deny_status(mut refusal: Refusal, deny: StatusCode) -> Refusal {
 /// only some on.
 const REFUSAL_STATUS: HeaderName = HeaderName::from_static("x-figma-refusal-status");
 
+/// A forward-auth refusal's reason (`not_paid`, …), for a proxy that
+/// writes the answer's body itself (nginx): a plugin opens checkout on a
+/// 402 whose `reason` is `not_paid`.
+const REFUSAL_REASON: HeaderName = HeaderName::from_static("x-figma-refusal-reason");
+
 /// A forward-auth refusal: its status in `X-Figma-Refusal-Status`, and
 /// answered as `refusals_as` unless it is a 401 (`--refusals-as`).
 fn forward_auth_refusal(refusal: Refusal, refusals_as: Option<StatusCode>) -> Response {
-    let status = refusal.status;
+    let (status, reason) = (refusal.status, refusal.reason);
     let mut response = refusal.into_response();
     response
         .headers_mut()
         .insert(REFUSAL_STATUS, status.as_u16().into());
+    response
+        .headers_mut()
+        .insert(REFUSAL_REASON, HeaderValue::from_static(reason.as_str()));
     if let Some(to) = refusals_as.filter(|_| status != StatusCode::UNAUTHORIZED) {
         *response.status_mut() = to;
     }
@@ -92,6 +100,9 @@ async fn refuse_preflight(
     response
         .headers_mut()
         .insert(REFUSAL_STATUS, status.as_u16().into());
+    response
+        .headers_mut()
+        .insert(REFUSAL_REASON, HeaderValue::from_static("cors_preflight"));
     if let Some(to) = refusals_as {
         *response.status_mut() = to;
     }

@@ -381,7 +381,35 @@ async fn behind_nginx_auth_request() {
     require("nginx", "apt-get install nginx");
     // nginx passes only 401 and 403 on: every other refusal comes as 403,
     // and nginx answers it with the status the gateway names.
-    let (_, _, upstream) = in_front(nginx, &["--refusals-as", "403"]).await;
+    let (proxy, gateway, upstream) = in_front(nginx, &["--refusals-as", "403"]).await;
+
+    // nginx answers refusals in Figma's envelope with the gateway's reason,
+    // which a plugin's paidFetch reads to open checkout, readable from a
+    // plugin's origin `null`.
+    let page = format!("{}/docs/page", proxy.base);
+    for (token, status, reason) in [
+        (
+            Some(gateway.tokens[2].as_str()),
+            StatusCode::PAYMENT_REQUIRED,
+            "not_paid",
+        ),
+        (None, StatusCode::UNAUTHORIZED, "no_identity"),
+    ] {
+        let headers: Vec<(&str, &str)> = token
+            .map(|t| vec![("X-Figma-Payment-Token", t), ("Origin", "null")])
+            .unwrap_or_else(|| vec![("Origin", "null")]);
+        let (got, headers, body) = get(&page, &headers).await;
+        assert_eq!(got, status, "{body}");
+        assert_eq!(headers["access-control-allow-origin"], "*");
+        assert!(headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+        let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(body["reason"], reason, "{body}");
+        assert_eq!(body["status"], status.as_u16());
+    }
+    drop((proxy, gateway));
 
     // Our own budget spent: 503 with Retry-After, not nginx's 500.
     let mut command = super::demo_command(&["--refusals-as", "403"]);
