@@ -16,46 +16,20 @@ mod common {
     pub mod chromium;
     pub mod example;
     pub mod fenced;
+    pub mod npm;
     pub mod scratch;
 }
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-    sync::OnceLock,
-};
+use std::{path::Path, process::Command, sync::OnceLock};
 
 use common::{
     chromium::in_browser,
     example::{AiEndpoint, Demo, Killed},
+    npm::{plugin_dir, run_in_plugin},
 };
 use serde_json::{json, Value};
 
 const PLUGIN_ID: &str = "1122334455";
-
-fn plugin_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin")
-}
-
-/// Runs `program args` in `plugin/`; fails with what to install if it is
-/// missing, and with its output if it fails.
-fn run_in_plugin(program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let output = Command::new(program)
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(plugin_dir())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {program} ({e}): install Node.js and npm (Debian's nodejs and npm; .ci/run does)")
-        });
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 /// Installs the package's dev dependencies if need be, builds it and runs
 /// its own tests (`npm test`), once for this binary; the output of the

@@ -3,6 +3,7 @@
 //! `proxies.rs`, behind the real nginx, Caddy, Traefik and Envoy.
 
 mod browser;
+mod checkout;
 mod cors;
 mod credits;
 #[allow(dead_code)]
@@ -11,6 +12,8 @@ mod example;
 #[path = "../common/fenced.rs"]
 mod fenced;
 mod hardening;
+#[path = "../common/npm.rs"]
+mod npm;
 mod operations;
 mod proxies;
 #[path = "../common/scratch.rs"]

@@ -25,9 +25,9 @@ use super::{
 };
 
 /// A proxy process, stopped when dropped, and its folder.
-struct Proxy {
+pub(super) struct Proxy {
     child: Child,
-    base: String,
+    pub(super) base: String,
     _dir: TempDir,
 }
 
@@ -39,7 +39,7 @@ impl Drop for Proxy {
 }
 
 /// Fails, saying how to install it, if `program` is not on the PATH.
-fn require(program: &str, install: &str) {
+pub(super) fn require(program: &str, install: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .output()
@@ -83,7 +83,7 @@ fn start(mut command: Command, port: u16, dir: TempDir, log: &Path) -> Proxy {
     }
 }
 
-fn nginx(gateway: &str, upstream: &str) -> Proxy {
+pub(super) fn nginx(gateway: &str, upstream: &str) -> Proxy {
     let scratch = TempDir::new("nginx");
     let dir = scratch.path().to_owned();
     let port = free_port();
@@ -122,7 +122,7 @@ http {{
     start(command, port, scratch, &log)
 }
 
-fn caddy(gateway: &str, upstream: &str) -> Proxy {
+pub(super) fn caddy(gateway: &str, upstream: &str) -> Proxy {
     let scratch = TempDir::new("caddy");
     let dir = scratch.path().to_owned();
     let port = free_port();
@@ -154,7 +154,7 @@ fn caddy(gateway: &str, upstream: &str) -> Proxy {
     start(command, port, scratch, &log)
 }
 
-fn traefik(gateway: &str, upstream: &str) -> Proxy {
+pub(super) fn traefik(gateway: &str, upstream: &str) -> Proxy {
     let scratch = TempDir::new("traefik");
     let dir = scratch.path().to_owned();
     let port = free_port();
@@ -194,7 +194,7 @@ async fn routes(base: &str) {
     }
 }
 
-fn envoy(gateway: &str, upstream: &str) -> Proxy {
+pub(super) fn envoy(gateway: &str, upstream: &str) -> Proxy {
     let scratch = TempDir::new("envoy");
     let dir = scratch.path().to_owned();
     let port = free_port();
@@ -433,7 +433,7 @@ async fn behind_nginx_auth_request() {
 
 /// The proxy `start` makes in front of `gateway` and `upstream`, once it
 /// routes.
-async fn routing(
+pub(super) async fn routing(
     start: fn(&str, &str) -> Proxy,
     gateway: &super::Gateway,
     upstream: &str,
