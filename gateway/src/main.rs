@@ -39,7 +39,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = config::Args::parse();
+    let args = config::Args::try_parse().unwrap_or_else(|e| exit_naming_env(e));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -58,6 +58,32 @@ fn main() -> ExitCode {
             eprintln!("figma-paywall: cannot start: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Exits on a command line clap refused; a bad value that came from its
+/// environment variable names the variable (clap names only the flag, and
+/// the operator set the variable).
+fn exit_naming_env(error: clap::Error) -> ! {
+    use clap::{error::ContextKind, CommandFactory};
+    let flag = error.get(ContextKind::InvalidArg).map(ToString::to_string);
+    let command = config::Args::command();
+    let env = flag.as_deref().and_then(|flag| {
+        let long = flag.trim_start_matches("--").split([' ', '=']).next()?;
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))?;
+        let name = arg.get_env()?.to_str()?.to_owned();
+        let typed = std::env::args().any(|a| a.split('=').next() == Some(&format!("--{long}")));
+        (std::env::var_os(&name).is_some() && !typed).then_some(name)
+    });
+    match env {
+        Some(name) => {
+            let said = error.render().to_string();
+            eprintln!("{}\n\n(the value came from {name})", said.trim_end());
+            std::process::exit(error.exit_code());
+        }
+        None => error.exit(),
     }
 }
 

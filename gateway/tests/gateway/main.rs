@@ -441,6 +441,29 @@ fn check_says_what_is_wrong_and_exits_1_or_0() {
         .starts_with(&format!("figma-paywall {}", env!("CARGO_PKG_VERSION"))));
 }
 
+/// A bad value from a flag's environment variable names the variable,
+/// not only the flag the operator never typed.
+#[test]
+fn a_bad_value_from_the_environment_names_its_variable() {
+    let output = command(&["--demo"])
+        .env("FIGMA_PAYWALL_PAID_LIFETIME", "10")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("--paid-lifetime") && said.contains("FIGMA_PAYWALL_PAID_LIFETIME"),
+        "{said}"
+    );
+    // Typed on the command line, the flag alone is named.
+    let output = command(&["--demo", "--paid-lifetime", "10"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(!said.contains("FIGMA_PAYWALL_PAID_LIFETIME"), "{said}");
+}
+
 /// What start refuses, `--check` refuses, in the same words (a port
 /// already taken, a sign-in key too short: both once said "ok" and then
 /// failed to start); and a closed pipe ends `--check` without a panic.
