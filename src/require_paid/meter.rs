@@ -64,7 +64,7 @@ impl Meter {
     }
 
     /// What the reported cost changes: settled, and the headers written.
-    pub(crate) fn finish(self, response: &mut Response) -> i64 {
+    pub(crate) fn finish(self, response: &mut Response) {
         let cost = i64::try_from(self.cost).unwrap_or(i64::MAX);
         let delta = self.charge.reported().map_or(0, |used| {
             i64::try_from(used).unwrap_or(i64::MAX).saturating_sub(cost)
@@ -84,6 +84,5 @@ impl Meter {
             delta,
             self.now,
         );
-        cost.saturating_add(delta)
     }
 }
