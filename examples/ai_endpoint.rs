@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Without `FIGMA_TOKEN` it starts the embedded mock Figma, seeded with demo
-//! buyers and non-buyers, and prints curl commands to try. With
+//! buyers and non-buyers, and prints curl commands to try. On the mock it
+//! is in development mode: a plugin running in Figma's desktop app in
+//! development gets the status it chose with
+//! `setPaymentStatusInDevelopment` (see docs/plugin.md). With
 //! `FIGMA_TOKEN` (and `FIGMA_PLUGIN_ID`) it asks the real Figma
 //! (`FIGMA_API_URL` overrides the base URL). `PORT` overrides 3000, and
 //! `FIGMA_RATE_LIMIT` (`FIGMA_RATE_BURST`) the budget, on the mock too.
@@ -78,7 +81,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             demo.push((who, token));
         }
         println!("mock Figma on {}", mock.url());
-        let client = mock.client_builder().rate_limit_from_env()?.build()?;
+        // Development mode: a plugin in development gets the status it
+        // chose with setPaymentStatusInDevelopment (docs/plugin.md).
+        let client = mock
+            .client_builder()
+            .development_mode()
+            .rate_limit_from_env()?
+            .build()?;
         (client, plugin, Some(mock), demo)
     };
 
@@ -131,6 +140,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         println!("# nobody\ncurl -i -X POST http://{addr}/generate -d 'a cat in a hat'\n");
+        println!(
+            "# a plugin in development that chose PAID (any token: development mode, docs/plugin.md)\ncurl -i -X POST http://{addr}/generate -H 'X-Figma-Payment-Token: from-figma-in-development' -H 'X-Figma-Payment-Status-In-Development: PAID' -d 'a cat in a hat'\n"
+        );
         match &stats_token {
             Some(token) => println!(
                 "# what the paywall did\ncurl http://{addr}/paywall/stats -H 'Authorization: Bearer {token}'\n"
@@ -163,7 +175,11 @@ fn cors_for_plugins() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE, identity::PAYMENT_TOKEN_HEADER])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            identity::PAYMENT_TOKEN_HEADER,
+            identity::DEVELOPMENT_STATUS_HEADER,
+        ])
         // Retry-After on a 429 or 503; what credits are left (RateLimit).
         .expose_headers([
             header::RETRY_AFTER,

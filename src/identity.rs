@@ -45,7 +45,7 @@ pub use crate::{
     caller::ClientKey,
     require_paid::{
         ClientKeySource, DefaultIdentity, ForwardedFor, Identity, IdentityError, IdentitySource,
-        Or, PaymentTokenHeader, PaymentTokenQuery, PeerAddr, UserIdExtension, PAYMENT_TOKEN_HEADER,
-        PAYMENT_TOKEN_QUERY,
+        Or, PaymentTokenHeader, PaymentTokenQuery, PeerAddr, UserIdExtension,
+        DEVELOPMENT_STATUS_HEADER, PAYMENT_TOKEN_HEADER, PAYMENT_TOKEN_QUERY,
     },
 };

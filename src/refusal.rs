@@ -61,11 +61,17 @@ pub enum RefusalReason {
     /// The credits' counts could not be reached (503): nobody is let in
     /// uncounted.
     CreditsUnavailable,
+    /// The request carried a payment status chosen in development
+    /// ([`DEVELOPMENT_STATUS_HEADER`](crate::identity::DEVELOPMENT_STATUS_HEADER))
+    /// and this server is not in
+    /// [development mode](crate::PaymentsClientBuilder::development_mode)
+    /// (400), or the status was not one (400). Figma was not asked.
+    DevelopmentOnly,
 }
 
 impl RefusalReason {
     /// Every reason, in the order of their counters.
-    pub(crate) const ALL: [Self; 12] = [
+    pub(crate) const ALL: [Self; 13] = [
         Self::NoIdentity,
         Self::InvalidIdentity,
         Self::TokenRejected,
@@ -78,6 +84,7 @@ impl RefusalReason {
         Self::FigmaUnavailable,
         Self::CreditsExhausted,
         Self::CreditsUnavailable,
+        Self::DevelopmentOnly,
     ];
 
     /// Its place in [`ALL`](Self::ALL), for counters.
@@ -100,6 +107,7 @@ impl RefusalReason {
             Self::FigmaUnavailable => "figma_unavailable",
             Self::CreditsExhausted => "credits_exhausted",
             Self::CreditsUnavailable => "credits_unavailable",
+            Self::DevelopmentOnly => "development_only",
         }
     }
 }

@@ -67,9 +67,12 @@ mod mock {
                 resources.push(Resource::plugin(DEMO_PLUGIN).map_err(|e| e.to_string())?);
             }
             let (mock, tokens) = demo_figma(&resources[0]).await?;
-            // FIGMA_RATE_LIMIT tries a small budget on the mock too.
+            // FIGMA_RATE_LIMIT tries a small budget on the mock too. In
+            // development mode: a plugin in development is let in or not by
+            // the status it chose (setPaymentStatusInDevelopment).
             let client = mock
                 .client_builder()
+                .development_mode()
                 .rate_limit_from_env()
                 .and_then(|b| b.build())
                 .map_err(|e| e.to_string())?;
@@ -114,6 +117,9 @@ mod mock {
             );
         }
         println!("# nobody\ncurl -i http://{addr}/_figma_paywall/auth\n");
+        println!(
+            "# a plugin in development that chose PAID (any token: development mode)\ncurl -i http://{addr}/_figma_paywall/auth -H 'X-Figma-Payment-Token: from-figma-in-development' -H 'X-Figma-Payment-Status-In-Development: PAID'\n"
+        );
     }
 
     /// The mock Figma of `--demo`: a buyer, a user in a trial and a user who

@@ -125,6 +125,89 @@ fn the_helper_lets_a_buyer_in_and_turns_a_402_into_checkout_against_ai_endpoint(
 }
 
 #[test]
+fn in_development_the_helper_gets_the_status_it_chose_and_a_server_on_figma_refuses_it() {
+    let server = AiEndpoint::start(&[]);
+    // The plugin chose PAID in development: in, with a token the mock
+    // never issued, as the mock's creator; no checkout.
+    let paid = paid_fetch(&server, "2003", &[("DEVELOPMENT", "PAID")]);
+    assert_eq!(paid["status"], 200, "{paid}");
+    assert_eq!(
+        paid["body"]["user_id"],
+        figma_paywall::mock::MOCK_CREATOR_ID
+    );
+    assert_eq!(paid["body"]["payment_status"]["type"], "PAID");
+    assert_eq!(paid["checkouts"], json!([]));
+
+    // UNPAID: checkout opens, the user closes it, the 402 comes back.
+    let closed = paid_fetch(&server, "2003", &[("DEVELOPMENT", "UNPAID")]);
+    assert_eq!(closed["status"], 402, "{closed}");
+    assert_eq!(closed["body"]["reason"], "not_paid");
+    assert_eq!(closed["checkouts"], json!(["PAID_FEATURE"]));
+
+    // UNPAID, and the user buys in development's checkout: in.
+    let bought = paid_fetch(
+        &server,
+        "2003",
+        &[("DEVELOPMENT", "UNPAID"), ("IN_CHECKOUT", "buy")],
+    );
+    assert_eq!(bought["status"], 200, "{bought}");
+    assert_eq!(bought["checkouts"], json!(["PAID_FEATURE"]));
+    assert_eq!(bought["tokensMinted"], 2);
+
+    // ai_endpoint on Figma (FIGMA_TOKEN set; here the mock plays Figma):
+    // not in development mode, so it refuses the status, asking Figma
+    // nothing, and the helper opens no checkout.
+    let figma = figma_paywall::mock::MockFigma::start_on_own_thread().unwrap();
+    let on_figma = ai_endpoint_on(&figma);
+    let refused = paid_fetch_at(
+        &on_figma.1,
+        &figma.url(),
+        "2003",
+        &[("DEVELOPMENT", "PAID")],
+    );
+    assert_eq!(refused["status"], 400, "{refused}");
+    assert_eq!(refused["body"]["reason"], "development_only");
+    let message = refused["body"]["message"].as_str().unwrap();
+    assert!(message.contains("development mode only"), "{message}");
+    assert_eq!(refused["checkouts"], json!([]));
+    assert_eq!(figma.payment_requests(), 0);
+}
+
+/// `ai_endpoint` asking `figma` as the real Figma (`FIGMA_TOKEN`,
+/// `FIGMA_API_URL`), once it listens: the process and its base URL.
+fn ai_endpoint_on(figma: &figma_paywall::mock::MockFigma) -> (Killed, String) {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut child = Killed(
+        Command::new(common::example::example("ai_endpoint"))
+            .env("FIGMA_TOKEN", figma_paywall::mock::MOCK_ACCESS_TOKEN)
+            .env("FIGMA_API_URL", figma.url())
+            .env("FIGMA_PLUGIN_ID", PLUGIN_ID)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .env_remove("FIGMA_PAYWALL_CREDITS")
+            .env_remove("FIGMA_PAYWALL_STORE")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let base = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("ai_endpoint listening on ")
+                .map(str::to_owned)
+        })
+        .expect("ai_endpoint says where it listens");
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, base)
+}
+
+#[test]
 fn the_helper_reads_free_tries_and_credits_then_opens_checkout_against_ai_endpoint() {
     let server = AiEndpoint::start(&[("FIGMA_PAYWALL_CREDITS", "paid=100/day,unpaid=2/day")]);
 

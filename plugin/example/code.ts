@@ -1,12 +1,16 @@
 // The example plugin's main thread: shows the UI, lets the UI's paidFetch
 // work (installPaywallBridge), and makes one call of its own from here.
 
-import { installPaywallBridge, paidFetch, PaywallError } from 'figma-paywall-plugin'
+import { installPaywallBridge, paidFetch, PaywallError, setPaymentStatusInDevelopment } from 'figma-paywall-plugin'
 
-import { SERVER } from './server'
+import { SERVER, STATUS_IN_DEVELOPMENT } from './server'
 
 figma.showUI(__html__, { width: 320, height: 260, themeColors: true })
 installPaywallBridge()
+
+// In development against this machine's server: the status to try
+// (docs/plugin.md, "See it work in Figma before you publish").
+if (STATUS_IN_DEVELOPMENT) setPaymentStatusInDevelopment(STATUS_IN_DEVELOPMENT)
 
 // The plugin's own messages, beside the bridge's.
 figma.ui.on('message', async (message: { type?: string; prompt?: string }) => {

@@ -74,6 +74,14 @@ export class PaywallError extends Error {
 /** The header the server reads the plugin payment token from. */
 export const PAYMENT_TOKEN_HEADER = 'X-Figma-Payment-Token'
 
+/**
+ * The header that carries, only while the plugin runs in development, the
+ * payment status chosen there (`setPaymentStatusInDevelopment`, or
+ * checkout in development). Only a server in development mode honours it;
+ * any other refuses it with a 400 `development_only`.
+ */
+export const DEVELOPMENT_STATUS_HEADER = 'X-Figma-Payment-Status-In-Development'
+
 /** How long `paidFetch` waits on `Retry-After` unless told otherwise. */
 export const DEFAULT_MAX_WAIT_MS = 10_000
 
@@ -89,6 +97,8 @@ export const TOKEN_REUSE_MS = 5 * 60_000
 export interface Token {
   value: string
   reused: boolean
+  /** In development only: the payment status the plugin has there, for `DEVELOPMENT_STATUS_HEADER`. */
+  development?: string
 }
 
 /** The environment `paidFetch` runs in; `R` is its response type. */
@@ -102,7 +112,7 @@ export interface Host<R> {
    * (`redirect: 'manual'`). `asGet`: a redirect made it a GET without a
    * body, as `fetch` does after a 303, or a 301 or 302 to a POST.
    */
-  send(url: string, token: string, asGet: boolean): Promise<R>
+  send(url: string, token: Token, asGet: boolean): Promise<R>
   status(response: R): number
   header(response: R, name: string): string | null
   /** Whether `response` is a redirect whose target is hidden (a browser's `opaqueredirect`). */
@@ -260,10 +270,10 @@ export function retryAfterMs(value: string | null, now: number = Date.now()): nu
  * follows redirects within the call's origin only (`deliver`).
  */
 export async function paidFetchWith<R>(host: Host<R>, call: Call, options: PaidFetchOptions = {}): Promise<R> {
-  const send = (token: string) => deliver(host, call, token)
+  const send = (token: Token) => deliver(host, call, token)
   const maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS
   const first = await host.token(false)
-  let response: R = await send(first.value)
+  let response: R = await send(first)
 
   // A token reused past its life: Figma refused it, so ask for a new one.
   // A new token Figma refused is not tried again.
@@ -271,7 +281,7 @@ export async function paidFetchWith<R>(host: Host<R>, call: Call, options: PaidF
     const peeked = await host.reason(response)
     response = peeked.response
     if (peeked.reason === 'token_rejected') {
-      response = await send((await host.token(true)).value)
+      response = await send(await host.token(true))
     }
   }
 
@@ -287,7 +297,7 @@ export async function paidFetchWith<R>(host: Host<R>, call: Call, options: PaidF
     const wait = retryAfterMs(host.header(response, 'retry-after'))
     if (wait !== undefined && wait <= maxWaitMs) {
       await host.sleep(wait)
-      response = await send((await host.token(false)).value)
+      response = await send(await host.token(false))
     }
   }
 
@@ -298,7 +308,7 @@ export async function paidFetchWith<R>(host: Host<R>, call: Call, options: PaidF
     if (peeked.reason === 'not_paid') {
       const after = await host.checkout(options.checkout ?? 'PAID_FEATURE')
       if (after === 'PAID') {
-        response = await send((await host.token(true)).value)
+        response = await send(await host.token(true))
       }
     }
   }
@@ -318,7 +328,7 @@ const MAX_REDIRECTS = 20
  *
  * @throws {PaywallError} `redirect_refused`
  */
-async function deliver<R>(host: Host<R>, call: Call, token: string): Promise<R> {
+async function deliver<R>(host: Host<R>, call: Call, token: Token): Promise<R> {
   let url = call.url
   let asGet = false
   for (let followed = 0; ; followed++) {
@@ -418,5 +428,5 @@ export type BridgeRequest =
 
 /** Main thread -> UI. */
 export type BridgeReply =
-  | { id: number; ok: true; value: string; reused?: boolean }
+  | { id: number; ok: true; value: string; reused?: boolean; development?: string }
   | { id: number; ok: false; code: PaywallErrorCode; message: string }

@@ -29,6 +29,7 @@ import {
   callTo,
   type Credits,
   creditsFrom,
+  DEVELOPMENT_STATUS_HEADER,
   type Host,
   type Interstitial,
   networkMessage,
@@ -45,6 +46,7 @@ import {
 export {
   type Credits,
   DEFAULT_MAX_WAIT_MS,
+  DEVELOPMENT_STATUS_HEADER,
   type Interstitial,
   type PaidFetchOptions,
   PAYMENT_TOKEN_HEADER,
@@ -71,6 +73,49 @@ function payments(): PaymentsAPI {
   return figma.payments
 }
 
+/** Whether Figma took `setPaymentStatusInDevelopment`: the plugin runs in development. */
+let inDevelopment = false
+
+/**
+ * Sets the payment status this plugin has in development, as
+ * `figma.payments.setPaymentStatusInDevelopment` does, and from then on
+ * sends it with each `paidFetch` (`X-Figma-Payment-Status-In-Development`),
+ * read from `figma.payments.status` at each call, so checkout in
+ * development counts too. A server in development mode (`cargo run
+ * --example ai_endpoint`, `figma-paywall --demo`) takes it with any token;
+ * every other server refuses it (400 `development_only`), since Figma's
+ * API ignores it.
+ *
+ * ```ts
+ * import { setPaymentStatusInDevelopment } from 'figma-paywall-plugin'
+ *
+ * // Only while the plugin talks to a server on this machine.
+ * if (SERVER.startsWith('http://localhost')) setPaymentStatusInDevelopment('UNPAID')
+ * ```
+ *
+ * @throws {PaywallError} `figma_failed`: Figma refused the call, as it
+ *   does outside development; nothing is sent with later calls.
+ */
+export function setPaymentStatusInDevelopment(status: PaymentStatus['type']): void {
+  const api = payments()
+  try {
+    api.setPaymentStatusInDevelopment({ type: status })
+  } catch (cause) {
+    inDevelopment = false
+    throw new PaywallError(
+      'figma_failed',
+      `figma.payments.setPaymentStatusInDevelopment() failed, as it does outside development: ${cause instanceof Error ? cause.message : String(cause)}`,
+      cause,
+    )
+  }
+  inDevelopment = true
+}
+
+/** The status to send with the token: in development only. */
+function developmentStatus(): string | undefined {
+  return inDevelopment ? payments().status.type : undefined
+}
+
 let current: { value: string; at: number } | undefined
 let minting: Promise<string> | undefined
 
@@ -85,7 +130,7 @@ let firstOrigin: string | undefined
 async function token(fresh: boolean): Promise<Token> {
   const api = payments()
   if (!fresh && current && Date.now() - current.at < TOKEN_REUSE_MS) {
-    return { value: current.value, reused: true }
+    return { value: current.value, reused: true, development: developmentStatus() }
   }
   if (!minting) {
     minting = api.getPluginPaymentTokenAsync().then(
@@ -105,7 +150,7 @@ async function token(fresh: boolean): Promise<Token> {
   }
   const value = await minting
   current = { value, at: Date.now() }
-  return { value, reused: false }
+  return { value, reused: false, development: developmentStatus() }
 }
 
 /** Opens checkout; the payment status's type once it closes. */
@@ -223,12 +268,13 @@ export async function paidFetch(
   const host: Host<FetchResponse> = {
     token,
     checkout,
-    async send(to, value, asGet) {
+    async send(to, token, asGet) {
       const headers: { [name: string]: string } = {}
       for (const [name, header] of Object.entries(init.headers ?? init.headersObject ?? {})) {
         if (!asGet || !BODY_HEADERS.includes(name.toLowerCase())) headers[name] = header
       }
-      headers[PAYMENT_TOKEN_HEADER] = value
+      headers[PAYMENT_TOKEN_HEADER] = token.value
+      if (token.development !== undefined) headers[DEVELOPMENT_STATUS_HEADER] = token.development
       const sent: FetchOptions = { ...init, headers, redirect: 'manual' }
       delete sent.headersObject
       if (asGet) {
@@ -276,8 +322,8 @@ export function installPaywallBridge(): () => void {
 async function answer(request: BridgeRequest): Promise<BridgeReply> {
   try {
     if (request.op === 'token') {
-      const { value, reused } = await token(request.fresh === true)
-      return { id: request.id, ok: true, value, reused }
+      const { value, reused, development } = await token(request.fresh === true)
+      return { id: request.id, ok: true, value, reused, development }
     }
     if (request.op === 'checkout') {
       return { id: request.id, ok: true, value: await checkout(request.interstitial) }

@@ -24,6 +24,7 @@ import {
   type BridgeRequest,
   callTo,
   creditsFrom,
+  DEVELOPMENT_STATUS_HEADER,
   type Host,
   type Interstitial,
   networkMessage,
@@ -40,6 +41,7 @@ import type { Credits } from './core.js'
 export {
   type Credits,
   DEFAULT_MAX_WAIT_MS,
+  DEVELOPMENT_STATUS_HEADER,
   type Interstitial,
   type PaidFetchOptions,
   PAYMENT_TOKEN_HEADER,
@@ -116,7 +118,7 @@ function ask(request: Request, timeoutMs?: number): Promise<BridgeReply & { ok: 
 
 async function token(fresh: boolean, timeoutMs: number): Promise<Token> {
   const reply = await ask({ op: 'token', fresh }, timeoutMs)
-  return { value: reply.value, reused: reply.reused === true }
+  return { value: reply.value, reused: reply.reused === true, development: reply.development }
 }
 
 async function checkout(interstitial: Interstitial): Promise<string> {
@@ -156,9 +158,10 @@ export async function paidFetch(
   const host: Host<Response> = {
     token: (fresh) => token(fresh, timeoutMs),
     checkout,
-    async send(to, value, asGet) {
+    async send(to, token, asGet) {
       const headers = new Headers(init.headers)
-      headers.set(PAYMENT_TOKEN_HEADER, value)
+      headers.set(PAYMENT_TOKEN_HEADER, token.value)
+      if (token.development !== undefined) headers.set(DEVELOPMENT_STATUS_HEADER, token.development)
       const sent: RequestInit = { ...init, headers, redirect: 'manual' }
       if (asGet) {
         for (const name of BODY_HEADERS) headers.delete(name)

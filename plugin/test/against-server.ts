@@ -8,7 +8,10 @@
 //   node build-test/test/against-server.js
 //
 // Optional: STATUS (what figma.payments.status says first, default
-// UNPAID), CHECKOUT (an interstitial, or `false`), MAX_WAIT_MS. Prints one
+// UNPAID), CHECKOUT (an interstitial, or `false`), MAX_WAIT_MS,
+// DEVELOPMENT (a status: the plugin runs in development, calls
+// setPaymentStatusInDevelopment with it, and gets tokens the mock never
+// issued; checkout there changes the status only). Prints one
 // JSON line: the status and body the plugin got, the checkouts it opened,
 // the tokens it minted.
 
@@ -30,17 +33,28 @@ async function post(path: string): Promise<string> {
   return response.text()
 }
 
-const figma = new FakeFigma({
-  mint: () => post('/plugin/payment-token'),
-  buy: async () => {
-    await post('/plugin/checkout')
-  },
-})
+const development = process.env.DEVELOPMENT as PaymentStatus['type'] | undefined
+let developmentTokens = 0
+const figma = new FakeFigma(
+  development
+    ? {
+        // Figma's tokens in development: nothing the server could look up.
+        mint: async () => `from-figma-in-development-${++developmentTokens}`,
+        buy: async () => {},
+      }
+    : {
+        mint: () => post('/plugin/payment-token'),
+        buy: async () => {
+          await post('/plugin/checkout')
+        },
+      },
+)
 figma.inCheckout = (process.env.IN_CHECKOUT ?? 'close') as InCheckout
 figma.status = { type: (process.env.STATUS ?? 'UNPAID') as PaymentStatus['type'] }
 install(figma, figmaFetch)
 
 const main = await freshMain()
+if (development) main.setPaymentStatusInDevelopment(development)
 const checkout = process.env.CHECKOUT
 const response = await main.paidFetch(
   `${env('SERVER_URL')}/generate`,

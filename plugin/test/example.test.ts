@@ -60,13 +60,17 @@ test('the built main code answers its UI: a token through the bridge, a call of 
   // The UI asks for a token, as paidFetch from 'figma-paywall-plugin/ui' does.
   figma.fromUi({ __figmaPaywall: { id: 7, op: 'token', fresh: false } })
   await new Promise((resolve) => setTimeout(resolve, 20))
-  assert.deepEqual(sent(), [{ __figmaPaywall: { id: 7, ok: true, value: 'ppt_test_1', reused: false } }])
+  // In development against localhost: the status it chose goes along.
+  assert.deepEqual(sent(), [
+    { __figmaPaywall: { id: 7, ok: true, value: 'ppt_test_1', reused: false, development: 'UNPAID' } },
+  ])
 
   // The UI's button for a call from the main thread.
   figma.fromUi({ type: 'generate-here', prompt: 'a cat' })
   await new Promise((resolve) => setTimeout(resolve, 20))
   assert.deepEqual(sent()[1], { type: 'result', status: 200, body: { result: 'generated' } })
   assert.deepEqual(server.tokensSeen, ['ppt_test_1'])
+  assert.deepEqual(server.developmentSeen, ['UNPAID'])
   assert.deepEqual(server.bodies, ['{"prompt":"a cat"}'])
   assert.deepEqual(notified, [])
 })

@@ -19,6 +19,8 @@ type Handler = (message: unknown, props: OnMessageProperties) => void
 export class FakeFigma {
   status: PaymentStatus = { type: 'UNPAID' }
   inCheckout: InCheckout = 'close'
+  /** A published plugin: Figma refuses `setPaymentStatusInDevelopment`. */
+  published = false
   /** The interstitial of each checkout opened. */
   readonly checkouts: string[] = []
   tokensMinted = 0
@@ -35,6 +37,7 @@ export class FakeFigma {
         return figma.status
       },
       setPaymentStatusInDevelopment(status) {
+        if (figma.published) throw new Error('setPaymentStatusInDevelopment can only be used in development')
         figma.status = status
       },
       getUserFirstRanSecondsAgo: () => 0,

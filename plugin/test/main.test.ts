@@ -227,3 +227,30 @@ test('creditsOf reads the window with the least left from RateLimit and RateLimi
   server.busy.push({ status: 200, headers: { ratelimit: '"day";r=', 'ratelimit-policy': 'garbage ((' }, body: '{}' })
   assert.equal(main.creditsOf(await main.paidFetch(URL_, POST)), undefined)
 })
+
+test('no status goes with the token unless Figma took setPaymentStatusInDevelopment', async () => {
+  const { server, figma, main } = await setUp()
+  server.buyer = true
+  await main.paidFetch(URL_, POST)
+  // Published: Figma refuses the call, and nothing changes.
+  figma.published = true
+  assert.throws(
+    () => main.setPaymentStatusInDevelopment('PAID'),
+    (error: unknown) => error instanceof main.PaywallError && error.code === 'figma_failed',
+  )
+  await main.paidFetch(URL_, POST)
+  assert.deepEqual(server.developmentSeen, [undefined, undefined])
+  assert.deepEqual(figma.status, { type: 'UNPAID' })
+})
+
+test('in development, the status Figma says goes with each call, checkout included', async () => {
+  const { server, figma, main } = await setUp()
+  figma.inCheckout = 'buy'
+  main.setPaymentStatusInDevelopment('UNPAID')
+  const response = await main.paidFetch(URL_, POST)
+  assert.equal(response.status, 200)
+  assert.deepEqual(figma.checkouts, ['PAID_FEATURE'])
+  // Read at each call: after checkout in development, PAID.
+  assert.deepEqual(server.developmentSeen, ['UNPAID', 'PAID'])
+  assert.equal(main.DEVELOPMENT_STATUS_HEADER, 'X-Figma-Payment-Status-In-Development')
+})

@@ -21,6 +21,8 @@ export class StandIn implements Store {
   /** The token each request carried, in order. */
   readonly tokensSeen: (string | undefined)[] = []
   readonly bodies: (string | undefined)[] = []
+  /** The status chosen in development each request carried, in order. */
+  readonly developmentSeen: (string | undefined)[] = []
   private minted = 0
 
   async mint() {
@@ -31,9 +33,10 @@ export class StandIn implements Store {
     this.buyer = true
   }
 
-  answer(token: string | undefined, body: string | undefined): Answer {
+  answer(token: string | undefined, body: string | undefined, development?: string): Answer {
     this.tokensSeen.push(token)
     this.bodies.push(body)
+    this.developmentSeen.push(development)
     const json = (status: number, value: object): Answer => ({
       status,
       headers: { 'content-type': 'application/json' },
@@ -67,7 +70,11 @@ export function busy(status: 429 | 503, retryAfter: string): Answer {
  */
 export function figmaFetchFrom(server: StandIn) {
   return async (url: string, init: FetchOptions = {}): Promise<FetchResponse> => {
-    const answer = server.answer(init.headers?.['X-Figma-Payment-Token'], init.body as string | undefined)
+    const answer = server.answer(
+      init.headers?.['X-Figma-Payment-Token'],
+      init.body as string | undefined,
+      init.headers?.['X-Figma-Payment-Status-In-Development'],
+    )
     let read = false
     const text = async () => {
       if (read) throw new Error('the body was read twice')

@@ -13,7 +13,8 @@ function browserFetch(server: StandIn) {
   return async (url: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
     assert.equal(String(url), 'https://api.example.com/generate')
     const token = new Headers(init.headers).get('x-figma-payment-token') ?? undefined
-    const answer = server.answer(token, init.body as string | undefined)
+    const development = new Headers(init.headers).get('x-figma-payment-status-in-development') ?? undefined
+    const answer = server.answer(token, init.body as string | undefined, development)
     return new Response(answer.body, { status: answer.status, headers: answer.headers })
   }
 }
@@ -96,4 +97,15 @@ test('without installPaywallBridge the UI says so', async () => {
     assert.match(e.message, /installPaywallBridge\(\)/)
     return true
   })
+})
+
+test('from the UI, the status chosen in development goes with the token, and only then', async () => {
+  const { server, figma, main, ui } = await setUp()
+  server.buyer = true
+  assert.equal((await ui.paidFetch(URL_, POST)).status, 200)
+  main.setPaymentStatusInDevelopment('PAID')
+  assert.equal((await ui.paidFetch(URL_, POST)).status, 200)
+  figma.status = { type: 'UNPAID' }
+  assert.equal((await ui.paidFetch(URL_, POST)).status, 200)
+  assert.deepEqual(server.developmentSeen, [undefined, 'PAID', 'UNPAID'])
 })

@@ -15,7 +15,7 @@ use crate::{
     admission::{Admission, Rate},
     clock::Clock,
     error::ConfigError,
-    AccessToken,
+    AccessToken, UserId,
 };
 
 /// Builds a [`PaymentsClient`]; see its docs for the defaults.
@@ -48,6 +48,11 @@ pub struct PaymentsClientBuilder {
     /// within 2 to 10 s.
     max_wait: Option<Duration>,
     clock: Clock,
+    /// The mock's creator, when this builder was made by
+    /// [`MockFigma::client_builder`](crate::mock::MockFigma::client_builder)
+    /// and still points at the mock: development mode names them.
+    pub(crate) mock_creator: Option<UserId>,
+    development: bool,
 }
 
 impl PaymentsClientBuilder {
@@ -63,6 +68,8 @@ impl PaymentsClientBuilder {
             max_waiting: 256,
             max_wait: None,
             clock: Clock::default(),
+            mock_creator: None,
+            development: false,
         }
     }
 
@@ -70,6 +77,8 @@ impl PaymentsClientBuilder {
     /// (`http://localhost:8080/figma` asks `…/figma/v1/payments`).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into();
+        // Another Figma than the mock: development mode is no longer allowed.
+        self.mock_creator = None;
         self
     }
 
@@ -163,6 +172,39 @@ impl PaymentsClientBuilder {
         self
     }
 
+    /// Development mode, for a server on the mock Figma while a plugin is
+    /// developed: a gate honours the payment status that a plugin in
+    /// development chose with `figma.payments.setPaymentStatusInDevelopment`,
+    /// sent by figma-paywall-plugin in
+    /// [`DEVELOPMENT_STATUS_HEADER`](crate::identity::DEVELOPMENT_STATUS_HEADER),
+    /// with any plugin payment token, for the mock's creator. Figma's own
+    /// API ignores that status, so only a client of the mock
+    /// ([`MockFigma::client_builder`](crate::mock::MockFigma::client_builder))
+    /// can be in development mode: on any other,
+    /// [`build`](Self::build) fails. A gate whose client is not in
+    /// development mode refuses the header (400 `development_only`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use figma_paywall::{mock::MockFigma, AccessToken, PaymentsClient};
+    ///
+    /// let mock = MockFigma::start().await?;
+    /// let client = mock.client_builder().development_mode().build()?;
+    /// assert!(PaymentsClient::builder(AccessToken::new("figd_example")?)
+    ///     .development_mode()
+    ///     .build()
+    ///     .is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "mock")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+    pub fn development_mode(mut self) -> Self {
+        self.development = true;
+        self
+    }
+
     /// Builds the client, checking every setting.
     pub fn build(self) -> Result<PaymentsClient, ConfigError> {
         let (payments_url, me_url) = endpoint_urls(&self.base_url)?;
@@ -184,6 +226,18 @@ impl PaymentsClientBuilder {
                 Semaphore::MAX_PERMITS
             )));
         }
+        let development = match (self.development, self.mock_creator) {
+            (false, _) => None,
+            (true, Some(creator)) => {
+                tracing::warn!(
+                    "development mode: gates honour the status a plugin in development sends (X-Figma-Payment-Status-In-Development); never deploy this"
+                );
+                Some(creator)
+            }
+            (true, None) => return Err(ConfigError::InvalidSetting(
+                "development_mode is for a client of the mock Figma (MockFigma::client_builder) only: Figma's API ignores setPaymentStatusInDevelopment, so a server that asks it must take the status from Figma".into(),
+            )),
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .timeout(self.timeout)
@@ -213,6 +267,7 @@ impl PaymentsClientBuilder {
                     self.clock.clone(),
                 ),
                 clock: self.clock,
+                development,
                 breaker: Default::default(),
                 health: Default::default(),
                 calls: AtomicU64::new(0),

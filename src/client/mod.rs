@@ -98,6 +98,8 @@ struct Inner {
     calls: AtomicU64,
     latency_micros: AtomicU64,
     clock: Clock,
+    /// In development mode, the user its answers name (the mock's creator).
+    development: Option<UserId>,
 }
 
 /// Figma is failing: no call until `retry_after` (the breaker's probe).
@@ -111,6 +113,12 @@ fn figma_failing(retry_after: Duration) -> Error {
 impl PaymentsClient {
     /// Figma's production API, where a client asks unless told otherwise.
     pub const DEFAULT_BASE_URL: &str = DEFAULT_BASE_URL;
+
+    /// In [development mode](PaymentsClientBuilder::development_mode), the
+    /// user a plugin in development is taken for (the mock's creator).
+    pub(crate) fn development_user(&self) -> Option<&UserId> {
+        self.inner.development.as_ref()
+    }
 
     /// The header Figma reads the personal access token from, `X-Figma-Token`.
     pub const ACCESS_TOKEN_HEADER: HeaderName = ACCESS_TOKEN_HEADER;

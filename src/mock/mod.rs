@@ -323,11 +323,14 @@ impl MockFigma {
     }
 
     /// A client builder pointed at this mock with its access token, and a
-    /// rate budget large enough not to get in a test's way.
+    /// rate budget large enough not to get in a test's way. It may be put in
+    /// [development mode](PaymentsClientBuilder::development_mode).
     pub fn client_builder(&self) -> PaymentsClientBuilder {
-        PaymentsClient::builder(self.access_token())
+        let mut builder = PaymentsClient::builder(self.access_token())
             .base_url(self.url())
-            .rate_limit(60_000, 1_000)
+            .rate_limit(60_000, 1_000);
+        builder.mock_creator = Some(UserId::new(MOCK_CREATOR_ID).expect("a Figma ID"));
+        builder
     }
 
     /// A client pointed at this mock (see [`client_builder`](Self::client_builder)).

@@ -93,6 +93,19 @@ impl Paywall {
         .await
     }
 
+    /// `info` as a lookup's answer, never cached and never asked of Figma:
+    /// development mode's answer, with the status a plugin chose.
+    pub(crate) fn development_lookup(&self, info: PaymentInformation) -> Lookup {
+        let inner = &self.inner;
+        let at = inner.clock.now();
+        Lookup {
+            entry: Entry::new(info, at, &inner.answers.verdicts, inner.answers.epoch()),
+            at,
+            from_cache: false,
+            stale: false,
+        }
+    }
+
     /// A fresh cached answer for a token, without waiting for anything:
     /// the gate's hit path. `None` means the full lookup is needed.
     pub(crate) fn cached_token(&self, token: &PluginPaymentToken) -> Option<Lookup> {

@@ -7,8 +7,8 @@ use http::{request::Parts, Request, StatusCode};
 use tracing::{field::Empty, Instrument};
 
 use super::{
-    access::Granted, caller::ClientKeys, failure::refusal_for, identity::Mode, meter::Meter,
-    AccessVia, Identity, IdentityError, PaidAccess,
+    access::Granted, caller::ClientKeys, development, failure::refusal_for, identity::Mode,
+    meter::Meter, AccessVia, Identity, IdentityError, PaidAccess,
 };
 use crate::{
     credits::CreditCost, Error, Lookup, PaymentStatus, Paywall, PluginPaymentToken, Refusal,
@@ -34,13 +34,17 @@ pub(crate) struct Gate {
 /// The hit path, decided without awaiting anything: a grant for a caller
 /// whose fresh answer is cached and lets them in, who then goes straight to
 /// the inner service, with no boxed future and no span. `None` for anything
-/// else (a miss, a refusal, an expired answer, DEBUG logging on): the
-/// request takes the full [`check`].
+/// else (a miss, a refusal, an expired answer, DEBUG logging on, a status
+/// chosen in development): the request takes the full [`check`].
 pub(crate) fn cached_grant(
     gate: &Gate,
     identity: &Result<Option<Identity>, IdentityError>,
-    cost: Option<u64>,
+    parts: &Parts,
 ) -> Option<Granted> {
+    if development::asked(parts) {
+        return None;
+    }
+    let cost = parts.extensions.get::<CreditCost>().map(|c| c.0);
     match identity {
         // With DEBUG on, every request gets its span from the full check.
         Ok(Some(identity)) if !tracing::enabled!(tracing::Level::DEBUG) => gate
@@ -171,15 +175,11 @@ impl Gate {
             tracing::debug!(error = %e, "refused: unreadable identity");
             Refusal::new(e.status(), RefusalReason::InvalidIdentity, e.message())
         })?;
+        if development::asked(parts) {
+            return self.decide_in_development(paywall, identity.as_ref(), parts);
+        }
         match identity {
-            None => {
-                tracing::debug!("refused: no identity");
-                Err(Refusal::new(
-                    StatusCode::UNAUTHORIZED,
-                    RefusalReason::NoIdentity,
-                    "who is asking? A plugin sends its payment token (figma.payments.getPluginPaymentTokenAsync()) in the X-Figma-Payment-Token header; a website signs its visitor in with Figma first",
-                ))
-            }
+            None => self.no_identity(),
             Some(Identity::PaymentToken(token)) => {
                 span.record("mode", Mode::Token.as_str());
                 self.decide_token(paywall, &token, parts).await
@@ -189,6 +189,15 @@ impl Gate {
                 self.decide_user(paywall, &user).await
             }
         }
+    }
+
+    fn no_identity(&self) -> Result<Granted, Refusal> {
+        tracing::debug!("refused: no identity");
+        Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            RefusalReason::NoIdentity,
+            "who is asking? A plugin sends its payment token (figma.payments.getPluginPaymentTokenAsync()) in the X-Figma-Payment-Token header; a website signs its visitor in with Figma first",
+        ))
     }
 
     async fn decide_token(
@@ -218,6 +227,25 @@ impl Gate {
                 "this plugin payment token was issued for another plugin or widget",
             ));
         };
+        let free_try = self.free_try_with(&lookup);
+        self.judge(lookup, resource)
+            .or_else(|refusal| self.free_try(free_try, refusal))
+    }
+
+    /// A request with a status chosen in development: judged as Figma's
+    /// answer would be, in development mode only.
+    fn decide_in_development(
+        &self,
+        paywall: &Paywall,
+        identity: Option<&Identity>,
+        parts: &Parts,
+    ) -> Result<Granted, Refusal> {
+        let chosen = development::status(paywall, parts)?;
+        let Some(identity) = identity else {
+            return self.no_identity();
+        };
+        let resource = &self.resources[0];
+        let lookup = development::lookup(paywall, identity, chosen, resource);
         let free_try = self.free_try_with(&lookup);
         self.judge(lookup, resource)
             .or_else(|refusal| self.free_try(free_try, refusal))

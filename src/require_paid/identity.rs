@@ -24,6 +24,16 @@ use crate::{PluginPaymentToken, UserId};
 /// The header a plugin sends its payment token in, `X-Figma-Payment-Token`.
 pub const PAYMENT_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-figma-payment-token");
 
+/// The header figma-paywall-plugin sends, only while the plugin runs in
+/// development, with the payment status the plugin chose there
+/// (`figma.payments.setPaymentStatusInDevelopment`):
+/// `X-Figma-Payment-Status-In-Development`. A gate honours it only when its
+/// client is in
+/// [development mode](crate::PaymentsClientBuilder::development_mode), and
+/// refuses it anywhere else (400 `development_only`).
+pub const DEVELOPMENT_STATUS_HEADER: HeaderName =
+    HeaderName::from_static("x-figma-payment-status-in-development");
+
 /// The query parameter a plugin may send its payment token in.
 pub const PAYMENT_TOKEN_QUERY: &str = "plugin_payment_token";
 

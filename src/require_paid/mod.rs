@@ -26,6 +26,7 @@
 
 mod access;
 mod caller;
+mod development;
 mod extract;
 mod failure;
 mod future;
@@ -46,7 +47,8 @@ pub use self::{
     future::RequirePaidFuture,
     identity::{
         DefaultIdentity, Identity, IdentityError, IdentitySource, Or, PaymentTokenHeader,
-        PaymentTokenQuery, UserIdExtension, PAYMENT_TOKEN_HEADER, PAYMENT_TOKEN_QUERY,
+        PaymentTokenQuery, UserIdExtension, DEVELOPMENT_STATUS_HEADER, PAYMENT_TOKEN_HEADER,
+        PAYMENT_TOKEN_QUERY,
     },
     layer::RequirePaidLayer,
     service::{is_cors_preflight, RequirePaid},

@@ -11,7 +11,7 @@ use super::{
     gate::{cached_grant, check},
     DefaultIdentity, IdentitySource, RequirePaidFuture, RequirePaidLayer,
 };
-use crate::{credits::CreditCost, Paywall, Resource};
+use crate::{Paywall, Resource};
 
 /// A service that lets a request through to `S` only when its caller has
 /// paid; made by [`RequirePaidLayer`].
@@ -168,8 +168,7 @@ where
         let identity = self.layer.identity.identify(&parts);
         // A buyer whose fresh answer is cached: straight to the service
         // that was made ready.
-        let cost = parts.extensions.get::<CreditCost>().map(|c| c.0);
-        if let Some(granted) = cached_grant(&self.layer.gate, &identity, cost) {
+        if let Some(granted) = cached_grant(&self.layer.gate, &identity, &parts) {
             let mut req = Request::from_parts(parts, body);
             let meter = granted.admit(&self.layer.gate.paywall, &mut req);
             return RequirePaidFuture::admitted(self.inner.call(req), meter);

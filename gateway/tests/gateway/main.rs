@@ -6,6 +6,7 @@ mod browser;
 mod checkout;
 mod cors;
 mod credits;
+mod development;
 #[allow(dead_code)]
 #[path = "../common/example.rs"]
 mod example;

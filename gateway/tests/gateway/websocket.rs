@@ -20,7 +20,7 @@ use super::{
 
 /// The gateway on the mock Figma `figma` (whose ledger the test changes),
 /// for plugin `plugin`, with `args`, once it listens.
-fn on_figma(figma: &MockFigma, plugin: &Resource, args: &[&str]) -> Gateway {
+pub(super) fn on_figma(figma: &MockFigma, plugin: &Resource, args: &[&str]) -> Gateway {
     let mut child = command(
         &[
             &["--plugin", plugin.id().as_str(), "--listen", "127.0.0.1:0"],

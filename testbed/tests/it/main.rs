@@ -19,6 +19,7 @@ mod budget;
 mod client;
 mod cors;
 mod credits;
+mod development;
 mod fairness;
 mod faults;
 mod lanes;

@@ -1,0 +1,51 @@
+//! Development mode: `--demo` takes the status a plugin in development
+//! chose; a gateway on any other Figma refuses it, without asking Figma.
+
+use figma_paywall::{mock::MockFigma, Resource};
+use reqwest::StatusCode;
+
+use super::{auth, demo, websocket::on_figma};
+
+const TOKEN: (&str, &str) = ("X-Figma-Payment-Token", "from-figma-in-development");
+
+fn chose(status: &str) -> [(&'static str, &str); 2] {
+    [TOKEN, ("X-Figma-Payment-Status-In-Development", status)]
+}
+
+#[tokio::test]
+async fn the_demo_takes_the_status_a_plugin_in_development_chose() {
+    let gateway = demo(&[]);
+    let (status, headers, _) = auth(&gateway, &chose("PAID")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-figma-payment-status"], "PAID");
+    assert_eq!(
+        headers["x-figma-user-id"],
+        figma_paywall::mock::MOCK_CREATOR_ID
+    );
+    let (status, _, body) = auth(&gateway, &chose("UNPAID")).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    assert!(body.contains("\"not_paid\""), "{body}");
+    // The same token without the header: Figma (the mock) refuses it.
+    assert_eq!(auth(&gateway, &[TOKEN]).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_on_figma_refuses_a_status_chosen_in_development() {
+    let figma = MockFigma::start().await.unwrap();
+    let plugin = Resource::plugin("1122334455").unwrap();
+    let gateway = on_figma(&figma, &plugin, &[]);
+    for status in ["PAID", "UNPAID"] {
+        let (code, _, body) = auth(&gateway, &chose(status)).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["reason"], "development_only");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("development mode only"),
+            "{body}"
+        );
+    }
+    assert_eq!(figma.payment_requests(), 0, "Figma was asked");
+}
