@@ -32,8 +32,10 @@ use axum::{
     Json, Router,
 };
 use figma_paywall::{
-    credits::Credits, identity, mock::MockFigma, PaidAccess, PaymentInformation, PaymentStatus,
-    PaymentsClient, Paywall, RequirePaidLayer, Resource, UserId,
+    credits::Credits,
+    identity,
+    mock::{MockFigma, DEMO_USERS},
+    PaidAccess, PaymentInformation, PaymentsClient, Paywall, RequirePaidLayer, Resource, UserId,
 };
 use serde_json::{json, Value};
 use tower_http::cors::{Any, CorsLayer};
@@ -70,11 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mock = MockFigma::start().await?;
         let plugin = Resource::plugin(DEMO_PLUGIN)?;
         let mut demo = Vec::new();
-        for (id, who, status) in [
-            ("2001", "a buyer", PaymentStatus::Paid),
-            ("2002", "a user in a trial", PaymentStatus::Trial),
-            ("2003", "a user who has not paid", PaymentStatus::Unpaid),
-        ] {
+        for (id, _handle, who, status) in DEMO_USERS {
             let user = UserId::new(id)?;
             mock.set_status(&user, &plugin, status);
             let token = mock.issue_token_for(&user, &plugin, Duration::from_secs(86_400));

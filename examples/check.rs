@@ -12,7 +12,8 @@
 use std::process::ExitCode;
 
 use figma_paywall::{
-    mock::MockFigma, Error, PaymentStatus, PaymentsClient, PluginPaymentToken, Resource, UserId,
+    mock::{MockFigma, DEMO_USERS},
+    Error, PaymentStatus, PaymentsClient, PluginPaymentToken, Resource, UserId,
 };
 
 const USAGE: &str =
@@ -63,7 +64,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // --demo: a mock where user 2001 bought plugin 1122334455.
+    // --demo: the demo's users on plugin 1122334455: 2001 bought it, 2002
+    // is in a trial, 2003 has not paid.
     let mock = if demo {
         MockFigma::start().await.ok()
     } else {
@@ -72,11 +74,9 @@ async fn main() -> ExitCode {
     let client = match &mock {
         Some(mock) => {
             let plugin = Resource::plugin("1122334455").expect("valid ID");
-            mock.set_status(
-                &UserId::new("2001").expect("valid ID"),
-                &plugin,
-                PaymentStatus::Paid,
-            );
+            for (id, _, _, status) in DEMO_USERS {
+                mock.set_status(&UserId::new(id).expect("valid ID"), &plugin, status);
+            }
             mock.client()
         }
         None => PaymentsClient::from_env(),

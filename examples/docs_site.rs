@@ -21,8 +21,8 @@ use axum::{
     Router,
 };
 use figma_paywall::{
-    login::FigmaLogin,
-    mock::{Ledger, MockFigma, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET},
+    login::{FigmaLogin, Profile},
+    mock::{Ledger, MockFigma, DEMO_USERS, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET},
     PaymentInformation, PaymentStatus, PaymentsClient, Paywall, Refusal, RefusalReason,
     RequirePaidLayer, Resource, UserId,
 };
@@ -30,13 +30,6 @@ use http::{header, request::Parts};
 
 pub const DEMO_FILE: &str = "9876543210";
 pub const DEMO_PLUGIN: &str = "1122334455";
-
-/// The demo's visitors on the mock: (ID, name, what they bought).
-pub const DEMO_USERS: [(&str, &str, Option<&str>); 3] = [
-    ("2001", "Ada, who bought the Community file", Some("file")),
-    ("2002", "Cleo, who bought the plugin", Some("plugin")),
-    ("2003", "Bob, who bought nothing", None),
-];
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -87,13 +80,15 @@ pub async fn demo_site(site_url: &str) -> Result<(Router, MockFigma), Box<dyn Er
     let mock = MockFigma::start_with(Ledger::default(), "127.0.0.1:0".parse()?).await?;
     let file = Resource::community_file(DEMO_FILE)?;
     let plugin = Resource::plugin(DEMO_PLUGIN)?;
-    for (id, name, bought) in DEMO_USERS {
+    // The demo's users: Ada bought the Community file, Cleo is in a trial
+    // of the plugin, Bob has bought nothing.
+    for (id, handle, _who, status) in DEMO_USERS {
         let user = UserId::new(id)?;
-        mock.add_user(&user, name);
-        match bought {
-            Some("file") => mock.set_status(&user, &file, PaymentStatus::Paid),
-            Some(_) => mock.set_status(&user, &plugin, PaymentStatus::Paid),
-            None => {}
+        mock.add_user(&user, handle);
+        match status {
+            PaymentStatus::Paid => mock.set_status(&user, &file, status),
+            PaymentStatus::Trial => mock.set_status(&user, &plugin, status),
+            _ => {}
         }
     }
     let login = FigmaLogin::builder(MOCK_CLIENT_ID, MOCK_CLIENT_SECRET, site_url)
@@ -173,11 +168,31 @@ fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, buy: &Resource) -
     }
 }
 
-async fn home(user: Option<axum::Extension<UserId>>) -> Html<String> {
+/// `user`'s name: the Figma handle they signed in with, if `profile` is
+/// theirs (a request may carry another user's plugin payment token), else
+/// their user ID.
+fn name(user: &UserId, profile: Option<&Profile>) -> String {
+    match profile {
+        Some(profile) if profile.user_id == *user => html_escape(&profile.handle),
+        _ => format!("Figma user {}", user.as_str()),
+    }
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn home(
+    user: Option<axum::Extension<UserId>>,
+    profile: Option<axum::Extension<Profile>>,
+) -> Html<String> {
     let who = match user {
         Some(axum::Extension(user)) => format!(
-            "<p>Signed in as Figma user {}.</p><form method=\"post\" action=\"/auth/logout\"><button id=\"signout\">Sign out</button></form>",
-            user.as_str()
+            "<p>Signed in as {}.</p><form method=\"post\" action=\"/auth/logout\"><button id=\"signout\">Sign out</button></form>",
+            name(&user, profile.as_ref().map(|p| &p.0))
         ),
         None => "<p><a id=\"signin\" href=\"/auth/login?next=/docs/intro\">Sign in with Figma</a></p>".to_owned(),
     };
@@ -187,16 +202,20 @@ async fn home(user: Option<axum::Extension<UserId>>) -> Html<String> {
     ))
 }
 
-async fn doc_page(Path(page): Path<String>, payment: PaymentInformation) -> Html<String> {
+async fn doc_page(
+    Path(page): Path<String>,
+    payment: PaymentInformation,
+    profile: Option<axum::Extension<Profile>>,
+) -> Html<String> {
     let page: String = page
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
     Html(format!(
         "<!doctype html><title>Docs: {page}</title>{STYLE}<h1 id=\"doc-title\">Docs: {page}</h1>\
-         <p>Welcome, Figma user {user} ({status} for {kind} {id}).</p>\
+         <p>Welcome, {user} ({status} for {kind} {id}).</p>\
          <form method=\"post\" action=\"/auth/logout\"><button id=\"signout\">Sign out</button></form>",
-        user = payment.user_id,
+        user = name(&payment.user_id, profile.as_ref().map(|p| &p.0)),
         status = payment.payment_status,
         kind = payment.resource_type,
         id = payment.resource_id,

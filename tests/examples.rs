@@ -24,7 +24,12 @@ fn check_exits_0_1_2_for_paid_unpaid_and_unknown() {
     let paid = run(&["--demo", "--user", "2001", "--plugin", "1122334455"]);
     assert_eq!(paid.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&paid.stdout).contains("has access"));
-    let unpaid = run(&["--demo", "--user", "2002", "--plugin", "1122334455"]);
+    // The demo's users, as in every example: 2002 is in a trial (access),
+    // 2003 has not paid.
+    let trial = run(&["--demo", "--user", "2002", "--plugin", "1122334455"]);
+    assert_eq!(trial.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&trial.stdout).contains("has access"));
+    let unpaid = run(&["--demo", "--user", "2003", "--plugin", "1122334455"]);
     assert_eq!(unpaid.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unpaid.stdout).contains("has not paid"));
     for args in [
@@ -68,20 +73,21 @@ async fn ai_endpoint_prints_curl_commands_that_give_200_402_and_401() {
             curls.push(line);
         }
     }
-    assert_eq!(curls.len(), 4, "{curls:?}");
+    assert_eq!(curls.len(), 5, "{curls:?}");
     let http = reqwest::Client::new();
     let mut statuses = Vec::new();
     for curl in &curls {
-        // curl -i -X POST http://… [-H 'X-Figma-Payment-Token: …'] -d '…'
+        // curl -i -X POST http://… [-H 'X-Figma-…: …' …] -d '…'
         let url = curl.split_whitespace().nth(4).unwrap();
         let mut req = http.post(url).body("a cat in a hat");
-        if let Some(header) = curl.split('\'').nth(1).filter(|h| h.starts_with("X-Figma")) {
+        for header in curl.split('\'').filter(|h| h.starts_with("X-Figma")) {
             let (name, value) = header.split_once(": ").unwrap();
             req = req.header(name, value);
         }
         statuses.push(req.send().await.unwrap().status().as_u16());
     }
-    assert_eq!(statuses, [200, 200, 402, 401]);
+    // A buyer, a trial, a non-buyer, nobody, a plugin in development.
+    assert_eq!(statuses, [200, 200, 402, 401, 200]);
     let health = http
         .get(format!("http://127.0.0.1:{port}/health"))
         .send()
@@ -114,7 +120,8 @@ async fn ai_endpoint_prints_curl_commands_that_give_200_402_and_401() {
         .json()
         .await
         .unwrap();
-    assert_eq!(stats["granted"], 2);
+    // The buyer, the trial and the plugin in development.
+    assert_eq!(stats["granted"], 3);
     assert_eq!(stats["refused"]["not_paid"], 1);
     assert_eq!(stats["refused"]["no_identity"], 1);
     assert_eq!(stats["upstream_calls"], 3);

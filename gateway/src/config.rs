@@ -240,6 +240,14 @@ pub(crate) struct Args {
     #[arg(long)]
     demo: bool,
 
+    /// With --demo: development mode. A plugin running in development is
+    /// let in, or not, by the status it chose
+    /// (setPaymentStatusInDevelopment, sent by figma-paywall-plugin), with
+    /// any token. Anyone who can reach the gateway can claim any status:
+    /// on this machine only.
+    #[arg(long, requires = "demo")]
+    development: bool,
+
     /// How log lines are written to stderr: `text` for people, `json` (one
     /// object a line) for a log collector. RUST_LOG sets the level
     /// (default `info`).
@@ -425,7 +433,7 @@ impl Gateway {
             if token_set {
                 return Err("--demo runs on the embedded mock Figma, but FIGMA_TOKEN is set: unset it, or drop --demo to ask the real Figma".to_owned());
             }
-            let (client, demo) = crate::demo::Demo::start(&mut resources).await?;
+            let (client, demo) = crate::demo::Demo::start(&mut resources, args.development).await?;
             (client, Some(demo))
         } else {
             if !token_set {

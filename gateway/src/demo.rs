@@ -18,6 +18,7 @@ pub(crate) enum Demo {}
 impl Demo {
     pub(crate) async fn start(
         _resources: &mut Vec<figma_paywall::Resource>,
+        _development: bool,
     ) -> Result<(figma_paywall::PaymentsClient, Self), String> {
         Err("--demo needs the embedded mock Figma, which this build left out (--no-default-features): build with the feature `demo`, or drop --demo".to_owned())
     }
@@ -37,46 +38,52 @@ mod mock {
 
     use figma_paywall::{
         login::{FigmaLogin, LoginBuilder},
-        mock::{MockFigma, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET},
-        PaymentStatus, PaymentsClient, PluginPaymentToken, Resource, UserId,
+        mock::{MockFigma, DEMO_USERS, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET},
+        PaymentsClient, PluginPaymentToken, Resource, UserId,
     };
 
     /// The demo's plugin, when `--demo` names none.
     const DEMO_PLUGIN: &str = "1122334455";
 
-    /// The demo's users: their IDs, and who they are.
-    const USERS: [(&str, &str, PaymentStatus); 3] = [
-        ("2001", "a buyer", PaymentStatus::Paid),
-        ("2002", "a user in a trial", PaymentStatus::Trial),
-        ("2003", "a user who has not paid", PaymentStatus::Unpaid),
-    ];
-
     /// The mock Figma of `--demo`, and the demo's tokens.
     pub(crate) struct Demo {
         mock: MockFigma,
         tokens: Vec<(&'static str, PluginPaymentToken)>,
+        /// `--development`: in development mode.
+        development: bool,
     }
 
     impl Demo {
         /// The mock Figma, on the resource `resources` names first (the demo's
         /// plugin, if none), and a client of it.
+        /// With `development`, in development mode: a plugin in
+        /// development is let in or not by the status it chose
+        /// (setPaymentStatusInDevelopment).
         pub(crate) async fn start(
             resources: &mut Vec<Resource>,
+            development: bool,
         ) -> Result<(PaymentsClient, Self), String> {
             if resources.is_empty() {
                 resources.push(Resource::plugin(DEMO_PLUGIN).map_err(|e| e.to_string())?);
             }
             let (mock, tokens) = demo_figma(&resources[0]).await?;
-            // FIGMA_RATE_LIMIT tries a small budget on the mock too. In
-            // development mode: a plugin in development is let in or not by
-            // the status it chose (setPaymentStatusInDevelopment).
-            let client = mock
-                .client_builder()
-                .development_mode()
+            // FIGMA_RATE_LIMIT tries a small budget on the mock too.
+            let mut client = mock.client_builder();
+            if development {
+                client = client.development_mode();
+            }
+            let client = client
                 .rate_limit_from_env()
                 .and_then(|b| b.build())
                 .map_err(|e| e.to_string())?;
-            Ok((client, Self { mock, tokens }))
+            Ok((
+                client,
+                Self {
+                    mock,
+                    tokens,
+                    development,
+                },
+            ))
         }
 
         /// "Sign in with Figma" against the mock, for the site at `site`.
@@ -89,6 +96,11 @@ mod mock {
         /// The demo's tokens, and commands to try at `addr`.
         pub(crate) fn print(&self, addr: SocketAddr, login: bool) {
             print(&self.tokens, addr, login, &self.mock.url());
+            if self.development {
+                println!(
+                    "# development mode (--development): a plugin in development that chose PAID, any token\ncurl -i http://{addr}/_figma_paywall/auth -H 'X-Figma-Payment-Token: from-figma-in-development' -H 'X-Figma-Payment-Status-In-Development: PAID'\n"
+                );
+            }
         }
     }
 
@@ -104,8 +116,8 @@ mod mock {
         println!("mock Figma on {figma}");
         if login {
             println!("\nOpen http://{addr}/ in a browser and sign in with the mock Figma as:");
-            for (id, who, _) in USERS {
-                println!("  {who} (user {id})");
+            for (id, handle, who, _) in DEMO_USERS {
+                println!("  {handle}, {who} (user {id})");
             }
         }
         println!("\nTry:\n");
@@ -117,9 +129,6 @@ mod mock {
             );
         }
         println!("# nobody\ncurl -i http://{addr}/_figma_paywall/auth\n");
-        println!(
-            "# a plugin in development that chose PAID (any token: development mode)\ncurl -i http://{addr}/_figma_paywall/auth -H 'X-Figma-Payment-Token: from-figma-in-development' -H 'X-Figma-Payment-Status-In-Development: PAID'\n"
-        );
     }
 
     /// The mock Figma of `--demo`: a buyer, a user in a trial and a user who
@@ -131,10 +140,10 @@ mod mock {
             .await
             .map_err(|e| format!("could not start the mock Figma: {e}"))?;
         let mut tokens = Vec::new();
-        for (id, who, status) in USERS {
+        for (id, handle, who, status) in DEMO_USERS {
             let user = UserId::new(id).map_err(|e| e.to_string())?;
             mock.set_status(&user, resource, status);
-            mock.add_user(&user, who);
+            mock.add_user(&user, handle);
             tokens.push((
                 who,
                 mock.issue_token_for(&user, resource, Duration::from_secs(86_400)),

@@ -7,7 +7,10 @@ use axum::{
     http::{header, request::Parts},
     response::{Html, IntoResponse, Redirect, Response},
 };
-use figma_paywall::{login::FigmaLogin, Refusal, RefusalReason, Resource, UserId};
+use figma_paywall::{
+    login::{FigmaLogin, Profile},
+    Refusal, RefusalReason, Resource, UserId,
+};
 
 /// The paywall page's flags.
 #[derive(clap::Args, Debug)]
@@ -18,7 +21,7 @@ pub(crate) struct PageArgs {
 
     /// A stylesheet of your own for the paywall page, after its own (an
     /// https:// URL, or a path on the site such as /assets/paywall.css).
-    /// The page's parts have ids: buy, refresh, account, signout.
+    /// The page's parts have ids: buy, refresh, account, avatar, signout.
     #[arg(long, value_name = "URL", env = "FIGMA_PAYWALL_PAGE_STYLESHEET")]
     page_stylesheet: Option<String>,
 
@@ -96,6 +99,29 @@ fn capitalized(text: &str) -> String {
     })
 }
 
+/// Who the visitor is signed in as, in words: the handle and avatar Figma
+/// gave at sign-in, else the user ID the login layer read from the session.
+fn account(parts: &Parts) -> String {
+    if let Some(profile) = parts.extensions.get::<Profile>() {
+        let avatar = profile
+            .img_url
+            .as_deref()
+            .map(|src| {
+                format!(
+                    "<img id=\"avatar\" src=\"{}\" alt=\"\" width=\"28\" height=\"28\" referrerpolicy=\"no-referrer\" style=\"border-radius:50%;vertical-align:middle\"> ",
+                    esc(src)
+                )
+            })
+            .unwrap_or_default();
+        return format!(" as {avatar}<b id=\"account\">{}</b>", esc(&profile.handle));
+    }
+    parts
+        .extensions
+        .get::<UserId>()
+        .map(|user| format!(" as user <b id=\"account\">{}</b>", esc(user.as_str())))
+        .unwrap_or_default()
+}
+
 /// Escapes text for HTML.
 pub(crate) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -135,12 +161,7 @@ pub(crate) fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, page: 
                 title = capitalized(&product),
                 head = page.extra_head,
                 logo = page.logo,
-                // The user ID the login layer read from the session.
-                account = parts
-                    .extensions
-                    .get::<UserId>()
-                    .map(|user| format!(" as user <b id=\"account\">{}</b>", esc(user.as_str())))
-                    .unwrap_or_default(),
+                account = account(parts),
                 url = page.buy.community_url(),
                 here = esc(here),
             )),
@@ -157,5 +178,40 @@ pub(crate) fn refuse(refusal: Refusal, parts: &Parts, login: &FigmaLogin, page: 
             )),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts_with(profile: serde_json::Value) -> Parts {
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts
+            .extensions
+            .insert(serde_json::from_value::<Profile>(profile).unwrap());
+        parts
+    }
+
+    #[test]
+    fn the_account_is_escaped_and_an_avatar_only_shown_when_given() {
+        let shown = account(&parts_with(serde_json::json!({
+            "user_id": "2003",
+            "handle": "<script>alert(1)</script>",
+            "img_url": "https://s3.example/a.png?\"><script>",
+        })));
+        assert!(!shown.contains("<script>"), "{shown}");
+        assert!(
+            shown.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("src=\"https://s3.example/a.png?&quot;&gt;&lt;script&gt;\""),
+            "{shown}"
+        );
+        let plain = account(&parts_with(
+            serde_json::json!({"user_id": "2003", "handle": "Bob"}),
+        ));
+        assert_eq!(plain, " as <b id=\"account\">Bob</b>");
     }
 }

@@ -82,7 +82,7 @@ let inDevelopment = false
  * sends it with each `paidFetch` (`X-Figma-Payment-Status-In-Development`),
  * read from `figma.payments.status` at each call, so checkout in
  * development counts too. A server in development mode (`cargo run
- * --example ai_endpoint`, `figma-paywall --demo`) takes it with any token;
+ * --example ai_endpoint`, `figma-paywall --demo --development`) takes it with any token;
  * every other server refuses it (400 `development_only`), since Figma's
  * API ignores it.
  *

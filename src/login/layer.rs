@@ -1,5 +1,5 @@
-//! The layer that reads the session cookie and puts a [`UserId`](crate::UserId) on
-//! the requests of signed-in visitors.
+//! The layer that reads the session cookie and puts a [`UserId`](crate::UserId)
+//! (and a [`Profile`](super::Profile)) on the requests of signed-in visitors.
 
 use std::task::{Context, Poll};
 
@@ -9,7 +9,8 @@ use tower_service::Service;
 
 use super::FigmaLogin;
 
-/// Puts a [`UserId`](crate::UserId) on requests of signed-in visitors; see
+/// Puts a [`UserId`](crate::UserId), and their [`Profile`](super::Profile)
+/// when Figma gave one, on requests of signed-in visitors; see
 /// [`FigmaLogin::layer`].
 #[derive(Debug, Clone)]
 pub struct SignedInLayer {
@@ -47,8 +48,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> S::Future {
-        if let Some(user) = self.login.session_user(req.headers()) {
-            req.extensions_mut().insert(user);
+        if let Some(session) = self.login.session(req.headers()) {
+            let extensions = req.extensions_mut();
+            extensions.insert(session.user_id);
+            if let Some(profile) = session.profile {
+                extensions.insert(profile);
+            }
         }
         self.inner.call(req)
     }

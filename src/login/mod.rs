@@ -5,7 +5,9 @@
 //! user ID and keeps it in an encrypted, `HttpOnly`, `SameSite=Lax` cookie;
 //! its [`layer`](FigmaLogin::layer) puts a [`UserId`] on every request of
 //! a signed-in visitor, which is what [`RequirePaid`](crate::RequirePaid)
-//! reads. Figma's access token is used once to learn the ID and then dropped.
+//! reads, and their [`Profile`] (handle and avatar) for a page to show.
+//! Figma's access token is used once, to learn the ID and ask `GET /v1/me`
+//! for the profile, and then dropped.
 //!
 //! Routes (under `/auth` by default): `GET /auth/login?next=/docs` sends the
 //! visitor to Figma, `GET /auth/callback` is where Figma sends them back
@@ -31,6 +33,7 @@
 
 mod budget;
 mod layer;
+mod profile;
 mod routes;
 mod session;
 #[cfg(feature = "redis")]
@@ -43,8 +46,11 @@ use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
 use base64::Engine;
 use url::Url;
 
-pub use self::layer::{SignedIn, SignedInLayer};
 use self::session::{Session, Sessions, SignOut};
+pub use self::{
+    layer::{SignedIn, SignedInLayer},
+    profile::Profile,
+};
 use crate::UserId;
 
 /// Figma's authorization page.
@@ -104,6 +110,8 @@ struct Config {
     client_secret: String,
     authorize_url: Url,
     token_url: Url,
+    /// `GET /v1/me`, for a visitor's handle and avatar at sign-in.
+    me_url: Url,
     callback_url: Url,
     prefix: String,
     key: Key,
@@ -350,6 +358,7 @@ impl LoginBuilder {
                 client_secret: self.client_secret,
                 authorize_url: parse("the authorize URL", &self.authorize_url)?,
                 token_url,
+                me_url: profile::me_url(&api, &self.api_url)?,
                 callback_url,
                 prefix,
                 key,
@@ -537,11 +546,6 @@ impl FigmaLogin {
         let session: Session =
             serde_json::from_str(jar.get(&self.inner.cookie_name)?.value()).ok()?;
         self.inner.sessions.valid(&session).then_some(session)
-    }
-
-    /// The signed-in user of a request's cookies, if any.
-    fn session_user(&self, headers: &http::HeaderMap) -> Option<UserId> {
-        self.session(headers).map(|s| s.user_id)
     }
 
     fn cookie<'c>(

@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{unix_now, FigmaLogin, FLOW_COOKIE, FLOW_LIFETIME, SCOPE};
+use super::{
+    profile::{Profile, MAX_ANSWER, PROFILE_TIMEOUT},
+    unix_now, FigmaLogin, FLOW_COOKIE, FLOW_LIFETIME, SCOPE,
+};
 use crate::UserId;
 
 fn random_token() -> String {
@@ -118,6 +121,8 @@ pub(super) struct CallbackQuery {
 struct TokenAnswer {
     user_id_string: Option<String>,
     user_id: Option<serde_json::Number>,
+    /// Used once, for the visitor's profile, then dropped; never logged.
+    access_token: Option<String>,
 }
 
 /// A sign-in that did not work: a page that says so and offers to start again.
@@ -223,7 +228,7 @@ pub(super) async fn callback(
         .send()
         .await;
     let answer = match answer {
-        Ok(answer) if answer.status().is_success() => read_bounded(answer)
+        Ok(answer) if answer.status().is_success() => read_bounded(answer, MAX_TOKEN_ANSWER)
             .await
             .and_then(|body| serde_json::from_slice::<TokenAnswer>(&body).ok()),
         Ok(answer) if answer.status().is_client_error() => {
@@ -247,13 +252,13 @@ pub(super) async fn callback(
             None
         }
     };
-    let user = answer.and_then(|a| {
+    let signed_in = answer.and_then(|a| {
         let id = a
             .user_id_string
             .or_else(|| a.user_id.map(|n| n.to_string()))?;
-        UserId::new(id).ok()
+        Some((UserId::new(id).ok()?, a.access_token))
     });
-    let Some(user) = user else {
+    let Some((user, access_token)) = signed_in else {
         return (
             jar,
             failed(
@@ -264,8 +269,12 @@ pub(super) async fn callback(
         )
             .into_response();
     };
+    let profile = match access_token {
+        Some(token) => profile(&c.http, &c.me_url, &token, &user).await,
+        None => None,
+    };
     tracing::info!(user_id = %user, "signed in with Figma");
-    let session = c.sessions.issue(user);
+    let session = c.sessions.issue(user, profile);
     let cookie = login.cookie(
         c.cookie_name.clone(),
         serde_json::to_string(&session).unwrap_or_default(),
@@ -311,13 +320,43 @@ impl axum::extract::FromRef<FigmaLogin> for Key {
     }
 }
 
-/// The body of `answer`, or `None` past [`MAX_TOKEN_ANSWER`] bytes or on
-/// a broken connection.
-async fn read_bounded(mut answer: reqwest::Response) -> Option<Vec<u8>> {
+/// The profile of `user`, whose OAuth access token is `token`: one
+/// `GET /v1/me`, dropped on any failure (the sign-in goes on without it).
+async fn profile(
+    http: &reqwest::Client,
+    me_url: &url::Url,
+    token: &str,
+    user: &UserId,
+) -> Option<Profile> {
+    // A sign-in waits for it: not long.
+    let asked = http
+        .get(me_url.clone())
+        .bearer_auth(token)
+        .timeout(PROFILE_TIMEOUT)
+        .send()
+        .await;
+    let answer = match asked {
+        Ok(answer) if answer.status().is_success() => answer,
+        Ok(answer) => {
+            tracing::debug!(status = %answer.status(), "Figma gave no profile at sign-in");
+            return None;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e.without_url(), "Figma gave no profile at sign-in");
+            return None;
+        }
+    };
+    let body = read_bounded(answer, MAX_ANSWER).await?;
+    Profile::of(serde_json::from_slice(&body).ok()?, user)
+}
+
+/// The body of `answer`, or `None` past `max` bytes (such as
+/// [`MAX_TOKEN_ANSWER`]) or on a broken connection.
+pub(super) async fn read_bounded(mut answer: reqwest::Response, max: usize) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = answer.chunk().await.ok()? {
-        if body.len() + chunk.len() > MAX_TOKEN_ANSWER {
-            tracing::warn!("Figma's token answer is larger than {MAX_TOKEN_ANSWER} bytes: refused");
+        if body.len() + chunk.len() > max {
+            tracing::warn!("Figma's answer is larger than {max} bytes: refused");
             return None;
         }
         body.extend_from_slice(&chunk);
@@ -396,8 +435,11 @@ mod tests {
     async fn a_token_answer_is_read_only_up_to_its_bound() {
         let small =
             reqwest::Response::from(http::Response::new(b"{\"user_id_string\":\"1\"}".to_vec()));
-        assert_eq!(read_bounded(small).await.map(|b| b.len()), Some(22));
+        assert_eq!(
+            read_bounded(small, MAX_TOKEN_ANSWER).await.map(|b| b.len()),
+            Some(22)
+        );
         let huge = reqwest::Response::from(http::Response::new(vec![b' '; MAX_TOKEN_ANSWER + 1]));
-        assert_eq!(read_bounded(huge).await, None);
+        assert_eq!(read_bounded(huge, MAX_TOKEN_ANSWER).await, None);
     }
 }

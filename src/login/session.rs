@@ -20,6 +20,7 @@ use std::{
 use moka::{notification::RemovalCause, sync::Cache};
 use serde::{Deserialize, Serialize};
 
+use super::Profile;
 use crate::UserId;
 
 /// Sessions logged out, and users signed out, remembered at most.
@@ -37,6 +38,9 @@ pub(super) struct Session {
     expires_at: u64,
     /// The login's session version when it was issued.
     version: u32,
+    /// The visitor's handle and avatar, when Figma gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) profile: Option<Profile>,
 }
 
 /// A sign-out, as replicas tell each other of it.
@@ -102,8 +106,8 @@ impl Sessions {
         }
     }
 
-    /// A new session for `user`.
-    pub(super) fn issue(&self, user: UserId) -> Session {
+    /// A new session for `user`, shown as `profile`.
+    pub(super) fn issue(&self, user: UserId, profile: Option<Profile>) -> Session {
         let now = unix_ms();
         Session {
             id: format!("{:032x}", rand::random::<u128>()),
@@ -111,6 +115,7 @@ impl Sessions {
             issued_at: now,
             expires_at: (now / 1000).saturating_add(self.lifetime.as_secs()),
             version: self.version,
+            profile,
         }
     }
 
@@ -187,7 +192,7 @@ mod tests {
     /// Issued strictly after everything before it, to the millisecond.
     fn issue(sessions: &Sessions, id: &str) -> Session {
         std::thread::sleep(Duration::from_millis(2));
-        sessions.issue(user(id))
+        sessions.issue(user(id), None)
     }
 
     #[test]
@@ -223,12 +228,12 @@ mod tests {
 
     #[test]
     fn another_version_expired_or_malformed_sessions_are_over() {
-        let old = sessions(1).issue(user("1"));
+        let old = sessions(1).issue(user("1"), None);
         assert!(!sessions(2).valid(&old));
-        let mut expired = sessions(1).issue(user("1"));
+        let mut expired = sessions(1).issue(user("1"), None);
         expired.expires_at = unix_ms() / 1000 - 1;
         assert!(!sessions(1).valid(&expired));
-        let mut forged = sessions(1).issue(user("1"));
+        let mut forged = sessions(1).issue(user("1"), None);
         forged.id = "not hex".to_owned();
         assert!(!sessions(1).valid(&forged));
     }

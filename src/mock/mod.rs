@@ -72,6 +72,36 @@ pub const MOCK_ACCESS_TOKEN: &str = "figd_mock-access-token";
 /// The mock's creator: the owner of [`MOCK_ACCESS_TOKEN`].
 pub const MOCK_CREATOR_ID: &str = "1000";
 
+/// The demo's users, the same in every example and in `figma-paywall
+/// --demo`: (ID, handle, who they are, their status on the demo's
+/// resource). 2001 bought it, 2002 is in a trial, 2003 has not paid.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use figma_paywall::{mock::{MockFigma, DEMO_USERS}, Resource, UserId};
+///
+/// let mock = MockFigma::start().await?;
+/// let plugin = Resource::plugin("1122334455")?;
+/// for (id, handle, _who, status) in DEMO_USERS {
+///     let user = UserId::new(id)?;
+///     mock.add_user(&user, handle);
+///     mock.set_status(&user, &plugin, status);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub const DEMO_USERS: [(&str, &str, &str, PaymentStatus); 3] = [
+    ("2001", "Ada", "a buyer", PaymentStatus::Paid),
+    ("2002", "Cleo", "a user in a trial", PaymentStatus::Trial),
+    (
+        "2003",
+        "Bob",
+        "a user who has not paid",
+        PaymentStatus::Unpaid,
+    ),
+];
+
 /// The OAuth client ID the mock's `/oauth` and `/v1/oauth/token` accept.
 pub const MOCK_CLIENT_ID: &str = "mock-client-id";
 
@@ -106,6 +136,8 @@ struct MockState {
     /// `Retry-After` asked the caller to stop (a fault's or the bucket's).
     back_offs: Vec<(Instant, Duration)>,
     codes: HashMap<String, CodeGrant>,
+    /// OAuth access tokens issued at sign-in, and whose they are.
+    oauth_tokens: HashMap<String, UserId>,
     code_lifetime: Option<Duration>,
     token_requests: usize,
     /// The status of users the ledger does not name.

@@ -178,10 +178,14 @@ pub(super) async fn token(
         }
     }
     let user = grant.user.clone();
+    let access_token = format!("figu_{:032x}", rand::random::<u128>());
+    state
+        .oauth_tokens
+        .insert(access_token.clone(), user.clone());
     Json(json!({
         "user_id_string": user,
         "user_id": user.as_str().parse::<u64>().ok(),
-        "access_token": format!("figu_{:032x}", rand::random::<u128>()),
+        "access_token": access_token,
         "token_type": "bearer",
         "expires_in": 7_776_000,
         "refresh_token": format!("figur_{:032x}", rand::random::<u128>()),

@@ -30,7 +30,7 @@ pub(crate) fn status(paywall: &Paywall, parts: &Parts) -> Result<Chosen, Refusal
     let Some(creator) = paywall.client().development_user() else {
         tracing::debug!("refused: a status chosen in development, outside development mode");
         return Err(refused(
-            "this server takes the payment status from Figma only: X-Figma-Payment-Status-In-Development, which figma-paywall-plugin sends while the plugin runs in development (setPaymentStatusInDevelopment), is honoured by a server in development mode only (`cargo run --example ai_endpoint` or `figma-paywall --demo`, on the mock Figma). Point the plugin in development at one of those, or stop calling setPaymentStatusInDevelopment",
+            "this server takes the payment status from Figma only: X-Figma-Payment-Status-In-Development, which figma-paywall-plugin sends while the plugin runs in development (setPaymentStatusInDevelopment), is honoured by a server in development mode only (`cargo run --example ai_endpoint` or `figma-paywall --demo --development`, on the mock Figma). Point the plugin in development at one of those, or stop calling setPaymentStatusInDevelopment",
         ));
     };
     let mut values = parts.headers.get_all(DEVELOPMENT_STATUS_HEADER).iter();

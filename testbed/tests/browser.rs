@@ -45,7 +45,8 @@ async fn sign_in_read_docs_sign_out_and_hit_the_paywall() {
             client.current_url().await.unwrap().as_str(),
             format!("{base}/docs/intro")
         );
-        assert!(text(&client).await.contains("Figma user 2001 (PAID"));
+        // Greeted by the handle Figma gave at sign-in.
+        assert!(text(&client).await.contains("Welcome, Ada (PAID"));
 
         // Sign out: home, and the docs are closed again.
         click(&client, "signout").await;

@@ -40,10 +40,16 @@ async fn a_visitor_signs_in_through_the_gateway_and_reads_a_page_behind_it() {
         );
         let shown = text(&client).await;
         assert!(shown.contains("Acme Icons is for buyers"), "{shown}");
-        assert!(
-            shown.contains("signed in with Figma as user 2003"),
-            "{shown}"
-        );
+        // Named by the handle Figma gave at sign-in, with their avatar.
+        assert!(shown.contains("signed in with Figma as Bob"), "{shown}");
+        let avatar = client
+            .execute(
+                "return document.getElementById('avatar')?.getAttribute('src') ?? null",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(avatar, "https://www.figma.com/api/mock/avatar/2003.png");
         assert!(!shown.contains("the gateway let in"), "{shown}");
 
         // They sign out: logout sends them home, and home (gated too) on to

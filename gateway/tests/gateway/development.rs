@@ -1,5 +1,6 @@
-//! Development mode: `--demo` takes the status a plugin in development
-//! chose; a gateway on any other Figma refuses it, without asking Figma.
+//! Development mode: `--demo --development` takes the status a plugin in
+//! development chose; `--demo` alone, and a gateway on Figma, refuse it
+//! without asking Figma.
 
 use figma_paywall::{mock::MockFigma, Resource};
 use reqwest::StatusCode;
@@ -14,7 +15,7 @@ fn chose(status: &str) -> [(&'static str, &str); 2] {
 
 #[tokio::test]
 async fn the_demo_takes_the_status_a_plugin_in_development_chose() {
-    let gateway = demo(&[]);
+    let gateway = demo(&["--development"]);
     let (status, headers, _) = auth(&gateway, &chose("PAID")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["x-figma-payment-status"], "PAID");
@@ -48,4 +49,22 @@ async fn a_gateway_on_figma_refuses_a_status_chosen_in_development() {
         );
     }
     assert_eq!(figma.payment_requests(), 0, "Figma was asked");
+}
+
+#[tokio::test]
+async fn the_demo_without_development_refuses_the_status() {
+    let gateway = demo(&[]);
+    let (status, _, body) = auth(&gateway, &chose("PAID")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("\"development_only\""), "{body}");
+    // --development is a demo's only.
+    let refused = super::command(&["--development", "--plugin", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--demo"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

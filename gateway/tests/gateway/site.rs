@@ -209,9 +209,11 @@ async fn the_demo_of_a_website_brings_a_site_and_says_whom_to_sign_in_as() {
     // they signed in with, and a heading that reads as a sentence.
     let other = sign_in(&http, &gateway.base, "2003").await;
     let html = paywall_page(&http, &page, &other).await;
+    // The account by the handle and avatar Figma's /v1/me gave at sign-in.
     for part in [
         "<h1>This plugin is for buyers</h1>",
-        "as user <b id=\"account\">2003</b>",
+        "<img id=\"avatar\" src=\"https://www.figma.com/api/mock/avatar/2003.png\"",
+        "<b id=\"account\">Bob</b>",
         "another Figma account",
     ] {
         assert!(html.contains(part), "no {part:?} in {html}");

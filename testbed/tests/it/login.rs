@@ -166,6 +166,18 @@ impl Site {
             .expect("a session cookie")
     }
 
+    /// The home page's text, for the session `cookie`.
+    async fn home(&self, cookie: &str) -> String {
+        let response = self
+            .http
+            .get(format!("{}/", self.base))
+            .header(header::COOKIE, cookie)
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    }
+
     async fn docs(&self, cookie: Option<&str>, accept: &str) -> Response {
         let mut req = self
             .http
@@ -210,14 +222,17 @@ async fn buyers_sign_in_and_read_the_docs_and_non_buyers_get_the_paywall() {
         .text()
         .await
         .unwrap()
-        .contains("Welcome, Figma user 2001"));
+        .contains("Welcome, Ada (PAID for COMMUNITY_FILE"));
 
-    // Bought the plugin, not the file: or_buyers_of lets them in too.
+    // In a trial of the plugin, not the file: or_buyers_of lets them in too.
     let session = site.sign_in("2002").await;
-    assert_eq!(
-        site.docs(Some(&session), "text/html").await.status(),
-        StatusCode::OK
-    );
+    let response = site.docs(Some(&session), "text/html").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Welcome, Cleo (TRIAL for PLUGIN"));
 
     let session = site.sign_in("2003").await;
     let response = site.docs(Some(&session), "text/html").await;
@@ -231,6 +246,26 @@ async fn buyers_sign_in_and_read_the_docs_and_non_buyers_get_the_paywall() {
     assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["reason"], "not_paid");
+}
+
+#[tokio::test]
+async fn the_visitor_is_greeted_by_handle_and_a_failing_profile_does_not_stop_sign_in() {
+    let site = start_site().await;
+    let me_before = site.mock.me_requests();
+    let session = site.sign_in("2003").await;
+    // One GET /v1/me at sign-in, with the visitor's OAuth token; none on
+    // later requests (the profile is in the session).
+    assert_eq!(site.mock.me_requests(), me_before + 1);
+    let home = site.home(&session).await;
+    assert!(home.contains("Signed in as Bob."), "{home}");
+    assert_eq!(site.mock.me_requests(), me_before + 1);
+
+    // Figma fails /v1/me: the visitor is still signed in, by user ID.
+    site.mock
+        .push_fault(figma_paywall::mock::Fault::Status(500));
+    let session = site.sign_in("2003").await;
+    let home = site.home(&session).await;
+    assert!(home.contains("Signed in as Figma user 2003."), "{home}");
 }
 
 #[tokio::test]
