@@ -16,7 +16,7 @@ use axum::{
 };
 use figma_paywall::{
     credits::CreditCharge,
-    identity::{DefaultIdentity, IdentitySource, PAYMENT_TOKEN_QUERY},
+    identity::{DefaultIdentity, IdentitySource, DEVELOPMENT_STATUS_HEADER, PAYMENT_TOKEN_QUERY},
     PaidAccess,
 };
 use hyper_util::{
@@ -285,15 +285,18 @@ pub(crate) async fn forward(
     // A WebSocket (or any `Upgrade`): the protocol asked for goes on, and
     // once the upstream switches, bytes flow both ways.
     let upgrade = upgrade_asked(req.headers());
-    // Who opens a tunnel, as the gate read them, to check them again.
-    let identity = match upgrade {
+    // Who opens a tunnel, as the gate read them, to check them again; and
+    // whether the gate (in development mode, or it would have refused)
+    // let them in on a status chosen in development, which no refund ends.
+    let (identity, chosen_in_development) = match upgrade {
         Some(_) => {
             let (parts, body) = req.into_parts();
             let identity = DefaultIdentity.identify(&parts).ok().flatten();
+            let chosen = parts.headers.contains_key(DEVELOPMENT_STATUS_HEADER);
             req = Request::from_parts(parts, body);
-            identity
+            (identity, chosen)
         }
-        None => None,
+        None => (None, false),
     };
     let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let place = req.extensions_mut().remove::<Place>();
@@ -343,7 +346,7 @@ pub(crate) async fn forward(
             let switched_to = response.headers().get(header::UPGRADE).cloned();
             if let (true, Some(client_side)) = (switched, client_side) {
                 let upstream_side = hyper::upgrade::on(&mut response);
-                let revoked = recheck.revoked(identity, access);
+                let revoked = recheck.revoked(identity, access, chosen_in_development);
                 tokio::spawn(tunnel(client_side, upstream_side, idle, place, revoked));
             }
             let (mut parts, body) = response.into_parts();

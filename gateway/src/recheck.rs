@@ -3,7 +3,8 @@
 //! expires (its lifetime, `--paid-lifetime` or `--trial-lifetime`, less
 //! its age), with the lookup the gate makes, and the tunnel closes once no
 //! answer lets them in any more (a refund: `UNPAID`) or none can be had.
-//! A user on `--bypass` keeps it.
+//! A user on `--bypass` keeps it, and so does a plugin let in on a status
+//! chosen in development.
 
 use std::{sync::Arc, time::Duration};
 
@@ -49,9 +50,16 @@ impl Recheck {
     }
 
     /// Resolves once the caller who opened a tunnel as `identity`, let in
-    /// with `access`, may no longer hold it.
-    pub(crate) async fn revoked(self, identity: Option<Identity>, access: PaidAccess) {
-        if access.via == AccessVia::Bypass {
+    /// with `access`, may no longer hold it. One let in on a status chosen
+    /// in development (`--demo --development`) keeps it: Figma knows
+    /// nothing of that status, and nothing refunds it.
+    pub(crate) async fn revoked(
+        self,
+        identity: Option<Identity>,
+        access: PaidAccess,
+        chosen_in_development: bool,
+    ) {
+        if access.via == AccessVia::Bypass || chosen_in_development {
             return std::future::pending().await;
         }
         let Some(identity) = identity else {

@@ -68,3 +68,32 @@ async fn the_demo_without_development_refuses_the_status() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_opened_in_development_outlives_its_recheck() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let upstream = super::hardening::echo_upstream().await;
+    let gateway = demo(&[
+        "--development",
+        "--upstream",
+        &upstream,
+        "--paid-lifetime",
+        "2s",
+    ]);
+    let mut request = format!("{}/ws", gateway.base.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    for (name, value) in chose("PAID") {
+        request.headers_mut().insert(name, value.parse().unwrap());
+    }
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("a WebSocket opened in development");
+    // Past the 2 s after which a buyer's tunnel is checked again (the mock
+    // knows nothing of this token): still open.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        assert_eq!(super::hardening::echoed(&mut socket, "ping").await, "ping");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
