@@ -227,9 +227,7 @@ impl Gate {
                 "this plugin payment token was issued for another plugin or widget",
             ));
         };
-        let free_try = self.free_try_with(&lookup);
-        self.judge(lookup, resource)
-            .or_else(|refusal| self.free_try(free_try, refusal))
+        self.judge_or_free_try(lookup, resource)
     }
 
     /// A request with a status chosen in development: judged as Figma's
@@ -246,6 +244,12 @@ impl Gate {
         };
         let resource = &self.resources[0];
         let lookup = development::lookup(paywall, identity, chosen, resource);
+        self.judge_or_free_try(lookup, resource)
+    }
+
+    /// `lookup` judged, or a free try for its non-buyer if the gate gives
+    /// them.
+    fn judge_or_free_try(&self, lookup: Lookup, resource: &Resource) -> Result<Granted, Refusal> {
         let free_try = self.free_try_with(&lookup);
         self.judge(lookup, resource)
             .or_else(|refusal| self.free_try(free_try, refusal))
