@@ -330,13 +330,16 @@ impl LoginBuilder {
                     reason: e.to_string(),
                 })?;
         let api = parse("the Figma API URL", &self.api_url)?;
-        let token_url = crate::client::api_endpoint(&api, "v1/oauth/token").map_err(|e| {
-            LoginConfigError::InvalidUrl {
+        // `path` under the API's base URL, as the client joins its own.
+        let endpoint = |path: &str| {
+            crate::client::api_endpoint(&api, path).map_err(|e| LoginConfigError::InvalidUrl {
                 what: "the Figma API URL",
                 url: self.api_url.clone(),
                 reason: e.to_string(),
-            }
-        })?;
+            })
+        };
+        let token_url = endpoint("v1/oauth/token")?;
+        let me_url = endpoint("v1/me")?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
@@ -358,7 +361,7 @@ impl LoginBuilder {
                 client_secret: self.client_secret,
                 authorize_url: parse("the authorize URL", &self.authorize_url)?,
                 token_url,
-                me_url: profile::me_url(&api, &self.api_url)?,
+                me_url,
                 callback_url,
                 prefix,
                 key,

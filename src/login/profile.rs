@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::LoginConfigError;
 use crate::{FigmaUser, UserId};
 
 /// A handle longer than this is not kept (Figma's are short).
@@ -76,15 +75,6 @@ impl Profile {
             img_url,
         })
     }
-}
-
-/// `GET /v1/me` under the API's base URL `api` (given as `given`).
-pub(super) fn me_url(api: &Url, given: &str) -> Result<Url, LoginConfigError> {
-    crate::client::api_endpoint(api, "v1/me").map_err(|e| LoginConfigError::InvalidUrl {
-        what: "the Figma API URL",
-        url: given.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 #[cfg(test)]
